@@ -1,0 +1,115 @@
+"""PointCLIP configuration: the CLIP backbone, the projection, the views, the prompts and the optional adapter."""
+
+from huggingface_hub.dataclasses import strict
+from transformers import CLIPConfig, PreTrainedConfig
+
+from .projection import get_projection_style
+from .prompts import DEFAULT_TEMPLATES
+
+
+@strict
+class PointCLIPConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`PointCLIPModel`].
+
+    clip_config (`dict` or `CLIPConfig`, *optional*):
+        The nested CLIP configuration (text and vision towers).
+    clip_model_name_or_path (`str`, *optional*, defaults to `"openai/clip-vit-base-patch16"`):
+        Where the frozen CLIP weights come from. `save_pretrained` writes only the adapter and this pointer; set it to
+        `None` to store the CLIP weights inside the checkpoint itself.
+    projection_style (`str`, *optional*, defaults to `"pointclip_v1"`):
+        How a cloud becomes depth maps: `"pointclip_v1"` (6 views), `"pointclip_v1_fewshot"` (10 views) or
+        `"pointclip_v2"` (10 views, realistic projection). See `pointclip_hf.projection`.
+    num_views (`int`, *optional*):
+        Number of views; derived from `projection_style` and checked against it.
+    view_weights (`list[float]`, *optional*):
+        Non-negative weight per view (all 1 when unset), as searched by `pointclip_hf.search`.
+    prompt_templates (`list[str]`, *optional*):
+        Templates with one `{}` for the label; several are averaged CLIP-style. Defaults to the style's template.
+    class_prompts (`dict[str, list[str]]`, *optional*):
+        Per-class sentences (the format of PointCLIP V2's LLM prompt files); they replace the templates for the
+        classes they name.
+    label_names (`list[str]`, *optional*):
+        The classes an adapter was trained on, in logit order.
+    use_adapter (`bool`, *optional*, defaults to `False`):
+        Whether the inter-view adapter sits between the CLIP view features and the normalisation.
+    adapter_ratio, adapter_init, adapter_dropout (`float`, *optional*, default to 0.6, 0.5 and 0.075):
+        The adapter's residual mix, the initial per-view fusion weight and its dropout (PointCLIP's values).
+    label_smoothing (`float`, *optional*, defaults to 0.2):
+        DGCNN-style label smoothing of the training loss (PointCLIP's recipe).
+    max_images_per_batch (`int`, *optional*, defaults to 128):
+        Upper bound on the number of depth images sent through the CLIP image tower at once.
+    """
+
+    model_type = "pointclip"
+    sub_configs_defaults = {"clip_config": CLIPConfig}
+
+    clip_config: dict | CLIPConfig | None = None
+    clip_model_name_or_path: str | None = "openai/clip-vit-base-patch16"
+    projection_style: str = "pointclip_v1"
+    num_views: int | None = None
+    view_weights: list[float | int] | None = None
+    prompt_templates: list[str] | None = None
+    class_prompts: dict[str, list[str]] | None = None
+    label_names: list[str] | None = None
+    use_adapter: bool = False
+    adapter_ratio: float | int = 0.6
+    adapter_init: float | int = 0.5
+    adapter_dropout: float | int = 0.075
+    label_smoothing: float | int = 0.2
+    max_images_per_batch: int = 128
+
+    def __post_init__(self, **kwargs):
+        style = get_projection_style(self.projection_style)
+        if self.num_views is None:
+            self.num_views = style.num_views
+        if self.prompt_templates is None:
+            self.prompt_templates = list(DEFAULT_TEMPLATES[self.projection_style])
+        if self.view_weights is not None:
+            self.view_weights = [float(w) for w in self.view_weights]
+        super().__post_init__(**kwargs)
+
+    def validate_views(self):
+        style = get_projection_style(self.projection_style)
+        if self.num_views != style.num_views:
+            raise ValueError(
+                f"num_views={self.num_views} does not match projection_style {self.projection_style!r}, "
+                f"which renders {style.num_views} views."
+            )
+        if self.view_weights is not None:
+            if len(self.view_weights) != self.num_views:
+                raise ValueError(f"view_weights has {len(self.view_weights)} entries for {self.num_views} views.")
+            if any(w < 0 or w != w for w in self.view_weights):
+                raise ValueError(f"view_weights must be non-negative numbers, got {self.view_weights}.")
+            if not any(w > 0 for w in self.view_weights):
+                raise ValueError("view_weights are all zero: every view would be ignored.")
+
+    def validate_prompts(self):
+        if not self.prompt_templates:
+            raise ValueError("prompt_templates must hold at least one template.")
+        for template in self.prompt_templates:
+            if template.count("{}") != 1:
+                raise ValueError(f"Prompt template {template!r} must contain exactly one '{{}}' for the label.")
+        for name, sentences in (self.class_prompts or {}).items():
+            if not sentences:
+                raise ValueError(f"class_prompts[{name!r}] is empty.")
+        if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
+            raise ValueError(f"label_names contains duplicates: {self.label_names}.")
+
+    def validate_adapter(self):
+        if not 0.0 <= self.adapter_ratio <= 1.0:
+            raise ValueError(f"adapter_ratio must lie in [0, 1], got {self.adapter_ratio}.")
+        if not 0.0 <= self.adapter_dropout < 1.0:
+            raise ValueError(f"adapter_dropout must lie in [0, 1), got {self.adapter_dropout}.")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
+        if self.max_images_per_batch < 1:
+            raise ValueError(f"max_images_per_batch must be at least 1, got {self.max_images_per_batch}.")
+
+    @property
+    def embed_dim(self) -> int:
+        """Width C of CLIP's joint embedding space."""
+        return self.clip_config.projection_dim
+
+
+__all__ = ["PointCLIPConfig"]

@@ -1,0 +1,99 @@
+"""Prompts: the reference templates, our template sets for depth maps, and per-class prompt libraries.
+
+A label becomes one or more sentences: the sentences of its entry in a class-prompt library when there is one,
+otherwise every template formatted with the label (underscores read as spaces, as the reference does). The model
+encodes each sentence, normalises it, averages the sentences of a label and normalises again (CLIP's ensembling).
+"""
+
+import json
+import os
+
+# The template each reference configuration uses (spec 2.4, 3.2 and the V2 few-shot code).
+DEFAULT_TEMPLATES = {
+    "pointclip_v1": ("point cloud depth map of a {}.",),
+    "pointclip_v1_fewshot": ("point cloud of a big {}.",),
+    "pointclip_v2": ("An obscure grayscale depth map of an inclined rough {} 3D model.",),
+}
+
+# Ensembles of our own wording. V1 maps are raw depth on black; V2 maps are dark shapes on white.
+TEMPLATE_SETS = {
+    "pointclip_v1": (
+        "point cloud depth map of a {}.",
+        "a depth map of a {}.",
+        "a rendered depth image of a {}.",
+        "a black background depth map of the {}.",
+        "a sparse point cloud of a {}.",
+        "a 3D scan of a {}, seen as a depth map.",
+        "a noisy depth image of a small {}.",
+        "a grayscale depth render of a {}.",
+    ),
+    "pointclip_v2": (
+        "An obscure grayscale depth map of an inclined rough {} 3D model.",
+        "a grayscale silhouette of a {} on a white background.",
+        "a dark depth map of a {} 3D model.",
+        "a blurry gray rendering of a {}.",
+        "a shaded 3D model of a {} in gray.",
+        "a monochrome depth image of a {}, viewed from an angle.",
+        "a rough gray sketch of a {} shape.",
+        "a smooth gray {} object on a white background.",
+    ),
+}
+TEMPLATE_SETS["pointclip_v1_fewshot"] = TEMPLATE_SETS["pointclip_v1"]
+
+
+def check_labels(labels) -> list[str]:
+    """Return `labels` as a list of strings, or raise if it is empty, holds non-strings or duplicates."""
+    if isinstance(labels, str):
+        labels = [part.strip() for part in labels.split(",")]
+    labels = list(labels)
+    if not labels:
+        raise ValueError("The label list is empty: give at least one candidate label.")
+    bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
+    if bad:
+        raise ValueError(f"Labels must be non-empty strings, got {bad!r}.")
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ValueError(f"The label list contains duplicates: {duplicates}.")
+    return labels
+
+
+def build_prompts(labels, templates, class_prompts=None) -> tuple[list[str], list[int]]:
+    """Sentences for `labels`, and for each sentence the index of the label it belongs to."""
+    sentences, owners = [], []
+    for index, label in enumerate(labels):
+        if class_prompts and label in class_prompts:
+            label_sentences = class_prompts[label]
+        else:
+            label_sentences = [template.format(label.replace("_", " ")) for template in templates]
+        sentences.extend(label_sentences)
+        owners.extend([index] * len(label_sentences))
+    return sentences, owners
+
+
+def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts.json", **hub_kwargs) -> dict:
+    """Load a `{class: [sentence, ...]}` JSON file from a local path, or `filename` from a Hub repository."""
+    path = os.fspath(path_or_repo)
+    if not os.path.exists(path):
+        from huggingface_hub import hf_hub_download
+
+        path = hf_hub_download(path, filename, **hub_kwargs)
+    elif os.path.isdir(path):
+        path = os.path.join(path, filename)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            library = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"Prompt file {path} is not valid JSON: {error}") from None
+    if not isinstance(library, dict) or not all(
+        isinstance(sentences, list) and sentences and all(isinstance(s, str) for s in sentences)
+        for sentences in library.values()
+    ):
+        raise ValueError(f"Prompt file {path} must map each class name to a non-empty list of sentences.")
+    return library
+
+
+def check_class_prompts(class_prompts: dict, labels) -> None:
+    """Raise if a prompt library does not cover every label."""
+    missing = [label for label in labels if label not in class_prompts]
+    if missing:
+        raise ValueError(f"The prompt library has no sentences for classes {missing}.")

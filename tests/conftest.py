@@ -1,0 +1,76 @@
+"""Shared fixtures: a tiny random CLIP (weights + tokenizer) built locally, never downloaded."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import pytest
+import torch
+from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+import pointclip_hf
+
+TINY_EMBED_DIM = 16
+TINY_IMAGE_SIZE = 32
+
+
+def byte_level_alphabet() -> list[str]:
+    """The 256 printable characters GPT-2/CLIP byte-level BPE uses for the bytes 0..255."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    codes, extra = list(printable), 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            codes.append(256 + extra)
+            extra += 1
+    return [chr(code) for code in codes]
+
+
+def build_tiny_tokenizer() -> CLIPTokenizer:
+    alphabet = byte_level_alphabet()
+    vocab = {char: index for index, char in enumerate(alphabet)}
+    vocab.update({char + "</w>": 256 + index for index, char in enumerate(alphabet)})
+    vocab["<|startoftext|>"] = 512
+    vocab["<|endoftext|>"] = 513
+    return CLIPTokenizer(vocab=vocab, merges=[])
+
+
+def build_tiny_clip(seed: int = 0) -> CLIPModel:
+    config = CLIPConfig(
+        text_config=dict(
+            vocab_size=514, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+            max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513,
+        ),
+        vision_config=dict(
+            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, image_size=TINY_IMAGE_SIZE,
+            patch_size=8,
+        ),
+        projection_dim=TINY_EMBED_DIM,
+        logit_scale_init_value=float(np.log(100.0)),
+    )
+    torch.manual_seed(seed)
+    return CLIPModel(config).eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    """A folder holding a tiny random CLIP checkpoint and its tokenizer, as `openai/clip-*` repos do."""
+    path = tmp_path_factory.mktemp("tiny-clip")
+    build_tiny_clip().save_pretrained(path)
+    build_tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def zero_shot_model(tiny_clip_dir):
+    return pointclip_hf.PointCLIPModel.from_pretrained(tiny_clip_dir)
+
+
+@pytest.fixture(scope="session")
+def example_clouds():
+    """Two clouds [2, 1024, 3] from the reference fixtures (a cube and a chair, unit sphere)."""
+    data = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "reference_subset.npz"))
+    return data["points"].astype(np.float32)
