@@ -26,9 +26,9 @@ Supported formats
   is deterministic for a given ``seed``.
 
 Colour channels are returned as stored (e.g. ``0..255`` for ``uchar``
-colours); no normalisation is applied. Points whose ``x``, ``y`` or ``z`` is
-not finite (``NaN`` marks invalid returns in organised scans, for example)
-are dropped.
+colours); no normalisation is applied. A NaN or infinite coordinate is an
+error, except in ``.pcd`` files, where ``NaN`` marks the invalid returns of
+organised scans: those points are dropped.
 
 Errors: an unsupported extension raises :class:`ValueError` listing the
 supported ones; a missing file raises :class:`FileNotFoundError`; a truncated
@@ -122,7 +122,7 @@ def load_point_cloud(
             points = _load_pcd(path.read_bytes())
         else:
             points = _load_mesh(path, ext, int(num_mesh_samples), seed)
-        return _finalize(points)
+        return _finalize(points, drop_invalid=ext == ".pcd")
     except (ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"Cannot load point cloud {str(path)!r}: {exc}") from exc
 
@@ -131,8 +131,8 @@ def load_point_cloud(
 # helpers
 
 
-def _finalize(points: np.ndarray) -> np.ndarray:
-    """Validate shape, cast to float32, drop non-finite xyz rows."""
+def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
+    """Validate shape, cast to float32; drop rows with non-finite xyz when `drop_invalid`, else reject them."""
     if points.ndim != 2:
         raise _FormatError(f"expected a 2-D [N, C] array, got shape {points.shape}")
     if points.shape[1] < 3:
@@ -144,6 +144,9 @@ def _finalize(points: np.ndarray) -> np.ndarray:
     points = np.ascontiguousarray(points, dtype=np.float32)
     finite = np.isfinite(points[:, :3]).all(axis=1)
     if not finite.all():
+        if not drop_invalid:
+            row = int(np.flatnonzero(~finite)[0])
+            raise _FormatError(f"point {row} has a NaN or infinite coordinate")
         points = np.ascontiguousarray(points[finite])
         if points.shape[0] == 0:
             raise _FormatError("no point has finite x, y, z coordinates")

@@ -554,3 +554,11 @@ def test_directory_is_rejected(tmp_path):
     (tmp_path / "dir.ply").mkdir()
     with pytest.raises(ValueError, match="regular file"):
         load_point_cloud(tmp_path / "dir.ply")
+
+
+def test_nan_coordinates_are_an_error_outside_pcd(tmp_path):
+    cloud = np.zeros((4, 3), np.float32)
+    cloud[2, 1] = np.nan
+    np.save(tmp_path / "bad.npy", cloud)
+    with pytest.raises(ValueError, match="point 2 has a NaN"):
+        load_point_cloud(tmp_path / "bad.npy")
