@@ -2,6 +2,8 @@
 CLIP text embeddings of prompts (spec 2.5, 3.2, 4.6)."""
 
 import math
+import os
+import tempfile
 from dataclasses import dataclass
 
 import torch
@@ -17,6 +19,7 @@ from .inter_view_adapter import InterViewAdapter
 from .processing_pointclip import PointCLIPProcessor, is_single_point_cloud
 from .prompts import build_prompts, check_labels
 
+POINTCLIP_CONFIG_FIELDS = set(PointCLIPConfig.__dataclass_fields__) - set(PreTrainedConfig.__dataclass_fields__)
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
 
 
@@ -294,16 +297,45 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             state_dict = adapter_state_dict(state_dict)
         return super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
 
+    def push_to_hub(self, repo_id: str, *, processor=None, model_card=None, commit_message: str | None = None,
+                    private: bool | None = None, token: str | bool | None = None, revision: str | None = None,
+                    create_pr: bool = False, **card_kwargs):
+        """
+        Upload the adapter weights, config, processor and model card to `repo_id` in one commit. The card is ours
+        (`pointclip_hf.model_card.build_model_card(self, repo_id=..., **card_kwargs)` unless `model_card` is given),
+        never transformers' generic one.
+        """
+        from huggingface_hub import HfApi
+
+        from .model_card import build_model_card
+
+        api = HfApi(token=token)
+        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            (processor or self.processor).save_pretrained(folder)
+            card = model_card or build_model_card(self, repo_id=repo_id, **card_kwargs)
+            card.save(os.path.join(folder, "README.md"))
+            return api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                commit_message=commit_message or "Upload PointCLIP adapter",
+                revision=revision,
+                create_pr=create_pr,
+            )
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, clip_model_name_or_path=None, **kwargs):
         """
         Load a PointCLIP folder or Hub repo (its config, the base CLIP named by `config.clip_model_name_or_path` or the
         `clip_model_name_or_path` argument, then its adapter), or any plain CLIP checkpoint as a zero-shot PointCLIP
-        (pass `config=PointCLIPConfig(...)` to choose the projection and prompts). Fails loudly when the CLIP or the
+        (choose the projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
+        `config=PointCLIPConfig(...)`). Fails loudly when the CLIP or the
         adapter weights are missing or do not fit.
         """
         source = pretrained_model_name_or_path
         hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
+        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
         config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
         model_type = config_dict.get("model_type")
         if model_type not in ("pointclip", "clip"):
@@ -311,9 +343,12 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         is_clip_checkpoint = model_type == "clip"
         if config is None:
             if is_clip_checkpoint:
-                config = PointCLIPConfig(clip_config=CLIPConfig.from_dict(config_dict), clip_model_name_or_path=source)
+                clip_config = CLIPConfig.from_dict(config_dict)
+                config = PointCLIPConfig(clip_config=clip_config, clip_model_name_or_path=str(source), **overrides)
             else:
-                config = PointCLIPConfig.from_pretrained(source, **hub_kwargs)
+                config = PointCLIPConfig.from_pretrained(source, **hub_kwargs, **overrides)
+        elif overrides:
+            raise ValueError(f"Pass either config= or config fields {sorted(overrides)}, not both.")
         if clip_model_name_or_path is not None:
             config.clip_model_name_or_path = clip_model_name_or_path
         if is_clip_checkpoint:

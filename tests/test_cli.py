@@ -1,0 +1,58 @@
+"""The `pointclip` command line: classify and render, and clean errors (exit code 2)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pointclip_hf.cli import main
+
+EXAMPLES = Path(__file__).parent.parent / "examples"
+
+
+def test_classify_json_matches_python_api(tiny_clip_dir, zero_shot_model, capsys):
+    files = [str(EXAMPLES / "mug.npy"), str(EXAMPLES / "table.npy")]
+    assert main(["classify", *files, "--labels", "cup,table,bear", "--model", str(tiny_clip_dir), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert [entry["file"] for entry in printed] == files
+    expected = zero_shot_model.classify(files, ["cup", "table", "bear"])
+    assert [[p["label"] for p in entry["predictions"]] for entry in printed] == [[p["label"] for p in r] for r in expected]
+
+
+def test_classify_text_output_and_top_k(tiny_clip_dir, capsys):
+    assert main(["classify", str(EXAMPLES / "mug.npy"), "--labels", "cup,table", "--top-k", "1",
+                 "--model", str(tiny_clip_dir)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith(str(EXAMPLES / "mug.npy") + ": ") and line.count(",") == 0
+
+
+@pytest.mark.parametrize("projection", ["pointclip_v1", "pointclip_v2"])
+def test_render_writes_a_grid_png(tmp_path, projection):
+    out = tmp_path / "views.png"
+    assert main(["render", str(EXAMPLES / "table.npy"), "--out", str(out), "--projection", projection]) == 0
+    image = np.asarray(Image.open(out))
+    assert image.ndim == 2 and image.shape[0] > 100 and image.shape[1] > 300
+    assert image.min() < 60 and image.max() > 200  # something drawn on a background
+
+
+def test_bad_input_exits_2_with_a_message(tiny_clip_dir, tmp_path, capsys):
+    (tmp_path / "cloud.foo").write_text("1 2 3\n")
+    assert main(["classify", str(tmp_path / "cloud.foo"), "--labels", "a,b", "--model", str(tiny_clip_dir)]) == 2
+    assert "extension" in capsys.readouterr().err
+    assert main(["classify", str(EXAMPLES / "mug.npy"), "--labels", "a,a", "--model", str(tiny_clip_dir)]) == 2
+    assert "duplicates" in capsys.readouterr().err
+    assert main(["classify", str(tmp_path / "missing.npy"), "--labels", "a,b", "--model", str(tiny_clip_dir)]) == 2
+    assert "missing.npy" in capsys.readouterr().err
+    assert main(["classify", str(EXAMPLES / "mug.npy"), "--labels", ",", "--model", str(tiny_clip_dir)]) == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_console_script_is_installed(tiny_clip_dir):
+    done = subprocess.run([Path(sys.executable).parent / "pointclip", "classify", str(EXAMPLES / "mug.npy"),
+                           "--labels", "cup,table", "--model", str(tiny_clip_dir)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "mug.npy: " in done.stdout
