@@ -4,6 +4,8 @@ import argparse
 import json
 import sys
 
+from huggingface_hub.errors import StrictDataclassError
+
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
 
 
@@ -94,7 +96,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, ValueError, TypeError, OSError) as error:
+    except (CommandError, ValueError, TypeError, OSError, StrictDataclassError) as error:
         print(f"pointclip {args.command}: error: {error}", file=sys.stderr)
         return 2
 

@@ -241,6 +241,12 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             )
         self._processor = processor
 
+    def compile_image_tower(self, **compile_kwargs) -> "PointCLIPModel":
+        """Opt in to `torch.compile` for CLIP's image tower, the part that dominates the cost; `compile_kwargs` go to
+        `torch.compile` (e.g. `mode="max-autotune"`). Returns the model."""
+        self.clip.vision_model.compile(**compile_kwargs)
+        return self
+
     def set_view_weights(self, weights) -> None:
         """Set the per-view weights (e.g. from `pointclip_hf.search_view_weights`); they are saved with the config."""
         self.config.view_weights = [float(w) for w in weights]

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from huggingface_hub.errors import StrictDataclassError
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
@@ -315,3 +316,32 @@ print(json.dumps(model.classify(np.load({str(tmp_path / 'cloud.npy')!r}), {LABEL
     remote = json.loads(done.stdout.strip().splitlines()[-1])
     local = PointCLIPModel.from_pretrained(folder).classify(example_clouds[1], LABELS)
     assert same_predictions(remote, local)
+
+
+def test_image_tower_chunking_and_compile_give_identical_features(tiny_clip_dir, example_clouds):
+    model = PointCLIPModel.from_pretrained(tiny_clip_dir)
+    pixel_values = model.processor(point_clouds=example_clouds)["pixel_values"]
+    with torch.inference_mode():
+        whole = model.get_view_features(pixel_values)
+        model.config.max_images_per_batch = 5  # 12 images -> chunks of 5, 5, 2
+        torch.testing.assert_close(model.get_view_features(pixel_values), whole, rtol=1e-5, atol=1e-6)
+        model.compile_image_tower(backend="eager")
+        torch.testing.assert_close(model.get_view_features(pixel_values), whole, rtol=1e-5, atol=1e-6)
+    with pytest.raises(StrictDataclassError, match="max_images_per_batch must be at least 1"):
+        PointCLIPConfig(max_images_per_batch=0)
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [
+        (dict(projection_style="pointclip_v1", num_views=10), "does not match projection_style"),
+        (dict(view_weights=[1.0, -1.0, 1, 1, 1, 1]), "non-negative"),
+        (dict(view_weights=[0, 0, 0, 0, 0, 0]), "all zero"),
+        (dict(prompt_templates=["no placeholder"]), "exactly one"),
+        (dict(label_names=["a", "a"]), "duplicates"),
+        (dict(num_views="six"), "num_views"),
+    ],
+)
+def test_config_validation_names_the_field(fields, match):
+    with pytest.raises(StrictDataclassError, match=match):
+        PointCLIPConfig(**fields)
