@@ -165,7 +165,10 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         key = (tuple(sentences), tuple(owners), self._text_weights_state())
         if key not in self._text_cache:
             processor = processor or self.processor
-            tokens = processor.tokenizer(sentences, padding=True, truncation=True, return_tensors="pt")
+            max_length = self.config.clip_config.text_config.max_position_embeddings
+            tokens = processor.tokenizer(
+                sentences, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            )
             with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable later in training graphs
                 embeds = self.get_text_features(
                     tokens["input_ids"].to(self.device),
@@ -234,10 +237,11 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
 
     @processor.setter
     def processor(self, processor: PointCLIPProcessor):
-        if processor.feature_extractor.num_views != self.config.num_views:
+        """Attach a processor; its projection must be the model's. Prompts always come from `model.config`."""
+        if processor.feature_extractor.projection_style != self.config.projection_style:
             raise ValueError(
-                f"The processor renders {processor.feature_extractor.num_views} views, the model expects "
-                f"{self.config.num_views}."
+                f"The processor projects with {processor.feature_extractor.projection_style!r}, the model was built "
+                f"for {self.config.projection_style!r}."
             )
         self._processor = processor
 

@@ -109,17 +109,24 @@ def farthest_point_sampling(points: torch.Tensor, num_samples: int) -> torch.Ten
     return indices
 
 
-def select_points(points: torch.Tensor, num_points: int, method: str, generator: torch.Generator | None = None):
+def point_hash(points: torch.Tensor, seed: int) -> torch.Tensor:
+    """A pseudo-random number in [0, 1) per point `[B, N]`, a function of its coordinates and `seed` alone, so a
+    cloud's "random" sample does not depend on the other clouds of its batch or on the device."""
+    key = torch.tensor([12.9898, 78.233, 37.719], dtype=torch.float64, device=points.device)
+    return torch.frac(torch.sin(points.double() @ key + seed * 0.6180339887) * 43758.5453)
+
+
+def select_points(points: torch.Tensor, num_points: int, method: str, seed: int = 0):
     """
-    Pick `num_points` of each `[B, N, 3]` cloud: `"first"` (the reference), `"random"` or `"fps"`. A cloud with
-    fewer points is padded by repeating its points cyclically (in the chosen order).
+    Pick `num_points` of each `[B, N, 3]` cloud: `"first"` (the reference), `"random"` (a seeded pseudo-random
+    subset that depends only on the cloud itself) or `"fps"`. A cloud with fewer points is padded by repeating its
+    points cyclically (in the chosen order).
     """
     batch, available, _ = points.shape
     if method == "first":
         order = torch.arange(available, device=points.device).expand(batch, available)
     elif method == "random":
-        noise = torch.rand(batch, available, generator=generator).to(points.device)
-        order = noise.argsort(dim=1)
+        order = point_hash(points, seed).argsort(dim=1, stable=True)
     elif method == "fps":
         order = farthest_point_sampling(points, min(num_points, available))
     else:
@@ -186,7 +193,6 @@ class PointCloudProcessor(FeatureExtractionMixin):
     def prepare_points(self, point_clouds, device: torch.device | str | None = None) -> torch.Tensor:
         """Clouds in any accepted form -> checked, normalised and sampled `[B, num_points, 3]` float tensor."""
         batch = to_point_batch(point_clouds)
-        generator = torch.Generator().manual_seed(self.seed) if self.sampling == "random" else None
         clouds = [batch] if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
         prepared = []
         for cloud in clouds:  # one pass for a stacked batch; one per cloud only when their sizes differ
@@ -196,7 +202,7 @@ class PointCloudProcessor(FeatureExtractionMixin):
                 raise ValueError("Point cloud coordinates contain NaN or infinite values.")
             if self.normalize:
                 cloud = normalize_to_unit_sphere(cloud)
-            prepared.append(select_points(cloud, self.num_points, self.sampling, generator))
+            prepared.append(select_points(cloud, self.num_points, self.sampling, self.seed))
         return torch.cat(prepared).float()
 
     def render(self, points: torch.Tensor) -> torch.Tensor:
@@ -251,7 +257,7 @@ class PointCLIPProcessor(ProcessorMixin):
         sentences, owners = build_prompts(
             labels, prompt_templates or self.prompt_templates, class_prompts or self.class_prompts
         )
-        tokens = self.tokenizer(sentences, padding=True, truncation=True, return_tensors="pt")
+        tokens = self.tokenizer(sentences, padding=True, truncation=True, max_length=77, return_tensors="pt")
         return {
             "input_ids": tokens["input_ids"].to(device),
             "attention_mask": tokens["attention_mask"].to(device),

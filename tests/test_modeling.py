@@ -297,18 +297,14 @@ def test_trust_remote_code_from_saved_folder(tiny_clip_dir, tmp_path, example_cl
     np.save(tmp_path / "cloud.npy", example_clouds[1])
     script = f"""
 import sys, json, numpy as np
-sys.path = [p for p in sys.path if 'main' not in p and p not in ('', '.')]
-try:
-    import pointclip_hf
-    raise SystemExit('pointclip_hf must not be importable here')
-except ImportError:
-    pass
+sys.modules['pointclip_hf'] = None  # the package is installed here: make sure nothing uses it
 from transformers import AutoModel, AutoProcessor
 model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True)
 processor = AutoProcessor.from_pretrained({str(folder)!r}, trust_remote_code=True)
 print(json.dumps(model.classify(np.load({str(tmp_path / 'cloud.npy')!r}), {LABELS!r}, processor=processor)))
 """
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
+    assert "import pointclip_hf" not in (folder / "modeling_pointclip.py").read_text()
     done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     import json

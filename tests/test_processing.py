@@ -54,6 +54,9 @@ def test_sampling_methods(example_clouds):
     random_a = PointCloudProcessor(num_points=100, sampling="random", seed=3).prepare_points(cloud)
     random_b = PointCloudProcessor(num_points=100, sampling="random", seed=3).prepare_points(cloud)
     assert torch.equal(random_a, random_b) and not torch.equal(random_a, first)
+    alone = PointCloudProcessor(num_points=100, sampling="random", seed=3).prepare_points(cloud[1:])
+    assert torch.equal(alone[0], random_a[1]), "a cloud's random sample must not depend on its batch"
+    assert len(set(map(tuple, random_a[0].tolist()))) == 100
     padded = PointCloudProcessor(num_points=2048).prepare_points(cloud)
     torch.testing.assert_close(padded[:, 1024:], padded[:, :1024])
 
