@@ -56,3 +56,39 @@ def test_console_script_is_installed(tiny_clip_dir):
                            "--labels", "cup,table", "--model", str(tiny_clip_dir)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "mug.npy: " in done.stdout
+
+
+@pytest.fixture
+def class_folder(tmp_path, example_clouds):
+    """A class-folder dataset: root/<class>/*.npy, 3 clouds per class."""
+    root = tmp_path / "shapes"
+    for name, cloud in zip(["box", "chair"], example_clouds):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            np.save(root / name / f"{i}.npy", cloud[np.random.default_rng(i).permutation(1024)])
+    return root
+
+
+def test_evaluate_writes_report_and_confusion_matrix(tiny_clip_dir, class_folder, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--dataset", str(class_folder), "--split", "train", "--model", str(tiny_clip_dir),
+                 "--output-dir", str(out)]) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["num_samples"] == 6 and f"accuracy {report['accuracy']:.4f}" in printed
+    assert report["setup"]["projection_style"] == "pointclip_v1" and "projection pointclip_v1" in printed
+    assert Image.open(out / "confusion_matrix.png").size[0] > 50
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 7  # header + 6 clouds
+
+
+def test_classify_folder_streams_json_lines(tiny_clip_dir, class_folder, tmp_path, capsys, zero_shot_model):
+    out = tmp_path / "predictions.jsonl"
+    assert main(["classify", str(class_folder), "--labels", "box,chair", "--model", str(tiny_clip_dir),
+                 "--output", str(out), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    files = sorted(str(p) for p in class_folder.rglob("*.npy"))
+    assert [entry["file"] for entry in printed] == files
+    lines = [json.loads(line) for line in out.read_text().splitlines()[1:]]
+    assert [line["path"] for line in lines] == files
+    expected = zero_shot_model.classify(files, ["box", "chair"])
+    assert [entry["predictions"][0]["label"] for entry in printed] == [r[0]["label"] for r in expected]
