@@ -1,0 +1,293 @@
+"""Ensembling PointCLIP with a fully trained 3D network (PointCLIP V1 paper, spec 3.5).
+
+The V1 paper adds the logits of 16-shot PointCLIP to those of a trained 3D classifier (PointNet++, DGCNN,
+...) with a weight, and reports gains for every network. None of this is in the official code. Here the
+ensemble weight is searched on a **validation** split, and the 3D network's logits come from a file
+or a callable.
+
+Formula (see :func:`ensemble_logits`)::
+
+    ensemble = (1 - alpha) * log_softmax(pointclip_logits) + alpha * log_softmax(other_logits)
+
+Why log-softmax:
+
+* The two sources live on unrelated scales. PointCLIP gives ``100 * sum_v w_v cos_v / sqrt(V)``, while a
+  3D network's logits are unbounded and temperature-free. ``log_softmax`` puts both on a common,
+  meaningful scale, the log-probability, and the result is the log of a weighted geometric mean of the
+  two predictive distributions (a log-linear pool, or "product of experts"), up to a per-row constant.
+* For the *decision* it is exactly the paper's weighted sum of raw logits. ``log_softmax`` subtracts a
+  per-row constant (the log-sum-exp), so ``argmax`` of the ensemble equals ``argmax`` of
+  ``(1 - alpha) * p + alpha * o``. The searched accuracy is therefore the paper's rule. Only the output
+  scores change, and they become proper (unnormalised) log-probabilities that can be compared across
+  clouds.
+* The remaining scale mismatch (the temperatures of the two sources) is what ``alpha`` itself absorbs:
+  the weight ratio ``alpha / (1 - alpha)`` on the default grid of 101 values covers 1:99 to 99:1.
+* ``alpha = 0`` and ``alpha = 1`` give back the two sources' own predictions.
+
+``normalize="zscore"`` standardises each row to zero mean and unit standard deviation across classes
+instead. That is scale-free per cloud, and useful when a source's logit scale is so extreme (say 1e4
+against 1) that the alpha grid would be wasted. ``normalize="none"`` uses the raw logits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = [
+    "load_logits",
+    "check_class_order",
+    "EnsembleResult",
+    "ensemble_logits",
+    "search_ensemble_weight",
+]
+
+_NORMALIZATIONS = ("log_softmax", "zscore", "none")
+
+
+# --------------------------------------------------------------------------------------------------
+# loading
+# --------------------------------------------------------------------------------------------------
+def _pick_single(named: dict, path, kind: str):
+    if "logits" in named:
+        return named["logits"]
+    if len(named) == 1:
+        return next(iter(named.values()))
+    raise ValueError(
+        f"{kind} file {os.fspath(path)!r} holds {len(named)} arrays {sorted(named)}; expected a key "
+        f"'logits' or a single array"
+    )
+
+
+def load_logits(source, _depth: int = 0) -> Tensor:
+    """Load an ``[N, K]`` logits matrix, without ever unpickling.
+
+    ``source`` can be:
+
+    * a :class:`torch.Tensor` or a :class:`numpy.ndarray`;
+    * a path (``str`` or ``os.PathLike``) to a ``.npy`` file (``np.load(..., allow_pickle=False)``), a
+      ``.npz`` file, or a ``.safetensors`` file. For the last two the key must be ``"logits"``, or the file
+      must hold exactly one array. Any other suffix (``.pt``, ``.pth``, ``.pkl``, ...) is refused,
+      because loading it would require pickle;
+    * a callable taking no arguments (for example a closure that runs a 3D network over the validation
+      split). It is called here, and its return value is loaded by the rules above.
+
+    Returns a CPU tensor of shape ``[N, K]``. Floating dtypes are kept, and integer input becomes float32.
+    """
+    if isinstance(source, Tensor):
+        out = source.detach().cpu()
+    elif isinstance(source, np.ndarray):
+        if source.dtype == object:
+            raise ValueError("logits array has dtype=object; refusing to load (would need pickle)")
+        out = torch.from_numpy(np.ascontiguousarray(source))
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"logits file not found: {os.fspath(path)!r}")
+        suffix = path.suffix.lower()
+        if suffix == ".npy":
+            out = torch.from_numpy(np.load(path, allow_pickle=False))
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                out = torch.from_numpy(np.asarray(_pick_single({k: z[k] for k in z.files}, path, ".npz")))
+        elif suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            out = _pick_single(load_file(os.fspath(path)), path, ".safetensors")
+        else:
+            raise ValueError(
+                f"unsupported logits file {os.fspath(path)!r}: use .npy, .npz or .safetensors "
+                f"(pickle-based formats such as .pt/.pth/.pkl are refused)"
+            )
+    elif callable(source):
+        if _depth > 0:
+            raise TypeError("a logits callable must return a tensor, an array or a path, not another callable")
+        return load_logits(source(), _depth=1)
+    else:
+        raise TypeError(
+            f"cannot load logits from {type(source).__name__}; expected a Tensor, a numpy array, a path or a callable"
+        )
+    if out.ndim != 2:
+        raise ValueError(f"logits must have shape [N, K], got {tuple(out.shape)}")
+    if out.dtype == torch.bool or out.is_complex():
+        raise ValueError(f"logits must be real numbers, got {out.dtype}")
+    if not out.is_floating_point():
+        out = out.to(torch.float32)
+    return out
+
+
+def check_class_order(expected: Sequence[str], given: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless ``given`` lists the same classes as ``expected``, in the same order.
+
+    The logits columns of both sources must refer to the same classes. The message shows the first
+    mismatch.
+    """
+    expected, given = list(expected), list(given)
+    for i, (e, g) in enumerate(zip(expected, given)):
+        if e != g:
+            raise ValueError(
+                f"class order mismatch at index {i}: expected {e!r} but got {g!r} "
+                f"(the logits columns must follow the same label order)"
+            )
+    if len(expected) != len(given):
+        i = min(len(expected), len(given))
+        extra = expected[i] if len(expected) > len(given) else given[i]
+        raise ValueError(
+            f"class count mismatch: expected {len(expected)} classes but got {len(given)} "
+            f"(first difference at index {i}: {extra!r})"
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# ensembling
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class EnsembleResult:
+    """Result of :func:`search_ensemble_weight`.
+
+    Attributes:
+        alpha: the selected weight of the other (3D) network, in [0, 1].
+        accuracy: validation top-1 accuracy of the ensemble at ``alpha``.
+        pointclip_accuracy: validation accuracy of PointCLIP alone.
+        other_accuracy: validation accuracy of the other network alone.
+    """
+
+    alpha: float
+    accuracy: float
+    pointclip_accuracy: float
+    other_accuracy: float
+
+
+def _check_pair(pointclip_logits, other_logits) -> tuple[Tensor, Tensor]:
+    p = load_logits(pointclip_logits)
+    o = load_logits(other_logits)
+    if p.shape[0] == 0 or o.shape[0] == 0:
+        raise ValueError("empty validation split: logits have N = 0 rows")
+    if o.shape[1] != p.shape[1]:
+        raise ValueError(
+            f"class count mismatch: other_logits has K = {o.shape[1]} classes but pointclip_logits has "
+            f"K = {p.shape[1]}"
+        )
+    if o.shape[0] != p.shape[0]:
+        raise ValueError(
+            f"number of clouds mismatch: pointclip_logits has N = {p.shape[0]} rows but other_logits has "
+            f"N = {o.shape[0]}"
+        )
+    for name, t in (("pointclip_logits", p), ("other_logits", o)):
+        if torch.isnan(t).any():
+            raise ValueError(f"{name} contain NaN")
+        if torch.isinf(t).any():
+            raise ValueError(f"{name} contain Inf")
+    return p, o
+
+
+def _normalize(x: Tensor, normalize: str) -> Tensor:
+    x = x.to(torch.float64)
+    if normalize == "log_softmax":
+        return torch.log_softmax(x, dim=-1)
+    if normalize == "zscore":
+        centred = x - x.mean(dim=-1, keepdim=True)
+        std = centred.pow(2).mean(dim=-1, keepdim=True).sqrt()
+        return centred / std.clamp_min(torch.finfo(torch.float64).tiny)  # constant row -> all zeros
+    if normalize == "none":
+        return x
+    raise ValueError(f"normalize must be one of {_NORMALIZATIONS}, got {normalize!r}")
+
+
+def _check_alpha(alpha) -> float:
+    alpha = float(alpha)
+    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return alpha
+
+
+def ensemble_logits(pointclip_logits, other_logits, alpha: float, normalize: str = "log_softmax") -> Tensor:
+    """``(1 - alpha) * norm(pointclip_logits) + alpha * norm(other_logits)``, ``[N, K]`` float64.
+
+    ``norm`` is ``log_softmax`` over classes by default (see the module docstring for why). It can also be
+    ``"zscore"`` (per-row standardisation) or ``"none"``. ``alpha`` is the weight of the other network, so
+    ``alpha = 0`` is PointCLIP alone and ``alpha = 1`` is the other network alone. Both inputs accept
+    anything :func:`load_logits` accepts.
+    """
+    p, o = _check_pair(pointclip_logits, other_logits)
+    alpha = _check_alpha(alpha)
+    return (1.0 - alpha) * _normalize(p, normalize) + alpha * _normalize(o, normalize)
+
+
+def _check_labels(labels, n: int, k: int) -> Tensor:
+    labels = labels.detach().cpu() if isinstance(labels, Tensor) else torch.as_tensor(labels)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(f"labels must have shape [N], got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
+        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
+    if labels.shape[0] == 0:
+        raise ValueError("empty validation split: labels has N = 0 entries")
+    if labels.shape[0] != n:
+        raise ValueError(f"number of clouds mismatch: logits have N = {n} rows but labels has N = {labels.shape[0]}")
+    labels = labels.long()
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= k:
+        raise ValueError(f"labels out of range: found values in [{lo}, {hi}] but there are K = {k} classes")
+    return labels
+
+
+def search_ensemble_weight(
+    pointclip_logits,
+    other_logits,
+    labels,
+    alphas: Tensor | Sequence[float] | None = None,
+    normalize: str = "log_softmax",
+    *,
+    class_names: Sequence[str] | None = None,
+    other_class_names: Sequence[str] | None = None,
+) -> EnsembleResult:
+    """Pick the ensemble weight ``alpha`` that maximises validation top-1 accuracy.
+
+    Every alpha (default ``torch.linspace(0, 1, 101)``) is scored at once, in chunks that bound the
+    memory. Predictions are the ``argmax`` over classes, and the lowest class index wins a tie. When
+    several alphas reach the best accuracy, the **first one in the order given** is returned, so the
+    default grid prefers the smallest weight for the other network. The result is deterministic.
+
+    If both ``class_names`` and ``other_class_names`` are given, their order is checked first with
+    :func:`check_class_order`. The logits accept anything :func:`load_logits` accepts.
+    """
+    if class_names is not None and other_class_names is not None:
+        check_class_order(class_names, other_class_names)
+    p, o = _check_pair(pointclip_logits, other_logits)
+    n, k = p.shape
+    if class_names is not None and len(class_names) != k:
+        raise ValueError(f"class_names has {len(class_names)} entries but the logits have K = {k} classes")
+    labels = _check_labels(labels, n, k)
+    if alphas is None:
+        alphas = torch.linspace(0, 1, 101, dtype=torch.float64)
+    alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
+    if alphas.numel() == 0:
+        raise ValueError("alphas must contain at least one value")
+    if torch.isnan(alphas).any() or (alphas < 0).any() or (alphas > 1).any():
+        raise ValueError(f"alphas must lie in [0, 1], got min {float(alphas.min())} max {float(alphas.max())}")
+    if normalize not in _NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {_NORMALIZATIONS}, got {normalize!r}")
+
+    pn, on = _normalize(p, normalize), _normalize(o, normalize)
+    correct = torch.empty(alphas.numel(), dtype=torch.int64)
+    chunk = max(1, (32 << 20) // (n * k * 8))  # about 32 MiB of float64 per chunk
+    for a0 in range(0, alphas.numel(), chunk):
+        a = alphas[a0:a0 + chunk, None, None]
+        z = (1.0 - a) * pn[None] + a * on[None]  # [A, N, K]
+        correct[a0:a0 + chunk] = (z.argmax(dim=-1) == labels[None]).sum(dim=-1)
+    best = int(correct.max())
+    first = int((correct == best).nonzero()[0])
+    return EnsembleResult(
+        alpha=float(alphas[first]),
+        accuracy=best / n,
+        pointclip_accuracy=float((p.argmax(dim=-1) == labels).double().mean()),
+        other_accuracy=float((o.argmax(dim=-1) == labels).double().mean()),
+    )
