@@ -95,6 +95,117 @@ def evaluate(args) -> int:
     return 0
 
 
+def _validation_split(args, dataset):
+    """`--validation-split NAME` of the dataset, or a stratified `--validation-fraction` carved from `dataset`."""
+    from .point_cloud_datasets import train_validation_split
+
+    if args.validation_split:
+        return dataset, load_dataset_arg(args, args.validation_split)
+    return train_validation_split(dataset, args.validation_fraction, seed=args.seed)
+
+
+def train(args) -> int:
+    from .point_cloud_datasets import class_names_of, few_shot_subset
+    from .training import TrainingConfig, build_few_shot_model, train_adapter
+
+    if args.shots < 1:
+        raise CommandError(f"--shots must be at least 1, got {args.shots}.")
+    pool, validation = _validation_split(args, load_dataset_arg(args, args.split))
+    few_shot = few_shot_subset(pool, args.shots, seed=args.seed, replace=args.replace)
+    config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                            augment=not args.no_augment, seed=args.seed, progress=True)
+    model = build_few_shot_model(args.model, class_names_of(pool), projection_style=args.projection or
+                                 "pointclip_v1_fewshot", seed=args.seed)
+    result = train_adapter(model, few_shot, validation, config=config, output_dir=args.output_dir)
+    model.save_pretrained(args.output_dir)
+    model.processor.save_pretrained(args.output_dir)
+    card = dict(training=config.to_dict(), dataset_name=args.dataset, shots=args.shots)
+    from .model_card import build_model_card
+
+    build_model_card(model, **card).save(f"{args.output_dir}/README.md")
+    print(f"best validation accuracy {result.best_validation_accuracy} at epoch {result.best_epoch}; "
+          f"adapter saved in {args.output_dir}")
+    if args.push_to_hub:
+        commit = model.push_to_hub(args.push_to_hub, **card)
+        print(f"pushed to {commit.repo_url}")
+    return 0
+
+
+def push(args) -> int:
+    import json
+    import os
+
+    from .modeling_pointclip import PointCLIPModel
+
+    model = PointCLIPModel.from_pretrained(args.folder)  # loads and checks the adapter against its base CLIP
+    card = {}
+    for name, key in (("training_result.json", "training"), ("report.json", "evaluation")):
+        path = os.path.join(args.folder, name)
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as handle:
+                card[key] = json.load(handle)
+    commit = model.push_to_hub(args.repo, private=args.private, **card)
+    print(f"pushed {args.folder} to {commit.repo_url}")
+    return 0
+
+
+def search(args) -> int:
+    import json
+    import os
+
+    from .prompts import load_class_prompts
+    from .search import tune_on_validation
+
+    if not args.prompts and args.no_weights:
+        raise CommandError("Nothing to search: give --prompts, or drop --no-weights.")
+    model = load_model(args)
+    _, validation = _validation_split(args, load_dataset_arg(args, args.split))
+    fixed = {int(k): float(v) for k, v in (item.split("=") for item in args.fix.split(","))} if args.fix else None
+    summary = tune_on_validation(
+        model, validation, prompt_library=load_class_prompts(args.prompts) if args.prompts else None,
+        search_weights=not args.no_weights, grid=[float(g) for g in args.grid.split(",")], fixed=fixed,
+        batch_size=args.batch_size,
+    )
+    model.save_pretrained(args.output_dir)
+    model.processor.save_pretrained(args.output_dir)
+    with open(os.path.join(args.output_dir, "search.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+    for what in ("prompts", "view_weights"):
+        if what in summary:
+            found = summary[what]
+            print(f"{what}: validation accuracy {found['baseline_accuracy']:.4f} -> {found['accuracy']:.4f}")
+    print(f"view weights {model.config.view_weights}; tuned model saved in {args.output_dir}")
+    return 0
+
+
+def ensemble(args) -> int:
+    import json
+    import os
+
+    from .ensemble import ensemble_logits, load_logits, pointclip_logits, search_ensemble_weight
+
+    model = load_model(args)
+    validation = load_dataset_arg(args, args.validation_split)
+    logits, labels = pointclip_logits(model, validation, batch_size=args.batch_size)
+    found = search_ensemble_weight(logits, load_logits(args.validation_logits), labels)
+    summary = {"alpha": found.alpha, "validation": {"ensemble": found.accuracy, "pointclip": found.pointclip_accuracy,
+                                                    "other": found.other_accuracy}}
+    print(f"alpha {found.alpha:.2f}: validation accuracy {found.accuracy:.4f} "
+          f"(PointCLIP {found.pointclip_accuracy:.4f}, other {found.other_accuracy:.4f})")
+    if args.test_split:
+        if not args.test_logits:
+            raise CommandError("--test-split needs --test-logits (the other network's logits on that split).")
+        test_logits, test_labels = pointclip_logits(model, load_dataset_arg(args, args.test_split), args.batch_size)
+        combined = ensemble_logits(test_logits, load_logits(args.test_logits), found.alpha)
+        accuracy = lambda scores: float((scores.argmax(-1) == test_labels).double().mean())
+        summary["test"] = {"ensemble": accuracy(combined), "pointclip": accuracy(test_logits)}
+        print(f"test accuracy {summary['test']['ensemble']:.4f} (PointCLIP alone {summary['test']['pointclip']:.4f})")
+    os.makedirs(args.output_dir, exist_ok=True)
+    with open(os.path.join(args.output_dir, "ensemble.json"), "w", encoding="utf-8") as handle:
+        json.dump(summary, handle, indent=2)
+    return 0
+
+
 def render(args) -> int:
     from .processing_pointclip import PointCloudProcessor
     from .projection import render_views
@@ -146,6 +257,56 @@ def build_parser() -> argparse.ArgumentParser:
     command.add_argument("--no-resume", action="store_true", help="start afresh instead of resuming")
     model_options(command)
     command.set_defaults(run=evaluate)
+
+    def validation_options(command):
+        command.add_argument("--split", default="train", help="the split to draw from")
+        command.add_argument("--validation-split", help="a dataset split to validate on (default: carve one)")
+        command.add_argument("--validation-fraction", type=float, default=0.2,
+                             help="share of each class carved from --split for validation")
+        command.add_argument("--seed", type=int, default=2)
+
+    command = commands.add_parser("train", help="few-shot training of the inter-view adapter (CLIP frozen)")
+    dataset_options(command)
+    validation_options(command)
+    command.add_argument("--shots", type=int, default=16, help="training examples per class")
+    command.add_argument("--replace", action="store_true", help="sample with replacement for classes with < shots")
+    command.add_argument("--output-dir", required=True)
+    command.add_argument("--epochs", type=int, default=250)
+    command.add_argument("--batch-size", type=int, default=32)
+    command.add_argument("--learning-rate", type=float, default=0.01)
+    command.add_argument("--no-augment", action="store_true", help="no scale/shift augmentation (caches features)")
+    command.add_argument("--push-to-hub", metavar="REPO", help="upload the adapter, configs and card here")
+    model_options(command)
+    command.set_defaults(run=train)
+
+    command = commands.add_parser("push", help="upload a trained folder (adapter, configs, model card) to the Hub")
+    command.add_argument("folder")
+    command.add_argument("repo")
+    command.add_argument("--private", action="store_true")
+    command.set_defaults(run=push)
+
+    command = commands.add_parser("search", help="tune prompts and view weights on a validation split")
+    dataset_options(command)
+    validation_options(command)
+    command.add_argument("--prompts", help="JSON prompt library {class: [sentence, ...]}: a file or Hub repo")
+    command.add_argument("--no-weights", action="store_true", help="skip the view-weight search")
+    command.add_argument("--grid", default="0.25,0.5,0.75,1.0", help="candidate view weights")
+    command.add_argument("--fix", help="views with fixed weights, e.g. 0=0.75,1=0.75,2=0.75 (as PointCLIP V2)")
+    command.add_argument("--batch-size", type=int, default=32)
+    command.add_argument("--output-dir", required=True, help="where the tuned model is saved")
+    model_options(command)
+    command.set_defaults(run=search)
+
+    command = commands.add_parser("ensemble", help="mix PointCLIP with another classifier's logits")
+    dataset_options(command)
+    command.add_argument("--validation-split", required=True, help="split the mixing weight is searched on")
+    command.add_argument("--validation-logits", required=True, help=".npy/.npz/.safetensors logits on that split")
+    command.add_argument("--test-split", help="split to report the ensemble on")
+    command.add_argument("--test-logits", help="the other network's logits on the test split")
+    command.add_argument("--batch-size", type=int, default=32)
+    command.add_argument("--output-dir", default="pointclip-ensemble")
+    model_options(command)
+    command.set_defaults(run=ensemble)
 
     command = commands.add_parser("render", help="write the depth views of a cloud as a PNG grid")
     command.add_argument("file")

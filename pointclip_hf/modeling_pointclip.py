@@ -125,7 +125,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         ]
         return torch.cat(features).reshape(batch, views, -1)
 
-    def get_point_cloud_embeds(self, view_features: torch.Tensor) -> torch.Tensor:
+    def get_point_cloud_embeds(self, view_features: torch.Tensor, apply_view_weights: bool = True) -> torch.Tensor:
         """Combine `view_features` `[batch, views, C]` into the point-cloud embedding, `[batch, views, C]` blocks
         (adapter or per-view normalisation, then view weights). This is where the views become one embedding."""
         if self.adapter is not None:
@@ -133,7 +133,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             embeds = adapted / adapted.flatten(1).norm(dim=-1).clamp_min(1e-12)[:, None, None]
         else:
             embeds = F.normalize(view_features, dim=-1)
-        if self.config.view_weights is not None:
+        if apply_view_weights and self.config.view_weights is not None:
             weights = torch.tensor(self.config.view_weights, dtype=embeds.dtype, device=embeds.device)
             embeds = embeds * weights[:, None]
         return embeds
@@ -377,7 +377,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         elif model.adapter is not None and any(key.startswith("adapter.") for key in info["missing_keys"]):
             if not is_clip_checkpoint:
                 raise OSError(f"{source} asks for an adapter but holds no adapter weights.")
-        model.config._name_or_path = str(source)
+        model.config._name_or_path = model.name_or_path = str(source)
         return (model, info) if want_info else model
 
 

@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "tune_on_validation",
     "view_logits",
     "ViewWeightSearchResult",
     "search_view_weights",
@@ -789,3 +790,62 @@ def search_prompts(
         baseline_accuracy=baseline_correct / n,
         indices=indices,
     )
+
+
+# --------------------------------------------------------------------------------------------------
+# the searches applied to a model
+# --------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def encode_class_prompts(model, library: Mapping[str, Sequence[str]], class_names: Sequence[str],
+                         batch_size: int = 256) -> dict[str, Tensor]:
+    """Normalised CLIP text embeddings `[S_c, C]` of every sentence of a `{class: [sentence, ...]}` library."""
+    from .prompts import check_class_prompts
+
+    check_class_prompts(library, class_names)
+    tokenizer = model.processor.tokenizer
+    max_length = model.config.clip_config.text_config.max_position_embeddings
+    embeds = {}
+    for name in class_names:
+        chunks = []
+        for start in range(0, len(library[name]), batch_size):
+            tokens = tokenizer(list(library[name][start : start + batch_size]), padding=True, truncation=True,
+                               max_length=max_length, return_tensors="pt").to(model.device)
+            chunks.append(model.get_text_features(tokens["input_ids"], tokens["attention_mask"]).float().cpu())
+        embeds[name] = torch.cat(chunks)
+    return embeds
+
+
+def tune_on_validation(model, validation_dataset, *, prompt_library: Mapping[str, Sequence[str]] | None = None,
+                       search_weights: bool = True, grid=(0.25, 0.5, 0.75, 1.0), fixed: dict[int, float] | None = None,
+                       batch_size: int = 32, progress: bool = True) -> dict:
+    """
+    Tune a model's prompts and view weights on a validation split (never the test split) and store them in its config,
+    so they persist through `save_pretrained` / `push_to_hub`. One CLIP pass encodes the clouds; then the greedy prompt
+    search over `prompt_library` (if given) picks one sentence per class (`config.class_prompts`), and the exhaustive
+    grid search picks the view weights (`config.view_weights`). Returns a JSON-able summary of both searches.
+    """
+    from .training import encode_dataset
+
+    names = getattr(getattr(validation_dataset, "features", {}).get("label"), "names", None)
+    class_names = list(model.config.label_names or names or [])
+    if not class_names:
+        raise ValueError("The validation dataset's 'label' column is not a ClassLabel and the model has no label_names.")
+    features, labels = encode_dataset(model, validation_dataset, batch_size=batch_size, progress=progress)
+    with torch.no_grad():
+        embeds = model.get_point_cloud_embeds(features, apply_view_weights=False).float().cpu()
+    labels = labels.cpu()
+    summary = {"validation_size": len(labels), "class_names": class_names}
+    if prompt_library is not None:
+        candidates = encode_class_prompts(model, prompt_library, class_names)
+        found = search_prompts(embeds, candidates, class_names, labels, view_weights=model.config.view_weights,
+                               progress=progress, sentences={c: list(prompt_library[c]) for c in class_names})
+        model.config.class_prompts = {name: [sentence] for name, sentence in found.prompts.items()}
+        summary["prompts"] = {"accuracy": found.accuracy, "baseline_accuracy": found.baseline_accuracy,
+                              "chosen": found.prompts}
+    if search_weights:
+        text = model.get_label_embeddings(class_names).float().cpu()
+        found = search_view_weights(embeds, text, labels, grid=grid, fixed=fixed, progress=progress)
+        model.set_view_weights(found.weights)
+        summary["view_weights"] = {"accuracy": found.accuracy, "baseline_accuracy": found.baseline_accuracy,
+                                   "weights": found.weights, "num_candidates": found.num_candidates}
+    return summary

@@ -8,12 +8,14 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import pytest
 import torch
+from datasets import Array2D, ClassLabel, Dataset, Features
 from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 import pointclip_hf
 
 TINY_EMBED_DIM = 16
 TINY_IMAGE_SIZE = 32
+SHAPE_CLASSES = ["cube", "sphere", "disc", "line"]
 
 
 def byte_level_alphabet() -> list[str]:
@@ -74,3 +76,34 @@ def example_clouds():
     """Two clouds [2, 1024, 3] from the reference fixtures (a cube and a chair, unit sphere)."""
     data = np.load(os.path.join(os.path.dirname(__file__), "fixtures", "reference_subset.npz"))
     return data["points"].astype(np.float32)
+
+
+def synthetic_cloud(kind: int, rng: np.random.Generator, num_points: int = 256) -> np.ndarray:
+    """Cube surface, sphere surface, flat disc or line segment, with a little noise."""
+    n = num_points
+    if kind == 0:
+        points = rng.uniform(-1, 1, (n, 3))
+        face_axis, face_side = rng.integers(0, 3, n), np.sign(rng.uniform(-1, 1, n))
+        points[np.arange(n), face_axis] = face_side
+    elif kind == 1:
+        points = rng.normal(size=(n, 3))
+        points /= np.linalg.norm(points, axis=1, keepdims=True)
+    elif kind == 2:
+        radius, angle = np.sqrt(rng.uniform(0, 1, n)), rng.uniform(0, 2 * np.pi, n)
+        points = np.stack([radius * np.cos(angle), np.zeros(n), radius * np.sin(angle)], axis=1)
+    else:
+        t = rng.uniform(-1, 1, n)
+        points = np.stack([t, 0.3 * t, 0.5 * t], axis=1)
+    return (points + rng.normal(scale=0.01, size=points.shape)).astype(np.float32)
+
+
+def make_shape_dataset(seed: int, per_class: int, num_points: int = 256) -> Dataset:
+    """A labelled dataset of SHAPE_CLASSES clouds (`points` Array2D, `label` ClassLabel), `per_class` of each."""
+    rng = np.random.default_rng(seed)
+    points, labels = [], []
+    for label in range(len(SHAPE_CLASSES)):
+        for _ in range(per_class):
+            points.append(synthetic_cloud(label, rng, num_points))
+            labels.append(label)
+    features = Features({"points": Array2D((None, 3), "float32"), "label": ClassLabel(names=SHAPE_CLASSES)})
+    return Dataset.from_dict({"points": points, "label": labels}, features=features)

@@ -219,6 +219,8 @@ def test_save_writes_only_the_adapter_and_reloads_identically(tiny_clip_dir, tmp
     assert all(t.dtype in (torch.float32, torch.int64) for t in tensors.values())
     model.processor.save_pretrained(tmp_path)
     reloaded = PointCLIPModel.from_pretrained(tmp_path)
+    assert reloaded.name_or_path == str(tmp_path)
+    assert reloaded.processor.feature_extractor.to_dict() == model.processor.feature_extractor.to_dict()
     for name, value in model.state_dict().items():
         assert torch.equal(reloaded.state_dict()[name], value), name
     assert reloaded.classify(example_clouds, LABELS) == model.classify(example_clouds, LABELS)

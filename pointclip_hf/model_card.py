@@ -1,0 +1,310 @@
+"""Model cards for PointCLIP models: Hub metadata (base model, tags, model-index) and a README body rendered from the
+Jinja template `pointclip_hf/model_card_template.md` (shipped inside the package).
+
+`build_model_card(model, training=..., evaluation=..., dataset_name=..., shots=..., repo_id=...)` returns a
+`huggingface_hub.ModelCard`; `model.push_to_hub(repo_id, ...)` uses it. `python -m pointclip_hf.model_card PATH`
+writes the example card (`model_cards/pointclip_adapter.md` in the repository).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .configuration_pointclip import PointCLIPConfig
+from .inter_view_adapter import InterViewAdapter
+
+TEMPLATE_NAME = "model_card_template.md"
+LIBRARY_NAME = "pointclip_hf"
+TAGS = ["point-cloud", "pointclip", "clip", "few-shot", "zero-shot-classification", "3d"]
+PIPELINE_TAG = "zero-shot-classification"
+PROJECTION_DESCRIPTIONS = {
+    "pointclip_v1": "PointCLIP zero-shot: 4 side views, top and bottom; perspective splat of harmonic-mean depth, "
+    "128 x 128",
+    "pointclip_v1_fewshot": "PointCLIP few-shot: 4 side views, 4 corner views, top and bottom; perspective splat of "
+    "harmonic-mean depth, 224 x 224",
+    "pointclip_v2": "PointCLIP V2 realistic projection: 10 tilted views, voxelised, densified and smoothed grey maps "
+    "on white, 110 x 110",
+}
+# TrainingConfig settings that do not change the trained weights: left out of the recipe table.
+_RUNTIME_SETTINGS = ("progress", "device", "num_workers", "cache_features")
+_EXAMPLE_REPO_ID = "your-username/pointclip-vit-b16-modelnet40-16shot"
+
+
+def model_card_template_path() -> Path:
+    """Path of the Jinja template the cards are rendered from."""
+    path = Path(str(resources.files(__package__) / TEMPLATE_NAME))
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"The model card template {path} is missing from this installation of pointclip_hf; reinstall the package "
+            "(the template is package data) or pass template_path=..."
+        )
+    return path
+
+
+def build_model_card(
+    model,
+    training: dict | None = None,
+    evaluation: dict | None = None,
+    dataset_name: str | None = None,
+    shots: int | None = None,
+    *,
+    repo_id: str | None = None,
+    model_name: str | None = None,
+    template_path: str | os.PathLike | None = None,
+) -> ModelCard:
+    """
+    The model card of a PointCLIP model.
+
+    Args:
+        model: a [`PointCLIPModel`] (or just its [`PointCLIPConfig`]).
+        training: the recipe: `TrainingConfig.to_dict()`, or the `training_result.json` written by `train_adapter`
+            (its `training_config`, `best_epoch` and `best_validation_accuracy` are used).
+        evaluation: results on held-out data: a dict with `accuracy` (a fraction), and optionally `mean_class_accuracy`,
+            `num_samples`, `per_class_accuracy` (`{label: fraction}`), `split` (default `"test"`) and `dataset_name`;
+            `EvaluationReport.to_dict()` fits. With an accuracy the card gets a `model-index` entry.
+        dataset_name: the dataset (a Hub id or a short name such as `"modelnet40"`), listed under `datasets`.
+        shots: the k of a k-shot training set.
+        repo_id: where the model lives; used in the usage snippet (default: a placeholder).
+        model_name: the title and the `model-index` name (default: the last part of `repo_id`).
+        template_path: another Jinja template (default: the one shipped with the package).
+    """
+    config = model if isinstance(model, PointCLIPConfig) else model.config
+    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
+        raise ValueError(f"shots must be a positive integer, got {shots!r}.")
+    recipe, best_epoch, best_validation_accuracy = _split_training(training)
+    evaluation = _evaluation_dict(evaluation)
+    dataset_name = dataset_name or (evaluation or {}).get("dataset_name")
+    repo_id = repo_id or "your-username/pointclip-model"
+    model_name = model_name or repo_id.rstrip("/").split("/")[-1]
+    base_model = config.clip_model_name_or_path
+    use_adapter = bool(config.use_adapter)
+    label_names = list(config.label_names) if config.label_names else None
+
+    eval_results = _eval_results(evaluation, dataset_name)
+    tags = list(TAGS) if use_adapter else [tag for tag in TAGS if tag != "few-shot"]
+    card_data = ModelCardData(
+        base_model=base_model,
+        library_name=LIBRARY_NAME,
+        license="mit",
+        tags=tags,
+        datasets=[dataset_name] if dataset_name else None,
+        pipeline_tag=PIPELINE_TAG,
+        model_name=model_name if eval_results else None,
+        eval_results=eval_results or None,
+        **({"base_model_relation": "adapter"} if use_adapter else {}),
+    )
+    seed = recipe.get("seed") if recipe else None
+    variables = dict(
+        model_name=model_name,
+        repo_id=repo_id,
+        base_model=base_model or "(CLIP weights stored in this repository)",
+        base_model_url=f"https://huggingface.co/{base_model}" if base_model and not os.path.exists(base_model) else "#",
+        use_adapter=use_adapter,
+        shots=shots,
+        dataset_name=dataset_name,
+        num_views=config.num_views,
+        projection_style=config.projection_style,
+        projection_description=PROJECTION_DESCRIPTIONS.get(config.projection_style, config.projection_style),
+        view_weights_text=_view_weights_text(config.view_weights),
+        prompt_templates_text=", ".join(f"`{template}`" for template in config.prompt_templates or []),
+        class_prompts_count=len(config.class_prompts or {}),
+        processor_text=_processor_text(model),
+        adapter_parameters=f"{_adapter_parameters(config):,}" if use_adapter else None,
+        adapter_ratio=config.adapter_ratio,
+        adapter_dropout=config.adapter_dropout,
+        label_names=label_names,
+        num_labels=len(label_names) if label_names else None,
+        labels_python=repr(label_names) if label_names else '["chair", "table", "airplane"]  # any class names',
+        seed=seed,
+        selection_text=_selection_text(training, best_validation_accuracy),
+        training_rows=[(key, _format_value(value)) for key, value in (recipe or {}).items()],
+        best_epoch=best_epoch,
+        best_validation_accuracy=_percent(best_validation_accuracy),
+        evaluation_rows=_evaluation_rows(evaluation, dataset_name),
+        num_samples=(evaluation or {}).get("num_samples"),
+        per_class_rows=[
+            (label, _percent(value)) for label, value in ((evaluation or {}).get("per_class_accuracy") or {}).items()
+        ],
+    )
+    path = template_path if template_path is not None else model_card_template_path()
+    return ModelCard.from_template(card_data, template_path=str(path), **variables)
+
+
+# ---------------------------------------------------------------------------------------------------- helpers
+
+
+def _split_training(training: dict | None) -> tuple[dict | None, int | None, float | None]:
+    if training is None:
+        return None, None, None
+    if not isinstance(training, dict):
+        to_dict = getattr(training, "to_dict", None)
+        if to_dict is None:
+            raise TypeError(f"training must be a dict (TrainingConfig.to_dict()), got {type(training).__name__}.")
+        training = to_dict()
+    best_epoch = training.get("best_epoch")
+    best_accuracy = training.get("best_validation_accuracy")
+    recipe = training.get("training_config", training)
+    recipe = {key: value for key, value in recipe.items() if key not in _RUNTIME_SETTINGS}
+    for key in ("best_epoch", "best_validation_accuracy", "history", "output_dir", "epochs_completed", "finished",
+                "label_names"):
+        recipe.pop(key, None)
+    return recipe, best_epoch, best_accuracy
+
+
+def _evaluation_dict(evaluation) -> dict | None:
+    if evaluation is None:
+        return None
+    if not isinstance(evaluation, dict):
+        to_dict = getattr(evaluation, "to_dict", None)
+        if to_dict is None:
+            raise TypeError(f"evaluation must be a dict, got {type(evaluation).__name__}.")
+        evaluation = to_dict()
+    for key in ("accuracy", "mean_class_accuracy"):
+        value = evaluation.get(key)
+        if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
+            raise ValueError(f"evaluation[{key!r}] must be a fraction in [0, 1], got {value!r}.")
+    return evaluation
+
+
+def _metrics(evaluation: dict | None) -> list[tuple[str, str, float]]:
+    """(metric name, metric config, value) of the accuracies present."""
+    if not evaluation:
+        return []
+    metrics = []
+    if evaluation.get("accuracy") is not None:
+        metrics.append(("Overall accuracy", "overall", float(evaluation["accuracy"])))
+    if evaluation.get("mean_class_accuracy") is not None:
+        metrics.append(("Mean class accuracy", "mean_class", float(evaluation["mean_class_accuracy"])))
+    return metrics
+
+
+def _eval_results(evaluation: dict | None, dataset_name: str | None) -> list[EvalResult]:
+    if not evaluation or evaluation.get("accuracy") is None:
+        return []
+    dataset = dataset_name or "custom"
+    return [
+        EvalResult(
+            task_type=PIPELINE_TAG,
+            task_name="Point cloud classification",
+            dataset_type=dataset,
+            dataset_name=dataset,
+            dataset_split=evaluation.get("split", "test"),
+            metric_type="accuracy",
+            metric_name=name,
+            metric_config=metric_config,
+            metric_value=value,
+        )
+        for name, metric_config, value in _metrics(evaluation)
+    ]
+
+
+def _evaluation_rows(evaluation: dict | None, dataset_name: str | None) -> list[dict]:
+    return [
+        {
+            "dataset": dataset_name or "custom",
+            "split": (evaluation or {}).get("split", "test"),
+            "metric": name,
+            "value": _percent(value),
+        }
+        for name, _, value in _metrics(evaluation)
+    ]
+
+
+def _selection_text(training, best_validation_accuracy) -> str | None:
+    if best_validation_accuracy is not None:
+        return (
+            "the adapter of the epoch with the best validation accuracy (the original PointCLIP code selects on the "
+            "test set, which makes its reported numbers optimistic)."
+        )
+    if isinstance(training, dict) and "best_epoch" in training:
+        return "the adapter of the last epoch (no validation set)."
+    return None
+
+
+def _adapter_parameters(config: PointCLIPConfig) -> int:
+    with torch.device("meta"):
+        adapter = InterViewAdapter(config.num_views, config.embed_dim)
+    return sum(parameter.numel() for parameter in adapter.parameters())
+
+
+def _processor_text(model) -> str | None:
+    processor = getattr(model, "_processor", None)  # only one already loaded: never download for a card
+    feature_extractor = getattr(processor, "feature_extractor", None)
+    if feature_extractor is None:
+        return None
+    return (
+        f"{feature_extractor.num_points} points ({feature_extractor.sampling} sampling), "
+        f"{'unit-sphere normalisation, ' if feature_extractor.normalize else ''}"
+        f"{feature_extractor.image_size} x {feature_extractor.image_size} images"
+    )
+
+
+def _view_weights_text(weights) -> str:
+    if weights is None:
+        return "all 1"
+    return ", ".join(f"{weight:g}" for weight in weights)
+
+
+def _percent(value) -> str | None:
+    return None if value is None else f"{100 * value:.2f} %"
+
+
+def _format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format_value(item) for item in value)
+    return f"{value}"
+
+
+# ---------------------------------------------------------------------------------------------------- example
+
+
+def example_model_card() -> ModelCard:
+    """The card of a hypothetical 16-shot ModelNet40 adapter on ViT-B/16, as written to `model_cards/` (no weights are
+    built or downloaded, and no evaluation figures are invented)."""
+    from transformers import CLIPConfig
+
+    # Absolute imports: transformers copies the relative imports of the modeling code (which imports this module)
+    # next to every saved model, and these two are not needed there.
+    from pointclip_hf.point_cloud_datasets import MODELNET40_CLASSES
+    from pointclip_hf.training import TrainingConfig
+
+    clip_config = CLIPConfig(
+        text_config={"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},
+        vision_config={
+            "hidden_size": 768,
+            "intermediate_size": 3072,
+            "num_hidden_layers": 12,
+            "num_attention_heads": 12,
+            "patch_size": 16,
+            "image_size": 224,
+        },
+        projection_dim=512,
+    )
+    config = PointCLIPConfig(
+        clip_config=clip_config,
+        clip_model_name_or_path="openai/clip-vit-base-patch16",
+        projection_style="pointclip_v1_fewshot",
+        use_adapter=True,
+        label_names=list(MODELNET40_CLASSES),
+    )
+    return build_model_card(
+        config, training=TrainingConfig().to_dict(), dataset_name="modelnet40", shots=16, repo_id=_EXAMPLE_REPO_ID
+    )
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = sys.argv[1] if len(sys.argv) > 1 else "model_cards/pointclip_adapter.md"
+    example_model_card().save(target)
+    print(f"Wrote {target}")
+
+
+__all__ = ["build_model_card", "example_model_card", "model_card_template_path"]
