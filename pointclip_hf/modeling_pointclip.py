@@ -264,7 +264,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         Args:
             point_clouds: one cloud `[N, 3+]` or several (arrays, tensors, nested lists or file paths).
             labels: candidate class names (or a comma-separated string); with an adapter trained on
-                `config.label_names`, these must be exactly those names in that order.
+                `config.label_names`, these must be those names (in any order).
             top_k: keep the `top_k` best labels (all by default).
             batch_size: clouds rendered and encoded at once.
 
@@ -272,10 +272,10 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             For one cloud a list of `{"label", "score"}` sorted by score; for a batch, one such list per cloud.
         """
         labels = check_labels(labels)
-        if self.config.label_names is not None and labels != list(self.config.label_names):
+        if self.config.label_names is not None and set(labels) != set(self.config.label_names):
             raise ValueError(
-                "This model's adapter was trained on the labels "
-                f"{self.config.label_names}; classify with exactly those labels, in that order (got {labels})."
+                f"This model's adapter was trained on the labels {self.config.label_names}; classify with those "
+                f"labels (in any order), got {labels}."
             )
         if top_k is not None and top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {top_k}.")
