@@ -74,7 +74,7 @@ def test_train_push_and_load_back_by_repo_id(hub_with_base_clip, tmp_path, monke
 
 def test_cli_train_push_and_classify(hub_with_base_clip, tmp_path, capsys):
     data = tmp_path / "shapes"
-    for name, cloud_set in zip(SHAPE_CLASSES, np.split(np.stack(make_shape_dataset(2, 5)["points"]), 4)):
+    for name, cloud_set in zip(SHAPE_CLASSES, np.split(np.stack(make_shape_dataset(2, 5).with_format("numpy")["points"]).astype(np.float32), 4)):
         (data / name).mkdir(parents=True)
         for i, cloud in enumerate(cloud_set):
             np.save(data / name / f"{i}.npy", cloud)
