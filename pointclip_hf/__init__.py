@@ -4,12 +4,19 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProces
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_pointclip import PointCLIPConfig
+from .ensemble import ensemble_logits, load_logits, pointclip_logits, search_ensemble_weight
+from .evaluation import EvaluationReport, classify_files, evaluate
 from .inter_view_adapter import InterViewAdapter, convert_reference_adapter
+from .model_card import build_model_card
 from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
 from .pipeline_pointclip import PointCloudZeroShotClassificationPipeline
+from .point_cloud_datasets import few_shot_subset, load_point_cloud_dataset, train_validation_split
 from .point_cloud_io import load_point_cloud
 from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor
 from .projection import render_views
+from .prompts import TEMPLATE_SETS, load_class_prompts
+from .search import search_prompts, search_view_weights, tune_on_validation
+from .training import TrainingConfig, build_few_shot_model, encode_dataset, train_adapter
 
 PIPELINE_TASK = "point-cloud-zero-shot-classification"
 
@@ -31,6 +38,8 @@ PIPELINE_REGISTRY.register_pipeline(
 __version__ = "0.1.0"
 __all__ = [
     "PIPELINE_TASK",
+    "TEMPLATE_SETS",
+    "EvaluationReport",
     "InterViewAdapter",
     "PointCLIPConfig",
     "PointCLIPModel",
@@ -39,7 +48,25 @@ __all__ = [
     "PointCLIPProcessor",
     "PointCloudProcessor",
     "PointCloudZeroShotClassificationPipeline",
+    "TrainingConfig",
+    "build_few_shot_model",
+    "build_model_card",
+    "classify_files",
     "convert_reference_adapter",
+    "encode_dataset",
+    "ensemble_logits",
+    "evaluate",
+    "few_shot_subset",
+    "load_class_prompts",
+    "load_logits",
     "load_point_cloud",
+    "load_point_cloud_dataset",
+    "pointclip_logits",
     "render_views",
+    "search_ensemble_weight",
+    "search_prompts",
+    "search_view_weights",
+    "train_adapter",
+    "train_validation_split",
+    "tune_on_validation",
 ]

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .search import check_label_ids
+
 __all__ = [
     "load_logits",
     "check_class_order",
@@ -220,24 +222,6 @@ def ensemble_logits(pointclip_logits, other_logits, alpha: float, normalize: str
     return (1.0 - alpha) * _normalize(p, normalize) + alpha * _normalize(o, normalize)
 
 
-def _check_labels(labels, n: int, k: int) -> Tensor:
-    labels = labels.detach().cpu() if isinstance(labels, Tensor) else torch.as_tensor(labels)
-    if labels.ndim == 2 and labels.shape[1] == 1:
-        labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise ValueError(f"labels must have shape [N], got {tuple(labels.shape)}")
-    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
-        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
-    if labels.shape[0] == 0:
-        raise ValueError("empty validation split: labels has N = 0 entries")
-    if labels.shape[0] != n:
-        raise ValueError(f"number of clouds mismatch: logits have N = {n} rows but labels has N = {labels.shape[0]}")
-    labels = labels.long()
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= k:
-        raise ValueError(f"labels out of range: found values in [{lo}, {hi}] but there are K = {k} classes")
-    return labels
-
 
 def search_ensemble_weight(
     pointclip_logits,
@@ -265,7 +249,7 @@ def search_ensemble_weight(
     n, k = p.shape
     if class_names is not None and len(class_names) != k:
         raise ValueError(f"class_names has {len(class_names)} entries but the logits have K = {k} classes")
-    labels = _check_labels(labels, n, k)
+    labels = check_label_ids(labels, n, k)
     if alphas is None:
         alphas = torch.linspace(0, 1, 101, dtype=torch.float64)
     alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()

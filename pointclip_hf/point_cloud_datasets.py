@@ -66,6 +66,7 @@ import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, Features
 
 from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
+from .prompts import check_labels
 
 __all__ = [
     "HUB_DATASETS",
@@ -335,16 +336,7 @@ def _check_class_names(class_names):
         return None
     if isinstance(class_names, str):
         raise TypeError("class_names must be a list of strings, not a single string")
-    names = list(class_names)
-    if not names:
-        raise ValueError("class_names is empty")
-    bad = [n for n in names if not isinstance(n, str) or not n]
-    if bad:
-        raise ValueError(f"class_names must be non-empty strings, got {bad}")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"class_names has duplicates: {duplicates}")
-    return names
+    return check_labels(class_names)
 
 
 def _labels_and_classes(dataset):

@@ -94,7 +94,8 @@ def _normalize_text(text: Tensor, name: str) -> Tensor:
     return text / norms
 
 
-def _check_labels(labels, n: int, k: int) -> Tensor:
+def check_label_ids(labels, n: int, k: int) -> Tensor:
+    """`labels` as an `[N]` int64 tensor of class ids in `[0, k)`, or a `ValueError` naming what is wrong."""
     labels = _as_tensor(labels, "labels")
     if labels.ndim == 2 and labels.shape[1] == 1:  # reference loaders keep labels as [N, 1]
         labels = labels[:, 0]
@@ -106,7 +107,7 @@ def _check_labels(labels, n: int, k: int) -> Tensor:
         raise ValueError("empty validation split: labels has N = 0 entries")
     if labels.shape[0] != n:
         raise ValueError(
-            f"number of clouds mismatch: features has N = {n} but labels has N = {labels.shape[0]}"
+            f"number of clouds mismatch: the scores have N = {n} rows but labels has N = {labels.shape[0]}"
         )
     labels = labels.long()
     lo, hi = int(labels.min()), int(labels.max())
@@ -355,7 +356,7 @@ def search_view_weights(
     k = text_embeds.shape[0]
     if k == 0:
         raise ValueError("text_embeds must contain at least one class (K = 0)")
-    labels = _check_labels(labels, n, k)
+    labels = check_label_ids(labels, n, k)
     grid = _check_grid(grid)
     fixed = _check_fixed(fixed, v)
     if int(chunk_size) < 1:
@@ -651,7 +652,7 @@ def search_prompts(
     if len(set(class_names)) != len(class_names):
         raise ValueError("class_names must be unique")
     k = len(class_names)
-    labels = _check_labels(labels, n, k)
+    labels = check_label_ids(labels, n, k)
     if isinstance(passes, bool) or int(passes) != passes or passes < 0:
         raise ValueError(f"passes must be a non-negative integer, got {passes!r}")
     passes = int(passes)

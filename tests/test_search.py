@@ -234,7 +234,7 @@ def test_labels_n_by_1_and_progress(capsys):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"labels": torch.zeros(9, dtype=torch.long)}, "features has N = 10 but labels has N = 9"),
+        ({"labels": torch.zeros(9, dtype=torch.long)}, "have N = 10 rows but labels has N = 9"),
         ({"text_embeds": torch.randn(4, 7)}, "channel mismatch"),
         ({"labels": torch.full((10,), 4)}, "labels out of range"),
         ({"labels": torch.full((10,), -1)}, "labels out of range"),
@@ -366,7 +366,7 @@ def test_prompt_search_errors():
         search_prompts(feats, cands, names, labels, initial={"nope": 0})
     with pytest.raises(ValueError, match="labels out of range"):
         search_prompts(feats, cands, names, torch.full_like(labels, 4))
-    with pytest.raises(ValueError, match="features has N = 60 but labels has N = 59"):
+    with pytest.raises(ValueError, match="have N = 60 rows but labels has N = 59"):
         search_prompts(feats, cands, names, labels[:-1])
     with pytest.raises(ValueError, match="empty validation split"):
         search_prompts(feats[:0], cands, names, labels[:0])
