@@ -1,6 +1,7 @@
 """The `pointclip` command line: classify and render, and clean errors (exit code 2)."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,3 +93,15 @@ def test_classify_folder_streams_json_lines(tiny_clip_dir, class_folder, tmp_pat
     assert [line["path"] for line in lines] == files
     expected = zero_shot_model.classify(files, ["box", "chair"])
     assert [entry["predictions"][0]["label"] for entry in printed] == [r[0]["label"] for r in expected]
+
+
+def test_example_scripts_run(tiny_clip_dir, tmp_path):
+    rendered = subprocess.run([sys.executable, str(EXAMPLES / "render_depth_views.py"), "--out-dir", str(tmp_path)],
+                              capture_output=True, text=True)
+    assert rendered.returncode == 0, rendered.stderr
+    assert len(list(tmp_path.glob("*.png"))) == 9
+    classified = subprocess.run([sys.executable, str(EXAMPLES / "zero_shot_classification.py"), "--model",
+                                 str(tiny_clip_dir)], capture_output=True, text=True, env={**os.environ,
+                                                                                          "HF_HUB_OFFLINE": "1"})
+    assert classified.returncode == 0, classified.stderr
+    assert "pointclip_v2:" in classified.stdout and "mug.npy" in classified.stdout

@@ -125,3 +125,15 @@ def test_bad_settings(kwargs, match):
 def test_bad_clouds_name_the_problem(clouds, error, match):
     with pytest.raises(error, match=match):
         PointCloudProcessor()(clouds)
+
+
+def test_feature_extractor_loads_through_auto_class(tiny_clip_dir, tmp_path):
+    from transformers import AutoFeatureExtractor
+
+    from pointclip_hf import PointCLIPModel
+
+    model = PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style="pointclip_v2")
+    model.save_pretrained(tmp_path)
+    model.processor.save_pretrained(tmp_path)
+    extractor = AutoFeatureExtractor.from_pretrained(tmp_path)
+    assert isinstance(extractor, PointCloudProcessor) and extractor.projection_style == "pointclip_v2"
