@@ -37,8 +37,10 @@ class PointCLIPConfig(PreTrainedConfig):
         The adapter's residual mix, the initial per-view fusion weight and its dropout (PointCLIP's values).
     label_smoothing (`float`, *optional*, defaults to 0.2):
         DGCNN-style label smoothing of the training loss (PointCLIP's recipe).
-    max_images_per_batch (`int`, *optional*, defaults to 128):
-        Upper bound on the number of depth images sent through the CLIP image tower at once.
+    max_images_per_batch (`int`, *optional*):
+        Upper bound on the number of depth images sent through the CLIP image tower at once. By default 8 on CPU
+        (small chunks stay in cache: about 80% of the machine's matmul throughput against 62% at 128) and 128 on
+        accelerators.
     """
 
     model_type = "pointclip"
@@ -57,7 +59,7 @@ class PointCLIPConfig(PreTrainedConfig):
     adapter_init: float | int = 0.5
     adapter_dropout: float | int = 0.075
     label_smoothing: float | int = 0.2
-    max_images_per_batch: int = 128
+    max_images_per_batch: int | None = None
 
     def __post_init__(self, **kwargs):
         style = get_projection_style(self.projection_style)
@@ -103,7 +105,7 @@ class PointCLIPConfig(PreTrainedConfig):
             raise ValueError(f"adapter_dropout must lie in [0, 1), got {self.adapter_dropout}.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
-        if self.max_images_per_batch < 1:
+        if self.max_images_per_batch is not None and self.max_images_per_batch < 1:
             raise ValueError(f"max_images_per_batch must be at least 1, got {self.max_images_per_batch}.")
 
     @property

@@ -109,7 +109,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
 
     def get_view_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         """`pixel_values` `[batch, views, 3, S, S]` -> CLIP image embeddings `[batch, views, C]`, computed at most
-        `config.max_images_per_batch` images at a time."""
+        `config.max_images_per_batch` images at a time (8 on CPU, 128 on accelerators by default)."""
         if pixel_values.ndim != 5 or pixel_values.shape[2] != 3:
             raise ValueError(f"pixel_values must be [batch, views, 3, S, S], got shape {tuple(pixel_values.shape)}.")
         batch, views = pixel_values.shape[:2]
@@ -119,9 +119,9 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
                 f"{self.config.num_views}: the processor and the model use different projections."
             )
         images = pixel_values.flatten(0, 1).to(device=self.device, dtype=self.dtype)
+        chunk_size = self.config.max_images_per_batch or (8 if self.device.type == "cpu" else 128)
         features = [
-            self.clip.get_image_features(pixel_values=chunk).pooler_output
-            for chunk in images.split(self.config.max_images_per_batch)
+            self.clip.get_image_features(pixel_values=chunk).pooler_output for chunk in images.split(chunk_size)
         ]
         return torch.cat(features).reshape(batch, views, -1)
 

@@ -205,10 +205,11 @@ def _splat_depth(points_cam: torch.Tensor, resolution: int) -> torch.Tensor:
     pixel = torch.where(keep, pixel, dropped)
 
     weight = 1 / (depth + _EPS)
-    sums = points_cam.new_zeros(num_maps * num_pixels + 1, 2)
-    sums.index_add_(0, pixel.flatten(), torch.stack([depth * weight, weight], dim=-1).flatten(0, 1))
-    weighted_depth, total_weight = sums[:-1].unbind(-1)
-    depth_map = weighted_depth / torch.where(total_weight == 0, 1.0, total_weight)
+    pixel = pixel.flatten()
+    # Two contiguous planes (no interleaved, strided adds); empty pixels divide 0 by a tiny number and stay 0.
+    weighted_depth = points_cam.new_zeros(num_maps * num_pixels + 1).index_add_(0, pixel, (depth * weight).flatten())
+    total_weight = points_cam.new_zeros(num_maps * num_pixels + 1).index_add_(0, pixel, weight.flatten())
+    depth_map = weighted_depth[:-1].div_(total_weight[:-1].clamp_min_(torch.finfo(points_cam.dtype).tiny))
     return depth_map.view(num_maps, resolution, resolution)
 
 
