@@ -213,8 +213,19 @@ def _splat_depth(points_cam: torch.Tensor, resolution: int) -> torch.Tensor:
     return depth_map.view(num_maps, resolution, resolution)
 
 
+_CPU_MAPS_PER_CHUNK = 16
+
+
 def _realistic_projection(points_cam: torch.Tensor) -> torch.Tensor:
-    """PointCLIP V2 `points2grid` + `Grid2Image` for `[M, N, 3]` view-frame points -> `[M, 110, 110]` in [0, 1]."""
+    """PointCLIP V2 `points2grid` + `Grid2Image` for `[M, N, 3]` view-frame points -> `[M, 110, 110]` in [0, 1].
+    On CPU the maps go `_CPU_MAPS_PER_CHUNK` at a time: their voxel grids (6 MB) stay in cache, while a whole
+    batch's (130 MB for 32 clouds) does not, which made it 2.5-4x slower."""
+    if points_cam.device.type == "cpu":
+        return torch.cat([_grid_to_image(chunk) for chunk in points_cam.split(_CPU_MAPS_PER_CHUNK)])
+    return _grid_to_image(points_cam)
+
+
+def _grid_to_image(points_cam: torch.Tensor) -> torch.Tensor:
     grid = _points_to_grid(points_cam)
     num_maps, depth, size, _ = grid.shape
     pooled = size + 2 * _MAXPOOL_PADDING - _MAXPOOL_SIZE + 1
