@@ -25,7 +25,12 @@ def load_model(args):
 
     overrides = {"projection_style": args.projection} if getattr(args, "projection", None) else {}
     model = PointCLIPModel.from_pretrained(args.model, dtype=_dtype(getattr(args, "dtype", None)), **overrides)
-    return model.to(args.device) if getattr(args, "device", None) else model
+    if getattr(args, "max_images_per_batch", None) is not None:
+        model.config.max_images_per_batch = args.max_images_per_batch
+        model.config.validate_adapter()
+    if getattr(args, "device", None):
+        model = model.to(args.device)
+    return model.compile_image_tower() if getattr(args, "compile", False) else model
 
 
 def _label_list(text: str) -> list[str]:
@@ -230,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                              help="projection style (for a plain CLIP checkpoint)")
         command.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
         command.add_argument("--dtype", choices=["fp32", "bf16", "fp16"])
+        command.add_argument("--max-images-per-batch", type=int,
+                             help="depth images per image-tower call (default 8 on CPU, 128 on GPU)")
+        command.add_argument("--compile", action="store_true", help="torch.compile the image tower")
 
     def dataset_options(command):
         command.add_argument("--dataset", required=True,

@@ -105,3 +105,9 @@ def test_example_scripts_run(tiny_clip_dir, tmp_path):
                                                                                           "HF_HUB_OFFLINE": "1"})
     assert classified.returncode == 0, classified.stderr
     assert "pointclip_v2:" in classified.stdout and "mug.npy" in classified.stdout
+
+
+def test_tower_budget_must_be_positive(tiny_clip_dir, capsys):
+    assert main(["classify", str(EXAMPLES / "mug.npy"), "--labels", "a,b", "--model", str(tiny_clip_dir),
+                 "--max-images-per-batch", "0"]) == 2
+    assert "max_images_per_batch must be at least 1" in capsys.readouterr().err
