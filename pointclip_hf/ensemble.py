@@ -32,7 +32,7 @@ against 1) that the alpha grid would be wasted. ``normalize="none"`` uses the ra
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -54,7 +54,6 @@ otherwise). Extra channels (normals, colours) are dropped and so are all other c
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import warnings

@@ -242,7 +242,6 @@ def _dominance_prune(dfree: Tensor, const: Tensor, scale: Tensor, keep: Tensor, 
     The kept pairs of each cloud are compacted and padded per block of clouds with similar counts.
     Memory is bounded by ``budget_bytes``. A cloud too large for the budget is simply not reduced.
     """
-    n = keep.shape[0]
     f = dfree.shape[-1]
     out = keep.clone()
     counts = keep.sum(1)

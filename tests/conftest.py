@@ -13,6 +13,8 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 import pointclip_hf
 
+pytest_plugins = ["hub_server"]  # the local_hub fixture: a Hub-compatible server on 127.0.0.1
+
 TINY_EMBED_DIM = 16
 TINY_IMAGE_SIZE = 32
 SHAPE_CLASSES = ["cube", "sphere", "disc", "line"]

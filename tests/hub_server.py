@@ -6,7 +6,7 @@ serves while its context is open.
 
 Usage (pytest)::
 
-    from hub_server import local_hub, hub_offline   # importing the fixture registers it
+    from hub_server import hub_offline   # conftest.py registers this module as a plugin: `local_hub` is a fixture
 
     def test_roundtrip(local_hub, tmp_path):
         api = HfApi()                                 # picks up the patched endpoint + token
@@ -787,7 +787,7 @@ def start_local_hub(base_dir: Path, *, token: str = DUMMY_TOKEN,
             yield hub
 
 
-try:  # the pytest fixture; import it into a test module (`from hub_server import local_hub`)
+try:  # the pytest fixture, registered by `pytest_plugins = ["hub_server"]` in conftest.py
     import pytest
 except ImportError:  # pragma: no cover
     pytest = None

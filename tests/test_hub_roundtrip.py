@@ -14,10 +14,7 @@ from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
 from pointclip_hf.cli import main
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
 
-try:
-    from hub_server import hub_offline, local_hub  # noqa: F401  (fixture)
-except ImportError:  # pragma: no cover
-    from tests.hub_server import hub_offline, local_hub  # noqa: F401
+from hub_server import hub_offline  # the local_hub fixture comes from conftest's pytest_plugins
 
 BASE = "openai-tiny/clip"
 REPO = "user/pointclip-shapes"

@@ -24,10 +24,7 @@ from huggingface_hub.errors import (
 )
 from safetensors.numpy import load_file, save_file
 
-try:
-    from hub_server import hub_offline, local_hub, start_local_hub  # noqa: F401  (fixture import)
-except ModuleNotFoundError:  # tests/ collected as a package
-    from tests.hub_server import hub_offline, local_hub, start_local_hub  # noqa: F401
+from hub_server import hub_offline, start_local_hub  # the local_hub fixture comes from conftest's pytest_plugins
 
 REPO = "user/demo"
 
