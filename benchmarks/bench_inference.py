@@ -71,6 +71,9 @@ import transformers  # noqa: E402
 from transformers import CLIPConfig, CLIPTokenizer  # noqa: E402
 
 import pointclip_hf  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import byte_level_vocab  # noqa: E402  (the offline byte-level CLIP vocabulary of the tests)
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
 from pointclip_hf.modeling_pointclip import scores_to_predictions  # noqa: E402
 
@@ -208,19 +211,6 @@ def load_average() -> float | None:
 # ---------------------------------------------------------------------------------------------------- model
 
 
-def byte_level_alphabet() -> list[str]:
-    """The 256 printable characters GPT-2/CLIP byte-level BPE uses for the bytes 0..255 (as tests/conftest.py)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    printable += list(range(ord("®"), ord("ÿ") + 1))
-    codes, extra = list(printable), 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            codes.append(256 + extra)
-            extra += 1
-    return [chr(code) for code in codes]
-
-
 BOS_ID, EOS_ID = 512, 513
 
 
@@ -236,12 +226,7 @@ class FixedLengthTokenizer(CLIPTokenizer):
 
 
 def build_tokenizer(length: int) -> FixedLengthTokenizer:
-    alphabet = byte_level_alphabet()
-    vocab = {char: index for index, char in enumerate(alphabet)}
-    vocab.update({char + "</w>": 256 + index for index, char in enumerate(alphabet)})
-    vocab["<|startoftext|>"] = BOS_ID
-    vocab["<|endoftext|>"] = EOS_ID
-    tokenizer = FixedLengthTokenizer(vocab=vocab, merges=[])
+    tokenizer = FixedLengthTokenizer(vocab=byte_level_vocab(), merges=[])
     tokenizer.fixed_length = length
     return tokenizer
 

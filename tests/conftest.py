@@ -33,13 +33,18 @@ def byte_level_alphabet() -> list[str]:
     return [chr(code) for code in codes]
 
 
-def build_tiny_tokenizer() -> CLIPTokenizer:
+def byte_level_vocab() -> dict[str, int]:
+    """A merge-free CLIP BPE vocabulary: every byte alone and word-final, then <|startoftext|> 512, <|endoftext|> 513."""
     alphabet = byte_level_alphabet()
     vocab = {char: index for index, char in enumerate(alphabet)}
     vocab.update({char + "</w>": 256 + index for index, char in enumerate(alphabet)})
     vocab["<|startoftext|>"] = 512
     vocab["<|endoftext|>"] = 513
-    return CLIPTokenizer(vocab=vocab, merges=[])
+    return vocab
+
+
+def build_tiny_tokenizer() -> CLIPTokenizer:
+    return CLIPTokenizer(vocab=byte_level_vocab(), merges=[])
 
 
 def build_tiny_clip(seed: int = 0) -> CLIPModel:
