@@ -57,8 +57,10 @@ def classify(args) -> int:
 
     from .prompts import check_labels
 
-    labels = check_labels(_label_list(args.labels))
     model = load_model(args)
+    if args.labels is None and not model.config.label_names:
+        raise CommandError("--labels is required for a zero-shot model (only trained adapters know their classes).")
+    labels = check_labels(_label_list(args.labels) if args.labels is not None else model.config.label_names)
     streaming = args.output or args.num_workers or any(os.path.isdir(f) for f in args.files)
     if streaming:  # folders and long lists: stream through a DataLoader, write JSON lines, resume
         from .evaluation import classify_files
@@ -247,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     command = commands.add_parser("classify", help="zero-shot (or few-shot) classification of point-cloud files")
     command.add_argument("files", nargs="+", help="point-cloud or mesh files (.npy .ply .pcd .off .obj .stl ...)")
-    command.add_argument("--labels", required=True, help="comma-separated candidate labels")
+    command.add_argument("--labels", help="comma-separated candidate labels (default: a trained adapter's classes)")
     command.add_argument("--top-k", type=int, default=None)
     command.add_argument("--batch-size", type=int, default=32)
     command.add_argument("--json", action="store_true", help="print JSON")

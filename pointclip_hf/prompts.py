@@ -71,7 +71,8 @@ def build_prompts(labels, templates, class_prompts=None) -> tuple[list[str], lis
 
 
 def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts.json", **hub_kwargs) -> dict:
-    """Load a `{class: [sentence, ...]}` JSON file from a local path, or `filename` from a Hub repository."""
+    """Load a `{class: [sentence, ...]}` JSON file from a local path, or `filename` from a Hub repository
+    (`hub_kwargs` go to `hf_hub_download`, e.g. `repo_type="dataset"`, `revision=...`)."""
     path = os.fspath(path_or_repo)
     if not os.path.exists(path):
         from huggingface_hub import hf_hub_download

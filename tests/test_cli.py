@@ -111,3 +111,8 @@ def test_tower_budget_must_be_positive(tiny_clip_dir, capsys):
     assert main(["classify", str(EXAMPLES / "mug.npy"), "--labels", "a,b", "--model", str(tiny_clip_dir),
                  "--max-images-per-batch", "0"]) == 2
     assert "max_images_per_batch must be at least 1" in capsys.readouterr().err
+
+
+def test_zero_shot_classify_needs_labels(tiny_clip_dir, capsys):
+    assert main(["classify", str(EXAMPLES / "mug.npy"), "--model", str(tiny_clip_dir)]) == 2
+    assert "--labels is required" in capsys.readouterr().err

@@ -1,6 +1,8 @@
 """Train on a tiny local dataset, push only the adapter to a local Hub server, and load it back by repo id: in a
 fresh cache, through the pipeline, and offline from the cache. Logits must be identical."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -85,5 +87,19 @@ def test_cli_train_push_and_classify(hub_with_base_clip, tmp_path, capsys):
     assert main(["classify", str(data / "disc" / "0.npy"), "--labels", ",".join(SHAPE_CLASSES),
                  "--model", "user/cli-shapes-copy", "--json"]) == 0
     assert '"label"' in capsys.readouterr().out.split("pushed", 1)[-1]
+    assert main(["classify", str(data / "disc" / "0.npy"), "--model", "user/cli-shapes", "--json"]) == 0
+    assert {p["label"] for p in json.loads(capsys.readouterr().out)[0]["predictions"]} == set(SHAPE_CLASSES)
     assert main(["classify", str(data / "disc" / "0.npy"), "--labels", "a,b", "--model", "user/cli-shapes"]) == 2
     assert "trained on the labels" in capsys.readouterr().err
+
+
+def test_prompt_library_from_a_hub_dataset_repo(local_hub, tmp_path):
+    from pointclip_hf import load_class_prompts
+
+    library = {"cube": ["a cube.", "a box."], "line": ["a thin line."]}
+    (tmp_path / "prompts.json").write_text(json.dumps(library))
+    api = HfApi()
+    api.create_repo("user/shape-prompts", repo_type="dataset")
+    api.upload_file(path_or_fileobj=str(tmp_path / "prompts.json"), path_in_repo="prompts.json",
+                    repo_id="user/shape-prompts", repo_type="dataset")
+    assert load_class_prompts("user/shape-prompts", repo_type="dataset") == library
