@@ -274,15 +274,25 @@ class PointCLIPProcessor(ProcessorMixin):
             outputs.update(self.tokenize_labels(labels, device=device))
         return BatchFeature(outputs)
 
+    @staticmethod
+    def is_saved_in(path_or_repo: str) -> bool:
+        """Whether `path_or_repo` holds a saved `PointCLIPProcessor` (and not, say, a CLIP checkpoint's processor)."""
+        import json
+
+        from transformers.utils import PROCESSOR_NAME, cached_file
+
+        path = cached_file(path_or_repo, PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False)
+        if path is None:
+            return False
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle).get("processor_class") == "PointCLIPProcessor"
+
     @classmethod
     def for_model(cls, config, name_or_path: str | None = None) -> "PointCLIPProcessor":
         """The processor saved in `name_or_path`, else one built from a model `config`: its projection, CLIP image
         size and prompts, with the tokenizer of `name_or_path` or of the base CLIP."""
-        if name_or_path:
-            try:
-                return cls.from_pretrained(name_or_path)
-            except (OSError, ValueError, TypeError):
-                pass
+        if name_or_path and cls.is_saved_in(name_or_path):
+            return cls.from_pretrained(name_or_path)
         from transformers import AutoTokenizer
 
         sources = [source for source in (name_or_path, config.clip_model_name_or_path) if source]

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random CLIP (weights + tokenizer) built locally, never downloaded."""
 
+import json
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -16,6 +17,12 @@ import pointclip_hf
 pytest_plugins = ["hub_server"]  # the local_hub fixture: a Hub-compatible server on 127.0.0.1
 
 TINY_EMBED_DIM = 16
+OPENAI_STYLE_IMAGE_PROCESSOR = {
+    "crop_size": 32, "do_center_crop": True, "do_normalize": True, "do_resize": True,
+    "feature_extractor_type": "CLIPFeatureExtractor", "image_processor_type": "CLIPImageProcessor",
+    "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "resample": 3, "size": 32,
+}
 TINY_IMAGE_SIZE = 32
 SHAPE_CLASSES = ["cube", "sphere", "disc", "line"]
 
@@ -70,6 +77,7 @@ def tiny_clip_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny-clip")
     build_tiny_clip().save_pretrained(path)
     build_tiny_tokenizer().save_pretrained(path)
+    (path / "preprocessor_config.json").write_text(json.dumps(OPENAI_STYLE_IMAGE_PROCESSOR))  # as the openai repos
     return path
 
 
