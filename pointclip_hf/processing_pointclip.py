@@ -112,8 +112,9 @@ def farthest_point_sampling(points: torch.Tensor, num_samples: int) -> torch.Ten
 def point_hash(points: torch.Tensor, seed: int) -> torch.Tensor:
     """A pseudo-random number in [0, 1) per point `[B, N]`, a function of its coordinates and `seed` alone, so a
     cloud's "random" sample does not depend on the other clouds of its batch or on the device."""
-    key = torch.tensor([12.9898, 78.233, 37.719], dtype=torch.float64, device=points.device)
-    return torch.frac(torch.sin(points.double() @ key + seed * 0.6180339887) * 43758.5453)
+    dtype = torch.float32 if points.device.type == "mps" else torch.float64  # MPS has no float64
+    key = torch.tensor([12.9898, 78.233, 37.719], dtype=dtype, device=points.device)
+    return torch.frac(torch.sin(points.to(dtype) @ key + seed * 0.6180339887) * 43758.5453)
 
 
 def select_points(points: torch.Tensor, num_points: int, method: str, seed: int = 0):
