@@ -281,10 +281,9 @@ def search_ensemble_weight(
 def pointclip_logits(model, dataset, batch_size: int = 32, progress: bool = True) -> tuple[Tensor, Tensor]:
     """PointCLIP logits `[N, K]` (classes = `model.config.label_names` or the dataset's `ClassLabel` names) and the
     labels `[N]` of a labelled dataset, from one CLIP pass; the input of :func:`search_ensemble_weight`."""
-    from .training import encode_dataset
+    from .training import class_names_for, encode_dataset
 
-    names = getattr(getattr(dataset, "features", {}).get("label"), "names", None)
-    class_names = list(model.config.label_names or names or [])
+    class_names = class_names_for(model, dataset)
     features, labels = encode_dataset(model, dataset, batch_size=batch_size, progress=progress)
     logits = model(view_features=features, text_embeds=model.get_label_embeddings(class_names)).logits
     return logits.float().cpu(), labels.cpu()

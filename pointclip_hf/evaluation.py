@@ -73,6 +73,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .point_cloud_datasets import check_point_cloud_dataset
 from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
 from .prompts import check_labels
 
@@ -247,7 +248,7 @@ def evaluate(
         An [`EvaluationReport`], the same on every process.
     """
     _check_loop_arguments(batch_size, num_workers, top_k)
-    dataset = _check_dataset(dataset)
+    dataset = check_point_cloud_dataset(dataset)
     labels, class_names = _dataset_labels(dataset, label_names)
     _check_model_labels(model, labels, "the dataset's classes" if label_names is None else "the given label_names")
     output_dir = _check_output_dir(output_dir) if output_dir is not None else None
@@ -421,23 +422,6 @@ def _check_loop_arguments(batch_size, num_workers, top_k) -> None:
         raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}.")
     if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
-
-
-def _check_dataset(dataset):
-    import datasets
-
-    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        raise TypeError(f"Got a dataset dictionary with splits {list(dataset)}; pass one split, e.g. dataset['test'].")
-    if isinstance(dataset, datasets.IterableDataset):
-        raise TypeError("Streaming (iterable) datasets are not supported: evaluation needs random access and a length.")
-    if not isinstance(dataset, datasets.Dataset):
-        raise TypeError(f"Expected a datasets.Dataset with 'points' and 'label' columns, got {type(dataset).__name__}.")
-    missing = [column for column in ("points", "label") if column not in dataset.column_names]
-    if missing:
-        raise ValueError(f"The dataset lacks the column(s) {missing}; it has {dataset.column_names}.")
-    if len(dataset) == 0:
-        raise ValueError("The dataset is empty: nothing to evaluate.")
-    return dataset
 
 
 def _dataset_labels(dataset, label_names) -> tuple[list[str], list[str] | None]:

@@ -74,6 +74,7 @@ __all__ = [
     "POINTS_COLUMN_CANDIDATES",
     "POINT_FEATURES",
     "SCANOBJECTNN_CLASSES",
+    "check_point_cloud_dataset",
     "class_names_of",
     "few_shot_subset",
     "load_point_cloud_dataset",
@@ -208,6 +209,25 @@ def load_point_cloud_dataset(
         label_column=label_column, class_names=class_names, num_points=num_points,
         all_splits=lambda: _all_hub_splits(repo_id, load_kwargs),
     )  # fmt: skip
+
+
+def check_point_cloud_dataset(dataset, what: str = "dataset") -> Dataset:
+    """Return `dataset` if it is one non-empty split with `points` and `label` columns, else raise naming the problem."""
+    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+        raise TypeError(f"The {what} is a dictionary of splits {list(dataset)}; pass one split, e.g. dataset['test'].")
+    if isinstance(dataset, datasets.IterableDataset):
+        raise TypeError(f"The {what} is a streaming (iterable) dataset; a datasets.Dataset with a length is needed.")
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"The {what} must be a datasets.Dataset, got {type(dataset).__name__}.")
+    missing = [column for column in ("points", "label") if column not in dataset.column_names]
+    if missing:
+        raise ValueError(
+            f"The {what} lacks the column(s) {missing}; it has {dataset.column_names}. Expected 'points' "
+            "(Array2D (None, 3) float32) and 'label' (ClassLabel)."
+        )
+    if len(dataset) == 0:
+        raise ValueError(f"The {what} is empty.")
+    return dataset
 
 
 def class_names_of(dataset) -> list[str]:

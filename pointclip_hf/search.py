@@ -824,12 +824,9 @@ def tune_on_validation(model, validation_dataset, *, prompt_library: Mapping[str
     search over `prompt_library` (if given) picks one sentence per class (`config.class_prompts`), and the exhaustive
     grid search picks the view weights (`config.view_weights`). Returns a JSON-able summary of both searches.
     """
-    from .training import encode_dataset
+    from .training import class_names_for, encode_dataset
 
-    names = getattr(getattr(validation_dataset, "features", {}).get("label"), "names", None)
-    class_names = list(model.config.label_names or names or [])
-    if not class_names:
-        raise ValueError("The validation dataset's 'label' column is not a ClassLabel and the model has no label_names.")
+    class_names = class_names_for(model, validation_dataset)
     features, labels = encode_dataset(model, validation_dataset, batch_size=batch_size, progress=progress)
     with torch.no_grad():
         embeds = model.get_point_cloud_embeds(features, apply_view_weights=False).float().cpu()

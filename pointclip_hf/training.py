@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from .configuration_pointclip import PointCLIPConfig
 from .modeling_pointclip import PointCLIPModel
+from .point_cloud_datasets import check_point_cloud_dataset
 from .prompts import check_labels
 
 logger = logging.getLogger(__name__)
@@ -277,16 +278,7 @@ class _Split:
 
 
 def _check_dataset(dataset, name: str, label_names: list[str]) -> np.ndarray:
-    if dataset is None or not hasattr(dataset, "column_names"):
-        raise TypeError(f"The {name} dataset must be a datasets.Dataset, got {type(dataset).__name__}.")
-    missing = [column for column in ("points", "label") if column not in dataset.column_names]
-    if missing:
-        raise ValueError(
-            f"The {name} dataset lacks the column(s) {missing}; it has {dataset.column_names}. Expected 'points' "
-            "(Array2D (None, 3) float32) and 'label' (ClassLabel)."
-        )
-    if len(dataset) == 0:
-        raise ValueError(f"The {name} dataset is empty.")
+    check_point_cloud_dataset(dataset, f"{name} dataset")
     labels = np.asarray(dataset["label"])
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"The {name} dataset's 'label' column must hold integer class ids, got dtype {labels.dtype}.")
@@ -331,6 +323,15 @@ def _cache_features(model, feature_extractor, split: _Split, chunk: int, progres
     return torch.cat(features)
 
 
+def class_names_for(model, dataset) -> list[str]:
+    """The classes a model scores a labelled dataset against: its `config.label_names`, else the dataset's
+    `ClassLabel` names."""
+    names = model.config.label_names or getattr(getattr(dataset, "features", {}).get("label"), "names", None)
+    if not names:
+        raise ValueError("The model has no config.label_names and the dataset's 'label' column is not a ClassLabel.")
+    return check_labels(list(names))
+
+
 def encode_dataset(model, dataset, batch_size: int = 32, progress: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """
     One CLIP pass over a labelled dataset: view features `[N, V, C]` (before normalisation, as
@@ -339,12 +340,9 @@ def encode_dataset(model, dataset, batch_size: int = 32, progress: bool = True) 
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    names = getattr(getattr(dataset, "features", {}).get("label"), "names", None)
-    label_names = model.config.label_names or names
-    if label_names is None:
-        raise ValueError("The dataset's 'label' column is not a ClassLabel and the model has no label_names.")
     extractor = model.processor.feature_extractor
-    split = _load_split(dataset, "dataset", list(label_names), extractor, model.device, batch_size, progress)
+    class_names = class_names_for(model, dataset)
+    split = _load_split(dataset, "dataset", class_names, extractor, model.device, batch_size, progress)
     return _cache_features(model, extractor, split, batch_size, progress), split.labels
 
 
@@ -549,13 +547,7 @@ def train_adapter(
         raise ValueError(f"stop_after_epoch must be at least 1, got {stop_after_epoch}.")
     if resume and output_dir is None:
         resume = False
-    label_names = model.config.label_names
-    if label_names is None:
-        names = getattr(getattr(train_dataset, "features", {}).get("label"), "names", None)
-        if names is None:
-            raise ValueError("The model has no config.label_names and the dataset's 'label' is not a ClassLabel.")
-        model.config.label_names = label_names = list(names)
-    label_names = check_labels(label_names)
+    model.config.label_names = label_names = class_names_for(model, train_dataset)
 
     device = torch.device(config.device) if config.device is not None else model.device
     model.to(device)
