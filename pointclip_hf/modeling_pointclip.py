@@ -163,21 +163,18 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         sentences, owners = build_prompts(labels, self.config.prompt_templates, self.config.class_prompts)
         key = (tuple(sentences), tuple(owners), self._text_weights_state())
         if key not in self._text_cache:
-            processor = processor or self.processor
-            max_length = self.config.clip_config.text_config.max_position_embeddings
-            tokens = processor.tokenizer(
-                sentences, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-            )
+            tokens = self.tokenize(sentences, processor)
             with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable later in training graphs
-                embeds = self.get_text_features(
-                    tokens["input_ids"].to(self.device),
-                    tokens["attention_mask"].to(self.device),
-                    torch.tensor(owners, device=self.device),
-                )
+                embeds = self.get_text_features(**tokens, prompt_to_label=torch.tensor(owners, device=self.device))
             if len(self._text_cache) >= 8:
                 self._text_cache.pop(next(iter(self._text_cache)))
             self._text_cache[key] = embeds
         return self._text_cache[key]
+
+    def tokenize(self, sentences, processor: PointCLIPProcessor | None = None) -> dict:
+        """Sentences -> `input_ids` / `attention_mask` `[P, L]` on the model's device, cut to its text context."""
+        max_length = self.config.clip_config.text_config.max_position_embeddings
+        return (processor or self.processor).tokenize(sentences, max_length=max_length, device=self.device)
 
     def _text_weights_state(self) -> tuple:
         parameters = [*self.clip.text_model.parameters(), *self.clip.text_projection.parameters()]

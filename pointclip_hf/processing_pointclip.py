@@ -12,6 +12,7 @@ from .projection import get_projection_style, render_views
 from .prompts import DEFAULT_TEMPLATES, build_prompts, check_labels
 
 SAMPLING_METHODS = ("first", "random", "fps")
+CLIP_CONTEXT_LENGTH = 77
 CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -252,18 +253,19 @@ class PointCLIPProcessor(ProcessorMixin):
         self.class_prompts = class_prompts
         super().__init__(feature_extractor, tokenizer)
 
+    def tokenize(self, sentences, max_length: int = CLIP_CONTEXT_LENGTH, device=None) -> dict:
+        """Sentences -> padded `input_ids` / `attention_mask` `[P, L]`, truncated to CLIP's context length."""
+        tokens = self.tokenizer(list(sentences), padding=True, truncation=True, max_length=max_length,
+                                return_tensors="pt")
+        return {"input_ids": tokens["input_ids"].to(device), "attention_mask": tokens["attention_mask"].to(device)}
+
     def tokenize_labels(self, labels, prompt_templates=None, class_prompts=None, device=None) -> dict:
         """Labels -> `input_ids`, `attention_mask` `[P, L]` and `prompt_to_label` `[P]`."""
         labels = check_labels(labels)
         sentences, owners = build_prompts(
             labels, prompt_templates or self.prompt_templates, class_prompts or self.class_prompts
         )
-        tokens = self.tokenizer(sentences, padding=True, truncation=True, max_length=77, return_tensors="pt")
-        return {
-            "input_ids": tokens["input_ids"].to(device),
-            "attention_mask": tokens["attention_mask"].to(device),
-            "prompt_to_label": torch.tensor(owners, device=device),
-        }
+        return {**self.tokenize(sentences, device=device), "prompt_to_label": torch.tensor(owners, device=device)}
 
     def __call__(self, point_clouds=None, labels=None, return_tensors="pt", device=None, **kwargs) -> BatchFeature:
         if point_clouds is None and labels is None:

@@ -802,15 +802,12 @@ def encode_class_prompts(model, library: Mapping[str, Sequence[str]], class_name
     from .prompts import check_class_prompts
 
     check_class_prompts(library, class_names)
-    tokenizer = model.processor.tokenizer
-    max_length = model.config.clip_config.text_config.max_position_embeddings
     embeds = {}
     for name in class_names:
         chunks = []
         for start in range(0, len(library[name]), batch_size):
-            tokens = tokenizer(list(library[name][start : start + batch_size]), padding=True, truncation=True,
-                               max_length=max_length, return_tensors="pt").to(model.device)
-            chunks.append(model.get_text_features(tokens["input_ids"], tokens["attention_mask"]).float().cpu())
+            tokens = model.tokenize(library[name][start : start + batch_size])
+            chunks.append(model.get_text_features(**tokens).float().cpu())
         embeds[name] = torch.cat(chunks)
     return embeds
 
