@@ -74,6 +74,7 @@ import pointclip_hf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import byte_level_vocab  # noqa: E402  (the offline byte-level CLIP vocabulary of the tests)
+
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
 from pointclip_hf.modeling_pointclip import scores_to_predictions  # noqa: E402
 

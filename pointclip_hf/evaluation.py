@@ -73,6 +73,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atomic_files import write_file_atomically
 from .point_cloud_datasets import check_point_cloud_dataset
 from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
 from .prompts import check_labels
@@ -111,11 +112,11 @@ class EvaluationReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "EvaluationReport":
+    def from_dict(cls, data: dict) -> EvaluationReport:
         return cls(**data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "EvaluationReport":
+    def load(cls, path: str | os.PathLike) -> EvaluationReport:
         """Read a `report.json` (or the folder holding one)."""
         path = Path(path)
         if path.is_dir():
@@ -127,7 +128,7 @@ class EvaluationReport:
         """Write `report.json` and `confusion_matrix.png` into `output_dir` (created if needed); returns the folder."""
         output_dir = Path(output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(output_dir / REPORT_FILE, (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8"))
+        write_file_atomically(output_dir / REPORT_FILE, (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8"))
         save_confusion_matrix_image(
             self.confusion_matrix,
             list(self.per_class_accuracy),
@@ -204,7 +205,7 @@ def save_confusion_matrix_image(matrix, label_names: Sequence[str], path, title:
                 draw.text((x, y), text, fill="white" if fractions[i, j] > 0.5 else "black", font=font)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
-    _write_atomically(Path(path), buffer.getvalue())
+    write_file_atomically(Path(path), buffer.getvalue())
 
 
 # ---------------------------------------------------------------------------------------------------------- public API
@@ -798,17 +799,6 @@ class _FileSource(torch.utils.data.Dataset):
 
 def _encode(value: dict) -> bytes:
     return json.dumps(value).encode("utf-8") + b"\n"
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 def _shard_path(path: Path, rank: int) -> Path:

@@ -170,7 +170,7 @@ def _euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
     return rot_x.view(-1, 3, 3) @ rot_y.view(-1, 3, 3) @ rot_z.view(-1, 3, 3)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 @torch.inference_mode(False)  # cached tensors must stay usable under autograd even if first built in inference mode
 def _view_transforms(
     style: str, device: torch.device, dtype: torch.dtype
@@ -273,7 +273,7 @@ def _points_to_grid(points_cam: torch.Tensor) -> torch.Tensor:
     return grid.view(num_maps, depth, size, size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 @torch.inference_mode(False)
 def _gaussian_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """Normalised `[1, 1, 3, 3]` Gaussian, sigma 3 (V2's smoothing conv), built in float32 like the reference."""

@@ -29,8 +29,6 @@ import json
 import logging
 import math
 import os
-import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -41,6 +39,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .atomic_files import write_folder_atomically
 from .configuration_pointclip import PointCLIPConfig
 from .modeling_pointclip import PointCLIPModel
 from .point_cloud_datasets import check_point_cloud_dataset
@@ -362,28 +361,6 @@ def _load_adapter_tensors(adapter: torch.nn.Module, tensors: dict) -> None:
     adapter.load_state_dict(state)
 
 
-def _write_dir_atomically(target: Path, write) -> None:
-    """Write a directory with `write(tmp_dir)`, then swap it in: `target` is replaced only by a complete directory.
-    Between the two renames the previous version is `target.old`, which `_existing_checkpoint` falls back to."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-tmp-", dir=target.parent))
-    try:
-        write(tmp)
-        for path in tmp.iterdir():  # flush file contents before the rename makes them visible
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-        old = target.with_name(target.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def _existing_checkpoint(target: Path) -> Path | None:
     """The complete checkpoint directory: `target`, or `target.old` if a crash hit between the two renames."""
     for candidate in (target, target.with_name(target.name + ".old")):
@@ -429,7 +406,7 @@ def _save_checkpoint(directory: Path, model, optimizer, generator, device, state
             save_file(best_adapter, str(tmp / BEST_ADAPTER_FILE), metadata={"format": "pt"})
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
 
-    _write_dir_atomically(directory, write)
+    write_folder_atomically(directory, write)
 
 
 def _read_checkpoint_state(directory: Path) -> dict:
@@ -481,7 +458,7 @@ def _save_best(directory: Path, model, processor) -> None:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
 
-    _write_dir_atomically(directory, write)
+    write_folder_atomically(directory, write)
 
 
 # ---------------------------------------------------------------------------------------------------- training

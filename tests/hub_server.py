@@ -101,11 +101,12 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 DUMMY_TOKEN = "hf_localhubdummytoken0000000000000000"
@@ -166,7 +167,7 @@ class LocalHub:
         self._load_existing()
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> "LocalHub":
+    def __enter__(self) -> LocalHub:
         hub = self
 
         class Handler(_Handler):

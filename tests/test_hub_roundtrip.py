@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHAPE_CLASSES, make_shape_dataset
+from hub_server import hub_offline  # the local_hub fixture comes from conftest's pytest_plugins
 from huggingface_hub import HfApi, ModelCard, constants
 from safetensors.torch import load_file
 from transformers import pipeline
@@ -15,8 +16,6 @@ import pointclip_hf
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
 from pointclip_hf.cli import main
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
-
-from hub_server import hub_offline  # the local_hub fixture comes from conftest's pytest_plugins
 
 BASE = "openai-tiny/clip"
 REPO = "user/pointclip-shapes"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hub_server import hub_offline, start_local_hub  # the local_hub fixture comes from conftest's pytest_plugins
 from huggingface_hub import HfApi, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -23,8 +24,6 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from safetensors.numpy import load_file, save_file
-
-from hub_server import hub_offline, start_local_hub  # the local_hub fixture comes from conftest's pytest_plugins
 
 REPO = "user/demo"
 

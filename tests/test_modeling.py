@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from huggingface_hub.errors import StrictDataclassError
 import torch
 import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassError
 from safetensors.torch import load_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer, CLIPModel

@@ -1,0 +1,61 @@
+"""Write a file or a folder so that readers never see half of it: write beside the target, flush, then rename."""
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+
+def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """
+    Write `data` to `path` through a temporary file in the same folder, replaced into place only once complete.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The file to write; its folder must exist.
+        data (`bytes`):
+            The whole content.
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def write_folder_atomically(target: str | os.PathLike, write: Callable[[Path], None]) -> None:
+    """
+    Write a folder with `write(temporary_folder)`, then swap it in: `target` is only ever replaced by a complete folder.
+    Between the two renames the previous version is `target.old`, which readers may fall back to.
+
+    Args:
+        target (`str` or `os.PathLike`):
+            The folder to (re)place.
+        write (`Callable[[Path], None]`):
+            Fills the temporary folder it is given.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}-tmp-", dir=target.parent))
+    try:
+        write(temporary)
+        for path in temporary.iterdir():  # flush file contents before the rename makes them visible
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+        old = target.with_name(target.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        if target.exists():
+            os.replace(target, old)
+        os.replace(temporary, target)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
