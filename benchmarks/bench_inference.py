@@ -742,6 +742,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--compile", action="store_true", help="model.compile_image_tower() first, when available")
     parser.add_argument("--no-profile", action="store_true", help="skip the processor profile")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--before-after", action="store_true",
+                        help="only the image tower: chunks of 8 images (before) against fixed per-cloud calls (after)")
     parser.add_argument("--out", default=None,
                         help="JSON path; '{arch}' becomes the architecture (one file each), else one combined file "
                         "(default: benchmarks/results/inference_{arch}.json, inference_{arch}_quick.json with --quick)")
@@ -800,10 +802,50 @@ def run_arch(arch, args, device, dtype, paths, matmul_gflops, profiles: list, pr
     return result
 
 
+def tower_before_batch_invariance(model: PointCLIPModel, pixel_values: torch.Tensor) -> torch.Tensor:
+    """The image-tower path before the batch-invariance change: all images of the batch in chunks of 8 (CPU)."""
+    images = pixel_values.flatten(0, 1)
+    chunks = [model.clip.get_image_features(pixel_values=chunk).pooler_output for chunk in images.split(8)]
+    return torch.cat(chunks).reshape(*pixel_values.shape[:2], -1)
+
+
+def compare_tower_calls(args, device, dtype) -> int:
+    """Before/after of the fixed-shape tower calls: ms per cloud, interleaved, median of the repeats."""
+    rows = []
+    for arch in args.arch:
+        model = build_model(arch, "pointclip_v1", device, dtype, args.seed, args.attn)
+        for batch in args.batch_sizes:
+            pixel_values = torch.rand(batch, model.config.num_views, 3, 224, 224, device=device, dtype=dtype)
+            paths = {"before": lambda: tower_before_batch_invariance(model, pixel_values),
+                     "after": lambda: model.get_view_features(pixel_values)}  # fmt: skip
+            times = {name: [] for name in paths}
+            with torch.inference_mode():
+                for name, run in paths.items():
+                    run()
+                for _ in range(args.repeats or 3):
+                    for name, run in paths.items():
+                        start = time.perf_counter()
+                        run()
+                        synchronize(device)
+                        times[name].append(time.perf_counter() - start)
+            before, after = (1000 * statistics.median(times[name]) / batch for name in paths)
+            rows.append((ARCHS[arch]["name"], batch, before, after))
+            log(f"{ARCHS[arch]['name']:<9} batch {batch:>3}: before {before:8.1f} ms/cloud, after {after:8.1f} "
+                f"ms/cloud, after/before {after / before:.3f}")  # fmt: skip
+    log("\n| tower | batch | before ms/cloud | after ms/cloud | after/before |\n|---|---|---|---|---|")
+    for name, batch, before, after in rows:
+        log(f"| {name} | {batch} | {before:.1f} | {after:.1f} | {after / before:.3f} |")
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.before_after:
+        device = torch.device("cpu" if args.device == "auto" and not torch.cuda.is_available() else
+                              ("cuda" if args.device == "auto" else args.device))  # fmt: skip
+        return compare_tower_calls(args, device, DTYPES[args.dtype])
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))  # fmt: skip
     dtype = DTYPES[args.dtype]

@@ -40,6 +40,26 @@ class PointCLIPOutput(ModelOutput):
     text_embeds: torch.FloatTensor | None = None
 
 
+def project_rows(features: torch.Tensor, projection: torch.nn.Linear) -> torch.Tensor:
+    r"""
+    CLIP's final projection (a bias-free linear layer) with row results that do not depend on the thread count. CPU
+    matrix kernels split the reduction across threads when a call has few rows, which changes the last bits; in
+    float64 every order of the sum rounds to the same float32 result, at a negligible cost for these few rows.
+
+    Args:
+        features (`torch.Tensor` of shape `(rows, hidden)`):
+            Pooled tower outputs.
+        projection (`torch.nn.Linear`):
+            `visual_projection` or `text_projection`.
+
+    Returns:
+        `torch.Tensor` of shape `(rows, C)` in the dtype of `features`.
+    """
+    if features.device.type != "cpu":
+        return projection(features)
+    return (features.double() @ projection.weight.double().T).to(features.dtype)
+
+
 def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
     """DGCNN-style label smoothing as PointCLIP trains: target `1 - eps` on the class, `eps / (K - 1)` elsewhere."""
     num_classes = logits.shape[-1]
@@ -107,8 +127,18 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
     # ------------------------------------------------------------------ features
 
     def get_view_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """`pixel_values` `[batch, views, 3, S, S]` -> CLIP image embeddings `[batch, views, C]`, computed at most
-        `config.max_images_per_batch` images at a time (8 on CPU, 128 on accelerators by default)."""
+        r"""
+        CLIP image embeddings of every view. Each call of the image tower holds a fixed number of whole clouds (one on
+        CPU, `max_images_per_batch // views` on accelerators, the last call padded with blank clouds whose outputs are
+        dropped), so a cloud's features never depend on the other clouds of the batch.
+
+        Args:
+            pixel_values (`torch.Tensor` of shape `(batch, views, 3, S, S)`):
+                Depth images from [`PointCloudProcessor`].
+
+        Returns:
+            `torch.Tensor` of shape `(batch, views, C)`: the projected, unnormalised view embeddings.
+        """
         if pixel_values.ndim != 5 or pixel_values.shape[2] != 3:
             raise ValueError(f"pixel_values must be [batch, views, 3, S, S], got shape {tuple(pixel_values.shape)}.")
         batch, views = pixel_values.shape[:2]
@@ -117,18 +147,42 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
                 f"pixel_values hold {views} views but this model ({self.config.projection_style}) expects "
                 f"{self.config.num_views}: the processor and the model use different projections."
             )
-        images = pixel_values.flatten(0, 1).to(device=self.device, dtype=self.dtype)
-        chunk_size = self.config.max_images_per_batch or (8 if self.device.type == "cpu" else 128)
-        features = [
-            self.clip.get_image_features(pixel_values=chunk).pooler_output for chunk in images.split(chunk_size)
-        ]
-        return torch.cat(features).reshape(batch, views, -1)
+        clouds = pixel_values.to(device=self.device, dtype=self.dtype)
+        clouds_per_call = self.clouds_per_tower_call()
+        padding = -batch % clouds_per_call
+        if padding:
+            clouds = torch.cat([clouds, clouds.new_zeros(padding, *clouds.shape[1:])])
+        features = [self._encode_images(group.flatten(0, 1)) for group in clouds.split(clouds_per_call)]
+        return torch.cat(features).reshape(batch + padding, views, -1)[:batch]
+
+    def clouds_per_tower_call(self) -> int:
+        """Whole clouds per image-tower call: `config.max_images_per_batch // num_views` (at least 1) when set, else one
+        cloud on CPU (no padding, and CPU kernels gain nothing from bigger calls) and 128 images' worth elsewhere."""
+        max_images = self.config.max_images_per_batch or (self.config.num_views if self.device.type == "cpu" else 128)
+        return max(1, max_images // self.config.num_views)
+
+    def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self.clip.vision_model(pixel_values=images).pooler_output
+        return project_rows(pooled, self.clip.visual_projection)
 
     def get_point_cloud_embeds(self, view_features: torch.Tensor, apply_view_weights: bool = True) -> torch.Tensor:
-        """Combine `view_features` `[batch, views, C]` into the point-cloud embedding, `[batch, views, C]` blocks
-        (adapter or per-view normalisation, then view weights). This is where the views become one embedding."""
+        r"""
+        Combine the views into the point-cloud embedding: the adapter (or per-view normalisation), then view weights.
+        This is where the views become one embedding. Outside adapter training each cloud is computed on its own, so
+        its embedding does not depend on the batch.
+
+        Args:
+            view_features (`torch.Tensor` of shape `(batch, views, C)`):
+                CLIP view embeddings from [`~PointCLIPModel.get_view_features`].
+            apply_view_weights (`bool`, *optional*, defaults to `True`):
+                Whether to scale each view's block by `config.view_weights`.
+
+        Returns:
+            `torch.Tensor` of shape `(batch, views, C)`: one block per view of the embedding (flatten it for the
+            reference's `(batch, views * C)` vector).
+        """
         if self.adapter is not None:
-            adapted = self.adapter(view_features.to(self.adapter.view_fusion_weights.dtype))
+            adapted = self._adapt(view_features.to(self.adapter.view_fusion_weights.dtype))
             embeds = adapted / adapted.flatten(1).norm(dim=-1).clamp_min(1e-12)[:, None, None]
         else:
             embeds = F.normalize(view_features, dim=-1)
@@ -137,16 +191,38 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             embeds = embeds * weights[:, None]
         return embeds
 
+    def _adapt(self, view_features: torch.Tensor) -> torch.Tensor:
+        if self.adapter.training:  # batch statistics: a training step belongs to its batch
+            return self.adapter(view_features)
+        return torch.cat([self.adapter(cloud) for cloud in view_features.split(1)])
+
     def get_text_features(
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         prompt_to_label: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Prompts `input_ids` `[P, L]` -> normalised label embeddings `[K, C]`: each sentence is normalised, the
-        sentences of a label (`prompt_to_label` `[P]`, default one sentence per label) averaged and normalised again."""
-        sentence_embeds = self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
-        sentence_embeds = F.normalize(sentence_embeds, dim=-1)
+        r"""
+        Normalised label embeddings from tokenised prompts: each sentence is encoded on its own (without its padding,
+        so its embedding does not depend on the other sentences) and normalised; the sentences of a label are averaged
+        and normalised again.
+
+        Args:
+            input_ids (`torch.Tensor` of shape `(prompts, length)`):
+                Token ids of the prompt sentences.
+            attention_mask (`torch.Tensor` of shape `(prompts, length)`, *optional*):
+                1 for tokens, 0 for right padding.
+            prompt_to_label (`torch.Tensor` of shape `(prompts,)`, *optional*):
+                The label each sentence belongs to; by default one sentence per label.
+
+        Returns:
+            `torch.Tensor` of shape `(labels, C)`.
+        """
+        lengths = attention_mask.sum(-1).tolist() if attention_mask is not None else [input_ids.shape[1]] * len(input_ids)
+        pooled = torch.cat(
+            [self.clip.text_model(input_ids=ids[None, :length]).pooler_output for ids, length in zip(input_ids, lengths)]
+        )
+        sentence_embeds = F.normalize(project_rows(pooled, self.clip.text_projection), dim=-1)
         if prompt_to_label is not None:
             num_labels = int(prompt_to_label.max()) + 1
             summed = sentence_embeds.new_zeros(num_labels, sentence_embeds.shape[-1])
@@ -214,7 +290,8 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         if text_embeds.shape[-1] != embeds.shape[-1]:
             raise ValueError(f"text_embeds have width {text_embeds.shape[-1]}, the image features {embeds.shape[-1]}.")
         scale = self.clip.logit_scale.exp().to(embeds.dtype) / math.sqrt(embeds.shape[1])
-        logits = scale * torch.einsum("bvc,kc->bk", embeds, text_embeds.to(embeds.dtype))
+        text_embeds = text_embeds.to(embeds.dtype)
+        logits = scale * torch.cat([torch.einsum("bvc,kc->bk", cloud, text_embeds) for cloud in embeds.split(1)])
         loss = None
         if labels is not None:
             loss = smooth_cross_entropy(logits.float(), labels.to(logits.device), self.config.label_smoothing)

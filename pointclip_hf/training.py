@@ -14,8 +14,8 @@
   `output_dir/best/`); without a validation set the last adapter is kept.
 
 When augmentation is off (`augment=False`; `cache_features` then defaults to on) the CLIP view features are computed
-once and the epochs cost only the adapter. Both paths give the same training up to float rounding: a matrix product's rounding depends on a
-row's position in its batch, and the uncached path encodes each cloud in a different batch every epoch.
+once and the epochs cost only the adapter. Both paths give bitwise the same features: the image tower encodes each cloud
+in a call of its own shape, whatever batch it arrives in (see `PointCLIPModel.get_view_features`).
 
 Runs are seeded and resumable: after each epoch `output_dir/checkpoint/` holds the adapter, the optimiser state, the
 RNG states and the history as safetensors and JSON (never pickle), replaced atomically, and

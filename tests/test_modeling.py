@@ -128,13 +128,13 @@ def test_adapter_model_logits_follow_reference_formula(tiny_clip_dir):
 
 def count_text_calls(model):
     calls = []
-    original = model.clip.get_text_features
+    original = model.get_text_features
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    model.clip.get_text_features = counting
+    model.get_text_features = counting
     return calls
 
 

@@ -228,9 +228,8 @@ def test_checkpoint_holds_only_safetensors_and_json(trained):
 
 
 def test_cached_and_uncached_features_give_identical_weights(tiny_clip_dir, small_train_set):
-    """Same seed, augmentation off: encoding the clouds once or at every step gives the same training. Not bitwise:
-    a CPU matrix product's rounding depends on a row's position in the batch, and the uncached path encodes each cloud
-    in a different batch every epoch (features differ by ~1 ulp)."""
+    """Same seed, augmentation off: encoding the clouds once or at every step gives bitwise the same training, since a
+    cloud's features do not depend on the batch it is encoded in."""
     states, histories = [], []
     for cache in (True, False):
         model = make_model(tiny_clip_dir)
@@ -238,13 +237,10 @@ def test_cached_and_uncached_features_give_identical_weights(tiny_clip_dir, smal
         result = train_adapter(model, small_train_set, None, config)  # no validation: both keep their last adapter
         states.append(adapter_state(model))
         histories.append(result.history)
-    worst = max(float((states[0][key].float() - states[1][key].float()).abs().max()) for key in states[0])
-    print(f"\nlargest adapter weight difference, cached vs uncached: {worst:.2e}")
     for key in states[0]:
-        torch.testing.assert_close(states[0][key], states[1][key], rtol=1e-5, atol=1e-6)
-    for cached, uncached in zip(*histories):
-        assert cached["train_accuracy"] == uncached["train_accuracy"] and cached["lr"] == uncached["lr"]
-        assert cached["train_loss"] == pytest.approx(uncached["train_loss"], rel=1e-6)
+        assert torch.equal(states[0][key], states[1][key]), key
+    without_time = [[{k: v for k, v in epoch.items() if k != "seconds"} for epoch in history] for history in histories]
+    assert without_time[0] == without_time[1]
 
 
 @pytest.fixture(scope="module")
@@ -303,9 +299,10 @@ def test_crash_mid_epoch_loses_nothing_checkpointed(
     forward, calls = model.adapter.forward, []
 
     def crashing_forward(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2 * 3 + 1:  # 2 steps + 1 evaluation per epoch: crash in epoch 3's first step
-            raise KeyboardInterrupt
+        if model.adapter.training:
+            calls.append(1)
+            if len(calls) == 2 * 2 + 1:  # 2 training steps per epoch: crash in epoch 3's first step
+                raise KeyboardInterrupt
         return forward(*args, **kwargs)
 
     model.adapter.forward = crashing_forward
