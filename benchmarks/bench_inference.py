@@ -76,7 +76,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import byte_level_vocab  # noqa: E402  (the offline byte-level CLIP vocabulary of the tests)
 
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
-from pointclip_hf.modeling_pointclip import scores_to_predictions  # noqa: E402
+from pointclip_hf.pipeline_pointclip import (
+    _LABEL_EMBEDDINGS,
+    label_embeddings,
+    scores_to_predictions,  # noqa: E402
+)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STYLES = ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2")
@@ -269,7 +273,7 @@ def use_style(model: PointCLIPModel, style: str, text_tokens: int | None, attn: 
     model.config = pointclip_config(model.config.clip_config, style, max_images)
     model.set_attn_implementation(attn)
     check_attention(model, attn)
-    model._text_cache.clear()
+    _LABEL_EMBEDDINGS.pop(model, None)
     tokenizer = build_tokenizer(text_tokens or BPE_PROMPT_TOKENS[style])
     feature_extractor = PointCloudProcessor(
         projection_style=style, image_size=model.config.clip_config.vision_config.image_size
@@ -366,20 +370,20 @@ def measure_text(model: PointCLIPModel, processor: PointCLIPProcessor, device: t
         labels = list(MODELNET40)
         with torch.inference_mode():
             # warm-up (kernels, tokenizer), then cold calls with a cleared cache each time
-            model._text_cache.clear()
-            model.get_label_embeddings(labels, processor)
+            _LABEL_EMBEDDINGS.pop(model, None)
+            label_embeddings(model, processor, labels)
             cold, cold_calls = [], []
             for _ in range(repeats):
-                model._text_cache.clear()
+                _LABEL_EMBEDDINGS.pop(model, None)
                 calls["count"] = 0
                 synchronize(device)
                 start = time.perf_counter()
-                model.get_label_embeddings(labels, processor)
+                label_embeddings(model, processor, labels)
                 synchronize(device)
                 cold.append(time.perf_counter() - start)
                 cold_calls.append(calls["count"])
             calls["count"] = 0
-            cached = repeat_timed(lambda: model.get_label_embeddings(labels, processor), device, 20, 200, 0.2, warmup=0)
+            cached = repeat_timed(lambda: label_embeddings(model, processor, labels), device, 20, 200, 0.2, warmup=0)
             cached_calls = calls["count"] / len(cached)
     finally:
         hook.remove()
@@ -414,7 +418,7 @@ def pipeline(model, processor, clouds, labels, device) -> dict[str, float]:
     clock.lap("render")
     view_features = model.get_view_features(pixel_values)
     clock.lap("tower")
-    text_embeds = model.get_label_embeddings(labels, processor)
+    text_embeds = label_embeddings(model, processor, labels)
     clock.lap("text_cached")
     logits = model(view_features=view_features, text_embeds=text_embeds).logits
     clock.lap("score")
@@ -445,7 +449,7 @@ def measure_cell(model, processor, paths, batch, device, args, flops_per_image, 
     memory = PeakMemory(device)
     memory.reset()
     with torch.inference_mode():
-        model.get_label_embeddings(labels, processor)  # the label set is cached, as after a first classify call
+        label_embeddings(model, processor, labels)  # the label set is cached, as after a first classify call
         chunk_images = model.config.max_images_per_batch or (8 if model.device.type == "cpu" else 128)
         chunk_clouds = max(1, math.ceil(chunk_images / views))
         # One full chunk warms every kernel of a big batch; a compiled tower needs every chunk shape (recompiles).

@@ -9,7 +9,7 @@ from .evaluation import EvaluationReport, classify_files, evaluate
 from .inter_view_adapter import InterViewAdapter, convert_reference_adapter
 from .model_card import build_model_card
 from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
-from .pipeline_pointclip import PointCloudZeroShotClassificationPipeline
+from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
 from .point_cloud_datasets import few_shot_subset, load_point_cloud_dataset, train_validation_split
 from .point_cloud_io import load_point_cloud
 from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor
@@ -17,8 +17,6 @@ from .projection import render_views
 from .prompts import TEMPLATE_SETS, load_class_prompts
 from .search import search_prompts, search_view_weights, tune_on_validation
 from .training import TrainingConfig, build_few_shot_model, encode_dataset, train_adapter
-
-PIPELINE_TASK = "point-cloud-zero-shot-classification"
 
 AutoConfig.register("pointclip", PointCLIPConfig, exist_ok=True)
 AutoModel.register(PointCLIPConfig, PointCLIPModel, exist_ok=True)
@@ -31,7 +29,8 @@ PointCLIPProcessor.register_for_auto_class("AutoProcessor")
 PIPELINE_REGISTRY.register_pipeline(
     PIPELINE_TASK,
     pipeline_class=PointCloudZeroShotClassificationPipeline,
-    pt_model=AutoModel,
+    pt_model=PointCLIPModel,
+    default={"pt": (DEFAULT_CHECKPOINT, "main")},
     type="multimodal",
 )
 

@@ -1,5 +1,6 @@
 """Where PointCLIP weights are saved and loaded: only the small adapter (fp32 safetensors), never the frozen CLIP."""
 
+import json
 import os
 
 import torch
@@ -8,6 +9,7 @@ from safetensors.torch import load_file
 from transformers.utils import cached_file
 
 WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 ADAPTER_PREFIX = "adapter."
 
 
@@ -20,26 +22,76 @@ def adapter_state_dict(state_dict: dict) -> dict:
     }
 
 
-def load_adapter_state_dict(path_or_repo: str | os.PathLike, **hub_kwargs) -> dict:
+def weights_file_name(name: str, variant: str | None) -> str:
+    """`model.safetensors` -> `model.{variant}.safetensors`, as transformers names variant files."""
+    if variant is None:
+        return name
+    parts = name.split(".")
+    return ".".join([*parts[:-1], variant, parts[-1]])
+
+
+def saved_weight_files(path_or_repo: str | os.PathLike, variant: str | None = None, **hub_kwargs) -> list[str]:
     """
-    Read the adapter tensors saved in `path_or_repo` (a folder or a Hub repo id) as a state dict with the
-    `adapter.` prefix removed. Raises `OSError` if the file is missing and `ValueError` if it is not valid
-    safetensors or holds no adapter tensors.
+    The local paths of the weights saved in `path_or_repo`: one `model.safetensors`, or the shards its index names.
+
+    Args:
+        path_or_repo (`str` or `os.PathLike`):
+            A folder or a Hub repo id.
+        variant (`str`, *optional*):
+            The weights variant.
+        hub_kwargs:
+            `revision`, `token`, `cache_dir`, ... for `cached_file`.
+
+    Returns:
+        `list[str]`, empty when no weights are saved there.
     """
-    path = cached_file(path_or_repo, WEIGHTS_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-    if path is None:
-        raise OSError(
-            f"{path_or_repo} has no {WEIGHTS_NAME}: its config asks for a trained adapter, but the adapter weights are "
-            "missing."
-        )
+    single = cached_file(path_or_repo, weights_file_name(WEIGHTS_NAME, variant),
+                         _raise_exceptions_for_missing_entries=False, **hub_kwargs)  # fmt: skip
+    if single is not None:
+        return [single]
+    index = cached_file(path_or_repo, weights_file_name(WEIGHTS_INDEX_NAME, variant),
+                        _raise_exceptions_for_missing_entries=False, **hub_kwargs)  # fmt: skip
+    if index is None:
+        return []
     try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError, ValueError) as error:
-        raise ValueError(f"Adapter weights {path} are not a valid safetensors file ({error}).") from None
-    adapter = {key.removeprefix(ADAPTER_PREFIX): value for key, value in tensors.items() if key.startswith(ADAPTER_PREFIX)}
-    if not adapter:
-        raise ValueError(f"Adapter weights {path} hold no 'adapter.*' tensors (found {sorted(tensors)[:5]}...).")
-    return adapter
+        with open(index, encoding="utf-8") as handle:
+            shards = sorted(set(json.load(handle)["weight_map"].values()))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"The weights index {index} is not a valid index file ({error}).") from None
+    return [cached_file(path_or_repo, shard, **hub_kwargs) for shard in shards]
+
+
+def load_saved_tensors(path_or_repo: str | os.PathLike, variant: str | None = None, required: bool = True,
+                       **hub_kwargs) -> dict:  # fmt: skip
+    """
+    Read every tensor saved in `path_or_repo` (single or sharded safetensors).
+
+    Args:
+        path_or_repo (`str` or `os.PathLike`):
+            A folder or a Hub repo id.
+        variant (`str`, *optional*):
+            The weights variant.
+        required (`bool`, *optional*, defaults to `True`):
+            Raise an `OSError` when no weights are saved there (else return `{}`).
+        hub_kwargs:
+            `revision`, `token`, `cache_dir`, ... for `cached_file`.
+
+    Raises:
+        `OSError` if the weights are missing (and required), `ValueError` if a file is not valid safetensors.
+    """
+    files = saved_weight_files(path_or_repo, variant, **hub_kwargs)
+    if not files and required:
+        raise OSError(
+            f"{path_or_repo} has no {weights_file_name(WEIGHTS_NAME, variant)}: its config asks for a trained adapter, "
+            "but the adapter weights are missing."
+        )
+    tensors = {}
+    for path in files:
+        try:
+            tensors.update(load_file(path))
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(f"Weights {path} are not a valid safetensors file ({error}).") from None
+    return tensors
 
 
 def load_adapter_into(adapter: torch.nn.Module, state_dict: dict, source: str) -> None:

@@ -2,9 +2,12 @@
 
 import argparse
 import json
+import os
 import sys
 
 from huggingface_hub.errors import StrictDataclassError
+
+from .processing_pointclip import processor_for_model
 
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
 
@@ -55,7 +58,7 @@ def load_dataset_arg(args, split: str):
 def classify(args) -> int:
     import os
 
-    from .prompts import check_labels
+    from .labels import check_labels
 
     model = load_model(args)
     if args.labels is None and not model.config.label_names:
@@ -125,8 +128,9 @@ def train(args) -> int:
                                  "pointclip_v1_fewshot", seed=args.seed)
     result = train_adapter(model, few_shot, validation, config=config, output_dir=args.output_dir)
     model.save_pretrained(args.output_dir)
-    model.processor.save_pretrained(args.output_dir)
-    card = dict(training=config.to_dict(), dataset_name=args.dataset, shots=args.shots)
+    processor_for_model(model).save_pretrained(args.output_dir)
+    dataset_name = None if os.path.exists(args.dataset) else args.dataset  # a local folder is no public metadata
+    card = dict(training=config.to_dict(), dataset_name=dataset_name, shots=args.shots)
     from .model_card import build_model_card
 
     build_model_card(model, **card).save(f"{args.output_dir}/README.md")
@@ -139,9 +143,6 @@ def train(args) -> int:
 
 
 def push(args) -> int:
-    import json
-    import os
-
     from .modeling_pointclip import PointCLIPModel
 
     model = PointCLIPModel.from_pretrained(args.folder)  # loads and checks the adapter against its base CLIP
@@ -174,7 +175,7 @@ def search(args) -> int:
         batch_size=args.batch_size,
     )
     model.save_pretrained(args.output_dir)
-    model.processor.save_pretrained(args.output_dir)
+    processor_for_model(model).save_pretrained(args.output_dir)
     with open(os.path.join(args.output_dir, "search.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=2)
     for what in ("prompts", "view_weights"):

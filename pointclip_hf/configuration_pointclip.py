@@ -17,6 +17,9 @@ class PointCLIPConfig(PreTrainedConfig):
     clip_model_name_or_path (`str`, *optional*, defaults to `"openai/clip-vit-base-patch16"`):
         Where the frozen CLIP weights come from. `save_pretrained` writes only the adapter and this pointer; set it to
         `None` to store the CLIP weights inside the checkpoint itself.
+    clip_revision (`str`, *optional*):
+        The commit of `clip_model_name_or_path` the model was built on, recorded when it comes from the Hub; the base
+        CLIP is loaded at this commit, so an adapter never follows later changes of the base repo.
     projection_style (`str`, *optional*, defaults to `"pointclip_v1"`):
         How a cloud becomes depth maps: `"pointclip_v1"` (6 views), `"pointclip_v1_fewshot"` (10 views) or
         `"pointclip_v2"` (10 views, realistic projection). See `pointclip_hf.projection`.
@@ -30,7 +33,7 @@ class PointCLIPConfig(PreTrainedConfig):
         Per-class sentences (the format of PointCLIP V2's LLM prompt files); they replace the templates for the
         classes they name.
     label_names (`list[str]`, *optional*):
-        The classes an adapter was trained on, in logit order.
+        The classes an adapter was trained on, in logit order; `id2label` and `label2id` follow them.
     use_adapter (`bool`, *optional*, defaults to `False`):
         Whether the inter-view adapter sits between the CLIP view features and the normalisation.
     adapter_ratio, adapter_init, adapter_dropout (`float`, *optional*, default to 0.6, 0.5 and 0.075):
@@ -38,9 +41,9 @@ class PointCLIPConfig(PreTrainedConfig):
     label_smoothing (`float`, *optional*, defaults to 0.2):
         DGCNN-style label smoothing of the training loss (PointCLIP's recipe).
     max_images_per_batch (`int`, *optional*):
-        Upper bound on the number of depth images sent through the CLIP image tower at once. By default 8 on CPU
-        (small chunks stay in cache: about 80% of the machine's matmul throughput against 62% at 128) and 128 on
-        accelerators.
+        Depth images per call of the CLIP image tower, rounded down to whole clouds (at least one). By default one
+        cloud per call on CPU and 128 images on accelerators. Every call has the same shape (the last one is padded
+        with blank clouds), so a cloud's results never depend on the rest of its batch.
     """
 
     model_type = "pointclip"
@@ -48,6 +51,7 @@ class PointCLIPConfig(PreTrainedConfig):
 
     clip_config: dict | CLIPConfig | None = None
     clip_model_name_or_path: str | None = "openai/clip-vit-base-patch16"
+    clip_revision: str | None = None
     projection_style: str = "pointclip_v1"
     num_views: int | None = None
     view_weights: list[float | int] | None = None
@@ -70,6 +74,9 @@ class PointCLIPConfig(PreTrainedConfig):
         if self.view_weights is not None:
             self.view_weights = [float(w) for w in self.view_weights]
         super().__post_init__(**kwargs)
+        if self.label_names is not None:
+            self.id2label = dict(enumerate(self.label_names))
+            self.label2id = {name: index for index, name in enumerate(self.label_names)}
 
     def validate_views(self):
         style = get_projection_style(self.projection_style)
@@ -107,6 +114,21 @@ class PointCLIPConfig(PreTrainedConfig):
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
         if self.max_images_per_batch is not None and self.max_images_per_batch < 1:
             raise ValueError(f"max_images_per_batch must be at least 1, got {self.max_images_per_batch}.")
+
+    @property
+    def custom_pipelines(self) -> dict:
+        """The pipelines a Hub repo's own code provides (saved in `config.json`, read by `pipeline(...,
+        trust_remote_code=True)`). Tasks that an installed `pointclip_hf` registered are left out, so that `pipeline(...)`
+        runs the installed code without asking for `trust_remote_code`."""
+        from transformers.pipelines import PIPELINE_REGISTRY
+
+        stored = self.__dict__.get("custom_pipelines") or {}
+        registered = set(PIPELINE_REGISTRY.get_supported_tasks())
+        return {task: info for task, info in stored.items() if task not in registered}
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: dict) -> None:
+        self.__dict__["custom_pipelines"] = value
 
     @property
     def embed_dim(self) -> int:

@@ -281,9 +281,12 @@ def search_ensemble_weight(
 def pointclip_logits(model, dataset, batch_size: int = 32, progress: bool = True) -> tuple[Tensor, Tensor]:
     """PointCLIP logits `[N, K]` (classes = `model.config.label_names` or the dataset's `ClassLabel` names) and the
     labels `[N]` of a labelled dataset, from one CLIP pass; the input of :func:`search_ensemble_weight`."""
+    from .pipeline_pointclip import label_embeddings
+    from .processing_pointclip import processor_for_model
     from .training import class_names_for, encode_dataset
 
     class_names = class_names_for(model, dataset)
     features, labels = encode_dataset(model, dataset, batch_size=batch_size, progress=progress)
-    logits = model(view_features=features, text_embeds=model.get_label_embeddings(class_names)).logits
+    text_embeds = label_embeddings(model, processor_for_model(model), class_names)
+    logits = model(view_features=features, text_embeds=text_embeds).logits
     return logits.float().cpu(), labels.cpu()

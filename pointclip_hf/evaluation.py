@@ -76,7 +76,9 @@ import torch
 from .atomic_files import write_file_atomically
 from .point_cloud_datasets import check_point_cloud_dataset
 from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
-from .prompts import check_labels
+from .labels import check_labels
+from .pipeline_pointclip import label_embeddings
+from .processing_pointclip import processor_for_model
 
 FORMAT = "pointclip-predictions/1"
 PREDICTIONS_FILE = "predictions.jsonl"
@@ -243,7 +245,7 @@ def evaluate(
             device); by default one is created when the script runs under `accelerate launch` / `torchrun` with
             several processes.
         top_k: number of best labels stored per cloud in the predictions file (`None`: all).
-        processor: a `PointCLIPProcessor` (default `model.processor`).
+        processor: a `PointCLIPProcessor` (default: `processor_for_model(model)`).
 
     Returns:
         An [`EvaluationReport`], the same on every process.
@@ -253,7 +255,7 @@ def evaluate(
     labels, class_names = _dataset_labels(dataset, label_names)
     _check_model_labels(model, labels, "the dataset's classes" if label_names is None else "the given label_names")
     output_dir = _check_output_dir(output_dir) if output_dir is not None else None
-    processor = processor or model.processor
+    processor = processor_for_model(model, processor)
     _check_processor(model, processor)
     accelerator = _resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
@@ -361,7 +363,7 @@ def classify_files(
     _check_model_labels(model, labels, "the given labels")
     paths = _list_files(paths_or_folder)
     output_path = _check_output_file(output_path) if output_path is not None else None
-    processor = processor or model.processor
+    processor = processor_for_model(model, processor)
     _check_processor(model, processor)
     accelerator = _resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
@@ -1085,7 +1087,7 @@ def _predict(model, processor, source, labels, k, batch_size, num_workers, write
     loader = torch.utils.data.DataLoader(
         source, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=device.type == "cuda"
     )
-    text_embeds = model.get_label_embeddings(labels, processor)
+    text_embeds = label_embeddings(model, processor, labels)
     was_training = model.training
     model.eval()
     try:

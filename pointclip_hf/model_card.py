@@ -21,7 +21,17 @@ from .inter_view_adapter import InterViewAdapter
 TEMPLATE_NAME = "model_card_template.md"
 LIBRARY_NAME = "pointclip_hf"
 TAGS = ["point-cloud", "pointclip", "clip", "few-shot", "zero-shot-classification", "3d"]
-PIPELINE_TAG = "zero-shot-classification"
+PIPELINE_TAG = "other"  # the Hub has no point-cloud task; "zero-shot-classification" would show a text widget
+TASK_NAME = "Zero-shot point cloud classification"
+PAPERS = {"pointclip": "2112.02413", "pointclip_v2": "2211.11682"}  # arXiv ids: the Hub links the paper pages
+KNOWN_DATASETS = {"modelnet40": "jxie/modelnet40", "scanobjectnn": "jxie/scanobjectnn"}
+BASE_MODEL_LICENSES = {
+    "openai/clip-vit-base-patch32": "mit",
+    "openai/clip-vit-base-patch16": "mit",
+    "openai/clip-vit-large-patch14": "mit",
+    "openai/clip-vit-large-patch14-336": "mit",
+    "laion/CLIP-ViT-B-32-laion2B-s34B-b79K": "mit",
+}
 PROJECTION_DESCRIPTIONS = {
     "pointclip_v1": "PointCLIP zero-shot: 4 side views, top and bottom; perspective splat of harmonic-mean depth, "
     "128 x 128",
@@ -85,12 +95,16 @@ def build_model_card(
     use_adapter = bool(config.use_adapter)
     label_names = list(config.label_names) if config.label_names else None
 
+    dataset_name = KNOWN_DATASETS.get(str(dataset_name).lower(), dataset_name) if dataset_name else None
     eval_results = _eval_results(evaluation, dataset_name)
     tags = list(TAGS) if use_adapter else [tag for tag in TAGS if tag != "few-shot"]
+    tags += [f"arxiv:{PAPERS['pointclip']}"]
+    if config.projection_style == "pointclip_v2":
+        tags.append(f"arxiv:{PAPERS['pointclip_v2']}")
     card_data = ModelCardData(
         base_model=base_model,
         library_name=LIBRARY_NAME,
-        license="mit",
+        license=BASE_MODEL_LICENSES.get(base_model),
         tags=tags,
         datasets=[dataset_name] if dataset_name else None,
         pipeline_tag=PIPELINE_TAG,
@@ -190,7 +204,7 @@ def _eval_results(evaluation: dict | None, dataset_name: str | None) -> list[Eva
     return [
         EvalResult(
             task_type=PIPELINE_TAG,
-            task_name="Point cloud classification",
+            task_name=TASK_NAME,
             dataset_type=dataset,
             dataset_name=dataset,
             dataset_split=evaluation.get("split", "test"),
@@ -233,7 +247,7 @@ def _adapter_parameters(config: PointCLIPConfig) -> int:
 
 
 def _processor_text(model) -> str | None:
-    processor = getattr(model, "_processor", None)  # only one already loaded: never download for a card
+    processor = getattr(model, "processor", None)  # only one already attached: never download for a card
     feature_extractor = getattr(processor, "feature_extractor", None)
     if feature_extractor is None:
         return None

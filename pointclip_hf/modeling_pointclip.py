@@ -1,36 +1,36 @@
-"""PointCLIP: CLIP's image tower on multi-view depth maps, views combined into one point-cloud embedding, compared with
-CLIP text embeddings of prompts (spec 2.5, 3.2, 4.6)."""
+"""PointCLIP: CLIP's image tower on multi-view depth maps, the views combined into one point-cloud embedding and compared
+with CLIP text embeddings of prompts. Pixel values (or view features) and text in, logits and loss out."""
 
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import CLIPConfig, CLIPModel, PreTrainedConfig, PreTrainedModel
+from transformers import CLIPModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .adapter_weights import adapter_state_dict, load_adapter_into, load_adapter_state_dict
+from .adapter_weights import adapter_state_dict
 from .configuration_pointclip import PointCLIPConfig
 from .inter_view_adapter import InterViewAdapter
-from .processing_pointclip import PointCLIPProcessor, is_single_point_cloud
-from .prompts import build_prompts, check_labels
-
-POINTCLIP_CONFIG_FIELDS = set(PointCLIPConfig.__dataclass_fields__) - set(PreTrainedConfig.__dataclass_fields__)
-HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder")
+from .loading_pointclip import load_pointclip_model
 
 
 @dataclass
 class PointCLIPOutput(ModelOutput):
-    """
-    loss: label-smoothed cross-entropy, when `labels` are given.
-    logits: `[batch, K]` class scores.
-    view_features: `[batch, views, C]` CLIP image embeddings of the views (before any normalisation).
-    point_cloud_embeds: `[batch, views, C]` the combined point-cloud embedding, one block per view (normalised and
-        view-weighted; flatten it for the `[batch, views * C]` vector of the reference).
-    text_embeds: `[K, C]` normalised label embeddings.
+    r"""
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
+            Label-smoothed cross-entropy.
+        logits (`torch.FloatTensor` of shape `(batch, labels)`):
+            Class scores, `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`.
+        view_features (`torch.FloatTensor` of shape `(batch, views, C)`):
+            CLIP image embeddings of the views, before any normalisation.
+        point_cloud_embeds (`torch.FloatTensor` of shape `(batch, views, C)`):
+            The point-cloud embedding, one normalised, view-weighted block per view (flatten it for the reference's
+            `(batch, views * C)` vector).
+        text_embeds (`torch.FloatTensor` of shape `(labels, C)`):
+            Normalised label embeddings.
     """
 
     loss: torch.FloatTensor | None = None
@@ -61,7 +61,18 @@ def project_rows(features: torch.Tensor, projection: torch.nn.Linear) -> torch.T
 
 
 def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
-    """DGCNN-style label smoothing as PointCLIP trains: target `1 - eps` on the class, `eps / (K - 1)` elsewhere."""
+    r"""
+    DGCNN-style label smoothing as PointCLIP trains: target `1 - smoothing` on the class, `smoothing / (K - 1)`
+    elsewhere.
+
+    Args:
+        logits (`torch.Tensor` of shape `(batch, K)`):
+            Class scores.
+        labels (`torch.Tensor` of shape `(batch,)`):
+            Class indices in `[0, K)`.
+        smoothing (`float`):
+            The smoothing.
+    """
     num_classes = logits.shape[-1]
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"Labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}.")
@@ -79,6 +90,7 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
     input_modalities = ("image", "text")
     _no_split_modules = ["CLIPEncoderLayer", "CLIPTextEmbeddings", "CLIPVisionEmbeddings"]
     _keys_to_ignore_on_load_missing = [r"^adapter\."]
+    _keys_to_ignore_on_load_unexpected = [r"^label_text_embeds$"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
 
@@ -94,37 +106,41 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
 
 class PointCLIPModel(PointCLIPPreTrainedModel):
     r"""
-    Zero-shot and few-shot point-cloud classification with CLIP.
+    Zero-shot and few-shot point-cloud classification with a frozen CLIP.
 
-    `pixel_values` `[batch, views, 3, S, S]` (from [`PointCloudProcessor`]) go through CLIP's image tower one image per
-    view, giving `view_features` `[batch, views, C]`. Without adapter each view is L2-normalised; with the
-    inter-view adapter the adapted features are normalised over all `views * C` values. Each block is then scaled by
-    its view weight. Logits are `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`, exactly the reference's
+    `pixel_values` of shape `(batch, views, 3, S, S)` (from [`PointCloudProcessor`]) go through CLIP's image tower,
+    giving `view_features` of shape `(batch, views, C)`. Without adapter each view is L2-normalised; with the inter-view
+    adapter the adapted features are normalised over all `views * C` values. Each block is scaled by its view weight.
+    Logits are `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`, exactly the reference's
     `logit_scale * [views * C] @ normalize(text.repeat(views)).T`.
 
-    Load a trained model with `PointCLIPModel.from_pretrained("user/repo")`, a zero-shot one from any CLIP checkpoint
-    with `PointCLIPModel.from_pretrained("openai/clip-vit-base-patch16")`, and classify with `model.classify(...)`.
+    CLIP is frozen (`requires_grad=False`); only the adapter trains. Load a trained model with
+    `PointCLIPModel.from_pretrained("user/repo")`, a zero-shot one from any CLIP checkpoint with
+    `PointCLIPModel.from_pretrained("openai/clip-vit-base-patch16")`, and classify with `model.classify(...)` or the
+    `"point-cloud-zero-shot-classification"` pipeline.
+
+    Args:
+        config ([`PointCLIPConfig`]):
+            The configuration.
     """
 
     def __init__(self, config: PointCLIPConfig):
         super().__init__(config)
         self.clip = CLIPModel(config.clip_config)
-        self.adapter = (
-            InterViewAdapter(
+        self.adapter = None
+        if config.use_adapter:
+            self.adapter = InterViewAdapter(
                 config.num_views,
                 config.embed_dim,
                 ratio=config.adapter_ratio,
                 init=config.adapter_init,
                 dropout=config.adapter_dropout,
             )
-            if config.use_adapter
-            else None
-        )
-        self._processor = None
-        self._text_cache = {}
+        self.label_text_embeds = None
+        self.loading_kwargs = {}
+        self.processor = None
         self.post_init()
-
-    # ------------------------------------------------------------------ features
+        self.clip.requires_grad_(False)
 
     def get_view_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         r"""
@@ -200,7 +216,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
-        prompt_to_label: torch.Tensor | None = None,
+        prompt_class_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         r"""
         Normalised label embeddings from tokenised prompts: each sentence is encoded on its own (without its padding,
@@ -212,7 +228,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
                 Token ids of the prompt sentences.
             attention_mask (`torch.Tensor` of shape `(prompts, length)`, *optional*):
                 1 for tokens, 0 for right padding.
-            prompt_to_label (`torch.Tensor` of shape `(prompts,)`, *optional*):
+            prompt_class_ids (`torch.Tensor` of shape `(prompts,)`, *optional*):
                 The label each sentence belongs to; by default one sentence per label.
 
         Returns:
@@ -223,69 +239,77 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             [self.clip.text_model(input_ids=ids[None, :length]).pooler_output for ids, length in zip(input_ids, lengths)]
         )
         sentence_embeds = F.normalize(project_rows(pooled, self.clip.text_projection), dim=-1)
-        if prompt_to_label is not None:
-            num_labels = int(prompt_to_label.max()) + 1
+        if prompt_class_ids is not None:
+            num_labels = int(prompt_class_ids.max()) + 1
             summed = sentence_embeds.new_zeros(num_labels, sentence_embeds.shape[-1])
-            sentence_embeds = summed.index_add_(0, prompt_to_label.to(sentence_embeds.device), sentence_embeds)
+            sentence_embeds = summed.index_add_(0, prompt_class_ids.to(sentence_embeds.device), sentence_embeds)
         return F.normalize(sentence_embeds, dim=-1)
 
-    def get_label_embeddings(self, labels, processor: PointCLIPProcessor | None = None) -> torch.Tensor:
+    def set_label_text_embeds(self, text_embeds: torch.Tensor) -> None:
+        r"""
+        Store the label embeddings of `config.label_names` (from [`~pipeline_pointclip.label_embeddings`]), so that
+        `forward` needs no text inputs (as `Trainer` calls it). They are saved with the adapter.
+
+        Args:
+            text_embeds (`torch.Tensor` of shape `(len(config.label_names), C)`):
+                Normalised label embeddings in `config.label_names` order.
         """
-        Normalised text embeddings `[K, C]` of `labels` with this model's prompt templates and class prompts.
-        Cached per label set; the cache key holds the exact sentences and the identity, version, dtype and device of
-        every text-tower weight, so a change of labels, prompts or weights is never served stale.
-        """
-        labels = check_labels(labels)
-        sentences, owners = build_prompts(labels, self.config.prompt_templates, self.config.class_prompts)
-        key = (tuple(sentences), tuple(owners), self._text_weights_state())
-        if key not in self._text_cache:
-            tokens = self.tokenize(sentences, processor)
-            with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable later in training graphs
-                embeds = self.get_text_features(**tokens, prompt_to_label=torch.tensor(owners, device=self.device))
-            if len(self._text_cache) >= 8:
-                self._text_cache.pop(next(iter(self._text_cache)))
-            self._text_cache[key] = embeds
-        return self._text_cache[key]
+        expected = (len(self.config.label_names or []), self.config.embed_dim)
+        if tuple(text_embeds.shape) != expected or not torch.isfinite(text_embeds).all():
+            raise ValueError(
+                f"Label embeddings must be finite, of shape {expected} (config.label_names x embedding width), got "
+                f"shape {tuple(text_embeds.shape)}."
+            )
+        self.label_text_embeds = text_embeds.detach().float().clone()
 
-    def tokenize(self, sentences, processor: PointCLIPProcessor | None = None) -> dict:
-        """Sentences -> `input_ids` / `attention_mask` `[P, L]` on the model's device, cut to its text context."""
-        max_length = self.config.clip_config.text_config.max_position_embeddings
-        return (processor or self.processor).tokenize(sentences, max_length=max_length, device=self.device)
-
-    def _text_weights_state(self) -> tuple:
-        parameters = [*self.clip.text_model.parameters(), *self.clip.text_projection.parameters()]
-        return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parameters)
-
-    # ------------------------------------------------------------------ forward
+    def _resolve_text_embeds(self, input_ids, attention_mask, prompt_class_ids, text_embeds) -> torch.Tensor:
+        if text_embeds is not None:
+            return F.normalize(text_embeds, dim=-1)
+        if input_ids is not None:
+            return self.get_text_features(input_ids, attention_mask, prompt_class_ids)
+        if self.label_text_embeds is not None:
+            return self.label_text_embeds.to(self.device)
+        raise ValueError(
+            "Give input_ids (tokenised prompts) or text_embeds, or store the embeddings of config.label_names with "
+            "model.set_label_text_embeds(...) (build_few_shot_model does)."
+        )
 
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
-        prompt_to_label: torch.Tensor | None = None,
+        prompt_class_ids: torch.Tensor | None = None,
         text_embeds: torch.Tensor | None = None,
         view_features: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         return_dict: bool | None = None,
-        **kwargs,
-    ) -> PointCLIPOutput:
+    ) -> PointCLIPOutput | tuple:
         r"""
-        pixel_values: `[batch, views, 3, S, S]` depth images; or give `view_features` `[batch, views, C]` directly
-            (e.g. cached, for fast adapter training).
-        input_ids / attention_mask / prompt_to_label: tokenised prompts `[P, L]`, `[P]`; or give `text_embeds` `[K, C]`.
-        labels: `[batch]` class indices, for the loss.
+        Args:
+            pixel_values (`torch.Tensor` of shape `(batch, views, 3, S, S)`, *optional*):
+                Depth images; or give `view_features`.
+            input_ids (`torch.Tensor` of shape `(prompts, length)`, *optional*):
+                Tokenised prompts; or give `text_embeds`; with neither, the stored embeddings of
+                `config.label_names` are used.
+            attention_mask (`torch.Tensor` of shape `(prompts, length)`, *optional*):
+                Padding mask of `input_ids`.
+            prompt_class_ids (`torch.Tensor` of shape `(prompts,)`, *optional*):
+                The label each prompt belongs to (default: one prompt per label).
+            text_embeds (`torch.Tensor` of shape `(labels, C)`, *optional*):
+                Label embeddings.
+            view_features (`torch.Tensor` of shape `(batch, views, C)`, *optional*):
+                CLIP view embeddings (e.g. cached, for fast adapter training).
+            labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
+                Class indices, for the loss.
+            return_dict (`bool`, *optional*):
+                Return a [`PointCLIPOutput`] (default) or a tuple.
         """
         if view_features is None:
             if pixel_values is None:
                 raise ValueError("Give pixel_values or view_features.")
             view_features = self.get_view_features(pixel_values)
-        if text_embeds is None:
-            if input_ids is None:
-                raise ValueError("Give input_ids (tokenised prompts) or text_embeds.")
-            text_embeds = self.get_text_features(input_ids, attention_mask, prompt_to_label)
-        else:
-            text_embeds = F.normalize(text_embeds, dim=-1)
+        text_embeds = self._resolve_text_embeds(input_ids, attention_mask, prompt_class_ids, text_embeds)
         embeds = self.get_point_cloud_embeds(view_features)
         if text_embeds.shape[-1] != embeds.shape[-1]:
             raise ValueError(f"text_embeds have width {text_embeds.shape[-1]}, the image features {embeds.shape[-1]}.")
@@ -295,28 +319,10 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         loss = None
         if labels is not None:
             loss = smooth_cross_entropy(logits.float(), labels.to(logits.device), self.config.label_smoothing)
-        return PointCLIPOutput(
+        output = PointCLIPOutput(
             loss=loss, logits=logits, view_features=view_features, point_cloud_embeds=embeds, text_embeds=text_embeds
         )
-
-    # ------------------------------------------------------------------ high-level API
-
-    @property
-    def processor(self) -> PointCLIPProcessor:
-        """The processor saved beside this model, or one built from its config and its base CLIP's tokenizer."""
-        if self._processor is None:
-            self._processor = PointCLIPProcessor.for_model(self.config, self.name_or_path)
-        return self._processor
-
-    @processor.setter
-    def processor(self, processor: PointCLIPProcessor):
-        """Attach a processor; its projection must be the model's. Prompts always come from `model.config`."""
-        if processor.feature_extractor.projection_style != self.config.projection_style:
-            raise ValueError(
-                f"The processor projects with {processor.feature_extractor.projection_style!r}, the model was built "
-                f"for {self.config.projection_style!r}."
-            )
-        self._processor = processor
+        return output if return_dict is not False else output.to_tuple()
 
     def compile_image_tower(self, **compile_kwargs) -> "PointCLIPModel":
         """Opt in to `torch.compile` for CLIP's image tower, the part that dominates the cost; `compile_kwargs` go to
@@ -329,140 +335,103 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         self.config.view_weights = [float(w) for w in weights]
         self.config.validate_views()
 
-    @torch.inference_mode()
-    def classify(self, point_clouds, labels, top_k: int | None = None, batch_size: int = 32, processor=None):
-        """
-        Classify one point cloud or a batch against candidate `labels`.
+    def classify(self, point_clouds, labels=None, top_k: int | None = None, batch_size: int = 1, processor=None,
+                 **pipeline_kwargs):  # fmt: skip
+        r"""
+        Classify one point cloud or several: a short call for the `"point-cloud-zero-shot-classification"` pipeline,
+        with the same rules and results. A cloud's scores do not depend on the other clouds or on `batch_size`.
 
         Args:
-            point_clouds: one cloud `[N, 3+]` or several (arrays, tensors, nested lists or file paths).
-            labels: candidate class names (or a comma-separated string); with an adapter trained on
-                `config.label_names`, these must be those names (in any order).
-            top_k: keep the `top_k` best labels (all by default).
-            batch_size: clouds rendered and encoded at once.
+            point_clouds (`np.ndarray`, `torch.Tensor`, `str` or a list of them):
+                One cloud of shape `(N, 3+)` or a file path, or several (a list or a `(B, N, 3)` array).
+            labels (`list[str]` or `str`, *optional*):
+                Candidate labels; a model with a trained adapter defaults to, and only accepts, its
+                `config.label_names` (in any order).
+            top_k (`int`, *optional*):
+                Keep the `top_k` best labels (all by default).
+            batch_size (`int`, *optional*, defaults to 1):
+                Clouds rendered and encoded at once.
+            processor ([`PointCLIPProcessor`], *optional*):
+                Defaults to `model.processor` when one is attached, else the one saved with the model, loaded from the
+                same place with the same Hub arguments.
+            pipeline_kwargs:
+                More pipeline arguments, such as `hypothesis_template`.
 
         Returns:
-            For one cloud a list of `{"label", "score"}` sorted by score; for a batch, one such list per cloud.
+            For one cloud a list of `{"label", "score"}` sorted by score; for several, one such list per cloud.
         """
-        labels = check_labels(labels)
-        if self.config.label_names is not None and set(labels) != set(self.config.label_names):
-            raise ValueError(
-                f"This model's adapter was trained on the labels {self.config.label_names}; classify with those "
-                f"labels (in any order), got {labels}."
-            )
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be at least 1, got {top_k}.")
+        from .pipeline_pointclip import PointCloudZeroShotClassificationPipeline
+
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         processor = processor or self.processor
-        text_embeds = self.get_label_embeddings(labels, processor)
-        single = is_single_point_cloud(point_clouds)
-        clouds = [point_clouds] if single else list(point_clouds)
-        if not clouds:
-            raise ValueError("No point clouds given (empty list).")
-        results = []
-        for start in range(0, len(clouds), batch_size):
-            pixel_values = processor.feature_extractor(clouds[start : start + batch_size], device=self.device)
-            logits = self(pixel_values=pixel_values["pixel_values"], text_embeds=text_embeds).logits
-            results.extend(scores_to_predictions(logits, labels, top_k))
-        return results[0] if single else results
+        pipeline = PointCloudZeroShotClassificationPipeline(model=self, processor=processor, device=self.device)
+        return pipeline(point_clouds, candidate_labels=labels, top_k=top_k, batch_size=batch_size, **pipeline_kwargs)
 
-    # ------------------------------------------------------------------ saving and loading
+    def save_pretrained(self, save_directory, state_dict: dict | None = None, push_to_hub: bool = False, **kwargs):
+        r"""
+        Save `config.json` and `model.safetensors` (sharded or with a `variant` as transformers does). The weights
+        hold only the adapter (fp32) and the label embeddings, whatever `state_dict` a caller such as `Trainer` passes:
+        the frozen CLIP is referenced by `config.clip_model_name_or_path` at `config.clip_revision`. Only when that is
+        `None` are the CLIP weights stored too. With `push_to_hub=True` the folder is then uploaded as
+        [`~PointCLIPModel.push_to_hub`] does.
 
-    def save_pretrained(self, save_directory, state_dict: dict | None = None, **kwargs):
+        Raises:
+            `ValueError`: when CLIP weights were made trainable (they would be silently lost): freeze them, or set
+            `config.clip_model_name_or_path = None` to store the whole model.
         """
-        Save `config.json` and `model.safetensors`. The weights file holds only the adapter, in fp32, whatever
-        `state_dict` a caller (such as `Trainer`) passes; the frozen CLIP is referenced by
-        `config.clip_model_name_or_path`. Only when that is `None` are the CLIP weights stored too.
-        """
+        self._check_clip_is_frozen()
         state_dict = state_dict if state_dict is not None else self.state_dict()
         if self.config.clip_model_name_or_path is not None:
             state_dict = adapter_state_dict(state_dict)
+        if self.label_text_embeds is not None:
+            state_dict = {**state_dict, "label_text_embeds": self.label_text_embeds.float().cpu()}
+        if push_to_hub:
+            return self.push_to_hub(kwargs.pop("repo_id", None) or str(save_directory).rstrip("/").split("/")[-1],
+                                    save_directory=save_directory, **kwargs)  # fmt: skip
+        self.config.custom_pipelines = _custom_pipelines()
         return super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
 
-    def push_to_hub(self, repo_id: str, *, processor=None, model_card=None, commit_message: str | None = None,
-                    private: bool | None = None, token: str | bool | None = None, revision: str | None = None,
-                    create_pr: bool = False, **card_kwargs):
-        """
-        Upload the adapter weights, config, processor and model card to `repo_id` in one commit. The card is ours
-        (`pointclip_hf.model_card.build_model_card(self, repo_id=..., **card_kwargs)` unless `model_card` is given),
-        never transformers' generic one.
-        """
-        from huggingface_hub import HfApi
-
-        from .model_card import build_model_card
-
-        api = HfApi(token=token)
-        repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-        with tempfile.TemporaryDirectory() as folder:
-            self.save_pretrained(folder)
-            (processor or self.processor).save_pretrained(folder)
-            card = model_card or build_model_card(self, repo_id=repo_id, **card_kwargs)
-            card.save(os.path.join(folder, "README.md"))
-            return api.upload_folder(
-                repo_id=repo_id,
-                folder_path=folder,
-                commit_message=commit_message or "Upload PointCLIP adapter",
-                revision=revision,
-                create_pr=create_pr,
+    def _check_clip_is_frozen(self) -> None:
+        trainable = [name for name, parameter in self.clip.named_parameters() if parameter.requires_grad]
+        if trainable and self.config.clip_model_name_or_path is not None:
+            raise ValueError(
+                f"CLIP weights are trainable ({trainable[:3]}...), but save_pretrained stores only the adapter and "
+                f"loads CLIP from {self.config.clip_model_name_or_path}: changes to them would be lost. Freeze them "
+                "(model.clip.requires_grad_(False)) or set model.config.clip_model_name_or_path = None to store the "
+                "whole model."
             )
 
+    def push_to_hub(self, repo_id: str, **kwargs):
+        r"""
+        Upload the adapter weights, config, processor and our model card to `repo_id` in one commit, with the arguments
+        of transformers' `push_to_hub` (`commit_message`, `commit_description`, `private`, `token`, `revision` (the
+        branch is created), `create_pr`, `tags`, ...). Every argument is checked before anything is created on the Hub.
+        See [`pointclip_hf.hub_upload.push_model_to_hub`] for all of them.
+        """
+        try:
+            from pointclip_hf.hub_upload import push_model_to_hub
+        except ImportError:
+            raise ImportError("push_to_hub needs the pointclip_hf package: pip install pointclip_hf.") from None
+        return push_model_to_hub(self, repo_id, **kwargs)
+
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, config=None, clip_model_name_or_path=None, **kwargs):
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        r"""
+        Load a PointCLIP folder or Hub repo (its config, the base CLIP named by `config.clip_model_name_or_path` at
+        `config.clip_revision`, then its adapter), or any plain CLIP checkpoint as a zero-shot PointCLIP (choose the
+        projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
+        `config=PointCLIPConfig(...)`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`,
+        `subfolder`, `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same place.
+        Fails loudly when the CLIP or the adapter weights are missing or do not fit.
         """
-        Load a PointCLIP folder or Hub repo (its config, the base CLIP named by `config.clip_model_name_or_path` or the
-        `clip_model_name_or_path` argument, then its adapter), or any plain CLIP checkpoint as a zero-shot PointCLIP
-        (choose the projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
-        `config=PointCLIPConfig(...)`). Fails loudly when the CLIP or the
-        adapter weights are missing or do not fit.
-        """
-        source = pretrained_model_name_or_path
-        hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
-        overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
-        config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
-        model_type = config_dict.get("model_type")
-        if model_type not in ("pointclip", "clip"):
-            raise ValueError(f"{source} holds a {model_type!r} model; expected a PointCLIP or a CLIP checkpoint.")
-        is_clip_checkpoint = model_type == "clip"
-        if config is None:
-            if is_clip_checkpoint:
-                clip_config = CLIPConfig.from_dict(config_dict)
-                config = PointCLIPConfig(clip_config=clip_config, clip_model_name_or_path=str(source), **overrides)
-            else:
-                config = PointCLIPConfig.from_pretrained(source, **hub_kwargs, **overrides)
-        elif overrides:
-            raise ValueError(f"Pass either config= or config fields {sorted(overrides)}, not both.")
-        if clip_model_name_or_path is not None:
-            config.clip_model_name_or_path = clip_model_name_or_path
-        if is_clip_checkpoint:
-            base = source
-            config.clip_model_name_or_path = config.clip_model_name_or_path or source
-        else:
-            base = config.clip_model_name_or_path or source
-        base_kwargs = kwargs if base == source else {k: v for k, v in kwargs.items() if k not in ("revision", "subfolder")}
-        want_info = base_kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(base, *model_args, config=config, output_loading_info=True, **base_kwargs)
-        missing_clip = [key for key in info["missing_keys"] if not key.startswith("adapter.")]
-        if missing_clip:
-            raise OSError(f"{base} does not hold the CLIP weights this model needs (missing {missing_clip[:5]}...).")
-        if model.adapter is not None and not is_clip_checkpoint and base != source:
-            load_adapter_into(model.adapter, load_adapter_state_dict(source, **hub_kwargs), str(source))
-        elif model.adapter is not None and any(key.startswith("adapter.") for key in info["missing_keys"]):
-            if not is_clip_checkpoint:
-                raise OSError(f"{source} asks for an adapter but holds no adapter weights.")
-        model.config._name_or_path = model.name_or_path = str(source)
-        return (model, info) if want_info else model
+        return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
 
 
-def scores_to_predictions(logits: torch.Tensor, labels: list[str], top_k: int | None) -> list[list[dict]]:
-    """`[batch, K]` logits -> per cloud, `{"label", "score"}` dicts sorted by softmax score."""
-    scores = logits.float().softmax(dim=-1)
-    k = min(top_k or len(labels), len(labels))
-    values, indices = scores.topk(k, dim=-1)
-    return [
-        [{"label": labels[i], "score": s} for s, i in zip(row_values, row_indices)]
-        for row_values, row_indices in zip(values.tolist(), indices.tolist())
-    ]
+def _custom_pipelines() -> dict:
+    from .pipeline_pointclip import CUSTOM_PIPELINES
+
+    return CUSTOM_PIPELINES
 
 
 __all__ = ["PointCLIPModel", "PointCLIPPreTrainedModel", "PointCLIPOutput"]

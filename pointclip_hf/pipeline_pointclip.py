@@ -1,18 +1,135 @@
-"""The `"point-cloud-zero-shot-classification"` pipeline: `pipe(cloud, candidate_labels=[...])`."""
+"""The `"point-cloud-zero-shot-classification"` pipeline: clouds and candidate labels in, ranked labels out. It owns the
+inference conveniences: batching, the label-embedding cache, prompts, top-k and the label rules."""
 
+import weakref
+
+import numpy as np
+import torch
 from transformers import Pipeline
 
-from .modeling_pointclip import scores_to_predictions
-from .prompts import check_labels
+from .feature_extraction_pointclip import is_single_point_cloud
+from .labels import check_labels, check_labels_fit_model
+from .processing_pointclip import PointCLIPProcessor, processor_for_model
+
+PIPELINE_TASK = "point-cloud-zero-shot-classification"
+DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch16"
+CUSTOM_PIPELINES = {
+    PIPELINE_TASK: {
+        "impl": "pipeline_pointclip.PointCloudZeroShotClassificationPipeline",
+        "pt": ["AutoModel"],
+        "tf": [],
+        "type": "multimodal",
+        "default": {"model": {"pt": [DEFAULT_CHECKPOINT, "main"]}},
+    }
+}
+_LABEL_EMBEDDINGS = weakref.WeakKeyDictionary()
+_CACHE_SIZE = 8
+
+
+def label_embeddings(model, processor: PointCLIPProcessor, labels, prompt_templates=None) -> torch.Tensor:
+    r"""
+    Normalised text embeddings of `labels` with the model's prompts, cached per model. The cache key holds the exact
+    sentences and the identity, version, dtype and device of every text-tower weight, so a change of labels, prompts or
+    weights is never served stale. A label's embedding depends only on its own sentences (each is encoded alone).
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model whose text tower encodes the prompts.
+        processor ([`PointCLIPProcessor`]):
+            Its tokenizer turns the prompts into tokens.
+        labels (`list[str]`):
+            Candidate labels.
+        prompt_templates (`list[str]`, *optional*):
+            Templates to use instead of `model.config.prompt_templates`.
+
+    Returns:
+        `torch.Tensor` of shape `(labels, C)` on the model's device.
+    """
+    labels = check_labels(labels)
+    templates = list(prompt_templates or model.config.prompt_templates)
+    max_length = model.config.clip_config.text_config.max_position_embeddings
+    tokens = processor.tokenize_labels(
+        labels, templates, model.config.class_prompts, max_length=max_length, device=model.device
+    )
+    key = (_token_key(tokens), _text_weights_state(model))
+    cache = _LABEL_EMBEDDINGS.setdefault(model, {})
+    if key not in cache:
+        with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable later in training graphs
+            embeds = model.get_text_features(**tokens)
+        if len(cache) >= _CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = embeds
+    return cache[key]
+
+
+def _token_key(tokens: dict) -> tuple:
+    return tuple(str(tokens[name].tolist()) for name in ("input_ids", "attention_mask", "prompt_class_ids"))
+
+
+def _text_weights_state(model) -> tuple:
+    parameters = [*model.clip.text_model.parameters(), *model.clip.text_projection.parameters()]
+    return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parameters)
+
+
+def scores_to_predictions(logits: torch.Tensor, labels: list[str], top_k: int | None) -> list[list[dict]]:
+    r"""
+    Turn logits into ranked predictions.
+
+    Args:
+        logits (`torch.Tensor` of shape `(batch, labels)`):
+            Class scores.
+        labels (`list[str]`):
+            The label of each column.
+        top_k (`int`, *optional*):
+            How many labels to keep (all by default).
+
+    Returns:
+        `list[list[dict]]`: per cloud, `{"label", "score"}` dicts sorted by softmax score.
+    """
+    scores = logits.float().softmax(dim=-1)
+    k = min(top_k or len(labels), len(labels))
+    values, indices = scores.topk(k, dim=-1)
+    return [
+        [{"label": labels[i], "score": s} for s, i in zip(row_values, row_indices)]
+        for row_values, row_indices in zip(values.tolist(), indices.tolist())
+    ]
+
+
+def check_top_k(top_k) -> int | None:
+    """Raise unless `top_k` is `None` or a positive integer."""
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
+    return top_k
+
+
+def check_hypothesis_template(template: str) -> list[str]:
+    """Raise unless `template` is a string with exactly one `{}` for the label."""
+    if not isinstance(template, str) or template.count("{}") != 1:
+        raise ValueError(f"hypothesis_template must be a string with exactly one '{{}}' for the label, got {template!r}.")
+    return [template]
 
 
 class PointCloudZeroShotClassificationPipeline(Pipeline):
-    """
-    Classify point clouds against any labels with a [`PointCLIPModel`].
+    r"""
+    Zero-shot point-cloud classification with a [`PointCLIPModel`]: the point-cloud counterpart of
+    `zero-shot-image-classification`.
 
-    `pipe(cloud, candidate_labels=["chair", "table"], top_k=None)` returns a list of `{"label", "score"}` sorted by
-    score; `pipe([cloud_a, cloud_b], ...)` one such list per cloud. A cloud is an `[N, 3+]` array or tensor, or a file
-    path. Models with a trained adapter default to their own `config.label_names`.
+    ```python
+    >>> from transformers import pipeline
+    >>> classifier = pipeline("point-cloud-zero-shot-classification", model="openai/clip-vit-base-patch16")
+    >>> classifier("chair.ply", candidate_labels=["chair", "table", "lamp"])
+    [{'label': 'chair', 'score': ...}, ...]
+    ```
+
+    A cloud is an `(N, 3+)` array or tensor, or a file path; a list of clouds or an `(B, N, 3)` array gives one result
+    per cloud. Models with a trained adapter default to, and only accept, their own `config.label_names`.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model.
+        processor ([`PointCLIPProcessor`], *optional*):
+            Defaults to the processor saved with the model, loaded with the same Hub arguments (revision, token, ...),
+            or one built from the model's config and its base CLIP's tokenizer.
     """
 
     _load_processor = False
@@ -20,25 +137,75 @@ class PointCloudZeroShotClassificationPipeline(Pipeline):
     _load_feature_extractor = False
     _load_image_processor = False
 
-    def _sanitize_parameters(self, candidate_labels=None, top_k=None, **kwargs):
-        preprocess_params = {} if candidate_labels is None else {"candidate_labels": candidate_labels}
-        postprocess_params = {} if top_k is None else {"top_k": top_k}
-        return preprocess_params, {}, postprocess_params
+    def __init__(self, model, processor: PointCLIPProcessor | None = None, **kwargs):
+        for component in ("tokenizer", "feature_extractor", "image_processor", "video_processor"):
+            kwargs.pop(component, None)
+        processor = processor_for_model(model, processor)
+        super().__init__(
+            model=model,
+            processor=processor,
+            tokenizer=processor.tokenizer,
+            feature_extractor=processor.feature_extractor,
+            **kwargs,
+        )
 
-    @property
-    def point_clip_processor(self):
-        return self.processor if self.processor is not None else self.model.processor
+    def __call__(self, point_clouds, **kwargs):
+        r"""
+        Classify one point cloud or several.
 
-    def preprocess(self, point_cloud, candidate_labels=None):
-        labels = check_labels(candidate_labels if candidate_labels is not None else self.model.config.label_names or [])
-        pixel_values = self.point_clip_processor.feature_extractor(point_cloud)["pixel_values"]
-        return {"pixel_values": pixel_values, "candidate_labels": labels}
+        Args:
+            point_clouds (`np.ndarray`, `torch.Tensor`, `str`, or a list of them):
+                One cloud of shape `(N, 3+)` or a file path; or a list of them, or an array of shape `(B, N, 3+)`.
+            candidate_labels (`list[str]` or `str`, *optional*):
+                The labels (a comma-separated string works too); defaults to `model.config.label_names`.
+            hypothesis_template (`str`, *optional*):
+                One template with `{}` for the label, used instead of the model's prompt templates.
+            top_k (`int`, *optional*):
+                How many labels to return per cloud (all by default).
+            batch_size (`int`, *optional*, defaults to 1):
+                Clouds rendered and encoded at once; results do not depend on it.
 
-    def _forward(self, model_inputs):
-        labels = model_inputs["candidate_labels"]
-        text_embeds = self.model.get_label_embeddings(labels, self.point_clip_processor)
-        logits = self.model(pixel_values=model_inputs["pixel_values"], text_embeds=text_embeds).logits
-        return {"logits": logits, "candidate_labels": labels}
+        Returns:
+            For one cloud a list of `{"label", "score"}` sorted by score; for several, one such list per cloud.
+        """
+        if isinstance(point_clouds, (np.ndarray, torch.Tensor)) and point_clouds.ndim == 3:
+            point_clouds = list(point_clouds)
+        elif isinstance(point_clouds, (list, tuple)) and is_single_point_cloud(point_clouds):
+            point_clouds = np.asarray(point_clouds)
+        elif isinstance(point_clouds, (list, tuple)) and not point_clouds:
+            raise ValueError("No point clouds given (empty list).")
+        return super().__call__(point_clouds, **kwargs)
 
-    def postprocess(self, model_outputs, top_k=None):
-        return scores_to_predictions(model_outputs["logits"], model_outputs["candidate_labels"], top_k)[0]
+    def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, top_k=None, **unknown):
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}.")
+        forward_params, postprocess_params = {}, {}
+        if candidate_labels is not None:
+            labels = check_labels(candidate_labels)
+            check_labels_fit_model(labels, self.model.config.label_names)
+            forward_params["candidate_labels"] = postprocess_params["candidate_labels"] = labels
+        if hypothesis_template is not None:
+            forward_params["prompt_templates"] = check_hypothesis_template(hypothesis_template)
+        if top_k is not None:
+            postprocess_params["top_k"] = check_top_k(top_k)
+        return {}, forward_params, postprocess_params
+
+    def _default_labels(self) -> list[str]:
+        if self.model.config.label_names is None:
+            raise ValueError("Give candidate_labels: this model has no trained label_names to default to.")
+        return list(self.model.config.label_names)
+
+    def preprocess(self, point_cloud):
+        return {"pixel_values": self.feature_extractor(point_cloud)["pixel_values"]}
+
+    def _forward(self, model_inputs, candidate_labels=None, prompt_templates=None):
+        labels = candidate_labels or self._default_labels()
+        text_embeds = label_embeddings(self.model, self.processor, labels, prompt_templates)
+        return {"logits": self.model(pixel_values=model_inputs["pixel_values"], text_embeds=text_embeds).logits}
+
+    def postprocess(self, model_outputs, candidate_labels=None, top_k=None):
+        labels = candidate_labels or self._default_labels()
+        return scores_to_predictions(model_outputs["logits"], labels, top_k)[0]
+
+
+__all__ = ["PointCloudZeroShotClassificationPipeline", "label_embeddings", "scores_to_predictions"]

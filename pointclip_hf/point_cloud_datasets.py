@@ -65,7 +65,7 @@ import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, Features
 
 from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
-from .prompts import check_labels
+from .labels import check_labels
 
 __all__ = [
     "HUB_DATASETS",

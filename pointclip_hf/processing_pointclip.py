@@ -1,251 +1,32 @@
-"""Processors: point clouds -> multi-view depth images for CLIP (`PointCloudProcessor`), and that plus the CLIP
-tokenizer and prompts (`PointCLIPProcessor`)."""
+"""The processor: a [`PointCloudProcessor`] (clouds -> depth images) and a CLIP tokenizer (labels -> prompt tokens)."""
 
-import os
+import json
 
-import numpy as np
 import torch
-import torch.nn.functional as F
-from transformers import BatchFeature, FeatureExtractionMixin, ProcessorMixin
+from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
+from transformers.utils import PROCESSOR_NAME, cached_file
 
-from .projection import get_projection_style, render_views
-from .prompts import DEFAULT_TEMPLATES, build_prompts, check_labels
+from .feature_extraction_pointclip import PointCloudProcessor
+from .labels import check_labels
+from .prompts import DEFAULT_TEMPLATES, build_prompts
 
-SAMPLING_METHODS = ("first", "random", "fps")
 CLIP_CONTEXT_LENGTH = 77
-CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
-
-
-def _as_cloud_tensor(cloud, index: int) -> torch.Tensor:
-    """One cloud (array, tensor, nested list or file path) -> float tensor `[N, C]`, checked."""
-    if isinstance(cloud, (str, os.PathLike)):
-        from .point_cloud_io import load_point_cloud
-
-        cloud = load_point_cloud(cloud)
-    if not isinstance(cloud, torch.Tensor):
-        array = np.asarray(cloud)
-        if array.dtype == object:
-            raise TypeError(f"Point cloud {index} has object dtype (ragged nested lists?); give a numeric [N, 3] array.")
-        cloud = torch.from_numpy(array)
-    if not (cloud.is_floating_point()):
-        raise TypeError(f"Point cloud {index} has dtype {cloud.dtype}; coordinates must be floating point.")
-    if cloud.ndim != 2:
-        raise ValueError(f"Point cloud {index} has shape {tuple(cloud.shape)}; expected [N, 3] (or [N, C>3]).")
-    if cloud.shape[1] < 3:
-        raise ValueError(f"Point cloud {index} has {cloud.shape[1]} channels per point; at least 3 (x, y, z) needed.")
-    if cloud.shape[0] == 0:
-        raise ValueError(f"Point cloud {index} is empty (0 points).")
-    return cloud[:, :3]
-
-
-def is_single_point_cloud(point_clouds) -> bool:
-    """Whether `point_clouds` is one cloud (a path, an `[N, C]` array or tensor, a list of points) or a batch."""
-    if isinstance(point_clouds, (str, os.PathLike)):
-        return True
-    if isinstance(point_clouds, (torch.Tensor, np.ndarray)):
-        return point_clouds.ndim <= 2
-    if isinstance(point_clouds, (list, tuple)) and point_clouds:
-        first = point_clouds[0]
-        if isinstance(first, (list, tuple)):
-            return not first or not isinstance(first[0], (list, tuple, np.ndarray, torch.Tensor))
-        return not isinstance(first, (torch.Tensor, np.ndarray, str, os.PathLike))
-    return False
-
-
-def to_point_batch(point_clouds) -> torch.Tensor | list[torch.Tensor]:
-    """
-    Accept one cloud `[N, C]` or a batch (`[B, N, C]`, or a list of clouds of any sizes) as numpy arrays, tensors,
-    nested lists or file paths. Extra channels beyond x, y, z (normals, colours) are dropped. Returns a `[B, N, 3]`
-    tensor when the clouds share one size, else a list of `[N_i, 3]` tensors.
-    """
-    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim == 3:
-        batch = torch.as_tensor(point_clouds)
-        if not batch.is_floating_point():
-            raise TypeError(f"Point clouds have dtype {batch.dtype}; coordinates must be floating point.")
-        if batch.shape[2] < 3:
-            raise ValueError(f"Point clouds have {batch.shape[2]} channels per point; at least 3 (x, y, z) needed.")
-        if batch.shape[0] == 0 or batch.shape[1] == 0:
-            raise ValueError(f"Point cloud batch of shape {tuple(batch.shape)} is empty.")
-        return batch[..., :3]
-    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim > 3:
-        raise ValueError(f"Point clouds have shape {tuple(point_clouds.shape)}; expected [N, 3] or [B, N, 3].")
-    if not isinstance(point_clouds, (list, tuple, str, os.PathLike, torch.Tensor, np.ndarray)):
-        raise TypeError(f"Cannot read point clouds from a {type(point_clouds).__name__}.")
-    if isinstance(point_clouds, (list, tuple)) and not point_clouds:
-        raise ValueError("No point clouds given (empty list).")
-    if is_single_point_cloud(point_clouds):
-        point_clouds = [point_clouds]
-    clouds = [_as_cloud_tensor(cloud, index) for index, cloud in enumerate(point_clouds)]
-    if len({cloud.shape[0] for cloud in clouds}) == 1 and len({cloud.dtype for cloud in clouds}) == 1:
-        return torch.stack(clouds)
-    return clouds
-
-
-def normalize_to_unit_sphere(points: torch.Tensor) -> torch.Tensor:
-    """Centre `[B, N, 3]` clouds on their mean and scale the farthest point to radius 1 (ModelNet's convention)."""
-    centred = points - points.mean(dim=1, keepdim=True)
-    radius = centred.norm(dim=-1).amax(dim=1)
-    degenerate = radius <= torch.finfo(points.dtype).eps
-    if degenerate.any():
-        index = int(degenerate.nonzero()[0])
-        raise ValueError(
-            f"Point cloud {index} is degenerate (a single point or all points identical) and cannot be scaled to "
-            "the unit sphere; pass normalize=False to render it as is."
-        )
-    return centred / radius[:, None, None]
-
-
-def farthest_point_sampling(points: torch.Tensor, num_samples: int) -> torch.Tensor:
-    """Indices `[B, num_samples]` of farthest-point samples of `[B, N, 3]` clouds, starting from point 0."""
-    batch, num_points, _ = points.shape
-    indices = torch.zeros(batch, num_samples, dtype=torch.long, device=points.device)
-    distances = torch.full((batch, num_points), float("inf"), dtype=points.dtype, device=points.device)
-    rows = torch.arange(batch, device=points.device)
-    farthest = torch.zeros(batch, dtype=torch.long, device=points.device)
-    for step in range(num_samples):  # inherently sequential in the samples; each step is batched over clouds
-        indices[:, step] = farthest
-        distances = torch.minimum(distances, (points - points[rows, farthest][:, None]).square().sum(-1))
-        farthest = distances.argmax(dim=1)
-    return indices
-
-
-def point_hash(points: torch.Tensor, seed: int) -> torch.Tensor:
-    """A pseudo-random number in [0, 1) per point `[B, N]`, a function of its coordinates and `seed` alone, so a
-    cloud's "random" sample does not depend on the other clouds of its batch or on the device."""
-    dtype = torch.float32 if points.device.type == "mps" else torch.float64  # MPS has no float64
-    key = torch.tensor([12.9898, 78.233, 37.719], dtype=dtype, device=points.device)
-    return torch.frac(torch.sin(points.to(dtype) @ key + seed * 0.6180339887) * 43758.5453)
-
-
-def select_points(points: torch.Tensor, num_points: int, method: str, seed: int = 0):
-    """
-    Pick `num_points` of each `[B, N, 3]` cloud: `"first"` (the reference), `"random"` (a seeded pseudo-random
-    subset that depends only on the cloud itself) or `"fps"`. A cloud with fewer points is padded by repeating its
-    points cyclically (in the chosen order).
-    """
-    batch, available, _ = points.shape
-    if method == "first":
-        order = torch.arange(available, device=points.device).expand(batch, available)
-    elif method == "random":
-        order = point_hash(points, seed).argsort(dim=1, stable=True)
-    elif method == "fps":
-        order = farthest_point_sampling(points, min(num_points, available))
-    else:
-        raise ValueError(f"Unknown sampling method {method!r}; choose one of {SAMPLING_METHODS}.")
-    if order.shape[1] != num_points:
-        order = order[:, torch.arange(num_points, device=points.device) % order.shape[1]]
-    return points.gather(1, order[..., None].expand(-1, -1, 3))
-
-
-class PointCloudProcessor(FeatureExtractionMixin):
-    r"""
-    Turns point clouds into the multi-view images CLIP's image tower reads.
-
-    Steps: drop channels beyond x, y, z; optionally centre and scale each cloud to the unit sphere; pick `num_points`
-    points; render the views of `projection_style` (`pointclip_hf.render_views`); resize them bilinearly
-    (`align_corners=True`) to `image_size`; repeat to 3 channels; optionally apply CLIP's mean/std (off by default,
-    as the reference feeds raw depths).
-
-    Args:
-        projection_style: `"pointclip_v1"`, `"pointclip_v1_fewshot"` or `"pointclip_v2"`.
-        num_points: points kept per cloud (1024 in the reference).
-        sampling: `"first"` (the reference: the first stored points), `"random"` (seeded) or `"fps"`.
-        normalize: centre on the mean and scale the farthest point to radius 1 (the reference data were already).
-        image_size: CLIP's input size `S`.
-        clip_normalize: apply CLIP's image mean/std to the depth images.
-        seed: seed of the `"random"` sampling.
-    """
-
-    model_input_names = ["pixel_values"]
-
-    def __init__(
-        self,
-        projection_style: str = "pointclip_v1",
-        num_points: int = 1024,
-        sampling: str = "first",
-        normalize: bool = True,
-        image_size: int = 224,
-        clip_normalize: bool = False,
-        image_mean: list[float] | None = None,
-        image_std: list[float] | None = None,
-        seed: int = 0,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        get_projection_style(projection_style)
-        if sampling not in SAMPLING_METHODS:
-            raise ValueError(f"Unknown sampling method {sampling!r}; choose one of {SAMPLING_METHODS}.")
-        if num_points < 1 or image_size < 1:
-            raise ValueError(f"num_points and image_size must be positive, got {num_points} and {image_size}.")
-        self.projection_style = projection_style
-        self.num_points = num_points
-        self.sampling = sampling
-        self.normalize = normalize
-        self.image_size = image_size
-        self.clip_normalize = clip_normalize
-        self.image_mean = list(image_mean or CLIP_IMAGE_MEAN)
-        self.image_std = list(image_std or CLIP_IMAGE_STD)
-        self.seed = seed
-
-    @property
-    def num_views(self) -> int:
-        return get_projection_style(self.projection_style).num_views
-
-    def prepare_points(self, point_clouds, device: torch.device | str | None = None) -> torch.Tensor:
-        """Clouds in any accepted form -> checked, normalised and sampled `[B, num_points, 3]` float tensor."""
-        batch = to_point_batch(point_clouds)
-        clouds = [batch] if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
-        prepared = []
-        for cloud in clouds:  # one pass for a stacked batch; one per cloud only when their sizes differ
-            cloud = cloud.to(device=device if device is not None else cloud.device)
-            cloud = cloud if cloud.dtype in (torch.float32, torch.float64) else cloud.float()
-            if not torch.isfinite(cloud).all():
-                raise ValueError("Point cloud coordinates contain NaN or infinite values.")
-            if self.normalize:
-                cloud = normalize_to_unit_sphere(cloud)
-            prepared.append(select_points(cloud, self.num_points, self.sampling, self.seed))
-        return torch.cat(prepared).float()
-
-    def render(self, points: torch.Tensor) -> torch.Tensor:
-        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]`."""
-        views = render_views(points, self.projection_style)
-        batch, num_views, height, width = views.shape
-        images = views.reshape(batch * num_views, 1, height, width)
-        if (height, width) != (self.image_size, self.image_size):
-            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=True)
-        images = images.expand(-1, 3, -1, -1)
-        if self.clip_normalize:
-            mean = torch.tensor(self.image_mean, dtype=images.dtype, device=images.device)[:, None, None]
-            std = torch.tensor(self.image_std, dtype=images.dtype, device=images.device)[:, None, None]
-            images = (images - mean) / std
-        return images.reshape(batch, num_views, 3, self.image_size, self.image_size)
-
-    def __call__(self, point_clouds, return_tensors: str | None = "pt", device=None, **kwargs) -> BatchFeature:
-        """
-        Args:
-            point_clouds: one cloud `[N, C]` or a batch, as numpy arrays, tensors, nested lists or file paths.
-            return_tensors: `"pt"` (default) or `"np"`.
-            device: where to compute; defaults to the input tensor's device.
-
-        Returns:
-            `BatchFeature` with `pixel_values` `[B, V, 3, S, S]`.
-        """
-        if return_tensors not in (None, "pt", "np"):
-            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}.")
-        pixel_values = self.render(self.prepare_points(point_clouds, device=device))
-        if return_tensors == "np":
-            pixel_values = pixel_values.cpu().numpy()
-        return BatchFeature({"pixel_values": pixel_values})
 
 
 class PointCLIPProcessor(ProcessorMixin):
     r"""
-    A [`PointCloudProcessor`] and a CLIP tokenizer, plus the prompts that turn labels into sentences.
+    Constructs a PointCLIP processor: a [`PointCloudProcessor`] that renders clouds to depth images and a CLIP
+    tokenizer for the prompts that turn labels into sentences.
 
-    `processor(point_clouds=..., labels=[...])` returns `pixel_values` `[B, V, 3, S, S]`, and for the labels
-    `input_ids` / `attention_mask` `[P, L]` of all P prompt sentences with `prompt_to_label` `[P]` (the label each
-    sentence belongs to), which [`PointCLIPModel`] averages per label.
+    Args:
+        feature_extractor ([`PointCloudProcessor`]):
+            Clouds -> `pixel_values`.
+        tokenizer ([`CLIPTokenizer`] or [`CLIPTokenizerFast`]):
+            Prompt sentences -> `input_ids`.
+        prompt_templates (`list[str]`, *optional*):
+            Templates with one `{}` for the label; defaults to the projection style's template.
+        class_prompts (`dict[str, list[str]]`, *optional*):
+            Per-class sentences that replace the templates for the classes they name.
     """
 
     def __init__(self, feature_extractor=None, tokenizer=None, prompt_templates=None, class_prompts=None):
@@ -254,20 +35,68 @@ class PointCLIPProcessor(ProcessorMixin):
         super().__init__(feature_extractor, tokenizer)
 
     def tokenize(self, sentences, max_length: int = CLIP_CONTEXT_LENGTH, device=None) -> dict:
-        """Sentences -> padded `input_ids` / `attention_mask` `[P, L]`, truncated to CLIP's context length."""
-        tokens = self.tokenizer(list(sentences), padding=True, truncation=True, max_length=max_length,
-                                return_tensors="pt")
+        """
+        Tokenise sentences, cut to CLIP's context length and padded to the longest.
+
+        Args:
+            sentences (`list[str]`):
+                The sentences.
+            max_length (`int`, *optional*, defaults to 77):
+                The text tower's context length.
+            device (`torch.device`, *optional*):
+                Where the tensors go.
+
+        Returns:
+            `dict` with `input_ids` and `attention_mask`, `torch.Tensor`s of shape `(sentences, length)`.
+        """
+        tokens = self.tokenizer(
+            list(sentences), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
         return {"input_ids": tokens["input_ids"].to(device), "attention_mask": tokens["attention_mask"].to(device)}
 
-    def tokenize_labels(self, labels, prompt_templates=None, class_prompts=None, device=None) -> dict:
-        """Labels -> `input_ids`, `attention_mask` `[P, L]` and `prompt_to_label` `[P]`."""
+    def tokenize_labels(self, labels, prompt_templates=None, class_prompts=None, max_length=CLIP_CONTEXT_LENGTH,
+                        device=None) -> dict:  # fmt: skip
+        """
+        Turn labels into prompt sentences and tokenise them.
+
+        Args:
+            labels (`list[str]`):
+                Candidate labels.
+            prompt_templates (`list[str]`, *optional*):
+                Overrides the processor's templates.
+            class_prompts (`dict[str, list[str]]`, *optional*):
+                Overrides the processor's per-class sentences.
+            max_length (`int`, *optional*, defaults to 77):
+                The text tower's context length.
+            device (`torch.device`, *optional*):
+                Where the tensors go.
+
+        Returns:
+            `dict` with `input_ids`, `attention_mask` of shape `(prompts, length)` and `prompt_class_ids` of shape
+            `(prompts,)`, the label each sentence belongs to.
+        """
         labels = check_labels(labels)
-        sentences, owners = build_prompts(
-            labels, prompt_templates or self.prompt_templates, class_prompts or self.class_prompts
-        )
-        return {**self.tokenize(sentences, device=device), "prompt_to_label": torch.tensor(owners, device=device)}
+        templates = prompt_templates or self.prompt_templates
+        sentences, owners = build_prompts(labels, templates, class_prompts or self.class_prompts)
+        tokens = self.tokenize(sentences, max_length=max_length, device=device)
+        return {**tokens, "prompt_class_ids": torch.tensor(owners, device=device)}
 
     def __call__(self, point_clouds=None, labels=None, return_tensors="pt", device=None, **kwargs) -> BatchFeature:
+        """
+        Args:
+            point_clouds (`np.ndarray`, `torch.Tensor`, `str` or a list of them, *optional*):
+                One cloud of shape `(N, 3+)` or a batch, as arrays, tensors or file paths.
+            labels (`list[str]`, *optional*):
+                Candidate labels.
+            return_tensors (`str`, *optional*, defaults to `"pt"`):
+                `"pt"` or `"np"` for the pixel values.
+            device (`torch.device`, *optional*):
+                Where to compute.
+
+        Returns:
+            [`BatchFeature`] with `pixel_values` of shape `(batch, views, 3, S, S)` and, for labels, the outputs of
+            [`~PointCLIPProcessor.tokenize_labels`].
+        """
         if point_clouds is None and labels is None:
             raise ValueError("Give point_clouds, labels, or both.")
         outputs = {}
@@ -277,36 +106,24 @@ class PointCLIPProcessor(ProcessorMixin):
             outputs.update(self.tokenize_labels(labels, device=device))
         return BatchFeature(outputs)
 
-    @staticmethod
-    def is_saved_in(path_or_repo: str) -> bool:
-        """Whether `path_or_repo` holds a saved `PointCLIPProcessor` (and not, say, a CLIP checkpoint's processor)."""
-        import json
-
-        from transformers.utils import PROCESSOR_NAME, cached_file
-
-        path = cached_file(path_or_repo, PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False)
-        if path is None:
-            return False
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle).get("processor_class") == "PointCLIPProcessor"
-
     @classmethod
-    def for_model(cls, config, name_or_path: str | None = None) -> "PointCLIPProcessor":
-        """The processor saved in `name_or_path`, else one built from a model `config`: its projection, CLIP image
-        size and prompts, with the tokenizer of `name_or_path` or of the base CLIP."""
-        if name_or_path and cls.is_saved_in(name_or_path):
-            return cls.from_pretrained(name_or_path)
-        from transformers import AutoTokenizer
+    def from_model_source(cls, source: str, config, **load_kwargs) -> "PointCLIPProcessor":
+        """
+        The processor that belongs to a model: the one saved beside it, else one built from the model's config (its
+        projection, CLIP image size and prompts) and the tokenizer of its base CLIP.
 
-        sources = [source for source in (name_or_path, config.clip_model_name_or_path) if source]
-        for source in sources:
-            try:
-                tokenizer = AutoTokenizer.from_pretrained(source)
-                break
-            except (OSError, ValueError):
-                continue
-        else:
-            raise OSError(f"No tokenizer found in {sources}; pass processor=PointCLIPProcessor(...) explicitly.")
+        Args:
+            source (`str`):
+                The folder or Hub repo the model was loaded from.
+            config ([`PointCLIPConfig`]):
+                The model's configuration.
+            load_kwargs:
+                The Hub arguments the model was loaded with (`revision`, `token`, `cache_dir`, `local_files_only`,
+                `subfolder`, `trust_remote_code`, ...), used for every file read here.
+        """
+        if holds_pointclip_processor(source, **load_kwargs):
+            return cls.from_pretrained(source, **load_kwargs)
+        tokenizer = load_base_tokenizer(source, config, load_kwargs)
         feature_extractor = PointCloudProcessor(
             projection_style=config.projection_style, image_size=config.clip_config.vision_config.image_size
         )
@@ -314,7 +131,57 @@ class PointCLIPProcessor(ProcessorMixin):
 
     @property
     def model_input_names(self):
-        return ["pixel_values", "input_ids", "attention_mask", "prompt_to_label"]
+        return ["pixel_values", "input_ids", "attention_mask", "prompt_class_ids"]
 
 
-__all__ = ["PointCloudProcessor", "PointCLIPProcessor"]
+def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> PointCLIPProcessor:
+    r"""
+    The processor to use with `model`: `processor` when given, else the one attached as `model.processor`, else the one
+    that belongs to the model's source, loaded with the Hub arguments the model was loaded with.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model.
+        processor ([`PointCLIPProcessor`], *optional*):
+            An explicit choice.
+    """
+    processor = processor or getattr(model, "processor", None)
+    if processor is None:
+        processor = PointCLIPProcessor.from_model_source(model.name_or_path, model.config, **model.loading_kwargs)
+    if processor.feature_extractor.projection_style != model.config.projection_style:
+        raise ValueError(
+            f"The processor projects with {processor.feature_extractor.projection_style!r}, the model was built for "
+            f"{model.config.projection_style!r}."
+        )
+    return processor
+
+
+def holds_pointclip_processor(source: str, **load_kwargs) -> bool:
+    """Whether `source` holds a saved `PointCLIPProcessor` (and not, say, a CLIP checkpoint's processor)."""
+    hub_kwargs = {key: value for key, value in load_kwargs.items() if key != "trust_remote_code"}
+    path = cached_file(source, PROCESSOR_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+    if path is None:
+        return False
+    with open(path, encoding="utf-8") as handle:
+        saved = json.load(handle)
+    return isinstance(saved, dict) and saved.get("processor_class") == "PointCLIPProcessor"
+
+
+def load_base_tokenizer(source: str, config, load_kwargs: dict):
+    """The tokenizer saved in `source`, else the one of the base CLIP at its recorded revision."""
+    candidates = [(source, load_kwargs)]
+    if config.clip_model_name_or_path and config.clip_model_name_or_path != source:
+        base_kwargs = {key: value for key, value in load_kwargs.items() if key not in ("revision", "subfolder")}
+        candidates.append((config.clip_model_name_or_path, {**base_kwargs, "revision": config.clip_revision}))
+    for candidate, kwargs in candidates:
+        kwargs = {key: value for key, value in kwargs.items() if key != "trust_remote_code"}
+        try:
+            return AutoTokenizer.from_pretrained(candidate, **kwargs)
+        except (OSError, ValueError):
+            continue
+    raise OSError(
+        f"No tokenizer found in {[name for name, _ in candidates]}; pass processor=PointCLIPProcessor(...) explicitly."
+    )
+
+
+__all__ = ["PointCLIPProcessor", "PointCloudProcessor", "processor_for_model"]

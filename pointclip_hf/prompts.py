@@ -41,22 +41,6 @@ TEMPLATE_SETS = {
 TEMPLATE_SETS["pointclip_v1_fewshot"] = TEMPLATE_SETS["pointclip_v1"]
 
 
-def check_labels(labels) -> list[str]:
-    """Return `labels` as a list of strings, or raise if it is empty, holds non-strings or duplicates."""
-    if isinstance(labels, str):
-        labels = [part.strip() for part in labels.split(",")]
-    labels = list(labels)
-    if not labels:
-        raise ValueError("The label list is empty: give at least one candidate label.")
-    bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
-    if bad:
-        raise ValueError(f"Labels must be non-empty strings, got {bad!r}.")
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise ValueError(f"The label list contains duplicates: {duplicates}.")
-    return labels
-
-
 def build_prompts(labels, templates, class_prompts=None) -> tuple[list[str], list[int]]:
     """Sentences for `labels`, and for each sentence the index of the label it belongs to."""
     sentences, owners = [], []

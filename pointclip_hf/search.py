@@ -799,14 +799,18 @@ def search_prompts(
 def encode_class_prompts(model, library: Mapping[str, Sequence[str]], class_names: Sequence[str],
                          batch_size: int = 256) -> dict[str, Tensor]:
     """Normalised CLIP text embeddings `[S_c, C]` of every sentence of a `{class: [sentence, ...]}` library."""
+    from .processing_pointclip import processor_for_model
     from .prompts import check_class_prompts
 
     check_class_prompts(library, class_names)
+    processor = processor_for_model(model)
+    max_length = model.config.clip_config.text_config.max_position_embeddings
     embeds = {}
     for name in class_names:
         chunks = []
         for start in range(0, len(library[name]), batch_size):
-            tokens = model.tokenize(library[name][start : start + batch_size])
+            tokens = processor.tokenize(library[name][start : start + batch_size], max_length=max_length,
+                                        device=model.device)
             chunks.append(model.get_text_features(**tokens).float().cpu())
         embeds[name] = torch.cat(chunks)
     return embeds
@@ -821,6 +825,8 @@ def tune_on_validation(model, validation_dataset, *, prompt_library: Mapping[str
     search over `prompt_library` (if given) picks one sentence per class (`config.class_prompts`), and the exhaustive
     grid search picks the view weights (`config.view_weights`). Returns a JSON-able summary of both searches.
     """
+    from .pipeline_pointclip import label_embeddings
+    from .processing_pointclip import processor_for_model
     from .training import class_names_for, encode_dataset
 
     class_names = class_names_for(model, validation_dataset)
@@ -837,7 +843,7 @@ def tune_on_validation(model, validation_dataset, *, prompt_library: Mapping[str
         summary["prompts"] = {"accuracy": found.accuracy, "baseline_accuracy": found.baseline_accuracy,
                               "chosen": found.prompts}
     if search_weights:
-        text = model.get_label_embeddings(class_names).float().cpu()
+        text = label_embeddings(model, processor_for_model(model), class_names).float().cpu()
         found = search_view_weights(embeds, text, labels, grid=grid, fixed=fixed, progress=progress)
         model.set_view_weights(found.weights)
         summary["view_weights"] = {"accuracy": found.accuracy, "baseline_accuracy": found.baseline_accuracy,

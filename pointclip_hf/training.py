@@ -43,7 +43,9 @@ from .atomic_files import write_folder_atomically
 from .configuration_pointclip import PointCLIPConfig
 from .modeling_pointclip import PointCLIPModel
 from .point_cloud_datasets import check_point_cloud_dataset
-from .prompts import check_labels
+from .labels import check_labels
+from .pipeline_pointclip import label_embeddings
+from .processing_pointclip import processor_for_model
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +341,7 @@ def encode_dataset(model, dataset, batch_size: int = 32, progress: bool = True) 
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-    extractor = model.processor.feature_extractor
+    extractor = processor_for_model(model).feature_extractor
     class_names = class_names_for(model, dataset)
     split = _load_split(dataset, "dataset", class_names, extractor, model.device, batch_size, progress)
     return _cache_features(model, extractor, split, batch_size, progress), split.labels
@@ -494,7 +496,7 @@ def train_adapter(
 
     Args:
         model: a [`PointCLIPModel`] with an adapter (see `build_few_shot_model`); its `config.label_names` give the
-            classes (taken from the dataset's `ClassLabel` names when unset). Rendering uses `model.processor`.
+            classes (taken from the dataset's `ClassLabel` names when unset). Rendering uses `processor_for_model(model)`.
         train_dataset: a `datasets.Dataset` with `points` `[N_i, 3]` and integer `label` in `[0, len(label_names))`.
         validation_dataset: used for model selection only (evaluated every `config.eval_every` epochs; the adapter with
             the best accuracy is kept, the earliest on ties). Never pass the test set here. Without one, the last
@@ -531,7 +533,7 @@ def train_adapter(
     model.clip.requires_grad_(False).eval()
     model.adapter.float().requires_grad_(True)
     model.config.label_smoothing = config.label_smoothing
-    processor = model.processor
+    processor = processor_for_model(model)
     feature_extractor = processor.feature_extractor
     chunk = max(config.batch_size, 1)
 
@@ -543,7 +545,7 @@ def train_adapter(
         validation = _load_split(
             validation_dataset, "validation", label_names, feature_extractor, device, chunk, config.progress
         )
-    text_embeds = model.get_label_embeddings(label_names, processor).to(device)
+    text_embeds = label_embeddings(model, processor, label_names).to(device)
 
     parameters = list(model.adapter.parameters())
     optimizer = torch.optim.SGD(

@@ -12,6 +12,7 @@ from torch import nn
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
 from pointclip_hf.cli import main
 from pointclip_hf.ensemble import ensemble_logits, pointclip_logits, search_ensemble_weight
+from pointclip_hf.processing_pointclip import processor_for_model
 from pointclip_hf.prompts import TEMPLATE_SETS, build_prompts, load_class_prompts
 from pointclip_hf.search import tune_on_validation
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
@@ -28,7 +29,7 @@ def cloud_array(dataset) -> np.ndarray:
 
 def small_processor(model, style):
     return PointCLIPProcessor(PointCloudProcessor(projection_style=style, num_points=256, image_size=32),
-                              model.processor.tokenizer)
+                              processor_for_model(model).tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_tuned_prompts_and_view_weights_persist(tiny_clip_dir, tmp_path, validat
     assert accuracy == pytest.approx(summary["view_weights"]["accuracy"], abs=1e-6)
 
     model.save_pretrained(tmp_path)
-    model.processor.save_pretrained(tmp_path)
+    processor_for_model(model).save_pretrained(tmp_path)
     reloaded = PointCLIPModel.from_pretrained(tmp_path)
     assert reloaded.config.view_weights == model.config.view_weights
     assert reloaded.config.class_prompts == model.config.class_prompts
@@ -163,7 +164,7 @@ def test_few_shot_adapter_on_the_v2_projection(tiny_clip_dir, tmp_path, validati
                            config=TrainingConfig(epochs=4, batch_size=8, augment=False, progress=False))
     assert result.best_validation_accuracy is not None
     model.save_pretrained(tmp_path)
-    model.processor.save_pretrained(tmp_path)
+    processor_for_model(model).save_pretrained(tmp_path)
     reloaded = PointCLIPModel.from_pretrained(tmp_path)
     assert reloaded.config.projection_style == "pointclip_v2" and reloaded.adapter is not None
     assert reloaded.classify(example_clouds[0], SHAPE_CLASSES) == model.classify(example_clouds[0], SHAPE_CLASSES)

@@ -8,6 +8,8 @@ from conftest import build_tiny_clip, build_tiny_tokenizer
 from transformers import CLIPConfig, CLIPModel
 
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf.pipeline_pointclip import _LABEL_EMBEDDINGS, label_embeddings
+from pointclip_hf.processing_pointclip import processor_for_model
 
 LABELS = ["cube", "sphere", "cone"]
 
@@ -69,8 +71,8 @@ def clouds():
 
 @torch.inference_mode()
 def logits_of(model, clouds) -> torch.Tensor:
-    pixel_values = model.processor.feature_extractor(clouds)["pixel_values"]
-    return model(pixel_values=pixel_values, text_embeds=model.get_label_embeddings(LABELS)).logits
+    pixel_values = processor_for_model(model).feature_extractor(clouds)["pixel_values"]
+    return model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor_for_model(model), LABELS)).logits
 
 
 def test_logits_do_not_depend_on_the_batch(model, clouds):
@@ -90,16 +92,16 @@ def test_scores_do_not_depend_on_batch_size(model, clouds):
 
 
 def test_label_embedding_does_not_depend_on_the_other_labels(model):
-    alone = model.get_label_embeddings(["cube"])[0]
-    assert torch.equal(model.get_label_embeddings(["cube", "sphere", "cone"])[0], alone)
-    assert torch.equal(model.get_label_embeddings(["a very long label name for a shape", "cube"])[1], alone)
+    alone = label_embeddings(model, processor_for_model(model), ["cube"])[0]
+    assert torch.equal(label_embeddings(model, processor_for_model(model), ["cube", "sphere", "cone"])[0], alone)
+    assert torch.equal(label_embeddings(model, processor_for_model(model), ["a very long label name for a shape", "cube"])[1], alone)
 
 
 def test_padded_tower_calls_do_not_depend_on_neighbours(model, clouds):
     """With several clouds per tower call (the accelerator default) the last call is padded with blank clouds; a
     cloud's features depend only on its own images and its slot in the call, never on the other clouds' content."""
-    pixel_values = model.processor.feature_extractor(clouds[:5])["pixel_values"]
-    others = model.processor.feature_extractor(clouds[5:8])["pixel_values"]
+    pixel_values = processor_for_model(model).feature_extractor(clouds[:5])["pixel_values"]
+    others = processor_for_model(model).feature_extractor(clouds[5:8])["pixel_values"]
     with torch.inference_mode():
         one_per_call = model.get_view_features(pixel_values)
         model.config.max_images_per_batch = 3 * model.config.num_views
@@ -118,10 +120,10 @@ def test_thread_count_does_not_change_the_bits(model, clouds):
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        model._text_cache.clear()
+        _LABEL_EMBEDDINGS.pop(model, None)
         one_thread = logits_of(model, clouds[:3])
         torch.set_num_threads(2)
-        model._text_cache.clear()
+        _LABEL_EMBEDDINGS.pop(model, None)
         two_threads = logits_of(model, clouds[:3])
     finally:
         torch.set_num_threads(threads)

@@ -19,6 +19,8 @@ from pointclip_hf.evaluation import (
     evaluate,
     save_confusion_matrix_image,
 )
+from pointclip_hf.pipeline_pointclip import label_embeddings
+from pointclip_hf.processing_pointclip import processor_for_model
 
 LABELS = ["cube", "sphere", "cone"]
 FEATURES = Features({"points": Array2D((None, 3), "float32"), "label": ClassLabel(names=LABELS)})
@@ -80,11 +82,11 @@ def dataset():
 @pytest.fixture(scope="module")
 def naive_logits(model, dataset):
     """Logits computed cloud by cloud with the plain model API."""
-    text_embeds = model.get_label_embeddings(LABELS)
+    text_embeds = label_embeddings(model, processor_for_model(model), LABELS)
     rows = []
     with torch.inference_mode():
         for row in dataset.with_format("numpy"):
-            pixel_values = model.processor.feature_extractor(row["points"])["pixel_values"]
+            pixel_values = processor_for_model(model).feature_extractor(row["points"])["pixel_values"]
             rows.append(model(pixel_values=pixel_values, text_embeds=text_embeds).logits[0])
     return torch.stack(rows)
 

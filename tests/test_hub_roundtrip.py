@@ -15,6 +15,8 @@ from transformers import pipeline
 import pointclip_hf
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
 from pointclip_hf.cli import main
+from pointclip_hf.pipeline_pointclip import label_embeddings
+from pointclip_hf.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
 
 BASE = "openai-tiny/clip"
@@ -30,16 +32,16 @@ def hub_with_base_clip(local_hub, tiny_clip_dir):
 
 
 def logits_of(model, clouds):
-    pixel_values = model.processor.feature_extractor(clouds)["pixel_values"]
+    pixel_values = processor_for_model(model).feature_extractor(clouds)["pixel_values"]
     with torch.inference_mode():
-        return model(pixel_values=pixel_values, text_embeds=model.get_label_embeddings(SHAPE_CLASSES)).logits
+        return model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor_for_model(model), SHAPE_CLASSES)).logits
 
 
 def test_train_push_and_load_back_by_repo_id(hub_with_base_clip, tmp_path, monkeypatch, example_clouds):
     model = build_few_shot_model(BASE, SHAPE_CLASSES, seed=0)  # the base CLIP comes from the (local) Hub
     model.processor = PointCLIPProcessor(
         PointCloudProcessor(projection_style="pointclip_v1_fewshot", num_points=256, image_size=32),
-        model.processor.tokenizer, model.config.prompt_templates,
+        processor_for_model(model).tokenizer, model.config.prompt_templates,
     )
     config = TrainingConfig(epochs=3, batch_size=8, augment=False, progress=False)
     train_adapter(model, make_shape_dataset(0, 4), make_shape_dataset(1, 2), config=config)
@@ -57,7 +59,7 @@ def test_train_push_and_load_back_by_repo_id(hub_with_base_clip, tmp_path, monke
 
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "fresh-cache"))
     reloaded = PointCLIPModel.from_pretrained(REPO)
-    assert reloaded.processor.feature_extractor.num_points == 256
+    assert processor_for_model(reloaded).feature_extractor.num_points == 256
     assert torch.equal(logits_of(reloaded, example_clouds), before)
     expected = reloaded.classify(example_clouds[0], SHAPE_CLASSES)
     pipe = pipeline(pointclip_hf.PIPELINE_TASK, model=REPO)

@@ -11,6 +11,7 @@ from huggingface_hub import ModelCard
 
 from pointclip_hf.evaluation import EvaluationReport
 from pointclip_hf.model_card import TAGS, build_model_card, example_model_card, model_card_template_path
+from pointclip_hf.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model
 
 LABELS = ["cube", "sphere", "disc", "line"]
@@ -57,17 +58,17 @@ def test_metadata_round_trip(card, tiny_clip_dir, tmp_path):
     card.save(tmp_path / "README.md")
     data = ModelCard.load(tmp_path / "README.md").data
     assert data.base_model == str(tiny_clip_dir)
-    assert data.library_name == "pointclip_hf" and data.license == "mit"
-    assert data.tags == TAGS and data.pipeline_tag == "zero-shot-classification"
-    assert data.datasets == ["modelnet40"]
+    assert data.library_name == "pointclip_hf" and data.license is None  # a local base CLIP's license is unknown
+    assert data.tags == TAGS + ["arxiv:2112.02413"] and data.pipeline_tag == "other"
+    assert data.datasets == ["jxie/modelnet40"]
     assert data.to_dict()["base_model_relation"] == "adapter"
     assert data.model_name == "pointclip-tiny-4shot"
     results = {result.metric_name: result for result in data.eval_results}
     assert set(results) == {"Overall accuracy", "Mean class accuracy"}
     overall = results["Overall accuracy"]
     assert overall.metric_type == "accuracy" and overall.metric_value == 0.875
-    assert overall.dataset_type == "modelnet40" and overall.dataset_split == "test"
-    assert overall.task_type == "zero-shot-classification"
+    assert overall.dataset_type == "jxie/modelnet40" and overall.dataset_split == "test"
+    assert overall.task_type == "other"
     assert results["Mean class accuracy"].metric_value == 0.8125
 
 
@@ -79,7 +80,7 @@ def test_body(card):
     assert "| View weights | all 1 |" in text and "`point cloud of a big {}.`" in text
     assert "| `epochs` | 12 |" in text and "| `seed` | 5 |" in text and "`device`" not in text
     assert "Selected epoch: 7 (validation accuracy 80.00 %)" in text
-    assert "| modelnet40 | test | Overall accuracy | 87.50 % |" in text
+    assert "| jxie/modelnet40 | test | Overall accuracy | 87.50 % |" in text
     assert "| sphere | 75.00 % |" in text and "Evaluated on 24 point clouds" in text
     assert "cube, sphere, disc, line" in text and "## Limitations" in text
 
@@ -87,7 +88,7 @@ def test_body(card):
 def test_snippet_runs(adapter_model, tmp_path, monkeypatch):
     model_dir = tmp_path / "model"
     adapter_model.save_pretrained(model_dir)
-    adapter_model.processor.save_pretrained(model_dir)
+    processor_for_model(adapter_model).save_pretrained(model_dir)
     snippet = python_snippet(build_model_card(adapter_model, repo_id=str(model_dir)))
     cloud = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
     header = f"ply\nformat ascii 1.0\nelement vertex {len(cloud)}\n" + "".join(f"property float {a}\n" for a in "xyz")
@@ -116,7 +117,7 @@ def test_evaluation_report_object_and_checks(adapter_model):
         mean_class_accuracy=0.5,
     )
     card = build_model_card(adapter_model, evaluation=report, dataset_name="scanobjectnn")
-    assert card.data.eval_results[0].metric_value == 0.5 and card.data.datasets == ["scanobjectnn"]
+    assert card.data.eval_results[0].metric_value == 0.5 and card.data.datasets == ["jxie/scanobjectnn"]
     with pytest.raises(ValueError, match="fraction"):
         build_model_card(adapter_model, evaluation={"accuracy": 87.5})
     with pytest.raises(ValueError, match="shots"):

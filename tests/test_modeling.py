@@ -11,6 +11,8 @@ from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer, CL
 
 import pointclip_hf
 from pointclip_hf import InterViewAdapter, PointCLIPConfig, PointCLIPModel, convert_reference_adapter
+from pointclip_hf.pipeline_pointclip import label_embeddings
+from pointclip_hf.processing_pointclip import processor_for_model
 
 LABELS = ["chair", "cube", "table"]
 
@@ -27,7 +29,7 @@ def same_predictions(got, expected, tol=1e-5) -> bool:
 def test_zero_shot_logits_equal_reference_formula(zero_shot_model, tiny_clip_dir, example_clouds):
     """Spec 2.5: logits = exp(logit_scale) * [B, V*C] per-view-normalised @ normalize(text.repeat(V)).T."""
     model, clip = zero_shot_model, CLIPModel.from_pretrained(tiny_clip_dir).eval()
-    processor = model.processor
+    processor = processor_for_model(model)
     pixel_values = processor(point_clouds=example_clouds)["pixel_values"]
     tokens = AutoTokenizer.from_pretrained(tiny_clip_dir)([f"point cloud depth map of a {c}." for c in LABELS],
                                                           padding=True, return_tensors="pt")
@@ -150,20 +152,20 @@ def test_label_embeddings_are_cached_and_never_stale(tiny_clip_dir, example_clou
     model.config.prompt_templates = ["a depth map of a {}."]
     model.classify(example_clouds[1], LABELS)
     assert len(calls) == 3
-    before = model.get_label_embeddings(LABELS).clone()
+    before = label_embeddings(model, processor_for_model(model), LABELS).clone()
     with torch.no_grad():
         model.clip.text_projection.weight.add_(0.5 * torch.randn_like(model.clip.text_projection.weight))
-    after = model.get_label_embeddings(LABELS)
+    after = label_embeddings(model, processor_for_model(model), LABELS)
     assert len(calls) == 4 and not torch.allclose(before, after)
 
 
 def test_prompt_ensemble_averages_normalised_sentences(tiny_clip_dir):
     model = PointCLIPModel.from_pretrained(tiny_clip_dir, prompt_templates=["a {}.", "the big {}."])
-    tokenizer = model.processor.tokenizer
+    tokenizer = processor_for_model(model).tokenizer
     with torch.no_grad():
         single = [model.get_text_features(**tokenizer([t.format("chair")], return_tensors="pt"))[0] for t in ("a {}.", "the big {}.")]
         expected = F.normalize(single[0] + single[1], dim=-1)
-        torch.testing.assert_close(model.get_label_embeddings(["chair"])[0], expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(label_embeddings(model, processor_for_model(model), ["chair"])[0], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_classify_output_format(zero_shot_model, example_clouds):
@@ -203,7 +205,7 @@ def test_pixel_values_with_wrong_view_count_are_rejected(zero_shot_model):
 
 def save_pointclip(model, path):
     model.save_pretrained(path)
-    model.processor.save_pretrained(path)
+    processor_for_model(model).save_pretrained(path)
     return path
 
 
@@ -217,10 +219,11 @@ def test_save_writes_only_the_adapter_and_reloads_identically(tiny_clip_dir, tmp
     tensors = load_file(tmp_path / "model.safetensors")
     assert tensors and all(key.startswith("adapter.") for key in tensors)
     assert all(t.dtype in (torch.float32, torch.int64) for t in tensors.values())
-    model.processor.save_pretrained(tmp_path)
+    processor_for_model(model).save_pretrained(tmp_path)
     reloaded = PointCLIPModel.from_pretrained(tmp_path)
     assert reloaded.name_or_path == str(tmp_path)
-    assert reloaded.processor.feature_extractor.to_dict() == model.processor.feature_extractor.to_dict()
+    settings = [processor_for_model(m).feature_extractor.to_dict() for m in (reloaded, model)]
+    assert [{k: v for k, v in d.items() if k != "auto_map"} for d in settings] == [settings[1]] * 2
     for name, value in model.state_dict().items():
         assert torch.equal(reloaded.state_dict()[name], value), name
     assert reloaded.classify(example_clouds, LABELS) == model.classify(example_clouds, LABELS)
@@ -318,7 +321,7 @@ print(json.dumps(model.classify(np.load({str(tmp_path / 'cloud.npy')!r}), {LABEL
 
 def test_image_tower_chunking_and_compile_give_identical_features(tiny_clip_dir, example_clouds):
     model = PointCLIPModel.from_pretrained(tiny_clip_dir)
-    pixel_values = model.processor(point_clouds=example_clouds)["pixel_values"]
+    pixel_values = processor_for_model(model)(point_clouds=example_clouds)["pixel_values"]
     with torch.inference_mode():
         whole = model.get_view_features(pixel_values)
         model.config.max_images_per_batch = 5  # 12 images -> chunks of 5, 5, 2

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer
 
 from pointclip_hf import PointCLIPProcessor, PointCloudProcessor, render_views
-from pointclip_hf.processing_pointclip import farthest_point_sampling, normalize_to_unit_sphere
+from pointclip_hf.point_ops import farthest_point_sampling, normalize_to_unit_sphere
+from pointclip_hf.processing_pointclip import processor_for_model
 
 
 @pytest.mark.parametrize("style, views", [("pointclip_v1", 6), ("pointclip_v1_fewshot", 10), ("pointclip_v2", 10)])
@@ -93,7 +94,7 @@ def test_processor_save_and_load_round_trip(tiny_clip_dir, tmp_path, example_clo
     assert loaded.prompt_templates == ["a {}.", "the {}."] and loaded.class_prompts == {"chair": ["a chair to sit on."]}
     out = loaded(point_clouds=example_clouds, labels=["chair", "table"])
     assert out["pixel_values"].shape == (2, 10, 3, 32, 32)
-    assert out["prompt_to_label"].tolist() == [0, 1, 1]
+    assert out["prompt_class_ids"].tolist() == [0, 1, 1]
     assert out["input_ids"].shape[0] == 3
 
 
@@ -134,6 +135,6 @@ def test_feature_extractor_loads_through_auto_class(tiny_clip_dir, tmp_path):
 
     model = PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style="pointclip_v2")
     model.save_pretrained(tmp_path)
-    model.processor.save_pretrained(tmp_path)
+    processor_for_model(model).save_pretrained(tmp_path)
     extractor = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert isinstance(extractor, PointCloudProcessor) and extractor.projection_style == "pointclip_v2"

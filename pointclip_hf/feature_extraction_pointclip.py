@@ -1,0 +1,190 @@
+"""The feature extractor: point clouds in any form -> the multi-view depth images CLIP's image tower reads."""
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import BatchFeature, FeatureExtractionMixin
+
+from .point_ops import SAMPLING_METHODS, normalize_to_unit_sphere, select_points
+from .projection import get_projection_style, render_views
+
+CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def read_point_cloud_file(path) -> np.ndarray:
+    """Read a point-cloud file with the installed `pointclip_hf` readers (they are not part of a Hub repo's code)."""
+    try:
+        from pointclip_hf.point_cloud_io import load_point_cloud
+    except ImportError:
+        raise ImportError(f"Reading {path} needs the pointclip_hf package: pip install pointclip_hf.") from None
+    return load_point_cloud(path)
+
+
+def _as_cloud_tensor(cloud, index: int) -> torch.Tensor:
+    """One cloud (array, tensor, nested list or file path) -> float tensor `[N, C]`, checked."""
+    if isinstance(cloud, (str, os.PathLike)):
+        cloud = read_point_cloud_file(cloud)
+    if not isinstance(cloud, torch.Tensor):
+        array = np.asarray(cloud)
+        if array.dtype == object:
+            raise TypeError(f"Point cloud {index} has object dtype (ragged nested lists?); give a numeric [N, 3] array.")
+        cloud = torch.from_numpy(array)
+    if not (cloud.is_floating_point()):
+        raise TypeError(f"Point cloud {index} has dtype {cloud.dtype}; coordinates must be floating point.")
+    if cloud.ndim != 2:
+        raise ValueError(f"Point cloud {index} has shape {tuple(cloud.shape)}; expected [N, 3] (or [N, C>3]).")
+    if cloud.shape[1] < 3:
+        raise ValueError(f"Point cloud {index} has {cloud.shape[1]} channels per point; at least 3 (x, y, z) needed.")
+    if cloud.shape[0] == 0:
+        raise ValueError(f"Point cloud {index} is empty (0 points).")
+    return cloud[:, :3]
+
+
+def is_single_point_cloud(point_clouds) -> bool:
+    """Whether `point_clouds` is one cloud (a path, an `[N, C]` array or tensor, a list of points) or a batch."""
+    if isinstance(point_clouds, (str, os.PathLike)):
+        return True
+    if isinstance(point_clouds, (torch.Tensor, np.ndarray)):
+        return point_clouds.ndim <= 2
+    if isinstance(point_clouds, (list, tuple)) and point_clouds:
+        first = point_clouds[0]
+        if isinstance(first, (list, tuple)):
+            return not first or not isinstance(first[0], (list, tuple, np.ndarray, torch.Tensor))
+        return not isinstance(first, (torch.Tensor, np.ndarray, str, os.PathLike))
+    return False
+
+
+def to_point_batch(point_clouds) -> torch.Tensor | list[torch.Tensor]:
+    """
+    Accept one cloud `[N, C]` or a batch (`[B, N, C]`, or a list of clouds of any sizes) as numpy arrays, tensors,
+    nested lists or file paths. Extra channels beyond x, y, z (normals, colours) are dropped. Returns a `[B, N, 3]`
+    tensor when the clouds share one size, else a list of `[N_i, 3]` tensors.
+    """
+    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim == 3:
+        batch = torch.as_tensor(point_clouds)
+        if not batch.is_floating_point():
+            raise TypeError(f"Point clouds have dtype {batch.dtype}; coordinates must be floating point.")
+        if batch.shape[2] < 3:
+            raise ValueError(f"Point clouds have {batch.shape[2]} channels per point; at least 3 (x, y, z) needed.")
+        if batch.shape[0] == 0 or batch.shape[1] == 0:
+            raise ValueError(f"Point cloud batch of shape {tuple(batch.shape)} is empty.")
+        return batch[..., :3]
+    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim > 3:
+        raise ValueError(f"Point clouds have shape {tuple(point_clouds.shape)}; expected [N, 3] or [B, N, 3].")
+    if not isinstance(point_clouds, (list, tuple, str, os.PathLike, torch.Tensor, np.ndarray)):
+        raise TypeError(f"Cannot read point clouds from a {type(point_clouds).__name__}.")
+    if isinstance(point_clouds, (list, tuple)) and not point_clouds:
+        raise ValueError("No point clouds given (empty list).")
+    if is_single_point_cloud(point_clouds):
+        point_clouds = [point_clouds]
+    clouds = [_as_cloud_tensor(cloud, index) for index, cloud in enumerate(point_clouds)]
+    if len({cloud.shape[0] for cloud in clouds}) == 1 and len({cloud.dtype for cloud in clouds}) == 1:
+        return torch.stack(clouds)
+    return clouds
+
+
+class PointCloudProcessor(FeatureExtractionMixin):
+    r"""
+    Turns point clouds into the multi-view images CLIP's image tower reads.
+
+    Steps: drop channels beyond x, y, z; optionally centre and scale each cloud to the unit sphere; pick `num_points`
+    points; render the views of `projection_style` (`pointclip_hf.render_views`); resize them bilinearly
+    (`align_corners=True`) to `image_size`; repeat to 3 channels; optionally apply CLIP's mean/std (off by default,
+    as the reference feeds raw depths).
+
+    Args:
+        projection_style: `"pointclip_v1"`, `"pointclip_v1_fewshot"` or `"pointclip_v2"`.
+        num_points: points kept per cloud (1024 in the reference).
+        sampling: `"first"` (the reference: the first stored points), `"random"` (seeded) or `"fps"`.
+        normalize: centre on the mean and scale the farthest point to radius 1 (the reference data were already).
+        image_size: CLIP's input size `S`.
+        clip_normalize: apply CLIP's image mean/std to the depth images.
+        seed: seed of the `"random"` sampling.
+    """
+
+    model_input_names = ["pixel_values"]
+
+    def __init__(
+        self,
+        projection_style: str = "pointclip_v1",
+        num_points: int = 1024,
+        sampling: str = "first",
+        normalize: bool = True,
+        image_size: int = 224,
+        clip_normalize: bool = False,
+        image_mean: list[float] | None = None,
+        image_std: list[float] | None = None,
+        seed: int = 0,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        get_projection_style(projection_style)
+        if sampling not in SAMPLING_METHODS:
+            raise ValueError(f"Unknown sampling method {sampling!r}; choose one of {SAMPLING_METHODS}.")
+        if num_points < 1 or image_size < 1:
+            raise ValueError(f"num_points and image_size must be positive, got {num_points} and {image_size}.")
+        self.projection_style = projection_style
+        self.num_points = num_points
+        self.sampling = sampling
+        self.normalize = normalize
+        self.image_size = image_size
+        self.clip_normalize = clip_normalize
+        self.image_mean = list(image_mean or CLIP_IMAGE_MEAN)
+        self.image_std = list(image_std or CLIP_IMAGE_STD)
+        self.seed = seed
+
+    @property
+    def num_views(self) -> int:
+        return get_projection_style(self.projection_style).num_views
+
+    def prepare_points(self, point_clouds, device: torch.device | str | None = None) -> torch.Tensor:
+        """Clouds in any accepted form -> checked, normalised and sampled `[B, num_points, 3]` float tensor."""
+        batch = to_point_batch(point_clouds)
+        clouds = [batch] if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
+        prepared = []
+        for cloud in clouds:  # one pass for a stacked batch; one per cloud only when their sizes differ
+            cloud = cloud.to(device=device if device is not None else cloud.device)
+            cloud = cloud if cloud.dtype in (torch.float32, torch.float64) else cloud.float()
+            if not torch.isfinite(cloud).all():
+                raise ValueError("Point cloud coordinates contain NaN or infinite values.")
+            if self.normalize:
+                cloud = normalize_to_unit_sphere(cloud)
+            prepared.append(select_points(cloud, self.num_points, self.sampling, self.seed))
+        return torch.cat(prepared).float()
+
+    def render(self, points: torch.Tensor) -> torch.Tensor:
+        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]`."""
+        views = render_views(points, self.projection_style)
+        batch, num_views, height, width = views.shape
+        images = views.reshape(batch * num_views, 1, height, width)
+        if (height, width) != (self.image_size, self.image_size):
+            images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=True)
+        images = images.expand(-1, 3, -1, -1)
+        if self.clip_normalize:
+            mean = torch.tensor(self.image_mean, dtype=images.dtype, device=images.device)[:, None, None]
+            std = torch.tensor(self.image_std, dtype=images.dtype, device=images.device)[:, None, None]
+            images = (images - mean) / std
+        return images.reshape(batch, num_views, 3, self.image_size, self.image_size)
+
+    def __call__(self, point_clouds, return_tensors: str | None = "pt", device=None, **kwargs) -> BatchFeature:
+        """
+        Args:
+            point_clouds: one cloud `[N, C]` or a batch, as numpy arrays, tensors, nested lists or file paths.
+            return_tensors: `"pt"` (default) or `"np"`.
+            device: where to compute; defaults to the input tensor's device.
+
+        Returns:
+            `BatchFeature` with `pixel_values` `[B, V, 3, S, S]`.
+        """
+        if return_tensors not in (None, "pt", "np"):
+            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}.")
+        pixel_values = self.render(self.prepare_points(point_clouds, device=device))
+        if return_tensors == "np":
+            pixel_values = pixel_values.cpu().numpy()
+        return BatchFeature({"pixel_values": pixel_values})
+
+
+__all__ = ["PointCloudProcessor"]

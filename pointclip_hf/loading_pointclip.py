@@ -1,0 +1,103 @@
+"""How a PointCLIP model is loaded: its config, the base CLIP at its recorded commit, then the adapter weights."""
+
+from transformers import CLIPConfig, PreTrainedConfig
+
+from .adapter_weights import load_adapter_into, load_saved_tensors
+from .configuration_pointclip import PointCLIPConfig
+
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
+LOADING_KWARGS = (*HUB_KWARGS, "trust_remote_code")
+POINTCLIP_CONFIG_FIELDS = set(PointCLIPConfig.__dataclass_fields__) - set(PreTrainedConfig.__dataclass_fields__)
+
+
+def load_pointclip_model(base_from_pretrained, source, *model_args, config=None, clip_model_name_or_path=None,
+                         variant=None, **kwargs):  # fmt: skip
+    r"""
+    Load a PointCLIP model from a PointCLIP folder or repo, or from a plain CLIP checkpoint.
+
+    Args:
+        base_from_pretrained (`Callable`):
+            `PreTrainedModel.from_pretrained` bound to the model class: loads the CLIP weights into place.
+        source (`str` or `os.PathLike`):
+            The folder or Hub repo id.
+        config ([`PointCLIPConfig`], *optional*):
+            A configuration to use instead of the saved one (or, for a CLIP checkpoint, the default one).
+        clip_model_name_or_path (`str`, *optional*):
+            Another base CLIP than the one the config names.
+        variant (`str`, *optional*):
+            The weights variant of the adapter file (`model.{variant}.safetensors`).
+        kwargs:
+            Config fields (for a CLIP checkpoint), Hub arguments and any other `from_pretrained` argument.
+    """
+    source = str(source)
+    hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
+    overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
+    config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
+    if clip_model_name_or_path is not None:
+        config.clip_model_name_or_path, config.clip_revision = clip_model_name_or_path, None
+    base, base_kwargs = _base_checkpoint(source, config, is_clip_checkpoint, kwargs)
+    want_info = base_kwargs.pop("output_loading_info", False)
+    model, info = base_from_pretrained(base, *model_args, config=config, output_loading_info=True, **base_kwargs)
+    model.clip.requires_grad_(False)
+    missing_clip = [key for key in info["missing_keys"] if not key.startswith("adapter.")]
+    if missing_clip:
+        raise OSError(f"{base} does not hold the CLIP weights this model needs (missing {missing_clip[:5]}...).")
+    if not is_clip_checkpoint:
+        _load_trained_tensors(model, source, base, variant, hub_kwargs, info)
+    model.config._name_or_path = model.name_or_path = source
+    model.loading_kwargs = {key: kwargs[key] for key in LOADING_KWARGS if kwargs.get(key) is not None}
+    if type(model).__module__.startswith("transformers_modules"):
+        model.loading_kwargs["trust_remote_code"] = True
+    return (model, info) if want_info else model
+
+
+def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict) -> tuple[PointCLIPConfig, bool]:
+    """The model's config and whether `source` is a plain CLIP checkpoint (then the config is built around it)."""
+    config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
+    if not isinstance(config_dict, dict):
+        raise ValueError(f"The config.json of {source} is not a JSON object.")
+    model_type = config_dict.get("model_type")
+    if model_type not in ("pointclip", "clip"):
+        raise ValueError(f"{source} holds a {model_type!r} model; expected a PointCLIP or a CLIP checkpoint.")
+    if config is not None and overrides:
+        raise ValueError(f"Pass either config= or config fields {sorted(overrides)}, not both.")
+    is_clip_checkpoint = model_type == "clip"
+    if config is None and is_clip_checkpoint:
+        config = PointCLIPConfig(
+            clip_config=CLIPConfig.from_dict(config_dict),
+            clip_model_name_or_path=source,
+            clip_revision=config_dict.get("_commit_hash"),
+            **overrides,
+        )
+    elif config is None:
+        config = PointCLIPConfig.from_pretrained(source, **hub_kwargs, **overrides)
+    elif is_clip_checkpoint and config.clip_model_name_or_path in (None, source):
+        config.clip_model_name_or_path, config.clip_revision = source, config_dict.get("_commit_hash")
+    return config, is_clip_checkpoint
+
+
+def _base_checkpoint(source: str, config: PointCLIPConfig, is_clip_checkpoint: bool, kwargs: dict) -> tuple[str, dict]:
+    """Where the CLIP weights come from, and the arguments to load them with: the base CLIP at its recorded commit."""
+    if is_clip_checkpoint or config.clip_model_name_or_path is None:
+        return source, dict(kwargs)
+    base_kwargs = {key: value for key, value in kwargs.items() if key not in ("revision", "subfolder")}
+    if config.clip_revision is not None:
+        base_kwargs["revision"] = config.clip_revision
+    return config.clip_model_name_or_path, base_kwargs
+
+
+def _load_trained_tensors(model, source: str, base: str, variant, hub_kwargs: dict, info: dict) -> None:
+    """Load the adapter and the label embeddings saved in `source` (when its CLIP came from elsewhere)."""
+    needs_adapter = model.adapter is not None
+    if base == source and not needs_adapter:
+        return
+    tensors = load_saved_tensors(source, variant=variant, required=needs_adapter and base != source, **hub_kwargs)
+    if "label_text_embeds" in tensors:
+        model.set_label_text_embeds(tensors.pop("label_text_embeds"))
+    if not needs_adapter:
+        return
+    adapter = {key.removeprefix("adapter."): value for key, value in tensors.items() if key.startswith("adapter.")}
+    if adapter:
+        load_adapter_into(model.adapter, adapter, source)
+    elif base != source or any(key.startswith("adapter.") for key in info["missing_keys"]):
+        raise OSError(f"{source} asks for an adapter but holds no adapter weights.")

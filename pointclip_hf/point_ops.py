@@ -1,0 +1,61 @@
+"""Batched point operations: unit-sphere normalisation and point sampling (first, seeded random, farthest-point)."""
+
+import torch
+
+SAMPLING_METHODS = ("first", "random", "fps")
+
+
+def normalize_to_unit_sphere(points: torch.Tensor) -> torch.Tensor:
+    """Centre `[B, N, 3]` clouds on their mean and scale the farthest point to radius 1 (ModelNet's convention)."""
+    centred = points - points.mean(dim=1, keepdim=True)
+    radius = centred.norm(dim=-1).amax(dim=1)
+    degenerate = radius <= torch.finfo(points.dtype).eps
+    if degenerate.any():
+        index = int(degenerate.nonzero()[0])
+        raise ValueError(
+            f"Point cloud {index} is degenerate (a single point or all points identical) and cannot be scaled to "
+            "the unit sphere; pass normalize=False to render it as is."
+        )
+    return centred / radius[:, None, None]
+
+
+def farthest_point_sampling(points: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Indices `[B, num_samples]` of farthest-point samples of `[B, N, 3]` clouds, starting from point 0."""
+    batch, num_points, _ = points.shape
+    indices = torch.zeros(batch, num_samples, dtype=torch.long, device=points.device)
+    distances = torch.full((batch, num_points), float("inf"), dtype=points.dtype, device=points.device)
+    rows = torch.arange(batch, device=points.device)
+    farthest = torch.zeros(batch, dtype=torch.long, device=points.device)
+    for step in range(num_samples):  # inherently sequential in the samples; each step is batched over clouds
+        indices[:, step] = farthest
+        distances = torch.minimum(distances, (points - points[rows, farthest][:, None]).square().sum(-1))
+        farthest = distances.argmax(dim=1)
+    return indices
+
+
+def point_hash(points: torch.Tensor, seed: int) -> torch.Tensor:
+    """A pseudo-random number in [0, 1) per point `[B, N]`, a function of its coordinates and `seed` alone, so a
+    cloud's "random" sample does not depend on the other clouds of its batch or on the device."""
+    dtype = torch.float32 if points.device.type == "mps" else torch.float64  # MPS has no float64
+    key = torch.tensor([12.9898, 78.233, 37.719], dtype=dtype, device=points.device)
+    return torch.frac(torch.sin(points.to(dtype) @ key + seed * 0.6180339887) * 43758.5453)
+
+
+def select_points(points: torch.Tensor, num_points: int, method: str, seed: int = 0):
+    """
+    Pick `num_points` of each `[B, N, 3]` cloud: `"first"` (the reference), `"random"` (a seeded pseudo-random
+    subset that depends only on the cloud itself) or `"fps"`. A cloud with fewer points is padded by repeating its
+    points cyclically (in the chosen order).
+    """
+    batch, available, _ = points.shape
+    if method == "first":
+        order = torch.arange(available, device=points.device).expand(batch, available)
+    elif method == "random":
+        order = point_hash(points, seed).argsort(dim=1, stable=True)
+    elif method == "fps":
+        order = farthest_point_sampling(points, min(num_points, available))
+    else:
+        raise ValueError(f"Unknown sampling method {method!r}; choose one of {SAMPLING_METHODS}.")
+    if order.shape[1] != num_points:
+        order = order[:, torch.arange(num_points, device=points.device) % order.shape[1]]
+    return points.gather(1, order[..., None].expand(-1, -1, 3))
