@@ -45,7 +45,7 @@ def _is_main_process() -> bool:
 
 def load_dataset_arg(args, split: str):
     """The `--dataset` of a command as a `datasets.Dataset`."""
-    from .point_cloud_datasets import load_point_cloud_dataset
+    from .data import load_point_cloud_dataset
 
     return load_point_cloud_dataset(
         args.dataset, split=split, points_column=args.points_column, label_column=args.label_column
@@ -104,7 +104,7 @@ def evaluate(args) -> int:
 
 def _validation_split(args, dataset):
     """`--validation-split NAME` of the dataset, or a stratified `--validation-fraction` carved from `dataset`."""
-    from .point_cloud_datasets import train_validation_split
+    from .data import train_validation_split
 
     if args.validation_split:
         return dataset, load_dataset_arg(args, args.validation_split)
@@ -112,7 +112,7 @@ def _validation_split(args, dataset):
 
 
 def train(args) -> int:
-    from .point_cloud_datasets import class_names_of, few_shot_subset
+    from .data import class_names_of, few_shot_subset
     from .training import TrainingConfig, build_few_shot_model, train_adapter
 
     if args.shots < 1:

@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 
 from .atomic_files import write_folder_atomically
 from .configuration_pointclip import PointCLIPConfig
+from .data import check_point_cloud_dataset
 from .modeling_pointclip import PointCLIPModel
-from .point_cloud_datasets import check_point_cloud_dataset
 from .prompts import check_labels
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Tests for pointclip_hf.point_cloud_datasets: the three sources, the schema, few-shot and validation splits."""
+"""Tests for pointclip_hf.data: the three sources, the schema, few-shot and validation splits."""
 
 import sys
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from datasets import Array2D, ClassLabel
 
-from pointclip_hf.point_cloud_datasets import (
+from pointclip_hf.data import (
     HUB_DATASETS,
     MODELNET40_CLASSES,
     POINT_FEATURES,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..point_cloud_datasets import check_point_cloud_dataset
+from ..data import check_point_cloud_dataset
 from .checks import check_loop_arguments, check_model_labels, check_output_dir, check_processor, dataset_labels
 from .distributed import is_main, resolve_accelerator, sum_across_processes, wait_for_everyone
 from .fingerprint import dataset_fingerprint, dataset_name, run_fingerprint, run_setup
