@@ -22,7 +22,7 @@ from datasets import Dataset
 from ..point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
 from .schema import point_features
 
-SPLIT_DIR_NAMES = ("train", "test", "val", "validation", "valid", "eval")
+_SPLIT_DIR_NAMES = ("train", "test", "val", "validation", "valid", "eval")
 
 
 def natural_key(path: Path) -> list:
@@ -72,10 +72,10 @@ def load_folder_tree(root: Path, split: str, class_names: list[str] | None, num_
 def _tree_layout(root: Path, split: str) -> tuple[list[str], dict[str, list[Path]], str]:
     """`(class names found, the files of each class in this split, the layout as written in messages)`."""
     top = _subdirs(root)
-    split_dirs = [d for d in top if d.name.lower() in SPLIT_DIR_NAMES]
+    split_dirs = [d for d in top if d.name.lower() in _SPLIT_DIR_NAMES]
     if (root / split).is_dir() or split_dirs:
         return _split_first_layout(root, split, split_dirs)
-    inner_splits = sorted({s.name for c in top for s in _subdirs(c) if s.name.lower() in SPLIT_DIR_NAMES})
+    inner_splits = sorted({s.name for c in top for s in _subdirs(c) if s.name.lower() in _SPLIT_DIR_NAMES})
     found = [c.name for c in top]
     if inner_splits:
         if split not in inner_splits:

@@ -53,7 +53,7 @@ def run_fingerprint(model, processor, labels: list[str], k: int, data: dict) -> 
         "config_sha256": _sha256_json(_strip_volatile(model.config.to_dict())),
         "adapter_sha256": _adapter_sha256(model),
         "dtype": str(model.dtype).replace("torch.", ""),
-        "processor": processor_settings(processor),
+        "processor": _processor_settings(processor),
         "labels": list(labels),
         "top_k": k,
         "data": data,
@@ -90,7 +90,7 @@ def run_setup(model, processor, fingerprint: dict, accelerator, batch_size: int,
         "use_adapter": bool(config.use_adapter),
         "adapter_sha256": fingerprint["adapter_sha256"],
         "dtype": fingerprint["dtype"],
-        **processor_settings(processor),
+        **_processor_settings(processor),
         "top_k": fingerprint["top_k"],
         "dataset" if data["kind"] == "dataset" else "files": dict(data),
         "runtime": _runtime(model, accelerator, batch_size, num_workers),
@@ -102,7 +102,7 @@ def dataset_name(dataset) -> str | None:
     return getattr(info, "dataset_name", None) or getattr(info, "builder_name", None)
 
 
-def processor_settings(processor) -> dict:
+def _processor_settings(processor) -> dict:
     """The settings of the processor's feature extractor that change the pixels the model sees."""
     extractor = processor.feature_extractor
     settings = {

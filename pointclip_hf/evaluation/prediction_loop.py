@@ -20,6 +20,7 @@ import torch
 from ..point_cloud_io import load_point_cloud
 from .distributed import agree, is_main, rank_and_world_size, same_device
 from .predictions_file import (
+    Consume,
     PredictionsWriter,
     merge_shards,
     open_for_resume,
@@ -30,7 +31,6 @@ from .predictions_file import (
 
 MakeSource = Callable[[range], torch.utils.data.Dataset]
 MakeRecords = Callable[[list[int], list, list[list[float]], list[list[int]]], list[dict]]
-Consume = Callable[[dict], None]
 
 
 @dataclass
@@ -137,7 +137,15 @@ def _open_output(run: PredictionRun, shard: range, rank: int, world_size: int, c
     return target, keep, done
 
 
-def _predict_remaining(run, shard, done, make_source, make_records, consume, writer) -> None:
+def _predict_remaining(
+    run: PredictionRun,
+    shard: range,
+    done: int,
+    make_source: MakeSource,
+    make_records: MakeRecords,
+    consume: Consume,
+    writer: PredictionsWriter | None,
+) -> None:
     from tqdm.auto import tqdm
 
     accelerator = run.accelerator
@@ -153,7 +161,9 @@ def _predict_remaining(run, shard, done, make_source, make_records, consume, wri
     _predict(run, make_source(shard[done:]), make_records, consume, writer, bar)
 
 
-def _predict(run: PredictionRun, source, make_records: MakeRecords, consume: Consume, writer, bar) -> None:
+def _predict(
+    run: PredictionRun, source, make_records: MakeRecords, consume: Consume, writer: PredictionsWriter | None, bar
+) -> None:
     model, processor = run.model, run.processor
     device = model.device
     loader = torch.utils.data.DataLoader(

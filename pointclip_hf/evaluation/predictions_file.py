@@ -31,7 +31,7 @@ def shard_header(header: dict, rank: int, world_size: int) -> dict:
     return header if world_size == 1 else {**header, "shard": {"rank": rank, "world_size": world_size}}
 
 
-def encode_line(value: dict) -> bytes:
+def _encode_line(value: dict) -> bytes:
     return json.dumps(value).encode("utf-8") + b"\n"
 
 
@@ -51,7 +51,7 @@ def shard_files(path: Path) -> dict[int, Path]:
     return found
 
 
-def read_header(path: Path) -> dict | None:
+def _read_header(path: Path) -> dict | None:
     """
     Read the header of a predictions file.
 
@@ -79,9 +79,9 @@ def read_header(path: Path) -> dict | None:
     return header
 
 
-def shard_world_size(path: Path) -> int | None:
+def _shard_world_size(path: Path) -> int | None:
     """The number of processes named in a shard file's header (`None` for a file without one)."""
-    shard = (read_header(path) or {}).get("shard")
+    shard = (_read_header(path) or {}).get("shard")
     return shard.get("world_size") if isinstance(shard, dict) else None
 
 
@@ -106,7 +106,7 @@ def scan_predictions(path: Path, header: dict, expected: Sequence[int], consume:
     Raises:
         ValueError: the file belongs to another run or is damaged (it is left untouched).
     """
-    found = read_header(path)
+    found = _read_header(path)
     if found is None:
         return 0, 0
     if found != header:
@@ -195,7 +195,7 @@ def open_for_resume(
         _reuse_finished_file(path, header, num_items, rank, world_size, consume)
         return None
     for other in found.values():
-        other_world = shard_world_size(other)
+        other_world = _shard_world_size(other)
         if other_world is not None and other_world != world_size:
             raise ValueError(
                 f"{str(other)!r} is a shard of an interrupted run of {other_world} processes, but this run has "
@@ -212,7 +212,7 @@ def _resume_single_process(
     path: Path, header: dict, shard: range, found: dict[int, Path], consume: Consume
 ) -> tuple[Path, int, int]:
     if found:
-        sizes = {str(shard_world_size(other)) for other in found.values()}
+        sizes = {str(_shard_world_size(other)) for other in found.values()}
         raise ValueError(
             f"Found shard files {sorted(str(other) for other in found.values())} of an interrupted run of "
             f"{' or '.join(sorted(sizes))} processes; resume it with that many processes, or pass resume=False."
@@ -254,7 +254,7 @@ class PredictionsWriter:
     def __init__(self, path: Path, header: dict, keep: int):
         if keep == 0:
             self.handle = open(path, "wb")
-            self.handle.write(encode_line({"header": header}))
+            self.handle.write(_encode_line({"header": header}))
             self.handle.flush()
         else:
             self.handle = open(path, "r+b")
@@ -262,7 +262,7 @@ class PredictionsWriter:
             self.handle.seek(keep)
 
     def write(self, records: list[dict]) -> None:
-        self.handle.write(b"".join(encode_line(record) for record in records))
+        self.handle.write(b"".join(_encode_line(record) for record in records))
         self.handle.flush()
 
     def close(self) -> None:
@@ -290,7 +290,7 @@ def merge_shards(final: Path, shards: list[Path], header: dict, num_items: int) 
 
 
 def _merged_lines(shards: list[Path], header: dict, num_items: int) -> Iterator[bytes]:
-    yield encode_line({"header": header})
+    yield _encode_line({"header": header})
     expected = 0
     for index, line in heapq.merge(*(_shard_records(path) for path in shards), key=lambda item: item[0]):
         if index != expected:
