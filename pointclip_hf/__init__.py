@@ -4,13 +4,13 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProces
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_pointclip import PointCLIPConfig
+from .data import few_shot_subset, load_point_cloud_dataset, train_validation_split
 from .ensemble import ensemble_logits, load_logits, pointclip_logits, search_ensemble_weight
 from .evaluation import EvaluationReport, classify_files, evaluate
 from .inter_view_adapter import InterViewAdapter, convert_reference_adapter
 from .model_card import build_model_card
 from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
 from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
-from .point_cloud_datasets import few_shot_subset, load_point_cloud_dataset, train_validation_split
 from .point_cloud_io import load_point_cloud
 from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor
 from .projection import render_views

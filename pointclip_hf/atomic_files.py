@@ -3,25 +3,27 @@
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
-def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
+def write_file_atomically(path: str | os.PathLike, data: bytes | Iterable[bytes]) -> None:
     """
-    Write `data` to `path` through a temporary file in the same folder, replaced into place only once complete.
+    Write `data` to `path` through a temporary file in the same folder, replaced into place only once complete. When
+    producing `data` raises, `path` is left as it was and the temporary file is removed.
 
     Args:
         path (`str` or `os.PathLike`):
             The file to write; its folder must exist.
-        data (`bytes`):
-            The whole content.
+        data (`bytes` or `Iterable[bytes]`):
+            The whole content, or its pieces in order (streamed, so large files need not fit in memory).
     """
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(temporary, "wb") as handle:
-            handle.write(data)
+            for piece in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
+                handle.write(piece)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)

@@ -48,7 +48,7 @@ def _is_main_process() -> bool:
 
 def load_dataset_arg(args, split: str):
     """The `--dataset` of a command as a `datasets.Dataset`."""
-    from .point_cloud_datasets import load_point_cloud_dataset
+    from .data import load_point_cloud_dataset
 
     return load_point_cloud_dataset(
         args.dataset, split=split, points_column=args.points_column, label_column=args.label_column
@@ -107,7 +107,7 @@ def evaluate(args) -> int:
 
 def _validation_split(args, dataset):
     """`--validation-split NAME` of the dataset, or a stratified `--validation-fraction` carved from `dataset`."""
-    from .point_cloud_datasets import train_validation_split
+    from .data import train_validation_split
 
     if args.validation_split:
         return dataset, load_dataset_arg(args, args.validation_split)
@@ -115,7 +115,7 @@ def _validation_split(args, dataset):
 
 
 def train(args) -> int:
-    from .point_cloud_datasets import class_names_of, few_shot_subset
+    from .data import class_names_of, few_shot_subset
     from .training import TrainingConfig, build_few_shot_model, train_adapter
 
     if args.shots < 1:
@@ -205,7 +205,10 @@ def ensemble(args) -> int:
             raise CommandError("--test-split needs --test-logits (the other network's logits on that split).")
         test_logits, test_labels = pointclip_logits(model, load_dataset_arg(args, args.test_split), args.batch_size)
         combined = ensemble_logits(test_logits, load_logits(args.test_logits), found.alpha)
-        accuracy = lambda scores: float((scores.argmax(-1) == test_labels).double().mean())
+
+        def accuracy(scores):
+            return float((scores.argmax(-1) == test_labels).double().mean())
+
         summary["test"] = {"ensemble": accuracy(combined), "pointclip": accuracy(test_logits)}
         print(f"test accuracy {summary['test']['ensemble']:.4f} (PointCLIP alone {summary['test']['pointclip']:.4f})")
     os.makedirs(args.output_dir, exist_ok=True)
@@ -229,7 +232,8 @@ def render(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pointclip", description="CLIP for 3D point clouds (PointCLIP, PointCLIP V2).")
+    description = "CLIP for 3D point clouds (PointCLIP, PointCLIP V2)."
+    parser = argparse.ArgumentParser(prog="pointclip", description=description)
     commands = parser.add_subparsers(dest="command", required=True)
 
     def model_options(command):

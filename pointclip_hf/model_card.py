@@ -286,7 +286,7 @@ def example_model_card() -> ModelCard:
 
     # Absolute imports: transformers copies the relative imports of the modeling code (which imports this module)
     # next to every saved model, and these two are not needed there.
-    from pointclip_hf.point_cloud_datasets import MODELNET40_CLASSES
+    from pointclip_hf.data import MODELNET40_CLASSES
     from pointclip_hf.training import TrainingConfig
 
     clip_config = CLIPConfig(

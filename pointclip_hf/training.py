@@ -41,9 +41,9 @@ from tqdm.auto import tqdm
 
 from .atomic_files import write_folder_atomically
 from .configuration_pointclip import PointCLIPConfig
-from .modeling_pointclip import PointCLIPModel
-from .point_cloud_datasets import check_point_cloud_dataset
+from .data import check_point_cloud_dataset
 from .labels import check_labels
+from .modeling_pointclip import PointCLIPModel
 from .pipeline_pointclip import label_embeddings
 from .processing_pointclip import processor_for_model
 

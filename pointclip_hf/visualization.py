@@ -1,14 +1,42 @@
-"""Pictures a person can look at: the depth views of a cloud as one grid image."""
+"""Pictures a person can look at: the depth views of a cloud as one grid image, and a confusion matrix as a PNG."""
 
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
+
+from .atomic_files import write_file_atomically
+
+_MAX_NAMED_CLASSES = 40
+_MAX_COUNTED_CLASSES = 20
+_MIN_COUNTED_CELL = 24
+_PAD = 6
+_DARK_BLUE = (8, 48, 107)
 
 
 def views_to_grid(views: torch.Tensor, columns: int = 5, padding: int = 4) -> Image.Image:
     """
-    Depth views `[V, H, W]` (as from `render_views`) -> one 8-bit grayscale grid image. Each view is scaled by its
-    own maximum so near and far surfaces stay distinguishable; V1 maps keep their black background (0 = empty),
-    V2 maps their white one.
+    Lay depth views out as one 8-bit grayscale grid image. Each view is scaled by its own maximum so near and far
+    surfaces stay distinguishable; V1 maps keep their black background (0 = empty), V2 maps their white one.
+
+    Args:
+        views (`torch.Tensor` of shape `(views, height, width)`):
+            Depth maps, as from `render_views`.
+        columns (`int`, *optional*, defaults to 5):
+            Views per grid row.
+        padding (`int`, *optional*, defaults to 4):
+            Gray pixels between and around the views.
+
+    Returns:
+        `PIL.Image.Image`: the grid, mode `"L"`.
     """
     if views.ndim != 3:
         raise ValueError(f"views must be [V, H, W], got shape {tuple(views.shape)}.")
@@ -18,9 +46,120 @@ def views_to_grid(views: torch.Tensor, columns: int = 5, padding: int = 4) -> Im
     count, height, width = pixels.shape
     columns = min(columns, count)
     rows = -(-count // columns)
-    grid = torch.full((rows * (height + padding) + padding, columns * (width + padding) + padding), 128, dtype=torch.uint8)
+    grid = torch.full(
+        (rows * (height + padding) + padding, columns * (width + padding) + padding), 128, dtype=torch.uint8
+    )
     for index in range(count):  # a handful of views, drawn once for a picture
         top = padding + (index // columns) * (height + padding)
         left = padding + (index % columns) * (width + padding)
         grid[top : top + height, left : left + width] = pixels[index]
     return Image.fromarray(grid.numpy(), mode="L")
+
+
+def save_confusion_matrix_image(
+    matrix, label_names: Sequence[str], path: str | os.PathLike, title: str | None = None
+) -> None:
+    """
+    Draw a confusion matrix with Pillow and write it as a PNG: cells shaded by row-normalised counts (white 0 to dark
+    blue 1), class names on both axes when there are at most 40 classes, counts in the cells when they are large
+    enough (at most 20 classes).
+
+    Args:
+        matrix (`np.ndarray` or nested lists of shape `(classes, classes)`):
+            Counts, rows the true classes and columns the predictions.
+        label_names (`Sequence[str]`):
+            The class names, in the order of the rows.
+        path (`str` or `os.PathLike`):
+            The PNG file, written atomically; its folder must exist.
+        title (`str`, *optional*):
+            A line of text above the matrix.
+    """
+    matrix = np.asarray(matrix, dtype=np.int64)
+    fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    names = [str(name) for name in label_names] if matrix.shape[0] <= _MAX_NAMED_CLASSES else []
+    layout = _ConfusionLayout.measure(matrix.shape[0], names, title or "")
+    image = Image.new("RGB", (layout.width, layout.height), "white")
+    draw = _draw_cells(image, fractions, layout)
+    _draw_axes(image, draw, names, title or "", layout)
+    if layout.classes <= _MAX_COUNTED_CLASSES and layout.cell >= _MIN_COUNTED_CELL:
+        _draw_counts(draw, matrix, fractions, layout)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    write_file_atomically(Path(path), buffer.getvalue())
+
+
+@dataclass
+class _ConfusionLayout:
+    """Where the parts of a confusion-matrix image go: the matrix's top-left corner is `(left, top)`."""
+
+    classes: int
+    cell: int
+    font: ImageFont.ImageFont
+    probe: ImageDraw.ImageDraw
+    text_height: int
+    left: int
+    top: int
+    width: int
+    height: int
+
+    @classmethod
+    def measure(cls, classes: int, names: list[str], title: str) -> _ConfusionLayout:
+        cell = int(np.clip(640 // max(classes, 1), 2, 40))
+        try:
+            font = ImageFont.load_default(size=13)
+        except TypeError:  # Pillow < 10.1: a fixed bitmap font
+            font = ImageFont.load_default()
+        probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+        text_height = int(math.ceil(probe.textbbox((0, 0), "Ag", font=font)[3]))
+        name_width = int(math.ceil(max((probe.textlength(name, font=font) for name in names), default=0)))
+        left = _PAD + text_height + _PAD + name_width + _PAD
+        top = _PAD + text_height + _PAD + text_height + _PAD + name_width + _PAD
+        width = max(left + classes * cell + _PAD, _PAD + int(probe.textlength(title, font=font)) + _PAD)
+        return cls(classes, cell, font, probe, text_height, left, top, width, top + classes * cell + _PAD)
+
+    def text_width(self, text: str) -> float:
+        return self.probe.textlength(text, font=self.font)
+
+    def vertical_text(self, text: str, min_width: int = 0) -> Image.Image:
+        """`text` on a white strip turned to read bottom-up."""
+        strip = Image.new("RGB", (max(int(self.text_width(text)), min_width) + 2, self.text_height + 2), "white")
+        ImageDraw.Draw(strip).text((1, 0), text, fill="black", font=self.font)
+        return strip.rotate(90, expand=True)
+
+
+def _draw_cells(image: Image.Image, fractions: np.ndarray, layout: _ConfusionLayout) -> ImageDraw.ImageDraw:
+    side = layout.classes * layout.cell
+    colours = 255 + (np.array(_DARK_BLUE, dtype=np.float64) - 255) * fractions[..., None]
+    cells = Image.fromarray(colours.round().astype(np.uint8), "RGB").resize((side, side), Image.NEAREST)
+    image.paste(cells, (layout.left, layout.top))
+    draw = ImageDraw.Draw(image)
+    draw.rectangle([layout.left - 1, layout.top - 1, layout.left + side, layout.top + side], outline=(150, 150, 150))
+    return draw
+
+
+def _draw_axes(
+    image: Image.Image, draw: ImageDraw.ImageDraw, names: list[str], title: str, layout: _ConfusionLayout
+) -> None:
+    font, left, top, cell = layout.font, layout.left, layout.top, layout.cell
+    draw.text((_PAD, _PAD), title, fill="black", font=font)
+    draw.text((left, _PAD + layout.text_height + _PAD), "predicted", fill="black", font=font)
+    image.paste(layout.vertical_text("true"), (_PAD, top))
+    offset = (cell - layout.text_height) // 2
+    for i, name in enumerate(names):
+        row_x = left - _PAD - int(layout.text_width(name))
+        draw.text((row_x, top + i * cell + offset), name, fill="black", font=font)
+        column = layout.vertical_text(name, min_width=1)
+        image.paste(column, (left + i * cell + offset, top - _PAD - column.height))
+
+
+def _draw_counts(
+    draw: ImageDraw.ImageDraw, matrix: np.ndarray, fractions: np.ndarray, layout: _ConfusionLayout
+) -> None:
+    cell = layout.cell
+    for i in range(layout.classes):
+        for j in range(layout.classes):
+            text = str(int(matrix[i, j]))
+            x = layout.left + j * cell + (cell - layout.text_width(text)) / 2
+            y = layout.top + i * cell + (cell - layout.text_height) / 2
+            fill = "white" if fractions[i, j] > 0.5 else "black"
+            draw.text((x, y), text, fill=fill, font=layout.font)

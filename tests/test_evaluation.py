@@ -13,14 +13,10 @@ from PIL import Image
 from transformers import AutoTokenizer, CLIPConfig
 
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
-from pointclip_hf.evaluation import (
-    EvaluationReport,
-    classify_files,
-    evaluate,
-    save_confusion_matrix_image,
-)
+from pointclip_hf.evaluation import EvaluationReport, classify_files, evaluate
 from pointclip_hf.pipeline_pointclip import label_embeddings
 from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.visualization import save_confusion_matrix_image
 
 LABELS = ["cube", "sphere", "cone"]
 FEATURES = Features({"points": Array2D((None, 3), "float32"), "label": ClassLabel(names=LABELS)})
@@ -444,7 +440,7 @@ def test_permission_denied_is_reported_clearly(model, dataset, cloud_folder, tmp
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr("pointclip_hf.evaluation.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("pointclip_hf.evaluation.checks.tempfile.mkstemp", refuse)
     with count_forward(model) as sizes:
         with pytest.raises(OSError, match="Cannot write evaluation results.*Permission denied"):
             evaluate(model, dataset, output_dir=tmp_path, progress=False)

@@ -1,4 +1,4 @@
-"""Tests for pointclip_hf.point_cloud_datasets: the three sources, the schema, few-shot and validation splits."""
+"""Tests for pointclip_hf.data: the three sources, the schema, few-shot and validation splits."""
 
 import sys
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 from datasets import Array2D, ClassLabel
 
-from pointclip_hf.point_cloud_datasets import (
+from pointclip_hf.data import (
     HUB_DATASETS,
     MODELNET40_CLASSES,
     POINT_FEATURES,
@@ -57,7 +57,7 @@ def modelnet_h5(tmp_path):
     rng = np.random.default_rng(0)
     sizes = {"ply_data_train0.h5": 5, "ply_data_train1.h5": 4, "ply_data_test0.h5": 3}
     arrays = {}
-    for i, (name, n) in enumerate(sizes.items()):
+    for name, n in sizes.items():
         data = rng.uniform(-1, 1, size=(n, 16, 3)).astype(np.float32)
         label = (np.arange(n) % 3).astype(np.uint8)[:, None]  # [N, 1] as in the real files
         write_h5(root / name, data, label)

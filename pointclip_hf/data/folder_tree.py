@@ -1,0 +1,128 @@
+"""
+Class-folder trees of point-cloud or mesh files (any of `pointclip_hf.point_cloud_io.SUPPORTED_EXTENSIONS`), read
+with `pointclip_hf.point_cloud_io.load_point_cloud` (meshes are sampled to points there):
+
+    root/<split>/<class_name>/*.ply      (used when root/<split> exists)
+    root/<class_name>/<split>/*.off      (the official ModelNet40 zip layout)
+    root/<class_name>/*.npy              (no splits: the whole tree, whatever `split` says)
+
+Class names are the sorted class folder names, taken over all splits so that ids agree between splits (or the
+given `class_names`, which must include every folder name).
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset
+
+from ..point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
+from .schema import point_features
+
+_SPLIT_DIR_NAMES = ("train", "test", "val", "validation", "valid", "eval")
+
+
+def natural_key(path: Path) -> list:
+    """Sort key of a file name with its digit runs as numbers: `part2` before `part10`."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", path.name)]
+
+
+def load_folder_tree(root: Path, split: str, class_names: list[str] | None, num_points: int | None) -> Dataset:
+    """
+    Read one split of a class-folder tree.
+
+    Args:
+        root (`Path`):
+            The tree's root folder.
+        split (`str`):
+            The split to read; a tree without split folders is returned whole (with a warning unless `"train"`).
+        class_names (`list[str]`, *optional*):
+            The class names in label-id order; default: the sorted class folder names of all splits.
+        num_points (`int`, *optional*):
+            Keep only the first `num_points` points of each cloud.
+
+    Returns:
+        `datasets.Dataset`: with the schema of `pointclip_hf.data.point_features`.
+    """
+    found, files_of, layout = _tree_layout(root, split)
+    if not any(files_of.values()):
+        raise ValueError(
+            f"{str(root)!r} is not a known dataset name, Hub repo or folder layout: no point-cloud files found "
+            f"in {layout} (extensions: {', '.join(SUPPORTED_EXTENSIONS)})"
+        )
+    if class_names is not None:
+        missing = [c for c in found if c not in class_names]
+        if missing:
+            raise ValueError(f"class folders {missing} in {str(root)!r} are not in class_names {class_names}")
+    names = class_names if class_names is not None else found
+    index = {name: i for i, name in enumerate(names)}
+    clouds, labels = [], []
+    for name in found:
+        for file in files_of[name]:
+            clouds.append(_read_cloud(file, num_points, row=len(clouds)))
+            labels.append(index[name])
+    return Dataset.from_dict(
+        {"points": clouds, "label": np.asarray(labels, dtype=np.int64)}, features=point_features(names), split=split
+    )
+
+
+def _tree_layout(root: Path, split: str) -> tuple[list[str], dict[str, list[Path]], str]:
+    """`(class names found, the files of each class in this split, the layout as written in messages)`."""
+    top = _subdirs(root)
+    split_dirs = [d for d in top if d.name.lower() in _SPLIT_DIR_NAMES]
+    if (root / split).is_dir() or split_dirs:
+        return _split_first_layout(root, split, split_dirs)
+    inner_splits = sorted({s.name for c in top for s in _subdirs(c) if s.name.lower() in _SPLIT_DIR_NAMES})
+    found = [c.name for c in top]
+    if inner_splits:
+        if split not in inner_splits:
+            raise ValueError(f"unknown split {split!r} for the folder {str(root)!r}; available splits: {inner_splits}")
+        return found, {c: _cloud_files(root / c / split) for c in found}, f"{str(root)!r}/<class>/{split}/"
+    if split != "train":
+        warnings.warn(
+            f"the folder {str(root)!r} has no split subfolders; returning all of it for split {split!r}",
+            UserWarning,
+            stacklevel=5,  # the caller of load_point_cloud_dataset
+        )
+    return found, {c: _cloud_files(root / c) for c in found}, f"{str(root)!r}/<class>/"
+
+
+def _split_first_layout(root: Path, split: str, split_dirs: list[Path]):
+    """`root/<split>/<class>/files`; the class names come from every split folder."""
+    if not (root / split).is_dir():
+        raise ValueError(
+            f"unknown split {split!r} for the folder {str(root)!r}; available splits: {[d.name for d in split_dirs]}"
+        )
+    all_split_dirs = {d.name: d for d in split_dirs}
+    all_split_dirs[split] = root / split
+    found = sorted({c.name for d in all_split_dirs.values() for c in _subdirs(d)})
+    return found, {c: _cloud_files(root / split / c) for c in found}, f"{str(root / split)!r}/<class>/"
+
+
+def _read_cloud(file: Path, num_points: int | None, row: int) -> np.ndarray:
+    points = load_point_cloud(file)
+    xyz = points[:num_points, :3] if num_points else points[:, :3]
+    xyz = np.ascontiguousarray(xyz, dtype=np.float32)
+    if not np.isfinite(xyz).all():
+        raise ValueError(f"row {row} ({str(file)!r}) has NaN or infinite coordinates")
+    return xyz
+
+
+def _subdirs(path: Path) -> list[Path]:
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+
+
+def _cloud_files(path: Path) -> list[Path]:
+    if not path.is_dir():
+        return []
+    return sorted(
+        (
+            p
+            for p in path.iterdir()
+            if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in SUPPORTED_EXTENSIONS
+        ),
+        key=natural_key,
+    )

@@ -1,0 +1,133 @@
+"""The checks [`evaluate`] and [`classify_files`] make before any work: arguments, labels, processor, output paths."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+from ..labels import check_labels
+from .predictions_file import PREDICTIONS_FILE
+from .report import CONFUSION_IMAGE_FILE, REPORT_FILE
+
+
+def check_loop_arguments(batch_size, num_workers, top_k) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
+        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}.")
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
+        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
+
+
+def dataset_labels(dataset, label_names) -> tuple[list[str], list[str] | None]:
+    """
+    The labels to prompt with for a dataset.
+
+    Args:
+        dataset (`datasets.Dataset`):
+            A dataset with a `label` column.
+        label_names (`Sequence[str]`, *optional*):
+            Names given by the caller, one per class index; required when `label` is not a `ClassLabel`.
+
+    Returns:
+        `tuple[list[str], list[str] | None]`: the labels, and the dataset's own `ClassLabel` names (or `None`).
+    """
+    from datasets import ClassLabel
+
+    feature = dataset.features["label"]
+    class_names = list(feature.names) if isinstance(feature, ClassLabel) else None
+    if label_names is None:
+        if class_names is None:
+            raise ValueError(
+                f"The dataset's 'label' column is {feature!r}, not a ClassLabel; pass label_names=[...] (one name per "
+                "class index)."
+            )
+        return check_labels(class_names), class_names
+    label_names = check_labels(label_names)
+    if class_names is not None and len(label_names) != len(class_names):
+        raise ValueError(
+            f"label_names has {len(label_names)} names ({label_names}) but the dataset's ClassLabel has "
+            f"{len(class_names)} classes ({class_names})."
+        )
+    return label_names, class_names
+
+
+def check_model_labels(model, labels: list[str], what: str) -> None:
+    """Raise when `model` has an adapter trained on other labels than `labels` (described as `what`)."""
+    expected = model.config.label_names
+    if expected is not None and labels != list(expected):
+        raise ValueError(
+            f"Label mismatch: {what} are {labels}, but this model's adapter was trained on config.label_names = "
+            f"{list(expected)} (same names, same order required)."
+        )
+
+
+def check_processor(model, processor) -> None:
+    """Raise when the processor renders another number of views than the model takes; warn on another projection."""
+    extractor = processor.feature_extractor
+    if extractor.num_views != model.config.num_views:
+        raise ValueError(
+            f"The processor renders {extractor.num_views} views, the model expects {model.config.num_views}."
+        )
+    if extractor.projection_style != model.config.projection_style:
+        warnings.warn(
+            f"The processor projects with {extractor.projection_style!r} but the model was configured for "
+            f"{model.config.projection_style!r}.",
+            stacklevel=3,
+        )
+
+
+def check_output_dir(output_dir: str | os.PathLike) -> Path:
+    """Create `output_dir` if needed and make sure the evaluation results can be written there."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OSError(f"Cannot write evaluation results to {str(output_dir)!r}: it exists and is not a directory.")
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            f"Cannot write evaluation results to {str(output_dir)!r}: cannot create the directory "
+            f"({error.strerror or error})."
+        ) from error
+    _probe_directory(output_dir, "evaluation results")
+    for name in (PREDICTIONS_FILE, REPORT_FILE, CONFUSION_IMAGE_FILE):
+        if (output_dir / name).is_dir():
+            raise OSError(f"Cannot write {name} in {str(output_dir)!r}: a directory of that name is in the way.")
+    return output_dir
+
+
+def check_output_file(output_path: str | os.PathLike) -> Path:
+    """Create the folder of `output_path` if needed and make sure the predictions file can be written."""
+    output_path = Path(output_path)
+    if output_path.is_dir():
+        raise OSError(f"Cannot write predictions to {str(output_path)!r}: it is a directory; give a file path.")
+    parent = output_path.parent
+    if parent.exists() and not parent.is_dir():
+        raise OSError(f"Cannot write predictions to {str(output_path)!r}: {str(parent)!r} is not a directory.")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(
+            f"Cannot write predictions to {str(output_path)!r}: cannot create {str(parent)!r} "
+            f"({error.strerror or error})."
+        ) from error
+    _probe_directory(parent, "predictions")
+    if output_path.exists():
+        try:
+            with open(output_path, "ab"):
+                pass
+        except OSError as error:
+            raise OSError(f"Cannot write predictions to {str(output_path)!r}: {error.strerror or error}.") from error
+    return output_path
+
+
+def _probe_directory(directory: Path, what: str) -> None:
+    """Really create (and remove) a file in `directory`: `os.access` is wrong for root and on some file systems."""
+    try:
+        handle, probe = tempfile.mkstemp(prefix=".pointclip-write-test-", dir=directory)
+    except OSError as error:
+        raise OSError(f"Cannot write {what} to {str(directory)!r}: {error.strerror or error}.") from error
+    os.close(handle)
+    os.unlink(probe)

@@ -1,0 +1,158 @@
+"""[`classify_files`]: the best labels of every point-cloud file in a folder or a list."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..labels import check_labels
+from ..point_cloud_io import SUPPORTED_EXTENSIONS
+from ..processing_pointclip import processor_for_model
+from .checks import check_loop_arguments, check_model_labels, check_output_file, check_processor
+from .distributed import gather_records, resolve_accelerator
+from .fingerprint import files_fingerprint, run_fingerprint
+from .prediction_loop import FileSource, PredictionRun, run_predictions
+from .predictions_file import make_header
+
+
+def classify_files(
+    model,
+    paths_or_folder,
+    labels,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    output_path: str | os.PathLike | None = None,
+    top_k: int | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    accelerator=None,
+    processor=None,
+) -> list[dict]:
+    """
+    Classify point-cloud files against candidate labels.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model.
+        paths_or_folder (`str`, `os.PathLike` or `Iterable` of them):
+            A folder (searched recursively, in sorted order, for files with a supported extension), one file, or a
+            list of files.
+        labels (`list[str]` or `str`):
+            Candidate class names (or a comma-separated string); `None` uses an adapter model's `config.label_names`.
+        output_path (`str` or `os.PathLike`, *optional*):
+            A JSON-lines file written incrementally (and resumable, see the package documentation).
+        top_k (`int`, *optional*):
+            Number of best labels kept per file (`None`: all).
+        batch_size, num_workers, progress, resume, accelerator, processor:
+            As in [`evaluate`].
+
+    Returns:
+        `list[dict]`: one record per file, in order: `{"index", "path", "prediction", "score", "top_k": [{"label",
+        "score"}, ...]}` (`top_k` is what `model.classify` returns for the file); the same list on every process.
+    """
+    check_loop_arguments(batch_size, num_workers, top_k)
+    labels = _candidate_labels(model, labels)
+    paths = _list_files(paths_or_folder)
+    output_path = check_output_file(output_path) if output_path is not None else None
+    processor = processor_for_model(model, processor)
+    check_processor(model, processor)
+    accelerator = resolve_accelerator(accelerator)
+    k = len(labels) if top_k is None else min(top_k, len(labels))
+    run = PredictionRun(
+        model=model,
+        processor=processor,
+        labels=labels,
+        top_k=k,
+        num_items=len(paths),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        path=output_path,
+        header=make_header("classify_files", run_fingerprint(model, processor, labels, k, files_fingerprint(paths))),
+        resume=resume,
+        accelerator=accelerator,
+        progress=progress,
+        desc="Classifying",
+    )
+    return _classify(run, paths)
+
+
+def _candidate_labels(model, labels) -> list[str]:
+    if labels is None:
+        if model.config.label_names is None:
+            raise ValueError("Give the candidate labels (this model has no config.label_names).")
+        labels = list(model.config.label_names)
+    labels = check_labels(labels)
+    check_model_labels(model, labels, "the given labels")
+    return labels
+
+
+def _classify(run: PredictionRun, paths: list[str]) -> list[dict]:
+    """Predict every file (or read it back from the predictions file); every process gets all records."""
+    labels = run.labels
+    results = []
+
+    def make_records(indices, batch, top_scores, top_ids):
+        return [
+            {
+                "index": index,
+                "path": paths[index],
+                "prediction": labels[top_ids[row][0]],
+                "score": top_scores[row][0],
+                "top_k": [{"label": labels[i], "score": s} for i, s in zip(top_ids[row], top_scores[row])],
+            }
+            for row, index in enumerate(indices)
+        ]
+
+    extractor = run.processor.feature_extractor
+    run_predictions(
+        run,
+        make_source=lambda indices: FileSource(paths, indices, extractor),
+        make_records=make_records,
+        consume=results.append,
+    )
+    results = gather_records(run.accelerator, results)
+    if [record["index"] for record in results] != list(range(len(paths))):
+        raise RuntimeError(f"Classified {len(results)} files out of {len(paths)} (a bug).")
+    return results
+
+
+def _list_files(paths_or_folder) -> list[str]:
+    """The files to classify: a folder's supported files (recursively, sorted, hidden ones skipped), or those given."""
+    if isinstance(paths_or_folder, (str, os.PathLike)):
+        path = Path(paths_or_folder)
+        if path.is_dir():
+            return _files_in_folder(path)
+        paths = [path]
+    elif isinstance(paths_or_folder, Iterable):
+        paths = [Path(item) for item in paths_or_folder]
+    else:
+        raise TypeError(f"Expected a folder, a file or a list of files, got {type(paths_or_folder).__name__}.")
+    if not paths:
+        raise ValueError("No point-cloud files given (empty list).")
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"Point cloud file not found: {str(path)!r}.")
+        if path.is_dir():
+            raise ValueError(f"{str(path)!r} is a directory; pass it alone to classify the files inside it.")
+        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
+            raise ValueError(
+                f"Unsupported point cloud file {str(path)!r}; supported extensions: {', '.join(SUPPORTED_EXTENSIONS)}."
+            )
+    return [str(path) for path in paths]
+
+
+def _files_in_folder(folder: Path) -> list[str]:
+    paths = sorted(
+        str(child)
+        for child in folder.rglob("*")
+        if child.suffix.lower() in SUPPORTED_EXTENSIONS
+        and child.is_file()
+        and not any(part.startswith(".") for part in child.relative_to(folder).parts)
+    )
+    if not paths:
+        raise ValueError(
+            f"No point-cloud files found in {str(folder)!r} (looked for {', '.join(SUPPORTED_EXTENSIONS)})."
+        )
+    return paths

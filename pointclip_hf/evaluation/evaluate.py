@@ -1,0 +1,153 @@
+"""[`evaluate`]: accuracy, per-class accuracy and confusion matrix of a model on a labelled dataset."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..data import check_point_cloud_dataset
+from ..processing_pointclip import processor_for_model
+from .checks import check_loop_arguments, check_model_labels, check_output_dir, check_processor, dataset_labels
+from .distributed import is_main, resolve_accelerator, sum_across_processes, wait_for_everyone
+from .fingerprint import dataset_fingerprint, dataset_name, run_fingerprint, run_setup
+from .prediction_loop import PredictionRun, RowSource, run_predictions
+from .predictions_file import PREDICTIONS_FILE, make_header
+from .report import EvaluationReport, build_report
+
+DEFAULT_EVAL_TOP_K = 5
+
+
+def evaluate(
+    model,
+    dataset,
+    *,
+    batch_size: int = 32,
+    num_workers: int = 0,
+    output_dir: str | os.PathLike | None = None,
+    label_names: Sequence[str] | None = None,
+    progress: bool = True,
+    resume: bool = True,
+    accelerator=None,
+    top_k: int | None = DEFAULT_EVAL_TOP_K,
+    processor=None,
+) -> EvaluationReport:
+    """
+    Evaluate a model on a labelled dataset.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model to evaluate.
+        dataset (`datasets.Dataset`):
+            One split with a `points` column (`[N, 3+]` per row, sizes may differ) and a `label` column
+            (`ClassLabel`).
+        batch_size (`int`, *optional*, defaults to 32):
+            Clouds rendered and encoded at once.
+        num_workers (`int`, *optional*, defaults to 0):
+            DataLoader worker processes that read, normalise and sample the clouds.
+        output_dir (`str` or `os.PathLike`, *optional*):
+            Where to write `predictions.jsonl` (incrementally), `report.json` and `confusion_matrix.png`.
+        label_names (`Sequence[str]`, *optional*):
+            The class names to prompt with, one per `ClassLabel` class in its order (default: the dataset's
+            `ClassLabel` names; required when `label` is a plain integer column). Models with an adapter need
+            exactly their `config.label_names`.
+        progress (`bool`, *optional*, defaults to `True`):
+            Show a tqdm progress bar (on the main process).
+        resume (`bool`, *optional*, defaults to `True`):
+            Continue an interrupted run from `output_dir/predictions.jsonl` (see the package documentation); `False`
+            overwrites it.
+        accelerator (`accelerate.Accelerator`, *optional*):
+            Shares the work across processes (the model is moved to its device); by default one is created when the
+            script runs under `accelerate launch` / `torchrun` with several processes.
+        top_k (`int`, *optional*, defaults to 5):
+            Number of best labels stored per cloud in the predictions file (`None`: all).
+        processor ([`PointCLIPProcessor`], *optional*):
+            Defaults to `processor_for_model(model)`.
+
+    Returns:
+        [`EvaluationReport`]: the same on every process.
+    """
+    check_loop_arguments(batch_size, num_workers, top_k)
+    dataset = check_point_cloud_dataset(dataset)
+    labels, class_names = dataset_labels(dataset, label_names)
+    check_model_labels(model, labels, "the dataset's classes" if label_names is None else "the given label_names")
+    output_dir = check_output_dir(output_dir) if output_dir is not None else None
+    processor = processor_for_model(model, processor)
+    check_processor(model, processor)
+    accelerator = resolve_accelerator(accelerator)
+    k = len(labels) if top_k is None else min(top_k, len(labels))
+    fingerprint = run_fingerprint(model, processor, labels, k, dataset_fingerprint(dataset, class_names))
+    run = PredictionRun(
+        model=model,
+        processor=processor,
+        labels=labels,
+        top_k=k,
+        num_items=len(dataset),
+        batch_size=batch_size,
+        num_workers=num_workers,
+        path=output_dir / PREDICTIONS_FILE if output_dir is not None else None,
+        header=make_header("evaluate", fingerprint),
+        resume=resume,
+        accelerator=accelerator,
+        progress=progress,
+        desc="Evaluating",
+    )
+    confusion = _confusion_matrix(run, dataset)
+    report = build_report(confusion, labels, _setup(run, dataset))
+    if output_dir is not None and is_main(accelerator):
+        report.save(output_dir)
+    wait_for_everyone(accelerator)
+    return report
+
+
+def _confusion_matrix(run: PredictionRun, dataset) -> np.ndarray:
+    """Predict every row (or read it back from the predictions file) and count, summed over the processes."""
+    labels = run.labels
+    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    ids = {name: i for i, name in enumerate(labels)}
+
+    def count(record):
+        confusion[ids[record["label"]], ids[record["prediction"]]] += 1
+
+    def make_records(indices, batch, top_scores, top_ids):
+        return [
+            _record(labels, index, label_id, top_scores[row], top_ids[row])
+            for row, (index, label_id) in enumerate(zip(indices, batch[2].tolist()))
+        ]
+
+    formatted = dataset.with_format("numpy", columns=["points", "label"])
+    extractor = run.processor.feature_extractor
+    run_predictions(
+        run,
+        make_source=lambda indices: RowSource(formatted, indices, extractor, len(labels)),
+        make_records=make_records,
+        consume=count,
+    )
+    confusion = sum_across_processes(run.accelerator, confusion)
+    if int(confusion.sum()) != len(dataset):
+        raise RuntimeError(f"Evaluated {int(confusion.sum())} clouds for a dataset of {len(dataset)} (a bug).")
+    return confusion
+
+
+def _record(labels: list[str], index: int, label_id: int, top_scores: list[float], top_ids: list[int]) -> dict:
+    """The predictions-file line of one evaluated cloud."""
+    prediction_id = top_ids[0]
+    return {
+        "index": index,
+        "label": labels[label_id],
+        "label_id": label_id,
+        "prediction": labels[prediction_id],
+        "prediction_id": prediction_id,
+        "score": top_scores[0],
+        "correct": label_id == prediction_id,
+        "top_k": [{"label": labels[i], "score": s} for i, s in zip(top_ids, top_scores)],
+    }
+
+
+def _setup(run: PredictionRun, dataset) -> dict:
+    setup = run_setup(
+        run.model, run.processor, run.header["fingerprint"], run.accelerator, run.batch_size, run.num_workers
+    )
+    setup["dataset"].update(name=dataset_name(dataset), split=None if dataset.split is None else str(dataset.split))
+    return setup

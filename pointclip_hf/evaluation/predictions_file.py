@@ -1,0 +1,310 @@
+"""
+The resumable predictions file (JSON lines): its header, the check and scan of an existing file, the writer, and the
+per-process shard files `predictions.rank{r}.jsonl` with their merge into one file.
+
+The first line is `{"header": {"format", "task", "fingerprint"}}` (a shard's header also names `shard: {rank,
+world_size}`); then one record per cloud, in index order. A file belongs to a run when its header equals the run's.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+from ..atomic_files import write_file_atomically
+
+FORMAT = "pointclip-predictions/1"
+PREDICTIONS_FILE = "predictions.jsonl"
+
+Consume = Callable[[dict], None]
+
+
+def make_header(task: str, fingerprint: dict) -> dict:
+    """The header of a single-process predictions file of `task` (`"evaluate"` or `"classify_files"`)."""
+    return {"format": FORMAT, "task": task, "fingerprint": fingerprint}
+
+
+def shard_header(header: dict, rank: int, world_size: int) -> dict:
+    """The header of process `rank`'s shard file; a single process's file keeps `header` as it is."""
+    return header if world_size == 1 else {**header, "shard": {"rank": rank, "world_size": world_size}}
+
+
+def _encode_line(value: dict) -> bytes:
+    return json.dumps(value).encode("utf-8") + b"\n"
+
+
+def shard_path(path: Path, rank: int) -> Path:
+    """`predictions.jsonl` -> `predictions.rank{rank}.jsonl`, beside it."""
+    return path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+
+
+def shard_files(path: Path) -> dict[int, Path]:
+    """The shard files of `path` that exist, by rank."""
+    found = {}
+    prefix, suffix = f"{path.stem}.rank", path.suffix
+    for candidate in path.parent.glob(f"{path.stem}.rank*{suffix}"):
+        middle = candidate.name[len(prefix) : len(candidate.name) - len(suffix)]
+        if middle.isdigit():
+            found[int(middle)] = candidate
+    return found
+
+
+def _read_header(path: Path) -> dict | None:
+    """
+    Read the header of a predictions file.
+
+    Returns:
+        `dict` or `None`: the header; `None` when the file is empty or its header line was cut short.
+
+    Raises:
+        ValueError: the file is not a PointCLIP predictions file.
+    """
+    with open(path, "rb") as handle:
+        first = handle.readline()
+    if not first.endswith(b"\n"):
+        if not first.strip() or first.startswith(b'{"header"'):
+            return None
+        raise ValueError(f"{str(path)!r} is not a PointCLIP predictions file (no header line); it was not modified.")
+    try:
+        header = json.loads(first)["header"]
+        if not isinstance(header, dict) or not str(header.get("format", "")).startswith("pointclip-predictions/"):
+            raise ValueError
+    except (ValueError, KeyError, TypeError):
+        raise ValueError(
+            f"{str(path)!r} is not a PointCLIP predictions file (its first line is not our header); it was not "
+            "modified. Choose another output location, or pass resume=False to overwrite it."
+        ) from None
+    return header
+
+
+def _shard_world_size(path: Path) -> int | None:
+    """The number of processes named in a shard file's header (`None` for a file without one)."""
+    shard = (_read_header(path) or {}).get("shard")
+    return shard.get("world_size") if isinstance(shard, dict) else None
+
+
+def scan_predictions(path: Path, header: dict, expected: Sequence[int], consume: Consume | None) -> tuple[int, int]:
+    """
+    Check an existing predictions file against the run's `header` and read its records, which must be the first
+    indices of `expected`. A last line without its newline (the run died while writing it) is not counted.
+
+    Args:
+        path (`Path`):
+            The file; it is only read.
+        header (`dict`):
+            The header the file must have.
+        expected (`Sequence[int]`):
+            The indices of the clouds the file covers, in order.
+        consume (`Callable[[dict], None]`, *optional*):
+            Called with each record read.
+
+    Returns:
+        `tuple[int, int]`: the number of bytes to keep, and the number of records read.
+
+    Raises:
+        ValueError: the file belongs to another run or is damaged (it is left untouched).
+    """
+    found = _read_header(path)
+    if found is None:
+        return 0, 0
+    if found != header:
+        raise ValueError(
+            f"{str(path)!r} holds predictions of a different run, so it cannot be resumed: "
+            + "; ".join(_differences(found, header))
+            + ". The file was not modified; pass resume=False to overwrite it, or choose another output location."
+        )
+    return _read_records(path, expected, consume)
+
+
+def _read_records(path: Path, expected: Sequence[int], consume: Consume | None) -> tuple[int, int]:
+    keep, count = 0, 0
+    with open(path, "rb") as handle:
+        keep = len(handle.readline())
+        for number, line in enumerate(handle, start=2):
+            if not line.endswith(b"\n"):
+                break
+            try:
+                record = json.loads(line)
+                index = record["index"]
+            except (ValueError, KeyError, TypeError):
+                raise ValueError(
+                    f"{str(path)!r} is damaged at line {number} (not a prediction record); it was not modified."
+                ) from None
+            if count >= len(expected) or index != expected[count]:
+                wanted = f"cloud {expected[count]}" if count < len(expected) else "no further record"
+                raise ValueError(
+                    f"{str(path)!r} is damaged at line {number}: a record of cloud {index} where {wanted} was "
+                    "expected; it was not modified."
+                )
+            if consume is not None:
+                consume(record)
+            count += 1
+            keep += len(line)
+    return keep, count
+
+
+def _short(value, limit: int = 160) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _differences(found: dict, expected: dict, prefix: str = "") -> list[str]:
+    """`key: old in the file, new now` for every (nested) entry in which two headers differ."""
+    differences = []
+    for key in list(expected) + [key for key in found if key not in expected]:
+        old, new = found.get(key), expected.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict):
+            differences.extend(_differences(old, new, f"{prefix}{key}."))
+        else:
+            differences.append(f"{prefix}{key}: {_short(old)} in the file, {_short(new)} now")
+    return differences
+
+
+def open_for_resume(
+    path: Path, header: dict, shard: range, num_items: int, rank: int, world_size: int, consume: Consume
+) -> tuple[Path, int, int] | None:
+    """
+    Find what an earlier run of this process left, passing its records to `consume`.
+
+    Args:
+        path (`Path`):
+            The run's predictions file; with several processes, each appends to its own shard file beside it.
+        header (`dict`):
+            The run's single-process header.
+        shard (`range`):
+            The indices of the clouds this process predicts.
+        num_items (`int`):
+            The number of clouds of the whole run.
+        rank (`int`), world_size (`int`):
+            This process and the number of processes.
+        consume (`Callable[[dict], None]`):
+            Called with each record of this process's shard that is already done.
+
+    Returns:
+        `tuple[Path, int, int]` or `None`: the file to append to, the number of its bytes to keep and the number of
+        records done; `None` when the finished `path` already holds every cloud.
+    """
+    found = shard_files(path)
+    if world_size == 1:
+        return _resume_single_process(path, header, shard, found, consume)
+    if path.exists():
+        _reuse_finished_file(path, header, num_items, rank, world_size, consume)
+        return None
+    for other in found.values():
+        other_world = _shard_world_size(other)
+        if other_world is not None and other_world != world_size:
+            raise ValueError(
+                f"{str(other)!r} is a shard of an interrupted run of {other_world} processes, but this run has "
+                f"{world_size}; resume with {other_world} processes, or pass resume=False."
+            )
+    mine = shard_path(path, rank)
+    if mine.exists():
+        keep, done = scan_predictions(mine, shard_header(header, rank, world_size), shard, consume)
+        return mine, keep, done
+    return mine, 0, 0
+
+
+def _resume_single_process(
+    path: Path, header: dict, shard: range, found: dict[int, Path], consume: Consume
+) -> tuple[Path, int, int]:
+    if found:
+        sizes = {str(_shard_world_size(other)) for other in found.values()}
+        raise ValueError(
+            f"Found shard files {sorted(str(other) for other in found.values())} of an interrupted run of "
+            f"{' or '.join(sorted(sizes))} processes; resume it with that many processes, or pass resume=False."
+        )
+    if path.exists():
+        keep, done = scan_predictions(path, header, shard, consume)
+        return path, keep, done
+    return path, 0, 0
+
+
+def _reuse_finished_file(path: Path, header: dict, num_items: int, rank: int, world_size: int, consume: Consume):
+    """Pass this process's records of a finished single-file run to `consume`; an unfinished one is an error."""
+
+    def mine(record):
+        if record["index"] % world_size == rank:
+            consume(record)
+
+    _, done = scan_predictions(path, header, range(num_items), mine)
+    if done != num_items:
+        raise ValueError(
+            f"{str(path)!r} holds an unfinished run of a single process ({done} of {num_items} clouds); resume it with "
+            "one process, or pass resume=False."
+        )
+
+
+class PredictionsWriter:
+    """
+    Appends records to a predictions file, flushing after each batch.
+
+    Args:
+        path (`Path`):
+            The file.
+        header (`dict`):
+            Written as the first line when the file is started afresh.
+        keep (`int`):
+            Bytes of an existing file to keep (as from [`scan_predictions`]); `0` starts the file afresh.
+    """
+
+    def __init__(self, path: Path, header: dict, keep: int):
+        if keep == 0:
+            self.handle = open(path, "wb")
+            self.handle.write(_encode_line({"header": header}))
+            self.handle.flush()
+        else:
+            self.handle = open(path, "r+b")
+            self.handle.truncate(keep)
+            self.handle.seek(keep)
+
+    def write(self, records: list[dict]) -> None:
+        self.handle.write(b"".join(_encode_line(record) for record in records))
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def merge_shards(final: Path, shards: list[Path], header: dict, num_items: int) -> None:
+    """
+    Merge the shard files (each sorted by index) into `final` by index, streaming, then delete them. `final` is
+    written atomically and only when the merged indices are exactly `0 .. num_items - 1`.
+
+    Args:
+        final (`Path`):
+            The single predictions file.
+        shards (`list[Path]`):
+            The shard files, one per process.
+        header (`dict`):
+            The header of `final` (the single-process one).
+        num_items (`int`):
+            The number of clouds of the run.
+    """
+    write_file_atomically(final, _merged_lines(shards, header, num_items))
+    for path in shards:
+        path.unlink()
+
+
+def _merged_lines(shards: list[Path], header: dict, num_items: int) -> Iterator[bytes]:
+    yield _encode_line({"header": header})
+    expected = 0
+    for index, line in heapq.merge(*(_shard_records(path) for path in shards), key=lambda item: item[0]):
+        if index != expected:
+            raise RuntimeError(f"Merging the shard files: found cloud {index} where {expected} was expected.")
+        yield line
+        expected += 1
+    if expected != num_items:
+        raise RuntimeError(f"Merging the shard files: {expected} records for {num_items} clouds.")
+
+
+def _shard_records(path: Path) -> Iterator[tuple[int, bytes]]:
+    with open(path, "rb") as handle:
+        handle.readline()
+        for line in handle:
+            if not line.endswith(b"\n"):
+                raise ValueError(f"Shard file {str(path)!r} ends with an incomplete line.")
+            yield json.loads(line)["index"], line
