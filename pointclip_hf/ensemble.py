@@ -281,7 +281,7 @@ def search_ensemble_weight(
 def pointclip_logits(model, dataset, batch_size: int = 32, progress: bool = True) -> tuple[Tensor, Tensor]:
     """PointCLIP logits `[N, K]` (classes = `model.config.label_names` or the dataset's `ClassLabel` names) and the
     labels `[N]` of a labelled dataset, from one CLIP pass; the input of :func:`search_ensemble_weight`."""
-    from .training import class_names_for, encode_dataset
+    from .encoding import class_names_for, encode_dataset
 
     class_names = class_names_for(model, dataset)
     features, labels = encode_dataset(model, dataset, batch_size=batch_size, progress=progress)

@@ -821,7 +821,7 @@ def tune_on_validation(model, validation_dataset, *, prompt_library: Mapping[str
     search over `prompt_library` (if given) picks one sentence per class (`config.class_prompts`), and the exhaustive
     grid search picks the view weights (`config.view_weights`). Returns a JSON-able summary of both searches.
     """
-    from .training import class_names_for, encode_dataset
+    from .encoding import class_names_for, encode_dataset
 
     class_names = class_names_for(model, validation_dataset)
     features, labels = encode_dataset(model, validation_dataset, batch_size=batch_size, progress=progress)
