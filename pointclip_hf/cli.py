@@ -161,7 +161,7 @@ def search(args) -> int:
     import os
 
     from .prompts import load_class_prompts
-    from .search import tune_on_validation
+    from .tuning import tune_on_validation
 
     if not args.prompts and args.no_weights:
         raise CommandError("Nothing to search: give --prompts, or drop --no-weights.")
@@ -189,7 +189,7 @@ def ensemble(args) -> int:
     import json
     import os
 
-    from .ensemble import ensemble_logits, load_logits, pointclip_logits, search_ensemble_weight
+    from .tuning import ensemble_logits, load_logits, pointclip_logits, search_ensemble_weight
 
     model = load_model(args)
     validation = load_dataset_arg(args, args.validation_split)
@@ -204,7 +204,10 @@ def ensemble(args) -> int:
             raise CommandError("--test-split needs --test-logits (the other network's logits on that split).")
         test_logits, test_labels = pointclip_logits(model, load_dataset_arg(args, args.test_split), args.batch_size)
         combined = ensemble_logits(test_logits, load_logits(args.test_logits), found.alpha)
-        accuracy = lambda scores: float((scores.argmax(-1) == test_labels).double().mean())
+
+        def accuracy(scores):
+            return float((scores.argmax(-1) == test_labels).double().mean())
+
         summary["test"] = {"ensemble": accuracy(combined), "pointclip": accuracy(test_logits)}
         print(f"test accuracy {summary['test']['ensemble']:.4f} (PointCLIP alone {summary['test']['pointclip']:.4f})")
     os.makedirs(args.output_dir, exist_ok=True)
@@ -228,7 +231,9 @@ def render(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pointclip", description="CLIP for 3D point clouds (PointCLIP, PointCLIP V2).")
+    parser = argparse.ArgumentParser(
+        prog="pointclip", description="CLIP for 3D point clouds (PointCLIP, PointCLIP V2)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def model_options(command):
