@@ -1,4 +1,4 @@
-"""Benchmark of the validation post-searches in ``pointclip_hf.search``.
+"""Benchmark of the validation post-searches in ``pointclip_hf.tuning``.
 
 It builds synthetic "cached CLIP features" the size of ModelNet40's test split (N=2468 clouds, V=10 views,
 C=512 channels, K=40 classes) and times:
@@ -32,7 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pointclip_hf.search import search_prompts, search_view_weights, view_logits  # noqa: E402
+from pointclip_hf.tuning import search_prompts, search_view_weights, view_logits  # noqa: E402
 
 
 def make_features(n=2468, v=10, c=512, k=40, seed=0):
@@ -125,8 +125,8 @@ def main():
         res = search_prompts(features, lib, names, labels, view_weights=w, passes=2)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         changed = sum(1 for j in res.indices.values() if j != 0)
-        print(f"[prompts 40x100, 2 passes] {dt:.2f} s wall / {dc:.2f} s CPU; acc {res.baseline_accuracy:.4f} -> {res.accuracy:.4f} "
-              f"({changed} classes changed)")
+        print(f"[prompts 40x100, 2 passes] {dt:.2f} s wall / {dc:.2f} s CPU; "
+              f"acc {res.baseline_accuracy:.4f} -> {res.accuracy:.4f} ({changed} classes changed)")
 
 
 if __name__ == "__main__":

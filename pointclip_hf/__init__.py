@@ -5,7 +5,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_pointclip import PointCLIPConfig
 from .data import few_shot_subset, load_point_cloud_dataset, train_validation_split
-from .ensemble import ensemble_logits, load_logits, pointclip_logits, search_ensemble_weight
+from .encoding import encode_dataset
 from .evaluation import EvaluationReport, classify_files, evaluate
 from .inter_view_adapter import InterViewAdapter, convert_reference_adapter
 from .model_card import build_model_card
@@ -15,8 +15,16 @@ from .point_cloud_io import load_point_cloud
 from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor
 from .projection import render_views
 from .prompts import TEMPLATE_SETS, load_class_prompts
-from .search import search_prompts, search_view_weights, tune_on_validation
-from .training import TrainingConfig, build_few_shot_model, encode_dataset, train_adapter
+from .training import TrainingConfig, build_few_shot_model, train_adapter
+from .tuning import (
+    ensemble_logits,
+    load_logits,
+    pointclip_logits,
+    search_ensemble_weight,
+    search_prompts,
+    search_view_weights,
+    tune_on_validation,
+)
 
 AutoConfig.register("pointclip", PointCLIPConfig, exist_ok=True)
 AutoModel.register(PointCLIPConfig, PointCLIPModel, exist_ok=True)

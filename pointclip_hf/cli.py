@@ -162,7 +162,7 @@ def search(args) -> int:
     import os
 
     from .prompts import load_class_prompts
-    from .search import tune_on_validation
+    from .tuning import tune_on_validation
 
     if not args.prompts and args.no_weights:
         raise CommandError("Nothing to search: give --prompts, or drop --no-weights.")
@@ -190,7 +190,7 @@ def ensemble(args) -> int:
     import json
     import os
 
-    from .ensemble import ensemble_logits, load_logits, pointclip_logits, search_ensemble_weight
+    from .tuning import ensemble_logits, load_logits, pointclip_logits, search_ensemble_weight
 
     model = load_model(args)
     validation = load_dataset_arg(args, args.validation_split)
@@ -232,8 +232,9 @@ def render(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    description = "CLIP for 3D point clouds (PointCLIP, PointCLIP V2)."
-    parser = argparse.ArgumentParser(prog="pointclip", description=description)
+    parser = argparse.ArgumentParser(
+        prog="pointclip", description="CLIP for 3D point clouds (PointCLIP, PointCLIP V2)."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def model_options(command):

@@ -26,7 +26,7 @@ class PointCLIPConfig(PreTrainedConfig):
     num_views (`int`, *optional*):
         Number of views; derived from `projection_style` and checked against it.
     view_weights (`list[float]`, *optional*):
-        Non-negative weight per view (all 1 when unset), as searched by `pointclip_hf.search`.
+        Non-negative weight per view (all 1 when unset), as searched by `pointclip_hf.tuning`.
     prompt_templates (`list[str]`, *optional*):
         Templates with one `{}` for the label; several are averaged CLIP-style. Defaults to the style's template.
     class_prompts (`dict[str, list[str]]`, *optional*):

@@ -287,7 +287,7 @@ def example_model_card() -> ModelCard:
     # Absolute imports: transformers copies the relative imports of the modeling code (which imports this module)
     # next to every saved model, and these two are not needed there.
     from pointclip_hf.data import MODELNET40_CLASSES
-    from pointclip_hf.training import TrainingConfig
+    from pointclip_hf.training.config import TrainingConfig
 
     clip_config = CLIPConfig(
         text_config={"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},

@@ -11,11 +11,10 @@ from torch import nn
 
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
 from pointclip_hf.cli import main
-from pointclip_hf.ensemble import ensemble_logits, pointclip_logits, search_ensemble_weight
 from pointclip_hf.processing_pointclip import processor_for_model
 from pointclip_hf.prompts import TEMPLATE_SETS, build_prompts, load_class_prompts
-from pointclip_hf.search import tune_on_validation
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
+from pointclip_hf.tuning import ensemble_logits, pointclip_logits, search_ensemble_weight, tune_on_validation
 
 LIBRARY = {
     name: [f"a depth map of a {name}.", f"a gray {name} 3D model.", f"the {name} seen from above.", f"{name}!"]

@@ -1,4 +1,4 @@
-"""Tests for pointclip_hf.ensemble: loading 3D-network logits and the PointCLIP + 3D ensemble."""
+"""Tests for pointclip_hf.tuning.ensemble: loading 3D-network logits and the PointCLIP + 3D ensemble."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pointclip_hf.ensemble import (
+from pointclip_hf.tuning import (
     EnsembleResult,
     check_class_order,
     ensemble_logits,

@@ -1,4 +1,4 @@
-"""Tests for pointclip_hf.search: exhaustive view-weight search and greedy prompt search."""
+"""Tests for pointclip_hf.tuning's searches: exhaustive view-weight search and greedy prompt search."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from pointclip_hf.search import (
+from pointclip_hf.tuning import (
     PromptSearchResult,
     ViewWeightSearchResult,
     search_prompts,

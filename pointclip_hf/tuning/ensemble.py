@@ -5,7 +5,7 @@ The V1 paper adds the logits of 16-shot PointCLIP to those of a trained 3D class
 ensemble weight is searched on a **validation** split, and the 3D network's logits come from a file
 or a callable.
 
-Formula (see :func:`ensemble_logits`)::
+Formula (see `ensemble_logits`)::
 
     ensemble = (1 - alpha) * log_softmax(pointclip_logits) + alpha * log_softmax(other_logits)
 
@@ -38,24 +38,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
 
-from .search import check_label_ids
-
-__all__ = [
-    "load_logits",
-    "check_class_order",
-    "EnsembleResult",
-    "ensemble_logits",
-    "search_ensemble_weight",
-]
+from ..encoding import class_names_for, encode_dataset
+from ..pipeline_pointclip import label_embeddings
+from ..processing_pointclip import processor_for_model
+from ._checks import check_label_ids
 
 _NORMALIZATIONS = ("log_softmax", "zscore", "none")
 
 
-# --------------------------------------------------------------------------------------------------
-# loading
-# --------------------------------------------------------------------------------------------------
 def _pick_single(named: dict, path, kind: str):
     if "logits" in named:
         return named["logits"]
@@ -68,19 +61,19 @@ def _pick_single(named: dict, path, kind: str):
 
 
 def load_logits(source, _depth: int = 0) -> Tensor:
-    """Load an ``[N, K]`` logits matrix, without ever unpickling.
+    """
+    Load a logits matrix, without ever unpickling.
 
-    ``source`` can be:
+    Args:
+        source (`torch.Tensor`, `numpy.ndarray`, `str`, `os.PathLike` or `Callable`):
+            A tensor or array of shape `(N, K)`; a path to a `.npy` file (`np.load(..., allow_pickle=False)`), a
+            `.npz` file or a `.safetensors` file, where for the last two the key must be `"logits"` or the file
+            must hold exactly one array (any other suffix, `.pt`, `.pth`, `.pkl`, ..., is refused, because loading
+            it would require pickle); or a callable taking no arguments (for example a closure that runs a 3D
+            network over the validation split), called here, whose return value is loaded by the rules above.
 
-    * a :class:`torch.Tensor` or a :class:`numpy.ndarray`;
-    * a path (``str`` or ``os.PathLike``) to a ``.npy`` file (``np.load(..., allow_pickle=False)``), a
-      ``.npz`` file, or a ``.safetensors`` file. For the last two the key must be ``"logits"``, or the file
-      must hold exactly one array. Any other suffix (``.pt``, ``.pth``, ``.pkl``, ...) is refused,
-      because loading it would require pickle;
-    * a callable taking no arguments (for example a closure that runs a 3D network over the validation
-      split). It is called here, and its return value is loaded by the rules above.
-
-    Returns a CPU tensor of shape ``[N, K]``. Floating dtypes are kept, and integer input becomes float32.
+    Returns:
+        `torch.Tensor` of shape `(N, K)` on the CPU. Floating dtypes are kept, and integer input becomes float32.
     """
     if isinstance(source, Tensor):
         out = source.detach().cpu()
@@ -99,8 +92,6 @@ def load_logits(source, _depth: int = 0) -> Tensor:
             with np.load(path, allow_pickle=False) as z:
                 out = torch.from_numpy(np.asarray(_pick_single({k: z[k] for k in z.files}, path, ".npz")))
         elif suffix == ".safetensors":
-            from safetensors.torch import load_file
-
             out = _pick_single(load_file(os.fspath(path)), path, ".safetensors")
         else:
             raise ValueError(
@@ -125,10 +116,15 @@ def load_logits(source, _depth: int = 0) -> Tensor:
 
 
 def check_class_order(expected: Sequence[str], given: Sequence[str]) -> None:
-    """Raise ``ValueError`` unless ``given`` lists the same classes as ``expected``, in the same order.
+    """
+    Raise a `ValueError`, showing the first mismatch, unless `given` lists the same classes as `expected`, in the
+    same order: the logits columns of both sources must refer to the same classes.
 
-    The logits columns of both sources must refer to the same classes. The message shows the first
-    mismatch.
+    Args:
+        expected (`Sequence[str]`):
+            The class order of PointCLIP's logits.
+        given (`Sequence[str]`):
+            The class order of the other network's logits.
     """
     expected, given = list(expected), list(given)
     for i, (e, g) in enumerate(zip(expected, given)):
@@ -145,19 +141,20 @@ def check_class_order(expected: Sequence[str], given: Sequence[str]) -> None:
             f"(first difference at index {i}: {extra!r})"
         )
 
-
-# --------------------------------------------------------------------------------------------------
-# ensembling
-# --------------------------------------------------------------------------------------------------
 @dataclass
 class EnsembleResult:
-    """Result of :func:`search_ensemble_weight`.
+    """
+    Result of `search_ensemble_weight`.
 
-    Attributes:
-        alpha: the selected weight of the other (3D) network, in [0, 1].
-        accuracy: validation top-1 accuracy of the ensemble at ``alpha``.
-        pointclip_accuracy: validation accuracy of PointCLIP alone.
-        other_accuracy: validation accuracy of the other network alone.
+    Args:
+        alpha (`float`):
+            The selected weight of the other (3D) network, in [0, 1].
+        accuracy (`float`):
+            Validation top-1 accuracy of the ensemble at `alpha`.
+        pointclip_accuracy (`float`):
+            Validation accuracy of PointCLIP alone.
+        other_accuracy (`float`):
+            Validation accuracy of the other network alone.
     """
 
     alpha: float
@@ -209,18 +206,38 @@ def _check_alpha(alpha) -> float:
     return alpha
 
 
-def ensemble_logits(pointclip_logits, other_logits, alpha: float, normalize: str = "log_softmax") -> Tensor:
-    """``(1 - alpha) * norm(pointclip_logits) + alpha * norm(other_logits)``, ``[N, K]`` float64.
+def _check_alphas(alphas) -> Tensor:
+    if alphas is None:
+        alphas = torch.linspace(0, 1, 101, dtype=torch.float64)
+    alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
+    if alphas.numel() == 0:
+        raise ValueError("alphas must contain at least one value")
+    if torch.isnan(alphas).any() or (alphas < 0).any() or (alphas > 1).any():
+        raise ValueError(f"alphas must lie in [0, 1], got min {float(alphas.min())} max {float(alphas.max())}")
+    return alphas
 
-    ``norm`` is ``log_softmax`` over classes by default (see the module docstring for why). It can also be
-    ``"zscore"`` (per-row standardisation) or ``"none"``. ``alpha`` is the weight of the other network, so
-    ``alpha = 0`` is PointCLIP alone and ``alpha = 1`` is the other network alone. Both inputs accept
-    anything :func:`load_logits` accepts.
+
+def ensemble_logits(pointclip_logits, other_logits, alpha: float, normalize: str = "log_softmax") -> Tensor:
+    """
+    `(1 - alpha) * norm(pointclip_logits) + alpha * norm(other_logits)`.
+
+    Args:
+        pointclip_logits (`torch.Tensor` of shape `(N, K)`, or anything `load_logits` accepts):
+            PointCLIP's logits.
+        other_logits (`torch.Tensor` of shape `(N, K)`, or anything `load_logits` accepts):
+            The other network's logits, same classes in the same order.
+        alpha (`float`):
+            The weight of the other network, in [0, 1]: 0 is PointCLIP alone, 1 the other network alone.
+        normalize (`str`, *optional*, defaults to `"log_softmax"`):
+            `norm`: `"log_softmax"` over classes (see the module docstring for why), `"zscore"` (per-row
+            standardisation) or `"none"`.
+
+    Returns:
+        `torch.Tensor` of shape `(N, K)`, float64.
     """
     p, o = _check_pair(pointclip_logits, other_logits)
     alpha = _check_alpha(alpha)
     return (1.0 - alpha) * _normalize(p, normalize) + alpha * _normalize(o, normalize)
-
 
 
 def search_ensemble_weight(
@@ -233,15 +250,30 @@ def search_ensemble_weight(
     class_names: Sequence[str] | None = None,
     other_class_names: Sequence[str] | None = None,
 ) -> EnsembleResult:
-    """Pick the ensemble weight ``alpha`` that maximises validation top-1 accuracy.
+    """
+    Pick the ensemble weight `alpha` that maximises validation top-1 accuracy. Every alpha is scored at once, in
+    chunks that bound the memory. Predictions are the `argmax` over classes, and the lowest class index wins a tie.
+    When several alphas reach the best accuracy, the **first one in the order given** is returned, so the default
+    grid prefers the smallest weight for the other network.
 
-    Every alpha (default ``torch.linspace(0, 1, 101)``) is scored at once, in chunks that bound the
-    memory. Predictions are the ``argmax`` over classes, and the lowest class index wins a tie. When
-    several alphas reach the best accuracy, the **first one in the order given** is returned, so the
-    default grid prefers the smallest weight for the other network. The result is deterministic.
+    Args:
+        pointclip_logits (`torch.Tensor` of shape `(N, K)`, or anything `load_logits` accepts):
+            PointCLIP's validation logits.
+        other_logits (`torch.Tensor` of shape `(N, K)`, or anything `load_logits` accepts):
+            The other network's validation logits.
+        labels (`torch.Tensor` of shape `(N,)`):
+            Integer validation labels in `[0, K)`.
+        alphas (`torch.Tensor` or `Sequence[float]`, *optional*):
+            Candidate weights in [0, 1], `torch.linspace(0, 1, 101)` by default.
+        normalize (`str`, *optional*, defaults to `"log_softmax"`):
+            As in `ensemble_logits`.
+        class_names (`Sequence[str]`, *optional*):
+            PointCLIP's classes; their count is checked against `K`.
+        other_class_names (`Sequence[str]`, *optional*):
+            The other network's classes; with `class_names`, their order is checked by `check_class_order`.
 
-    If both ``class_names`` and ``other_class_names`` are given, their order is checked first with
-    :func:`check_class_order`. The logits accept anything :func:`load_logits` accepts.
+    Returns:
+        [`EnsembleResult`].
     """
     if class_names is not None and other_class_names is not None:
         check_class_order(class_names, other_class_names)
@@ -250,13 +282,7 @@ def search_ensemble_weight(
     if class_names is not None and len(class_names) != k:
         raise ValueError(f"class_names has {len(class_names)} entries but the logits have K = {k} classes")
     labels = check_label_ids(labels, n, k)
-    if alphas is None:
-        alphas = torch.linspace(0, 1, 101, dtype=torch.float64)
-    alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
-    if alphas.numel() == 0:
-        raise ValueError("alphas must contain at least one value")
-    if torch.isnan(alphas).any() or (alphas < 0).any() or (alphas > 1).any():
-        raise ValueError(f"alphas must lie in [0, 1], got min {float(alphas.min())} max {float(alphas.max())}")
+    alphas = _check_alphas(alphas)
     if normalize not in _NORMALIZATIONS:
         raise ValueError(f"normalize must be one of {_NORMALIZATIONS}, got {normalize!r}")
 
@@ -279,14 +305,36 @@ def search_ensemble_weight(
 
 @torch.no_grad()
 def pointclip_logits(model, dataset, batch_size: int = 32, progress: bool = True) -> tuple[Tensor, Tensor]:
-    """PointCLIP logits `[N, K]` (classes = `model.config.label_names` or the dataset's `ClassLabel` names) and the
-    labels `[N]` of a labelled dataset, from one CLIP pass; the input of :func:`search_ensemble_weight`."""
-    from .pipeline_pointclip import label_embeddings
-    from .processing_pointclip import processor_for_model
-    from .training import class_names_for, encode_dataset
+    """
+    PointCLIP's logits and the labels of a labelled dataset, from one CLIP pass; the input of
+    `search_ensemble_weight`.
 
+    Args:
+        model ([`PointCLIPModel`]):
+            Scores against `model.config.label_names`, or the dataset's `ClassLabel` names when unset.
+        dataset (`datasets.Dataset`):
+            Columns `points` and integer `label`.
+        batch_size (`int`, *optional*, defaults to 32):
+            Clouds encoded at a time.
+        progress (`bool`, *optional*, defaults to `True`):
+            Show progress bars.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: the logits of shape `(N, K)`, float32, and the labels of shape `(N,)`,
+        both on the CPU.
+    """
     class_names = class_names_for(model, dataset)
     features, labels = encode_dataset(model, dataset, batch_size=batch_size, progress=progress)
     text_embeds = label_embeddings(model, processor_for_model(model), class_names)
     logits = model(view_features=features, text_embeds=text_embeds).logits
     return logits.float().cpu(), labels.cpu()
+
+
+__all__ = [
+    "EnsembleResult",
+    "check_class_order",
+    "ensemble_logits",
+    "load_logits",
+    "pointclip_logits",
+    "search_ensemble_weight",
+]

@@ -1,0 +1,251 @@
+"""Resumable training checkpoints: adapter, optimiser and RNG states as safetensors, the rest as JSON (never pickle).
+
+`output_dir/checkpoint/` is rewritten atomically after every epoch (`write_folder_atomically`; after a crash between
+its two renames the complete previous version is `checkpoint.old/`). `output_dir/best/` holds the selected adapter as
+a loadable model folder, processor included.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..atomic_files import write_folder_atomically
+from .config import TrainingConfig
+
+CHECKPOINT_DIR = "checkpoint"
+BEST_DIR = "best"
+RESULT_FILE = "training_result.json"
+STATE_FILE = "trainer_state.json"
+ADAPTER_FILE = "model.safetensors"
+BEST_ADAPTER_FILE = "best_model.safetensors"
+OPTIMIZER_FILE = "optimizer.safetensors"
+STATE_FORMAT_VERSION = 1
+# Settings that may change between a run and its resumption without changing the result.
+RESUME_FREE_SETTINGS = ("device", "progress", "num_workers")
+
+
+def adapter_tensors(adapter: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """
+    A snapshot of the adapter state: copies (never views of the live parameters), fp32, on the CPU.
+
+    Args:
+        adapter (`torch.nn.Module`):
+            The inter-view adapter.
+
+    Returns:
+        `dict[str, torch.Tensor]`: its state dict, keys prefixed with `adapter.`.
+    """
+    return {
+        f"adapter.{key}": value.detach().to("cpu", torch.float32 if value.is_floating_point() else None, copy=True)
+        for key, value in adapter.state_dict().items()
+    }
+
+
+def load_adapter_tensors(adapter: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+    """
+    Load an `adapter_tensors` snapshot into `adapter`.
+
+    Args:
+        adapter (`torch.nn.Module`):
+            The inter-view adapter.
+        tensors (`dict[str, torch.Tensor]`):
+            The snapshot, keys prefixed with `adapter.`.
+    """
+    state = {key.removeprefix("adapter."): value for key, value in tensors.items()}
+    adapter.load_state_dict(state)
+
+
+def existing_checkpoint(target: Path) -> Path | None:
+    """
+    The complete checkpoint folder: `target`, or `target.old` if a crash hit between the two renames.
+
+    Args:
+        target (`Path`):
+            The checkpoint folder.
+
+    Returns:
+        `Path` or `None` when there is no complete checkpoint.
+    """
+    for candidate in (target, target.with_name(target.name + ".old")):
+        if (candidate / STATE_FILE).exists():
+            return candidate
+    return None
+
+
+def _rng_tensors(generator: torch.Generator, device: torch.device) -> dict[str, torch.Tensor]:
+    tensors = {"rng.generator": generator.get_state(), "rng.torch_cpu": torch.get_rng_state()}
+    if device.type == "cuda":
+        tensors["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return tensors
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], generator: torch.Generator, device: torch.device) -> None:
+    generator.set_state(tensors["rng.generator"])
+    torch.set_rng_state(tensors["rng.torch_cpu"])
+    if device.type == "cuda" and "rng.cuda" in tensors:
+        torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+
+
+def save_checkpoint(
+    directory: Path,
+    model,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    device: torch.device,
+    state: dict,
+    best_adapter: dict | None,
+) -> None:
+    """
+    Atomically (re)write a checkpoint folder.
+
+    Args:
+        directory (`Path`):
+            The checkpoint folder.
+        model ([`PointCLIPModel`]):
+            Its adapter is saved.
+        optimizer (`torch.optim.Optimizer`):
+            The SGD optimiser; its momentum buffers and parameter groups are saved.
+        generator (`torch.Generator`):
+            The training generator (shuffling, augmentation); saved with the global CPU and CUDA RNG states.
+        device (`torch.device`):
+            The training device.
+        state (`dict`):
+            The JSON part (epoch, history, selection, settings, fingerprint); the format version is added.
+        best_adapter (`dict`, *optional*):
+            The `adapter_tensors` snapshot of the selected adapter.
+    """
+    parameters = list(model.adapter.parameters())
+    optimizer_state = optimizer.state_dict()
+    tensors = {
+        f"momentum_buffer.{index}": entry["momentum_buffer"].detach().to("cpu", torch.float32, copy=True)
+        for index, entry in optimizer_state["state"].items()
+        if entry.get("momentum_buffer") is not None
+    }
+    tensors.update(_rng_tensors(generator, device))
+    state = dict(
+        state,
+        format_version=STATE_FORMAT_VERSION,
+        num_parameters=len(parameters),
+        optimizer={"param_groups": optimizer_state["param_groups"]},
+    )
+
+    def write(tmp: Path):
+        save_file(adapter_tensors(model.adapter), str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
+        save_file(tensors, str(tmp / OPTIMIZER_FILE), metadata={"format": "pt"})
+        if best_adapter is not None:
+            save_file(best_adapter, str(tmp / BEST_ADAPTER_FILE), metadata={"format": "pt"})
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+    write_folder_atomically(directory, write)
+
+
+def read_checkpoint_state(directory: Path) -> dict:
+    """
+    The JSON state of a checkpoint folder.
+
+    Args:
+        directory (`Path`):
+            A complete checkpoint folder.
+
+    Returns:
+        `dict`: the state `save_checkpoint` wrote; a `ValueError` if another format version wrote it.
+    """
+    state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+    if state.get("format_version") != STATE_FORMAT_VERSION:
+        raise ValueError(f"{directory} was written by an incompatible version (format {state.get('format_version')}).")
+    return state
+
+
+def load_checkpoint(
+    directory: Path, state: dict, model, optimizer: torch.optim.Optimizer, generator: torch.Generator, device
+) -> dict | None:
+    """
+    Restore the adapter, optimiser and RNG states of a checkpoint.
+
+    Args:
+        directory (`Path`):
+            A complete checkpoint folder.
+        state (`dict`):
+            Its `read_checkpoint_state`.
+        model ([`PointCLIPModel`]):
+            Receives the adapter weights.
+        optimizer (`torch.optim.Optimizer`):
+            Receives the momentum buffers and parameter groups.
+        generator (`torch.Generator`):
+            Receives the training generator's state.
+        device (`torch.device`):
+            The training device.
+
+    Returns:
+        `dict` or `None`: the `adapter_tensors` snapshot of the selected adapter, if one was saved.
+    """
+    load_adapter_tensors(model.adapter, load_file(str(directory / ADAPTER_FILE), device=str(device)))
+    tensors = load_file(str(directory / OPTIMIZER_FILE))
+    param_groups = state["optimizer"]["param_groups"]
+    optimizer.load_state_dict(
+        {
+            "state": {
+                int(key.rsplit(".", 1)[1]): {"momentum_buffer": value}
+                for key, value in tensors.items()
+                if key.startswith("momentum_buffer.")
+            },
+            "param_groups": param_groups,
+        }
+    )
+    _restore_rng(tensors, generator, device)
+    best_path = directory / BEST_ADAPTER_FILE
+    return load_file(str(best_path)) if best_path.exists() else None
+
+
+def check_resume_compatible(state: dict, config: TrainingConfig, fingerprint: dict, directory: Path) -> None:
+    """
+    Refuse to resume a run whose settings (other than `RESUME_FREE_SETTINGS`), model or datasets changed.
+
+    Args:
+        state (`dict`):
+            The checkpoint's `read_checkpoint_state`.
+        config ([`TrainingConfig`]):
+            The settings of the resuming run.
+        fingerprint (`dict`):
+            Labels, dataset sizes, adapter shapes and projection style of the resuming run.
+        directory (`Path`):
+            The checkpoint folder, named in the `ValueError`.
+    """
+    saved = {k: v for k, v in state["training_config"].items() if k not in RESUME_FREE_SETTINGS}
+    current = {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_SETTINGS}
+    changed = {k: (saved.get(k), current[k]) for k in current if saved.get(k) != current[k]}
+    if changed:
+        raise ValueError(
+            f"Cannot resume from {directory}: the training settings changed {changed} (saved, now). Use the same "
+            "TrainingConfig, another output_dir, or resume=False to start over."
+        )
+    for key, value in fingerprint.items():
+        if state["fingerprint"].get(key) != value:
+            raise ValueError(
+                f"Cannot resume from {directory}: {key} was {state['fingerprint'].get(key)!r} and is now {value!r}. "
+                "Use the same model and datasets, another output_dir, or resume=False."
+            )
+
+
+def save_best(directory: Path, model, processor) -> None:
+    """
+    Atomically (re)write a model folder loadable with `PointCLIPModel.from_pretrained`, processor included.
+
+    Args:
+        directory (`Path`):
+            The folder (`output_dir/best`).
+        model ([`PointCLIPModel`]):
+            The model holding the selected adapter.
+        processor ([`PointCLIPProcessor`]):
+            Its processor.
+    """
+
+    def write(tmp: Path):
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+
+    write_folder_atomically(directory, write)

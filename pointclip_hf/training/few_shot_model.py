@@ -1,0 +1,69 @@
+"""`build_few_shot_model`: a PointCLIP with a fresh inter-view adapter, ready for `train_adapter`."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from transformers import CLIPConfig
+
+from ..configuration_pointclip import PointCLIPConfig
+from ..labels import check_labels
+from ..modeling_pointclip import PointCLIPModel
+
+
+def build_few_shot_model(
+    clip_model_name_or_path,
+    label_names,
+    projection_style: str = "pointclip_v1_fewshot",
+    *,
+    seed: int | None = None,
+    dtype: torch.dtype | str | None = None,
+    **config_overrides,
+) -> PointCLIPModel:
+    """
+    A PointCLIP with a freshly initialised inter-view adapter for `label_names`, on top of the CLIP checkpoint
+    `clip_model_name_or_path`.
+
+    Args:
+        clip_model_name_or_path (`str` or `os.PathLike`):
+            The base CLIP, a Hub id or a local folder; recorded as `config.clip_model_name_or_path`.
+        label_names (`list[str]`):
+            The classes, in logit order.
+        projection_style (`str`, *optional*, defaults to `"pointclip_v1_fewshot"`):
+            `"pointclip_v1_fewshot"` (10 views, the reference) or another style of `pointclip_hf`.
+        seed (`int`, *optional*):
+            Seed of the adapter's initialisation (the global RNG state is left untouched); `None` draws from the
+            global RNG.
+        dtype (`torch.dtype` or `str`, *optional*):
+            Dtype of CLIP (e.g. `torch.bfloat16`); the adapter is always fp32.
+        **config_overrides:
+            Further [`PointCLIPConfig`] settings (`prompt_templates`, `adapter_ratio`, ...). The prompt templates
+            default to the projection style's.
+
+    Returns:
+        [`PointCLIPModel`] with `config.use_adapter=True`.
+    """
+    labels = check_labels(label_names)
+    source = os.fspath(clip_model_name_or_path)
+    for reserved in ("clip_config", "use_adapter", "label_names", "clip_model_name_or_path"):
+        if reserved in config_overrides:
+            raise ValueError(f"{reserved} is set by build_few_shot_model; do not pass it.")
+    config = PointCLIPConfig(
+        clip_config=CLIPConfig.from_pretrained(source),
+        clip_model_name_or_path=source,
+        use_adapter=True,
+        label_names=labels,
+        projection_style=projection_style,
+        **config_overrides,
+    )
+    load_kwargs = {} if dtype is None else {"dtype": dtype}
+    with torch.random.fork_rng(devices=[], enabled=seed is not None):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = PointCLIPModel.from_pretrained(source, config=config, **load_kwargs)
+    model.adapter.float()
+    return model
+
+
+__all__ = ["build_few_shot_model"]
