@@ -1,0 +1,82 @@
+"""What the `pointclip` commands share: the error type, common options and how they load a model or a dataset."""
+
+import argparse
+import os
+
+PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"]
+DEFAULT_MODEL = "openai/clip-vit-base-patch16"
+
+
+class CommandError(Exception):
+    """A problem with the command's arguments or inputs: reported in one line, exit code 2."""
+
+
+def add_model_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--model", default=DEFAULT_MODEL, help="PointCLIP or CLIP checkpoint: Hub id or folder.")
+    command.add_argument("--projection", choices=PROJECTIONS, help="projection style (for a plain CLIP checkpoint)")
+    command.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
+    command.add_argument("--dtype", choices=["fp32", "bf16", "fp16"])
+    command.add_argument("--max-images-per-batch", type=int,
+                         help="depth images per image-tower call, whole clouds (default: one cloud on CPU, 128 on GPU)")
+    command.add_argument("--compile", action="store_true", help="torch.compile the image tower")
+
+
+def add_dataset_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--dataset", required=True,
+                         help="modelnet40, scanobjectnn, a Hub dataset id, an h5 folder or a class-folder tree")
+    command.add_argument("--points-column", help="column holding the points (default: detected)")
+    command.add_argument("--label-column", help="column holding the labels (default: detected)")
+
+
+def add_validation_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--split", default="train", help="the split to draw from")
+    command.add_argument("--validation-split", help="a dataset split to validate on (default: carve one)")
+    command.add_argument("--validation-fraction", type=float, default=0.2,
+                         help="share of each class carved from --split for validation")
+    command.add_argument("--seed", type=int, default=2)
+
+
+def torch_dtype(name: str | None):
+    import torch
+
+    return {None: None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
+
+
+def load_model(args):
+    """The model named by `--model`, with `--projection`, `--dtype` and `--device` applied."""
+    from ..modeling_pointclip import PointCLIPModel
+
+    overrides = {"projection_style": args.projection} if getattr(args, "projection", None) else {}
+    model = PointCLIPModel.from_pretrained(args.model, dtype=torch_dtype(getattr(args, "dtype", None)), **overrides)
+    if getattr(args, "max_images_per_batch", None) is not None:
+        model.config.max_images_per_batch = args.max_images_per_batch
+        model.config.validate_adapter()
+    if getattr(args, "device", None):
+        model = model.to(args.device)
+    return model.compile_image_tower() if getattr(args, "compile", False) else model
+
+
+def load_dataset_arg(args, split: str):
+    """The `--dataset` of a command as a `datasets.Dataset`."""
+    from ..data import load_point_cloud_dataset
+
+    return load_point_cloud_dataset(
+        args.dataset, split=split, points_column=args.points_column, label_column=args.label_column
+    )
+
+
+def validation_split(args, dataset):
+    """`--validation-split NAME` of the dataset, or a stratified `--validation-fraction` carved from `dataset`."""
+    from ..data import train_validation_split
+
+    if args.validation_split:
+        return dataset, load_dataset_arg(args, args.validation_split)
+    return train_validation_split(dataset, args.validation_fraction, seed=args.seed)
+
+
+def label_list(text: str) -> list[str]:
+    return [label.strip() for label in text.split(",") if label.strip()]
+
+
+def is_main_process() -> bool:
+    return os.environ.get("RANK", "0") == "0"

@@ -1,0 +1,56 @@
+"""`pointclip classify FILE...`: zero-shot (or few-shot) classification of point-cloud files."""
+
+import json
+import os
+
+from ._options import CommandError, add_model_options, is_main_process, label_list, load_model
+
+
+def add_parser(commands) -> None:
+    command = commands.add_parser("classify", help="zero-shot (or few-shot) classification of point-cloud files")
+    command.add_argument("files", nargs="+", help="point-cloud or mesh files (.npy .ply .pcd .off .obj .stl ...)")
+    command.add_argument("--labels", help="comma-separated candidate labels (default: a trained adapter's classes)")
+    command.add_argument("--top-k", type=int, default=None)
+    command.add_argument("--batch-size", type=int, default=32)
+    command.add_argument("--json", action="store_true", help="print JSON")
+    command.add_argument("--output", help="also write JSON lines here, incrementally (resumes an interrupted run)")
+    command.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the files")
+    add_model_options(command)
+    command.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..labels import check_labels
+
+    model = load_model(args)
+    if args.labels is None and not model.config.label_names:
+        raise CommandError("--labels is required for a zero-shot model (only trained adapters know their classes).")
+    labels = check_labels(label_list(args.labels) if args.labels is not None else model.config.label_names)
+    streaming = args.output or args.num_workers or any(os.path.isdir(f) for f in args.files)
+    if streaming:  # folders and long lists: stream through a DataLoader, write JSON lines, resume
+        files, results = _classify_streaming(model, args, labels)
+        if not is_main_process():
+            return 0
+    else:
+        files = list(args.files)
+        results = model.classify(files, labels, top_k=args.top_k, batch_size=args.batch_size)
+    _print_results(files, results, args.json)
+    return 0
+
+
+def _classify_streaming(model, args, labels) -> tuple[list[str], list[list[dict]]]:
+    from ..evaluation import classify_files
+
+    files = args.files[0] if len(args.files) == 1 else list(args.files)
+    records = classify_files(model, files, labels, batch_size=args.batch_size, num_workers=args.num_workers,
+                             output_path=args.output, top_k=args.top_k, progress=not args.json)  # fmt: skip
+    return [record["path"] for record in records], [record["top_k"] for record in records]
+
+
+def _print_results(files: list[str], results: list[list[dict]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"file": f, "predictions": r} for f, r in zip(files, results)], indent=2))
+        return
+    for path, predictions in zip(files, results):
+        ranked = ", ".join(f"{p['label']} {p['score']:.3f}" for p in predictions)
+        print(f"{path}: {ranked}")
