@@ -1,6 +1,8 @@
 """How a PointCLIP model is loaded: its config, the base CLIP at its recorded commit, then the adapter weights."""
 
 from transformers import CLIPConfig, PreTrainedConfig
+from transformers.utils import CONFIG_NAME, cached_file
+from transformers.utils.hub import extract_commit_hash
 
 from .adapter_weights import load_adapter_into, load_saved_tensors
 from .configuration_pointclip import PointCLIPConfig
@@ -66,14 +68,19 @@ def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict) -> t
         config = PointCLIPConfig(
             clip_config=CLIPConfig.from_dict(config_dict),
             clip_model_name_or_path=source,
-            clip_revision=config_dict.get("_commit_hash"),
+            clip_revision=_commit_of(source, hub_kwargs),
             **overrides,
         )
     elif config is None:
         config = PointCLIPConfig.from_pretrained(source, **hub_kwargs, **overrides)
     elif is_clip_checkpoint and config.clip_model_name_or_path in (None, source):
-        config.clip_model_name_or_path, config.clip_revision = source, config_dict.get("_commit_hash")
+        config.clip_model_name_or_path, config.clip_revision = source, _commit_of(source, hub_kwargs)
     return config, is_clip_checkpoint
+
+
+def _commit_of(source: str, hub_kwargs: dict) -> str | None:
+    """The Hub commit `source` was resolved to (`None` for a local folder)."""
+    return extract_commit_hash(cached_file(source, CONFIG_NAME, **hub_kwargs), None)
 
 
 def _base_checkpoint(source: str, config: PointCLIPConfig, is_clip_checkpoint: bool, kwargs: dict) -> tuple[str, dict]:

@@ -52,7 +52,8 @@ def test_train_push_and_load_back_by_repo_id(hub_with_base_clip, tmp_path, monke
     files = set(api.list_repo_files(REPO))
     assert {"config.json", "model.safetensors", "processor_config.json", "README.md"} <= files
     weights = load_file(api.hf_hub_download(REPO, "model.safetensors"))
-    assert all(key.startswith("adapter.") for key in weights) and len(weights) == 17
+    assert set(weights) - {"label_text_embeds"} == {key for key in weights if key.startswith("adapter.")}
+    assert len(weights) == 17 + 1 and weights["label_text_embeds"].shape == (len(SHAPE_CLASSES), 16)
     card = ModelCard.load(REPO)
     assert card.data.library_name == "pointclip_hf" and card.data.base_model == BASE
     assert "Model Card for Model ID" not in card.text and REPO in card.text

@@ -10,6 +10,8 @@ from transformers import CLIPConfig
 from ..configuration_pointclip import PointCLIPConfig
 from ..labels import check_labels
 from ..modeling_pointclip import PointCLIPModel
+from ..pipeline_pointclip import label_embeddings
+from ..processing_pointclip import processor_for_model
 
 
 def build_few_shot_model(
@@ -19,6 +21,7 @@ def build_few_shot_model(
     *,
     seed: int | None = None,
     dtype: torch.dtype | str | None = None,
+    processor=None,
     **config_overrides,
 ) -> PointCLIPModel:
     """
@@ -37,12 +40,15 @@ def build_few_shot_model(
             global RNG.
         dtype (`torch.dtype` or `str`, *optional*):
             Dtype of CLIP (e.g. `torch.bfloat16`); the adapter is always fp32.
+        processor ([`PointCLIPProcessor`], *optional*):
+            Attached as `model.processor`; by default one is built from the config and the base CLIP's tokenizer.
         **config_overrides:
             Further [`PointCLIPConfig`] settings (`prompt_templates`, `adapter_ratio`, ...). The prompt templates
             default to the projection style's.
 
     Returns:
-        [`PointCLIPModel`] with `config.use_adapter=True`.
+        [`PointCLIPModel`] with `config.use_adapter=True`, CLIP frozen, and the label embeddings of `label_names`
+        stored, so that `model(pixel_values=..., labels=...)` works without text inputs (as `Trainer` calls it).
     """
     labels = check_labels(label_names)
     source = os.fspath(clip_model_name_or_path)
@@ -63,6 +69,8 @@ def build_few_shot_model(
             torch.manual_seed(seed)
         model = PointCLIPModel.from_pretrained(source, config=config, **load_kwargs)
     model.adapter.float()
+    model.processor = processor_for_model(model, processor)
+    model.set_label_text_embeds(label_embeddings(model, model.processor, labels))
     return model
 
 
