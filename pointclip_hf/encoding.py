@@ -6,7 +6,6 @@ here, once, and then try prompts, view weights or adapters on the cached feature
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import check_point_cloud_dataset
-from .labels import check_labels
+from .labels import check_labels, class_ids_to_label_ids
 from .processing_pointclip import processor_for_model
 
 
@@ -61,7 +60,8 @@ def class_names_for(model, dataset) -> list[str]:
 
 def check_labelled_dataset(dataset, name: str, label_names: list[str]) -> np.ndarray:
     """
-    Check a dataset's `points` and `label` columns against the classes; warn when its `ClassLabel` names differ.
+    Check a dataset's `points` and `label` columns against the classes. A `ClassLabel` with the same names in another
+    order is remapped to `label_names`' order; other names are refused.
 
     Args:
         dataset (`datasets.Dataset`):
@@ -72,7 +72,7 @@ def check_labelled_dataset(dataset, name: str, label_names: list[str]) -> np.nda
             The classes; every label id must lie in `[0, len(label_names))`.
 
     Returns:
-        `np.ndarray` of shape `(num_clouds,)`: the integer label ids.
+        `np.ndarray` of shape `(num_clouds,)`: the integer label ids, in `label_names`' order.
     """
     check_point_cloud_dataset(dataset, f"{name} dataset")
     labels = np.asarray(dataset["label"])
@@ -86,11 +86,7 @@ def check_labelled_dataset(dataset, name: str, label_names: list[str]) -> np.nda
         )
     names = getattr(getattr(dataset, "features", {}).get("label"), "names", None)
     if names is not None and list(names) != list(label_names):
-        warnings.warn(
-            f"The {name} dataset's ClassLabel names {list(names)[:8]}... differ from the model's label_names "
-            f"{list(label_names)[:8]}...; label id i is trained as label_names[i].",
-            stacklevel=3,
-        )
+        labels = np.asarray(class_ids_to_label_ids(list(names), list(label_names)))[labels]
     return labels
 
 

@@ -17,7 +17,6 @@ def check_labels(labels) -> list[str]:
     return labels
 
 
-
 def check_labels_fit_model(labels: list[str], label_names: list[str] | None) -> None:
     """
     Raise unless `labels` can be scored by a model whose adapter was trained on `label_names` (`None`: any labels).
@@ -34,3 +33,22 @@ def check_labels_fit_model(labels: list[str], label_names: list[str] | None) -> 
             f"This model's adapter was trained on the labels {label_names}; use those labels (in any order), "
             f"got {labels}."
         )
+
+
+def class_ids_to_label_ids(class_names: list[str], label_names: list[str] | None) -> list[int]:
+    """
+    Map a dataset's class ids to a model's label ids: the same classes in any order are remapped, others refused.
+
+    Args:
+        class_names (`list[str]`):
+            The dataset's `ClassLabel` names, in class-id order.
+        label_names (`list[str]`, *optional*):
+            `config.label_names` of the model (`None`: the dataset's own order).
+
+    Returns:
+        `list[int]`: for each dataset class id, the model's label id.
+    """
+    if label_names is None:
+        return list(range(len(class_names)))
+    check_labels_fit_model(list(class_names), list(label_names))
+    return [list(label_names).index(name) for name in class_names]

@@ -360,7 +360,7 @@ def test_clear_errors(tiny_clip_dir, zero_shot_model, small_train_set):
     with pytest.raises(TypeError, match="datasets.Dataset"):
         train_adapter(model, [[0.0, 0.0, 0.0]], config=config)
     renamed = small_train_set.cast_column("label", ClassLabel(names=["a", "b", "c", "d"]))
-    with pytest.warns(UserWarning, match="differ from the model's label_names"):
+    with pytest.raises(ValueError, match="trained on the labels"):
         train_adapter(model, renamed, config=fast(epochs=1, batch_size=4, augment=False))
     with pytest.raises(ValueError, match="stop_after_epoch"):
         train_adapter(model, small_train_set, config=config, stop_after_epoch=0)
@@ -375,3 +375,12 @@ def test_clear_errors(tiny_clip_dir, zero_shot_model, small_train_set):
         train_adapter(model, small_train_set, config=config)
     with pytest.raises(ValueError, match="duplicates"):
         build_few_shot_model(tiny_clip_dir, ["a", "a"])
+
+
+def test_dataset_classes_in_another_order_are_remapped(small_train_set):
+    from pointclip_hf.encoding import check_labelled_dataset
+
+    names = small_train_set.features["label"].names
+    shuffled = small_train_set.cast_column("label", ClassLabel(names=names[::-1]))
+    ids = check_labelled_dataset(shuffled, "train", names)
+    assert ids.tolist() == [len(names) - 1 - i for i in small_train_set["label"]]

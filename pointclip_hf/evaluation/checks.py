@@ -7,7 +7,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from ..labels import check_labels
+from ..labels import check_labels, check_labels_fit_model
 from .predictions_file import PREDICTIONS_FILE
 from .report import CONFUSION_IMAGE_FILE, REPORT_FILE
 
@@ -55,13 +55,11 @@ def dataset_labels(dataset, label_names) -> tuple[list[str], list[str] | None]:
 
 
 def check_model_labels(model, labels: list[str], what: str) -> None:
-    """Raise when `model` has an adapter trained on other labels than `labels` (described as `what`)."""
-    expected = model.config.label_names
-    if expected is not None and labels != list(expected):
-        raise ValueError(
-            f"Label mismatch: {what} are {labels}, but this model's adapter was trained on config.label_names = "
-            f"{list(expected)} (same names, same order required)."
-        )
+    """Raise when `model` has an adapter trained on other labels than `labels` (described as `what`), in any order."""
+    try:
+        check_labels_fit_model(labels, model.config.label_names)
+    except ValueError as error:
+        raise ValueError(f"Label mismatch: {what} do not fit. {error}") from None
 
 
 def check_processor(model, processor) -> None:
