@@ -12,7 +12,7 @@ from .model_card import build_model_card
 from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
 from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
 from .point_cloud_io import load_point_cloud
-from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor
+from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor, processor_for_model
 from .projection import render_views
 from .prompts import TEMPLATE_SETS, load_class_prompts
 from .training import TrainingConfig, build_few_shot_model, train_adapter
@@ -69,6 +69,7 @@ __all__ = [
     "load_point_cloud",
     "load_point_cloud_dataset",
     "pointclip_logits",
+    "processor_for_model",
     "render_views",
     "search_ensemble_weight",
     "search_prompts",

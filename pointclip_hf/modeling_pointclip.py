@@ -339,7 +339,8 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
                  **pipeline_kwargs):  # fmt: skip
         r"""
         Classify one point cloud or several: a short call for the `"point-cloud-zero-shot-classification"` pipeline,
-        with the same rules and results. A cloud's scores do not depend on the other clouds or on `batch_size`.
+        with the same rules and results. A cloud's scores are bitwise identical whatever else is in its batch (any
+        `batch_size` or position; on CPU, and on CUDA with deterministic algorithms, see the README).
 
         Args:
             point_clouds (`np.ndarray`, `torch.Tensor`, `str` or a list of them):
