@@ -553,7 +553,7 @@ def profile_processor(feature_extractor: PointCloudProcessor, clouds: list[np.nd
                 with _Instrumented(feature_extractor, device) as probe:
                     feature_extractor.render(feature_extractor.prepare_points(clouds, device=device))
                 times = dict(probe.times)
-                for label, parent in probe.parents.items():  # exclusive remainder of every parent
+                for label in probe.parents:  # exclusive remainder of every parent
                     if label in times and any(p == label and c in times for c, p in probe.parents.items()):
                         children = sum(times[c] for c, p in probe.parents.items() if p == label and c in times)
                         times[f"(rest of {label})"] = times[label] - children
@@ -820,11 +820,11 @@ def compare_tower_calls(args, device, dtype) -> int:
         model = build_model(arch, "pointclip_v1", device, dtype, args.seed, args.attn)
         for batch in args.batch_sizes:
             pixel_values = torch.rand(batch, model.config.num_views, 3, 224, 224, device=device, dtype=dtype)
-            paths = {"before": lambda: tower_before_batch_invariance(model, pixel_values),
-                     "after": lambda: model.get_view_features(pixel_values)}  # fmt: skip
+            paths = {"before": lambda m=model, p=pixel_values: tower_before_batch_invariance(m, p),
+                     "after": lambda m=model, p=pixel_values: m.get_view_features(p)}  # fmt: skip
             times = {name: [] for name in paths}
             with torch.inference_mode():
-                for name, run in paths.items():
+                for run in paths.values():
                     run()
                 for _ in range(args.repeats or 3):
                     for name, run in paths.items():

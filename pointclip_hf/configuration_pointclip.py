@@ -118,8 +118,8 @@ class PointCLIPConfig(PreTrainedConfig):
     @property
     def custom_pipelines(self) -> dict:
         """The pipelines a Hub repo's own code provides (saved in `config.json`, read by `pipeline(...,
-        trust_remote_code=True)`). Tasks that an installed `pointclip_hf` registered are left out, so that `pipeline(...)`
-        runs the installed code without asking for `trust_remote_code`."""
+        trust_remote_code=True)`). Tasks that an installed `pointclip_hf` registered are left out, so that
+        `pipeline(...)` runs the installed code without asking for `trust_remote_code`."""
         from transformers.pipelines import PIPELINE_REGISTRY
 
         stored = self.__dict__.get("custom_pipelines") or {}

@@ -30,7 +30,9 @@ def _as_cloud_tensor(cloud, index: int) -> torch.Tensor:
     if not isinstance(cloud, torch.Tensor):
         array = np.asarray(cloud)
         if array.dtype == object:
-            raise TypeError(f"Point cloud {index} has object dtype (ragged nested lists?); give a numeric [N, 3] array.")
+            raise TypeError(
+                f"Point cloud {index} has object dtype (ragged nested lists?); give a numeric [N, 3] array."
+            )
         cloud = torch.from_numpy(array)
     if not (cloud.is_floating_point()):
         raise TypeError(f"Point cloud {index} has dtype {cloud.dtype}; coordinates must be floating point.")

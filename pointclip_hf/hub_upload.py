@@ -108,9 +108,9 @@ def _check_push_arguments(model, repo_id, tags, card_kwargs: dict) -> dict:
     base = model.config.clip_model_name_or_path
     if base is not None and os.path.exists(base):
         raise ValueError(
-            f"The base CLIP of this model is the local folder {base}, which nobody else can load. Push that CLIP to the "
-            "Hub first and set model.config.clip_model_name_or_path to its repo id (and clip_revision to its commit), "
-            "or set it to None to upload the CLIP weights with the adapter."
+            f"The base CLIP of this model is the local folder {base}, which nobody else can load. Push that CLIP to "
+            "the Hub first and set model.config.clip_model_name_or_path to its repo id (and clip_revision to its "
+            "commit), or set it to None to upload the CLIP weights with the adapter."
         )
     dataset_name = card_kwargs.get("dataset_name")
     if dataset_name is not None and os.path.exists(str(dataset_name)):

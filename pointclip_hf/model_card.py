@@ -86,22 +86,36 @@ def build_model_card(
     config = model if isinstance(model, PointCLIPConfig) else model.config
     if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
         raise ValueError(f"shots must be a positive integer, got {shots!r}.")
-    recipe, best_epoch, best_validation_accuracy = _split_training(training)
     evaluation = _evaluation_dict(evaluation)
     dataset_name = dataset_name or (evaluation or {}).get("dataset_name")
+    dataset_name = KNOWN_DATASETS.get(str(dataset_name).lower(), dataset_name) if dataset_name else None
     repo_id = repo_id or "your-username/pointclip-model"
     model_name = model_name or repo_id.rstrip("/").split("/")[-1]
-    base_model = config.clip_model_name_or_path
-    use_adapter = bool(config.use_adapter)
-    label_names = list(config.label_names) if config.label_names else None
+    card_data = _card_metadata(config, evaluation, dataset_name, model_name)
+    variables = dict(
+        model_name=model_name,
+        repo_id=repo_id,
+        shots=shots,
+        dataset_name=dataset_name,
+        processor_text=_processor_text(model),
+        **_model_variables(config),
+        **_training_variables(training),
+        **_evaluation_variables(evaluation, dataset_name),
+    )
+    path = template_path if template_path is not None else model_card_template_path()
+    return ModelCard.from_template(card_data, template_path=str(path), **variables)
 
-    dataset_name = KNOWN_DATASETS.get(str(dataset_name).lower(), dataset_name) if dataset_name else None
+
+def _card_metadata(config: PointCLIPConfig, evaluation: dict | None, dataset_name, model_name: str) -> ModelCardData:
+    """The card's YAML: base model and its license, library, tags with the papers, datasets, task, model-index."""
+    use_adapter = bool(config.use_adapter)
+    base_model = config.clip_model_name_or_path
     eval_results = _eval_results(evaluation, dataset_name)
     tags = list(TAGS) if use_adapter else [tag for tag in TAGS if tag != "few-shot"]
     tags += [f"arxiv:{PAPERS['pointclip']}"]
     if config.projection_style == "pointclip_v2":
         tags.append(f"arxiv:{PAPERS['pointclip_v2']}")
-    card_data = ModelCardData(
+    return ModelCardData(
         base_model=base_model,
         library_name=LIBRARY_NAME,
         license=BASE_MODEL_LICENSES.get(base_model),
@@ -112,41 +126,52 @@ def build_model_card(
         eval_results=eval_results or None,
         **({"base_model_relation": "adapter"} if use_adapter else {}),
     )
-    seed = recipe.get("seed") if recipe else None
-    variables = dict(
-        model_name=model_name,
-        repo_id=repo_id,
+
+
+def _model_variables(config: PointCLIPConfig) -> dict:
+    """What the card says about the model: base CLIP, projection, views, prompts, adapter, labels."""
+    base_model = config.clip_model_name_or_path
+    use_adapter = bool(config.use_adapter)
+    label_names = list(config.label_names) if config.label_names else None
+    return dict(
         base_model=base_model or "(CLIP weights stored in this repository)",
         base_model_url=f"https://huggingface.co/{base_model}" if base_model and not os.path.exists(base_model) else "#",
         use_adapter=use_adapter,
-        shots=shots,
-        dataset_name=dataset_name,
         num_views=config.num_views,
         projection_style=config.projection_style,
         projection_description=PROJECTION_DESCRIPTIONS.get(config.projection_style, config.projection_style),
         view_weights_text=_view_weights_text(config.view_weights),
         prompt_templates_text=", ".join(f"`{template}`" for template in config.prompt_templates or []),
         class_prompts_count=len(config.class_prompts or {}),
-        processor_text=_processor_text(model),
         adapter_parameters=f"{_adapter_parameters(config):,}" if use_adapter else None,
         adapter_ratio=config.adapter_ratio,
         adapter_dropout=config.adapter_dropout,
         label_names=label_names,
         num_labels=len(label_names) if label_names else None,
         labels_python=repr(label_names) if label_names else '["chair", "table", "airplane"]  # any class names',
-        seed=seed,
+    )
+
+
+def _training_variables(training) -> dict:
+    """What the card says about training: the recipe, the seed, the model selection."""
+    recipe, best_epoch, best_validation_accuracy = _split_training(training)
+    return dict(
+        seed=recipe.get("seed") if recipe else None,
         selection_text=_selection_text(training, best_validation_accuracy),
         training_rows=[(key, _format_value(value)) for key, value in (recipe or {}).items()],
         best_epoch=best_epoch,
         best_validation_accuracy=_percent(best_validation_accuracy),
+    )
+
+
+def _evaluation_variables(evaluation: dict | None, dataset_name) -> dict:
+    """What the card says about held-out results."""
+    per_class = (evaluation or {}).get("per_class_accuracy") or {}
+    return dict(
         evaluation_rows=_evaluation_rows(evaluation, dataset_name),
         num_samples=(evaluation or {}).get("num_samples"),
-        per_class_rows=[
-            (label, _percent(value)) for label, value in ((evaluation or {}).get("per_class_accuracy") or {}).items()
-        ],
+        per_class_rows=[(label, _percent(value)) for label, value in per_class.items()],
     )
-    path = template_path if template_path is not None else model_card_template_path()
-    return ModelCard.from_template(card_data, template_path=str(path), **variables)
 
 
 # ---------------------------------------------------------------------------------------------------- helpers
@@ -247,7 +272,7 @@ def _adapter_parameters(config: PointCLIPConfig) -> int:
 
 
 def _processor_text(model) -> str | None:
-    processor = getattr(model, "processor", None)  # only one already attached: never download for a card
+    processor = getattr(model, "_processor", None)  # only one already attached: never download for a card
     feature_extractor = getattr(processor, "feature_extractor", None)
     if feature_extractor is None:
         return None
@@ -284,10 +309,8 @@ def example_model_card() -> ModelCard:
     built or downloaded, and no evaluation figures are invented)."""
     from transformers import CLIPConfig
 
-    # Absolute imports: transformers copies the relative imports of the modeling code (which imports this module)
-    # next to every saved model, and these two are not needed there.
-    from pointclip_hf.data import MODELNET40_CLASSES
-    from pointclip_hf.training.config import TrainingConfig
+    from .data.schema import MODELNET40_CLASSES
+    from .training.config import TrainingConfig
 
     clip_config = CLIPConfig(
         text_config={"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},

@@ -1,5 +1,5 @@
-"""PointCLIP: CLIP's image tower on multi-view depth maps, the views combined into one point-cloud embedding and compared
-with CLIP text embeddings of prompts. Pixel values (or view features) and text in, logits and loss out."""
+"""PointCLIP: CLIP's image tower on multi-view depth maps, the views combined into one point-cloud embedding and
+compared with CLIP text embeddings of prompts. Pixel values (or view features) and text in, logits and loss out."""
 
 import math
 from dataclasses import dataclass
@@ -138,7 +138,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             )
         self.label_text_embeds = None
         self.loading_kwargs = {}
-        self.processor = None
+        self._processor = None
         self.post_init()
         self.clip.requires_grad_(False)
 
@@ -234,9 +234,13 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         Returns:
             `torch.Tensor` of shape `(labels, C)`.
         """
-        lengths = attention_mask.sum(-1).tolist() if attention_mask is not None else [input_ids.shape[1]] * len(input_ids)
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
         pooled = torch.cat(
-            [self.clip.text_model(input_ids=ids[None, :length]).pooler_output for ids, length in zip(input_ids, lengths)]
+            [
+                self.clip.text_model(input_ids=ids[None, :length]).pooler_output
+                for ids, length in zip(input_ids, attention_mask.sum(-1).tolist())
+            ]
         )
         sentence_embeds = F.normalize(project_rows(pooled, self.clip.text_projection), dim=-1)
         if prompt_class_ids is not None:
@@ -244,6 +248,20 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             summed = sentence_embeds.new_zeros(num_labels, sentence_embeds.shape[-1])
             sentence_embeds = summed.index_add_(0, prompt_class_ids.to(sentence_embeds.device), sentence_embeds)
         return F.normalize(sentence_embeds, dim=-1)
+
+    @property
+    def processor(self):
+        """The [`PointCLIPProcessor`] attached to this model, else the one that belongs to it: loaded once, from the
+        same place and with the same Hub arguments as the model (see `processor_for_model`)."""
+        if self._processor is None:
+            from .processing_pointclip import processor_for_model
+
+            self._processor = processor_for_model(self)
+        return self._processor
+
+    @processor.setter
+    def processor(self, processor) -> None:
+        self._processor = processor
 
     def set_label_text_embeds(self, text_embeds: torch.Tensor) -> None:
         r"""
@@ -365,7 +383,6 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        processor = processor or self.processor
         pipeline = PointCloudZeroShotClassificationPipeline(model=self, processor=processor, device=self.device)
         return pipeline(point_clouds, candidate_labels=labels, top_k=top_k, batch_size=batch_size, **pipeline_kwargs)
 
@@ -423,7 +440,8 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         `config.clip_revision`, then its adapter), or any plain CLIP checkpoint as a zero-shot PointCLIP (choose the
         projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
         `config=PointCLIPConfig(...)`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`,
-        `subfolder`, `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same place.
+        `subfolder`, `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same
+        place.
         Fails loudly when the CLIP or the adapter weights are missing or do not fit.
         """
         return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)

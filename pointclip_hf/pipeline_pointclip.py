@@ -105,7 +105,9 @@ def check_top_k(top_k) -> int | None:
 def check_hypothesis_template(template: str) -> list[str]:
     """Raise unless `template` is a string with exactly one `{}` for the label."""
     if not isinstance(template, str) or template.count("{}") != 1:
-        raise ValueError(f"hypothesis_template must be a string with exactly one '{{}}' for the label, got {template!r}.")
+        raise ValueError(
+            f"hypothesis_template must be a string with exactly one '{{}}' for the label, got {template!r}."
+        )
     return [template]
 
 

@@ -41,7 +41,8 @@ def byte_level_alphabet() -> list[str]:
 
 
 def byte_level_vocab() -> dict[str, int]:
-    """A merge-free CLIP BPE vocabulary: every byte alone and word-final, then <|startoftext|> 512, <|endoftext|> 513."""
+    """A merge-free CLIP BPE vocabulary: every byte alone and word-final, then <|startoftext|> 512 and
+    <|endoftext|> 513."""
     alphabet = byte_level_alphabet()
     vocab = {char: index for index, char in enumerate(alphabet)}
     vocab.update({char + "</w>": 256 + index for index, char in enumerate(alphabet)})
@@ -61,8 +62,8 @@ def build_tiny_clip(seed: int = 0) -> CLIPModel:
             max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513,
         ),
         vision_config=dict(
-            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, image_size=TINY_IMAGE_SIZE,
-            patch_size=8,
+            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
+            image_size=TINY_IMAGE_SIZE, patch_size=8,
         ),
         projection_dim=TINY_EMBED_DIM,
         logit_scale_init_value=float(np.log(100.0)),

@@ -15,7 +15,8 @@ LABELS = ["cube", "sphere", "cone"]
 
 
 def build_wide_clip() -> CLIPModel:
-    """A random CLIP as wide as ViT-B (hidden size 768) with 2 layers: its kernels block differently from the tiny one's."""
+    """A random CLIP as wide as ViT-B (hidden size 768) with 2 layers: its kernels block differently from the tiny
+    one's."""
     config = CLIPConfig(
         text_config=dict(
             vocab_size=514, hidden_size=512, intermediate_size=2048, num_hidden_layers=2, num_attention_heads=8,
@@ -71,8 +72,9 @@ def clouds():
 
 @torch.inference_mode()
 def logits_of(model, clouds) -> torch.Tensor:
-    pixel_values = processor_for_model(model).feature_extractor(clouds)["pixel_values"]
-    return model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor_for_model(model), LABELS)).logits
+    processor = processor_for_model(model)
+    pixel_values = processor.feature_extractor(clouds)["pixel_values"]
+    return model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor, LABELS)).logits
 
 
 def test_logits_do_not_depend_on_the_batch(model, clouds):
@@ -92,9 +94,10 @@ def test_scores_do_not_depend_on_batch_size(model, clouds):
 
 
 def test_label_embedding_does_not_depend_on_the_other_labels(model):
-    alone = label_embeddings(model, processor_for_model(model), ["cube"])[0]
-    assert torch.equal(label_embeddings(model, processor_for_model(model), ["cube", "sphere", "cone"])[0], alone)
-    assert torch.equal(label_embeddings(model, processor_for_model(model), ["a very long label name for a shape", "cube"])[1], alone)
+    processor = processor_for_model(model)
+    alone = label_embeddings(model, processor, ["cube"])[0]
+    assert torch.equal(label_embeddings(model, processor, ["cube", "sphere", "cone"])[0], alone)
+    assert torch.equal(label_embeddings(model, processor, ["a very long label name for a shape", "cube"])[1], alone)
 
 
 def test_padded_tower_calls_do_not_depend_on_neighbours(model, clouds):

@@ -32,9 +32,10 @@ def hub_with_base_clip(local_hub, tiny_clip_dir):
 
 
 def logits_of(model, clouds):
-    pixel_values = processor_for_model(model).feature_extractor(clouds)["pixel_values"]
+    processor = processor_for_model(model)
+    pixel_values = processor.feature_extractor(clouds)["pixel_values"]
     with torch.inference_mode():
-        return model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor_for_model(model), SHAPE_CLASSES)).logits
+        return model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor, SHAPE_CLASSES)).logits
 
 
 def test_train_push_and_load_back_by_repo_id(hub_with_base_clip, tmp_path, monkeypatch, example_clouds):
@@ -75,7 +76,8 @@ def test_train_push_and_load_back_by_repo_id(hub_with_base_clip, tmp_path, monke
 
 def test_cli_train_push_and_classify(hub_with_base_clip, tmp_path, capsys):
     data = tmp_path / "shapes"
-    for name, cloud_set in zip(SHAPE_CLASSES, np.split(np.stack(make_shape_dataset(2, 5).with_format("numpy")["points"]).astype(np.float32), 4)):
+    points = np.stack(make_shape_dataset(2, 5).with_format("numpy")["points"]).astype(np.float32)
+    for name, cloud_set in zip(SHAPE_CLASSES, np.split(points, 4)):
         (data / name).mkdir(parents=True)
         for i, cloud in enumerate(cloud_set):
             np.save(data / name / f"{i}.npy", cloud)

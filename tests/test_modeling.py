@@ -58,8 +58,10 @@ def test_view_weights_scale_view_blocks(tiny_clip_dir, example_clouds):
     text = F.normalize(torch.randn(3, 16), dim=-1)
     weights = [1.0, 0.5, 0.25, 0.75, 1.0, 0.0]
     model.set_view_weights(weights)
-    expected = 100 / np.sqrt(6) * torch.einsum("bvc,v,kc->bk", F.normalize(features, dim=-1), torch.tensor(weights), text)
-    torch.testing.assert_close(model(view_features=features, text_embeds=text).logits, expected, rtol=1e-4, atol=1e-4)
+    normalized = F.normalize(features, dim=-1)
+    expected = 100 / np.sqrt(6) * torch.einsum("bvc,v,kc->bk", normalized, torch.tensor(weights), text)
+    logits = model(view_features=features, text_embeds=text).logits
+    torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="6 views"):
         model.set_view_weights([1.0, 1.0])
 
@@ -80,8 +82,10 @@ class ReferenceAdapter(nn.Module):
         super().__init__()
         self.views, self.width, self.ratio = views, width, ratio
         self.fusion_ratio = nn.Parameter(torch.full((views,), init))
-        self.global_f = nn.Sequential(self.BatchNormPoint(width), nn.Dropout(dropout), nn.Flatten(),
-                                      nn.Linear(views * width, width), nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout))
+        self.global_f = nn.Sequential(
+            self.BatchNormPoint(width), nn.Dropout(dropout), nn.Flatten(), nn.Linear(views * width, width),
+            nn.BatchNorm1d(width), nn.ReLU(), nn.Dropout(dropout),
+        )  # fmt: skip
         self.view_f = nn.Sequential(nn.Linear(width, width), nn.ReLU(), nn.Linear(width, views * width), nn.ReLU())
 
     def forward(self, feat):
@@ -125,7 +129,8 @@ def test_adapter_model_logits_follow_reference_formula(tiny_clip_dir):
         image = adapted / adapted.norm(dim=-1, keepdim=True)
         repeated = text.repeat(1, 10)
         expected = 100 * image @ (repeated / repeated.norm(dim=-1, keepdim=True)).T
-        torch.testing.assert_close(model(view_features=features, text_embeds=text).logits, expected, rtol=1e-4, atol=1e-4)
+        logits = model(view_features=features, text_embeds=text).logits
+        torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-4)
 
 
 def count_text_calls(model):
@@ -163,9 +168,13 @@ def test_prompt_ensemble_averages_normalised_sentences(tiny_clip_dir):
     model = PointCLIPModel.from_pretrained(tiny_clip_dir, prompt_templates=["a {}.", "the big {}."])
     tokenizer = processor_for_model(model).tokenizer
     with torch.no_grad():
-        single = [model.get_text_features(**tokenizer([t.format("chair")], return_tensors="pt"))[0] for t in ("a {}.", "the big {}.")]
+        single = [
+            model.get_text_features(**tokenizer([t.format("chair")], return_tensors="pt"))[0]
+            for t in ("a {}.", "the big {}.")
+        ]
         expected = F.normalize(single[0] + single[1], dim=-1)
-        torch.testing.assert_close(label_embeddings(model, processor_for_model(model), ["chair"])[0], expected, rtol=1e-5, atol=1e-6)
+        embeds = label_embeddings(model, processor_for_model(model), ["chair"])
+        torch.testing.assert_close(embeds[0], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_classify_output_format(zero_shot_model, example_clouds):
@@ -269,7 +278,8 @@ def test_self_contained_checkpoint_when_no_base_is_named(tiny_clip_dir, tmp_path
     model.config.clip_model_name_or_path = None
     save_pointclip(model, tmp_path)
     assert any(k.startswith("clip.") for k in load_file(tmp_path / "model.safetensors"))
-    assert PointCLIPModel.from_pretrained(tmp_path).classify(example_clouds, LABELS) == model.classify(example_clouds, LABELS)
+    reloaded = PointCLIPModel.from_pretrained(tmp_path)
+    assert reloaded.classify(example_clouds, LABELS) == model.classify(example_clouds, LABELS)
 
 
 def test_dtype_and_device(tiny_clip_dir, example_clouds):

@@ -69,7 +69,10 @@ def test_farthest_point_sampling_spreads_points():
     cloud = torch.rand(2, 400, 3)
     fps = PointCloudProcessor(num_points=32, sampling="fps", normalize=False).prepare_points(cloud)
     first = cloud[:, :32]
-    spread = lambda pts: torch.cdist(pts, pts).add(torch.eye(32) * 9).amin(dim=-1).mean()
+
+    def spread(pts):
+        return torch.cdist(pts, pts).add(torch.eye(32) * 9).amin(dim=-1).mean()
+
     assert all(spread(fps[i : i + 1]) > spread(first[i : i + 1]) for i in range(2))
 
 

@@ -31,8 +31,10 @@ def classify_files(
     processor=None,
 ) -> list[dict]:
     """
-    Classify point-cloud files against candidate labels. A cloud's view features, logits and scores are bitwise identical whatever else is in its batch: any `batch_size`,
-    position, `num_workers`, resume point or number of processes (on CPU; see the README for CUDA).
+    Classify point-cloud files against candidate labels.
+
+    A cloud's view features, logits and scores are bitwise identical whatever else is in its batch: any
+    `batch_size`, position, `num_workers`, resume point or number of processes (on CPU; see the README for CUDA).
 
     Args:
         model ([`PointCLIPModel`]):

@@ -34,8 +34,10 @@ def evaluate(
     processor=None,
 ) -> EvaluationReport:
     """
-    Evaluate a model on a labelled dataset. A cloud's view features, logits and scores are bitwise identical whatever else is in its batch: any `batch_size`,
-    position, `num_workers`, resume point or number of processes (on CPU; see the README for CUDA).
+    Evaluate a model on a labelled dataset.
+
+    A cloud's view features, logits and scores are bitwise identical whatever else is in its batch: any
+    `batch_size`, position, `num_workers`, resume point or number of processes (on CPU; see the README for CUDA).
 
     Args:
         model ([`PointCLIPModel`]):

@@ -6,6 +6,7 @@ can share a predictions file) and the fuller setup stored in the report.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 
 import torch
@@ -123,7 +124,6 @@ def _processor_settings(processor) -> dict:
 def _runtime(model, accelerator, batch_size: int, num_workers: int) -> dict:
     import transformers
 
-    from .. import __version__
 
     return {
         "device": str(model.device),
@@ -131,7 +131,7 @@ def _runtime(model, accelerator, batch_size: int, num_workers: int) -> dict:
         "batch_size": batch_size,
         "num_workers": num_workers,
         "versions": {
-            "pointclip_hf": __version__,
+            "pointclip_hf": importlib.metadata.version("pointclip_hf"),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
         },
