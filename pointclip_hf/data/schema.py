@@ -42,7 +42,7 @@ def point_features(class_names: Sequence[str]) -> Features:
     return Features({"points": Array2D(shape=(None, 3), dtype="float32"), "label": ClassLabel(names=list(class_names))})
 
 
-#: The schema for ModelNet40; use :func:`point_features` for another class list.
+# The schema for ModelNet40; use `point_features` for another class list.
 POINT_FEATURES: Features = point_features(MODELNET40_CLASSES)
 
 
