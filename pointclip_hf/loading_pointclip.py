@@ -1,5 +1,9 @@
 """How a PointCLIP model is loaded: its config, the base CLIP at its recorded commit, then the adapter weights."""
 
+import os
+
+import torch
+from safetensors import SafetensorError
 from transformers import CLIPConfig, PreTrainedConfig
 
 from .adapter_weights import load_adapter_into, load_saved_tensors
@@ -30,6 +34,7 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
             Config fields (for a CLIP checkpoint), Hub arguments and any other `from_pretrained` argument.
     """
     source = str(source)
+    _check_local_source_exists(source)
     hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
     config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
@@ -37,11 +42,12 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
         config.clip_model_name_or_path, config.clip_revision = clip_model_name_or_path, None
     base, base_kwargs = _base_checkpoint(source, config, is_clip_checkpoint, kwargs)
     want_info = base_kwargs.pop("output_loading_info", False)
-    model, info = base_from_pretrained(base, *model_args, config=config, output_loading_info=True, **base_kwargs)
+    model, info = _load_base_weights(base_from_pretrained, base, model_args, config, base_kwargs)
     model.clip.requires_grad_(False)
     missing_clip = [key for key in info["missing_keys"] if not key.startswith("adapter.")]
     if missing_clip:
         raise OSError(f"{base} does not hold the CLIP weights this model needs (missing {missing_clip[:5]}...).")
+    _check_clip_weights_finite(model, base)
     if not is_clip_checkpoint:
         _load_trained_tensors(model, source, base, variant, hub_kwargs, info)
     model.config._name_or_path = model.name_or_path = source
@@ -53,7 +59,10 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
 
 def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict) -> tuple[PointCLIPConfig, bool]:
     """The model's config and whether `source` is a plain CLIP checkpoint (then the config is built around it)."""
-    config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
+    try:
+        config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
+    except RecursionError:
+        raise ValueError(f"The config.json of {source} is nested too deeply to be a model config.") from None
     if not isinstance(config_dict, dict):
         raise ValueError(f"The config.json of {source} is not a JSON object.")
     model_type = config_dict.get("model_type")
@@ -74,6 +83,29 @@ def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict) -> t
     elif is_clip_checkpoint and config.clip_model_name_or_path in (None, source):
         config.clip_model_name_or_path, config.clip_revision = source, config_dict.get("_commit_hash")
     return config, is_clip_checkpoint
+
+
+def _check_local_source_exists(source: str) -> None:
+    """Raise an `OSError` for a source written as a local path (absolute, `./`, `../`, `~`, or with more than one `/`)
+    that does not exist, rather than letting it be read as a malformed Hub repo id."""
+    looks_local = os.path.isabs(source) or source.startswith(("./", "../", "~", ".\\")) or source.count("/") > 1
+    if looks_local and not os.path.exists(os.path.expanduser(source)):
+        raise OSError(f"No such model folder: {source}.")
+
+
+def _load_base_weights(base_from_pretrained, base: str, model_args, config, base_kwargs: dict):
+    """The model with the CLIP weights of `base` (safetensors only: a pickled `pytorch_model.bin` is never read), and
+    transformers' loading info; damaged weights or weights that do not fit the config are one `ValueError`."""
+    try:
+        return base_from_pretrained(
+            base, *model_args, config=config, output_loading_info=True, use_safetensors=True, **base_kwargs
+        )
+    except SafetensorError as error:
+        raise ValueError(f"The CLIP weights in {base} are not a valid safetensors file ({error}).") from None
+    except RuntimeError as error:
+        if "mismatched_sizes" not in str(error) and "size mismatch" not in str(error):
+            raise
+        raise ValueError(f"The CLIP weights in {base} do not fit the sizes its config declares.") from None
 
 
 def _base_checkpoint(source: str, config: PointCLIPConfig, is_clip_checkpoint: bool, kwargs: dict) -> tuple[str, dict]:
@@ -101,3 +133,11 @@ def _load_trained_tensors(model, source: str, base: str, variant, hub_kwargs: di
         load_adapter_into(model.adapter, adapter, source)
     elif base != source or any(key.startswith("adapter.") for key in info["missing_keys"]):
         raise OSError(f"{source} asks for an adapter but holds no adapter weights.")
+
+
+def _check_clip_weights_finite(model, base: str) -> None:
+    """Raise a `ValueError` naming the first CLIP weights of `base` that hold NaN or infinite values."""
+    broken = [name for name, tensor in model.clip.state_dict().items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]  # fmt: skip
+    if broken:
+        raise ValueError(f"The CLIP weights in {base} hold NaN or infinite values (in {broken[:3]}).")

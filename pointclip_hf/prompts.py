@@ -7,6 +7,7 @@ encodes each sentence, normalises it, averages the sentences of a label and norm
 
 import json
 import os
+import string
 
 # The template each reference configuration uses (spec 2.4, 3.2 and the V2 few-shot code).
 DEFAULT_TEMPLATES = {
@@ -39,6 +40,21 @@ TEMPLATE_SETS = {
     ),
 }
 TEMPLATE_SETS["pointclip_v1_fewshot"] = TEMPLATE_SETS["pointclip_v1"]
+
+
+def check_prompt_template(template, what: str = "Prompt template") -> str:
+    """Return `template`, or raise a `ValueError` unless it is a string with exactly one plain `{}` for the label and no
+    other replacement field (`"a {} of {x}"` would fail when formatted)."""
+    if not isinstance(template, str):
+        raise ValueError(f"{what} must be a string with one '{{}}' for the label, got {template!r}.")
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]  # fmt: skip
+    except ValueError as error:
+        raise ValueError(f"{what} {template!r} is not a valid format string ({error}).") from None
+    if fields != [("", "", None)]:
+        raise ValueError(f"{what} {template!r} must contain exactly one '{{}}' for the label and no other '{{...}}'.")
+    return template
 
 
 def build_prompts(labels, templates, class_prompts=None) -> tuple[list[str], list[int]]:
