@@ -94,8 +94,8 @@ class PointCLIPConfig(PreTrainedConfig):
                 raise ValueError(f"view_weights has {len(self.view_weights)} entries for {self.num_views} views.")
             if not all(0.0 <= w <= MAX_VIEW_WEIGHT for w in self.view_weights):  # False for NaN
                 raise ValueError(
-                    f"view_weights must be finite, non-negative and at most {MAX_VIEW_WEIGHT:g} (larger ones overflow the "
-                    f"logits), got {self.view_weights}."
+                    f"view_weights must be finite, non-negative and at most {MAX_VIEW_WEIGHT:g} (larger ones overflow "
+                    f"the logits), got {self.view_weights}."
                 )
             if not any(w > 0 for w in self.view_weights):
                 raise ValueError("view_weights are all zero: every view would be ignored.")
