@@ -153,14 +153,25 @@ class PointCloudProcessor(FeatureExtractionMixin):
     def num_views(self) -> int:
         return get_projection_style(self.projection_style).num_views
 
-    def prepare_points(self, point_clouds, device: torch.device | str | None = None) -> torch.Tensor:
-        """Clouds in any accepted form -> checked, normalised and sampled `[B, num_points, 3]` float tensor."""
+    def prepare_points(self, point_clouds, device: torch.device | str | None = None, names=None) -> torch.Tensor:
+        """
+        Clouds in any accepted form -> checked (`pointclip_hf.point_cloud_checks`), normalised and sampled.
+
+        Args:
+            point_clouds: one cloud `[N, C]` or a batch, as numpy arrays, tensors, nested lists or file paths.
+            device: where to compute; defaults to the input tensor's device.
+            names (`Sequence[str]`, *optional*): how error messages name each cloud (default `"Point cloud {i}"`).
+
+        Returns:
+            `torch.Tensor` of shape `(batch, num_points, 3)`, float32.
+        """
         batch = to_point_batch(point_clouds)
         clouds = [batch] if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
+        names = list(names) if names is not None else [f"Point cloud {i}" for i in range(sum(map(len, clouds)))]
         prepared, first_index = [], 0
         for cloud in clouds:  # one pass for a stacked batch; one per cloud only when their sizes differ
             cloud = cloud.to(device=device if device is not None else cloud.device)
-            check_point_clouds(cloud, self.normalize, first_index)
+            check_point_clouds(cloud, self.normalize, names[first_index : first_index + len(cloud)])
             first_index += len(cloud)
             cloud = cloud if cloud.dtype in (torch.float32, torch.float64) else cloud.float()
             if self.sampling == "fps":

@@ -37,6 +37,9 @@ def check_labels(labels) -> list[str]:
     empty = [label for label in labels if not label_prompt_key(label)]
     if empty:
         raise ValueError(f"Labels must be non-empty strings, got {empty!r}.")
+    unprintable = [label for label in labels if not label.isprintable()]
+    if unprintable:
+        raise ValueError(f"Labels must be printable text (no newlines, tabs, control characters), got {unprintable!r}.")
     _raise_on_shared_keys(labels, [label_prompt_key(label) for label in labels], "read the same in a prompt")
     return labels
 

@@ -1,13 +1,14 @@
 """How a PointCLIP model is loaded: its config, the base CLIP at its recorded commit, then the adapter weights."""
 
-import os
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from transformers import CLIPConfig, PreTrainedConfig
 
 from .adapter_weights import load_adapter_into, load_saved_tensors
 from .configuration_pointclip import PointCLIPConfig
+from .local_paths import check_local_path_exists
 
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 LOADING_KWARGS = (*HUB_KWARGS, "trust_remote_code")
@@ -34,10 +35,13 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
             Config fields (for a CLIP checkpoint), Hub arguments and any other `from_pretrained` argument.
     """
     source = str(source)
-    _check_local_source_exists(source)
+    check_local_path_exists(source, "model folder")
     hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
-    config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
+    try:
+        config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
+    except StrictDataclassError as error:  # a field of config.json (or an override) out of range: one line
+        raise ValueError(f"The config of {source} is invalid: {' '.join(str(error).split())}") from None
     if clip_model_name_or_path is not None:
         config.clip_model_name_or_path, config.clip_revision = clip_model_name_or_path, None
     base, base_kwargs = _base_checkpoint(source, config, is_clip_checkpoint, kwargs)
@@ -83,14 +87,6 @@ def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict) -> t
     elif is_clip_checkpoint and config.clip_model_name_or_path in (None, source):
         config.clip_model_name_or_path, config.clip_revision = source, config_dict.get("_commit_hash")
     return config, is_clip_checkpoint
-
-
-def _check_local_source_exists(source: str) -> None:
-    """Raise an `OSError` for a source written as a local path (absolute, `./`, `../`, `~`, or with more than one `/`)
-    that does not exist, rather than letting it be read as a malformed Hub repo id."""
-    looks_local = os.path.isabs(source) or source.startswith(("./", "../", "~", ".\\")) or source.count("/") > 1
-    if looks_local and not os.path.exists(os.path.expanduser(source)):
-        raise OSError(f"No such model folder: {source}.")
 
 
 def _load_base_weights(base_from_pretrained, base: str, model_args, config, base_kwargs: dict):

@@ -9,6 +9,8 @@ import json
 import os
 import string
 
+from .local_paths import check_local_path_exists
+
 # The template each reference configuration uses (spec 2.4, 3.2 and the V2 few-shot code).
 DEFAULT_TEMPLATES = {
     "pointclip_v1": ("point cloud depth map of a {}.",),
@@ -74,6 +76,7 @@ def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts
     """Load a `{class: [sentence, ...]}` JSON file from a local path, or `filename` from a Hub repository
     (`hub_kwargs` go to `hf_hub_download`, e.g. `repo_type="dataset"`, `revision=...`)."""
     path = os.fspath(path_or_repo)
+    check_local_path_exists(path, "prompt file")
     if not os.path.exists(path):
         from huggingface_hub import hf_hub_download
 
@@ -83,8 +86,10 @@ def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts
     try:
         with open(path, encoding="utf-8") as handle:
             library = json.load(handle)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"Prompt file {path} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ValueError(f"Prompt file {path} is nested too deeply to be a prompt library.") from None
     if not isinstance(library, dict) or not all(
         isinstance(sentences, list) and sentences and all(isinstance(s, str) for s in sentences)
         for sentences in library.values()

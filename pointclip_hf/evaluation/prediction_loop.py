@@ -175,7 +175,7 @@ def _predict(
     model.eval()
     try:
         with bar, torch.inference_mode():
-            for batch in loader:
+            for batch in _worker_errors_as_raised(loader):
                 indices = batch[0].tolist()
                 pixel_values = processor.feature_extractor.render(batch[1].to(device, non_blocking=True))
                 logits = model(pixel_values=pixel_values, text_embeds=text_embeds).logits
@@ -188,6 +188,23 @@ def _predict(
                 bar.update(len(indices))
     finally:
         model.train(was_training)
+
+
+def _worker_errors_as_raised(loader):
+    """Iterate `loader`, raising an error of a worker process as the worker raised it: torch raises it again with the
+    worker's whole traceback in its message, which would turn one bad file into many lines."""
+    try:
+        yield from loader
+    except (ValueError, TypeError, OSError) as error:
+        message = str(error)
+        if "Original Traceback" not in message:
+            raise
+        original = message.strip().splitlines()[-1].partition(": ")[2]
+        try:
+            unwrapped = type(error)(original)
+        except Exception:  # noqa: BLE001 - an exception type with another signature: keep it as it is
+            raise error from None
+        raise unwrapped from None
 
 
 def _merge_on_main_process(run: PredictionRun, world_size: int, merge: bool) -> None:
