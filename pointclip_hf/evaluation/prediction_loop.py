@@ -226,8 +226,10 @@ def _merge_on_main_process(run: PredictionRun, world_size: int, merge: bool) -> 
 def _prepare_one(extractor, cloud, what: str) -> torch.Tensor:
     """Prepare one cloud; a `ValueError` or `TypeError` is raised again with `what` in front of its message."""
     try:
-        return extractor.prepare_points(cloud)[0]
+        return extractor.prepare_points(cloud, names=[what])[0]
     except (ValueError, TypeError) as error:
+        if str(error).startswith(what):
+            raise
         try:
             wrapped = type(error)(f"{what}: {error}")
         except Exception:  # noqa: BLE001 - an exception type with another signature: keep it as it is
