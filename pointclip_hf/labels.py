@@ -1,6 +1,8 @@
 """The label rules, in one place: which candidate labels are usable, whether their prompts encode them distinctly,
 and whether they fit a trained adapter."""
 
+from collections.abc import Iterable
+
 import torch
 
 
@@ -26,7 +28,7 @@ def check_labels(labels) -> list[str]:
         raise ValueError("No labels given: pass candidate labels as a list of strings or a comma-separated string.")
     if isinstance(labels, str):
         labels = [part.strip() for part in labels.split(",")]
-    if not isinstance(labels, (list, tuple)):
+    if isinstance(labels, (set, frozenset, dict, bytes)) or not isinstance(labels, Iterable):  # sets have no order
         raise TypeError(f"Labels must be a list of strings or a comma-separated string, got a {type(labels).__name__}.")
     labels = list(labels)
     if not labels:
