@@ -15,7 +15,7 @@ CLOUDS = arrays(DTYPES, array_shapes(min_dims=1, max_dims=3, min_side=0, max_sid
 
 
 @pytest.mark.parametrize("projection_style", ["pointclip_v1", "pointclip_v2"])
-@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(cloud=CLOUDS, normalize=st.booleans(), reversed_rows=st.booleans())
 def test_random_arrays_give_finite_pixels_or_a_documented_error(projection_style, cloud, normalize, reversed_rows):
     processor = PointCloudProcessor(projection_style, num_points=16, image_size=16, normalize=normalize)
