@@ -63,6 +63,12 @@ CASES = {
                                                "--output-dir", t / "o", "--model", MISSING_MODEL], "'foo'"),
     "bad --grid, checked first": (lambda d, t: ["search", "--dataset", t / "none", "--grid", "0.5,x",
                                                 "--output-dir", t / "o", "--model", MISSING_MODEL], "--grid"),
+    "nested prompt file, checked first": (lambda d, t: ["search", "--dataset", t / "none", "--prompts",
+                                                        d["nested_json"], "--output-dir", t / "o", "--model",
+                                                        MISSING_MODEL], "nested"),
+    "missing prompt file, checked first": (lambda d, t: ["search", "--dataset", t / "none", "--prompts",
+                                                         t / "p.json", "--output-dir", t / "o", "--model",
+                                                         MISSING_MODEL], "No such prompt file"),
     "missing logits, checked first": (lambda d, t: ["ensemble", "--dataset", t / "none", "--validation-split", "test",
                                                     "--validation-logits", t / "l.npy", "--model", MISSING_MODEL],
                                       "l.npy"),
@@ -82,7 +88,10 @@ CASES = {
 def test_bad_input_is_one_line_and_exit_code_2(name, tiny_clip_dir, clip_without_tokenizer, clouds, tmp_path, capsys):
     garbage_logits = tmp_path / "garbage.npz"
     garbage_logits.write_bytes(b"PK\x03\x04 not a zip")
-    paths = dict(clip=tiny_clip_dir, no_tok=clip_without_tokenizer, clouds=clouds, garbage_logits=garbage_logits)
+    nested_json = tmp_path / "prompts.json"
+    nested_json.write_text("[" * 100_000 + "]" * 100_000)
+    paths = dict(clip=tiny_clip_dir, no_tok=clip_without_tokenizer, clouds=clouds, garbage_logits=garbage_logits,
+                 nested_json=nested_json)  # fmt: skip
     make_argv, expected = CASES[name]
     code, err = run_cli(make_argv(paths, tmp_path), capsys)
     assert code == 2, err
