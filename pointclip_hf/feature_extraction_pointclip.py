@@ -181,10 +181,11 @@ class PointCloudProcessor(FeatureExtractionMixin):
             prepared.append(select_points(cloud, self.num_points, self.sampling, self.seed))
         return torch.cat(prepared).float()
 
-    def render(self, points: torch.Tensor) -> torch.Tensor:
-        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]`."""
+    def render(self, points: torch.Tensor, names=None) -> torch.Tensor:
+        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]`; a cloud rendered blank in every view
+        raises a `ValueError` that names it (`names[i]`, default `"Point cloud {i}"`)."""
         views = render_views(points, self.projection_style)
-        check_rendered_views(views, get_projection_style(self.projection_style).background)
+        check_rendered_views(views, get_projection_style(self.projection_style).background, names)
         batch, num_views, height, width = views.shape
         images = views.reshape(batch * num_views, 1, height, width)
         if (height, width) != (self.image_size, self.image_size):

@@ -87,6 +87,20 @@ def test_dataset_rows_are_named(tiny_clip_dir, zero_shot_model):
         evaluate(zero_shot_model, bad, progress=False)
 
 
+def test_a_blank_rendering_names_its_file(tiny_clip_dir, tmp_path):
+    from pointclip_hf import PointCLIPProcessor
+
+    (tmp_path / "clouds").mkdir()
+    np.save(tmp_path / "clouds" / "near.npy", CLOUD * 0.5)
+    np.save(tmp_path / "clouds" / "far.npy", CLOUD * 0.01 + np.float32([930.3, -928.4, 625.6]))
+    model = PointCLIPModel.from_pretrained(tiny_clip_dir)
+    processor = PointCLIPProcessor.from_model_source(str(tiny_clip_dir), model.config)
+    processor.feature_extractor.normalize = False
+    with pytest.raises(ValueError, match="far.npy.*blank") as error:
+        classify_files(model, tmp_path / "clouds", LABELS, processor=processor, batch_size=2, progress=False)
+    one_line(error)
+
+
 # --------------------------------------------------------------------------------------------------
 # labels: one rule (pointclip_hf.labels), distinct after the prompts and the tokens they produce
 # --------------------------------------------------------------------------------------------------

@@ -177,7 +177,8 @@ def _predict(
         with bar, torch.inference_mode():
             for batch in _worker_errors_as_raised(loader):
                 indices = batch[0].tolist()
-                pixel_values = processor.feature_extractor.render(batch[1].to(device, non_blocking=True))
+                names = [source.describe(index) for index in indices]
+                pixel_values = processor.feature_extractor.render(batch[1].to(device, non_blocking=True), names)
                 logits = model(pixel_values=pixel_values, text_embeds=text_embeds).logits
                 top_scores, top_ids = logits.float().softmax(dim=-1).topk(run.top_k, dim=-1)
                 records = make_records(indices, batch, top_scores.tolist(), top_ids.tolist())
@@ -266,7 +267,11 @@ class RowSource(torch.utils.data.Dataset):
         label = int(row["label"])
         if not 0 <= label < self.num_labels:
             raise ValueError(f"Dataset row {index} has label {label}, outside the {self.num_labels} classes.")
-        return index, _prepare_one(self.extractor, row["points"], f"Dataset row {index}"), label
+        return index, _prepare_one(self.extractor, row["points"], self.describe(index)), label
+
+    def describe(self, index: int) -> str:
+        """How messages name row `index`."""
+        return f"Dataset row {index}"
 
 
 class FileSource(torch.utils.data.Dataset):
@@ -293,4 +298,8 @@ class FileSource(torch.utils.data.Dataset):
     def __getitem__(self, position: int):
         index = self.indices[position]
         path = self.paths[index]
-        return index, _prepare_one(self.extractor, load_point_cloud(path), f"Point cloud file {path!r}")
+        return index, _prepare_one(self.extractor, load_point_cloud(path), self.describe(index))
+
+    def describe(self, index: int) -> str:
+        """How messages name the file at position `index`."""
+        return f"Point cloud file {self.paths[index]!r}"
