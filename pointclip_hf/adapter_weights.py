@@ -109,4 +109,33 @@ def load_adapter_into(adapter: torch.nn.Module, state_dict: dict, source: str) -
             f"The adapter in {source} does not fit this model ({adapter.num_views} views, width {adapter.embed_dim}): "
             + "; ".join(problems[:6])
         )
+    problems = adapter_tensor_problems(state_dict, expected)
+    if problems:
+        raise ValueError(f"The adapter in {source} holds unusable tensors: " + "; ".join(problems[:6]))
     adapter.load_state_dict(state_dict)
+
+
+def adapter_tensor_problems(state_dict: dict, expected: dict) -> list[str]:
+    """
+    What makes saved adapter tensors unusable although their names and shapes fit: a dtype of another kind than the
+    model's (an integer tensor for a floating one would be cast silently), NaN or infinite values, or a negative
+    BatchNorm `running_var` (its square root is NaN).
+
+    Args:
+        state_dict (`dict[str, torch.Tensor]`):
+            The saved tensors, keys as in `expected`.
+        expected (`dict[str, torch.Tensor]`):
+            The adapter's own state dict.
+
+    Returns:
+        `list[str]`, one line per problem (empty when the tensors are usable).
+    """
+    problems = []
+    for key, value in state_dict.items():
+        if value.is_floating_point() != expected[key].is_floating_point():
+            problems.append(f"{key} has dtype {value.dtype} but the model needs {expected[key].dtype}")
+        elif value.is_floating_point() and not torch.isfinite(value).all():
+            problems.append(f"{key} holds NaN or infinite values")
+        elif key.endswith("running_var") and (value < 0).any():
+            problems.append(f"{key} holds negative variances")
+    return problems

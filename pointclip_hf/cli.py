@@ -3,10 +3,8 @@
 import argparse
 import sys
 
-from huggingface_hub.errors import StrictDataclassError
-
 from .commands import COMMANDS
-from .commands._options import CommandError
+from .commands._errors import report_failure
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,9 +20,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, ValueError, TypeError, OSError, StrictDataclassError) as error:
-        print(f"pointclip {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    except Exception as error:  # noqa: BLE001 - every failure ends in one line and an exit code (2: bad input)
+        return report_failure(args.command, error)
 
 
 if __name__ == "__main__":

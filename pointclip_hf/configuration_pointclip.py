@@ -3,8 +3,11 @@
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, PreTrainedConfig
 
+from .labels import check_labels
 from .projection import get_projection_style
-from .prompts import DEFAULT_TEMPLATES
+from .prompts import DEFAULT_TEMPLATES, check_prompt_template
+
+MAX_VIEW_WEIGHT = 100.0
 
 
 @strict
@@ -26,7 +29,8 @@ class PointCLIPConfig(PreTrainedConfig):
     num_views (`int`, *optional*):
         Number of views; derived from `projection_style` and checked against it.
     view_weights (`list[float]`, *optional*):
-        Non-negative weight per view (all 1 when unset), as searched by `pointclip_hf.tuning`.
+        Weight per view in `[0, 100]` (all 1 when unset), as searched by `pointclip_hf.tuning`; only their ratios
+        matter, and larger values would overflow half-precision logits.
     prompt_templates (`list[str]`, *optional*):
         Templates with one `{}` for the label; several are averaged CLIP-style. Defaults to the style's template.
     class_prompts (`dict[str, list[str]]`, *optional*):
@@ -88,8 +92,11 @@ class PointCLIPConfig(PreTrainedConfig):
         if self.view_weights is not None:
             if len(self.view_weights) != self.num_views:
                 raise ValueError(f"view_weights has {len(self.view_weights)} entries for {self.num_views} views.")
-            if any(w < 0 or w != w for w in self.view_weights):
-                raise ValueError(f"view_weights must be non-negative numbers, got {self.view_weights}.")
+            if not all(0.0 <= w <= MAX_VIEW_WEIGHT for w in self.view_weights):  # False for NaN
+                raise ValueError(
+                    f"view_weights must be finite, non-negative and at most {MAX_VIEW_WEIGHT:g} (larger ones overflow "
+                    f"the logits), got {self.view_weights}."
+                )
             if not any(w > 0 for w in self.view_weights):
                 raise ValueError("view_weights are all zero: every view would be ignored.")
 
@@ -97,13 +104,12 @@ class PointCLIPConfig(PreTrainedConfig):
         if not self.prompt_templates:
             raise ValueError("prompt_templates must hold at least one template.")
         for template in self.prompt_templates:
-            if template.count("{}") != 1:
-                raise ValueError(f"Prompt template {template!r} must contain exactly one '{{}}' for the label.")
+            check_prompt_template(template)
         for name, sentences in (self.class_prompts or {}).items():
             if not sentences:
                 raise ValueError(f"class_prompts[{name!r}] is empty.")
-        if self.label_names is not None and len(set(self.label_names)) != len(self.label_names):
-            raise ValueError(f"label_names contains duplicates: {self.label_names}.")
+        if self.label_names is not None:
+            check_labels(self.label_names)
 
     def validate_adapter(self):
         if not 0.0 <= self.adapter_ratio <= 1.0:

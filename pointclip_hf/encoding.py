@@ -119,7 +119,8 @@ def prepare_split(
     rows = dataset.select_columns(["points"]).with_format("torch")
     prepared = []
     for start in tqdm(range(0, len(rows), chunk), desc=f"Reading {name}", disable=not progress, leave=False):
-        prepared.append(feature_extractor.prepare_points(rows[start : start + chunk]["points"]))
+        names = [f"Row {index} of the {name} split" for index in range(start, min(start + chunk, len(rows)))]
+        prepared.append(feature_extractor.prepare_points(rows[start : start + chunk]["points"], names=names))
     points = torch.cat(prepared).to(device)
     return PreparedSplit(name, points, torch.as_tensor(labels, dtype=torch.long, device=device))
 

@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 from transformers import BatchFeature, FeatureExtractionMixin
 
-from .point_ops import SAMPLING_METHODS, normalize_to_unit_sphere, select_points
+from .point_cloud_checks import check_point_clouds, check_rendered_views
+from .point_ops import SAMPLING_METHODS, normalize_to_unit_sphere, select_points, warn_if_slow_farthest_point_sampling
 from .projection import get_projection_style, render_views
 
 CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -28,12 +29,7 @@ def _as_cloud_tensor(cloud, index: int) -> torch.Tensor:
     if isinstance(cloud, (str, os.PathLike)):
         cloud = read_point_cloud_file(cloud)
     if not isinstance(cloud, torch.Tensor):
-        array = np.asarray(cloud)
-        if array.dtype == object:
-            raise TypeError(
-                f"Point cloud {index} has object dtype (ragged nested lists?); give a numeric [N, 3] array."
-            )
-        cloud = torch.from_numpy(array)
+        cloud = _array_to_tensor(cloud, f"Point cloud {index}")
     if not (cloud.is_floating_point()):
         raise TypeError(f"Point cloud {index} has dtype {cloud.dtype}; coordinates must be floating point.")
     if cloud.ndim != 2:
@@ -43,6 +39,19 @@ def _as_cloud_tensor(cloud, index: int) -> torch.Tensor:
     if cloud.shape[0] == 0:
         raise ValueError(f"Point cloud {index} is empty (0 points).")
     return cloud[:, :3]
+
+
+def _array_to_tensor(values, name: str) -> torch.Tensor:
+    """An array-like as a tensor, whatever its byte order and strides (`cloud[::-1]`, big-endian files)."""
+    try:
+        array = np.asarray(values)
+    except ValueError as error:
+        raise ValueError(f"{name} is not a rectangular array ({error}).") from None
+    if array.dtype == object:
+        raise TypeError(f"{name} has object dtype (ragged nested lists?); give a numeric [N, 3] array.")
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def is_single_point_cloud(point_clouds) -> bool:
@@ -66,7 +75,9 @@ def to_point_batch(point_clouds) -> torch.Tensor | list[torch.Tensor]:
     tensor when the clouds share one size, else a list of `[N_i, 3]` tensors.
     """
     if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim == 3:
-        batch = torch.as_tensor(point_clouds)
+        batch = point_clouds
+        if not isinstance(batch, torch.Tensor):
+            batch = _array_to_tensor(batch, "Point clouds")
         if not batch.is_floating_point():
             raise TypeError(f"Point clouds have dtype {batch.dtype}; coordinates must be floating point.")
         if batch.shape[2] < 3:
@@ -142,24 +153,39 @@ class PointCloudProcessor(FeatureExtractionMixin):
     def num_views(self) -> int:
         return get_projection_style(self.projection_style).num_views
 
-    def prepare_points(self, point_clouds, device: torch.device | str | None = None) -> torch.Tensor:
-        """Clouds in any accepted form -> checked, normalised and sampled `[B, num_points, 3]` float tensor."""
+    def prepare_points(self, point_clouds, device: torch.device | str | None = None, names=None) -> torch.Tensor:
+        """
+        Clouds in any accepted form -> checked (`pointclip_hf.point_cloud_checks`), normalised and sampled.
+
+        Args:
+            point_clouds: one cloud `[N, C]` or a batch, as numpy arrays, tensors, nested lists or file paths.
+            device: where to compute; defaults to the input tensor's device.
+            names (`Sequence[str]`, *optional*): how error messages name each cloud (default `"Point cloud {i}"`).
+
+        Returns:
+            `torch.Tensor` of shape `(batch, num_points, 3)`, float32.
+        """
         batch = to_point_batch(point_clouds)
         clouds = [batch] if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
-        prepared = []
+        names = list(names) if names is not None else [f"Point cloud {i}" for i in range(sum(map(len, clouds)))]
+        prepared, first_index = [], 0
         for cloud in clouds:  # one pass for a stacked batch; one per cloud only when their sizes differ
             cloud = cloud.to(device=device if device is not None else cloud.device)
+            check_point_clouds(cloud, self.normalize, names[first_index : first_index + len(cloud)])
+            first_index += len(cloud)
             cloud = cloud if cloud.dtype in (torch.float32, torch.float64) else cloud.float()
-            if not torch.isfinite(cloud).all():
-                raise ValueError("Point cloud coordinates contain NaN or infinite values.")
+            if self.sampling == "fps":
+                warn_if_slow_farthest_point_sampling(cloud.shape[1], self.num_points)
             if self.normalize:
                 cloud = normalize_to_unit_sphere(cloud)
             prepared.append(select_points(cloud, self.num_points, self.sampling, self.seed))
         return torch.cat(prepared).float()
 
-    def render(self, points: torch.Tensor) -> torch.Tensor:
-        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]`."""
+    def render(self, points: torch.Tensor, names=None) -> torch.Tensor:
+        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]`; a cloud rendered blank in every view
+        raises a `ValueError` that names it (`names[i]`, default `"Point cloud {i}"`)."""
         views = render_views(points, self.projection_style)
+        check_rendered_views(views, get_projection_style(self.projection_style).background, names)
         batch, num_views, height, width = views.shape
         images = views.reshape(batch * num_views, 1, height, width)
         if (height, width) != (self.image_size, self.image_size):

@@ -1,20 +1,89 @@
-"""The label rules, in one place: which candidate labels are usable, and whether they fit a trained adapter."""
+"""The label rules, in one place: which candidate labels are usable, whether their prompts encode them distinctly,
+and whether they fit a trained adapter."""
+
+from collections.abc import Iterable
+
+import torch
+
+
+def label_prompt_key(label: str) -> str:
+    """The form of `label` that its prompts read: underscores as spaces (as the reference formats templates), runs of
+    whitespace as one space, no case (CLIP's tokenizer lowercases). Two labels with one key would always tie."""
+    return " ".join(label.replace("_", " ").split()).casefold()
 
 
 def check_labels(labels) -> list[str]:
-    """Return `labels` as a list of strings, or raise if it is empty, holds non-strings or duplicates."""
+    """
+    Return `labels` as a list of strings, or raise if they cannot be told apart by the model.
+
+    Args:
+        labels (`list[str]` or `str`):
+            Candidate labels, or one comma-separated string.
+
+    Raises:
+        `ValueError` when `labels` is missing or empty, holds empty strings or two labels that give the same prompts
+        (`Cup`/`cup`, `teddy_bear`/`teddy bear`, a trailing space); `TypeError` when it is not a list of strings.
+    """
+    if labels is None:
+        raise ValueError("No labels given: pass candidate labels as a list of strings or a comma-separated string.")
     if isinstance(labels, str):
         labels = [part.strip() for part in labels.split(",")]
+    if isinstance(labels, (set, frozenset, dict, bytes)) or not isinstance(labels, Iterable):  # sets have no order
+        raise TypeError(f"Labels must be a list of strings or a comma-separated string, got a {type(labels).__name__}.")
     labels = list(labels)
     if not labels:
         raise ValueError("The label list is empty: give at least one candidate label.")
-    bad = [label for label in labels if not isinstance(label, str) or not label.strip()]
-    if bad:
-        raise ValueError(f"Labels must be non-empty strings, got {bad!r}.")
-    duplicates = sorted({label for label in labels if labels.count(label) > 1})
-    if duplicates:
-        raise ValueError(f"The label list contains duplicates: {duplicates}.")
+    not_strings = [label for label in labels if not isinstance(label, str)]
+    if not_strings:
+        raise TypeError(f"Labels must be strings, got {not_strings[:5]!r}.")
+    empty = [label for label in labels if not label_prompt_key(label)]
+    if empty:
+        raise ValueError(f"Labels must be non-empty strings, got {empty!r}.")
+    unprintable = [label for label in labels if not label.isprintable()]
+    if unprintable:
+        raise ValueError(f"Labels must be printable text (no newlines, tabs, control characters), got {unprintable!r}.")
+    _raise_on_shared_keys(labels, [label_prompt_key(label) for label in labels], "read the same in a prompt")
     return labels
+
+
+def check_labels_encode_distinctly(labels: list[str], tokens: dict, special_ids) -> None:
+    """
+    Raise unless every label's prompt sentences are tokenised into something other than special tokens, and no two
+    labels share all their token sequences (a label cut off past CLIP's 77-token context, or a tokenizer that cannot
+    encode the text, such as the empty one transformers builds for a CLIP folder saved without its tokenizer files).
+
+    Args:
+        labels (`list[str]`):
+            The checked labels.
+        tokens (`dict`):
+            `input_ids` and `attention_mask` of shape `(prompts, length)` and `prompt_class_ids` of shape `(prompts,)`.
+        special_ids (`Iterable[int]`):
+            The tokenizer's special and unknown token ids.
+    """
+    lengths = tokens["attention_mask"].sum(-1).tolist()
+    rows = [ids[:length] for ids, length in zip(tokens["input_ids"].tolist(), lengths)]
+    special = torch.tensor(sorted(set(special_ids)), dtype=torch.long)
+    for row, owner in zip(rows, tokens["prompt_class_ids"].tolist()):
+        if torch.isin(torch.tensor(row, dtype=torch.long), special).all():
+            raise ValueError(
+                f"The tokenizer cannot encode the prompt of label {labels[owner]!r}: it gives only special or unknown "
+                "tokens (a CLIP folder saved without its tokenizer files?); load a model whose folder holds them."
+            )
+    sequences = [[] for _ in labels]
+    for row, owner in zip(rows, tokens["prompt_class_ids"].tolist()):
+        sequences[owner].append(tuple(row))
+    _raise_on_shared_keys(labels, [tuple(sequence) for sequence in sequences], "give the same prompt tokens")
+
+
+def _raise_on_shared_keys(labels: list[str], keys: list, how: str) -> None:
+    first_with_key = {}
+    for label, key in zip(labels, keys):
+        if key in first_with_key:
+            raise ValueError(
+                f"The label list contains duplicates: {first_with_key[key]!r} and {label!r} {how}, so they would "
+                "always tie; merge or rename them."
+            )
+        first_with_key[key] = label
 
 
 def check_labels_fit_model(labels: list[str], label_names: list[str] | None) -> None:

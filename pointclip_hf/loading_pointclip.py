@@ -1,11 +1,16 @@
 """How a PointCLIP model is loaded: its config, the base CLIP at its recorded commit, then the adapter weights."""
 
+
+import torch
+from huggingface_hub.errors import StrictDataclassError
+from safetensors import SafetensorError
 from transformers import CLIPConfig, PreTrainedConfig
 from transformers.utils import CONFIG_NAME, cached_file
 from transformers.utils.hub import extract_commit_hash
 
 from .adapter_weights import load_adapter_into, load_saved_tensors
 from .configuration_pointclip import PointCLIPConfig
+from .local_paths import check_local_path_exists
 
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 LOADING_KWARGS = (*HUB_KWARGS, "trust_remote_code")
@@ -32,18 +37,23 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
             Config fields (for a CLIP checkpoint), Hub arguments and any other `from_pretrained` argument.
     """
     source = str(source)
+    check_local_path_exists(source, "model folder")
     hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
-    config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
+    try:
+        config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
+    except StrictDataclassError as error:  # a field of config.json (or an override) out of range: one line
+        raise ValueError(f"The config of {source} is invalid: {' '.join(str(error).split())}") from None
     if clip_model_name_or_path is not None:
         config.clip_model_name_or_path, config.clip_revision = clip_model_name_or_path, None
     base, base_kwargs = _base_checkpoint(source, config, is_clip_checkpoint, kwargs)
     want_info = base_kwargs.pop("output_loading_info", False)
-    model, info = base_from_pretrained(base, *model_args, config=config, output_loading_info=True, **base_kwargs)
+    model, info = _load_base_weights(base_from_pretrained, base, model_args, config, base_kwargs)
     model.clip.requires_grad_(False)
     missing_clip = [key for key in info["missing_keys"] if not key.startswith("adapter.")]
     if missing_clip:
         raise OSError(f"{base} does not hold the CLIP weights this model needs (missing {missing_clip[:5]}...).")
+    _check_clip_weights_finite(model, base)
     if not is_clip_checkpoint:
         _load_trained_tensors(model, source, base, variant, hub_kwargs, info)
     model.config._name_or_path = model.name_or_path = source
@@ -55,7 +65,10 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
 
 def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict) -> tuple[PointCLIPConfig, bool]:
     """The model's config and whether `source` is a plain CLIP checkpoint (then the config is built around it)."""
-    config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
+    try:
+        config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
+    except RecursionError:
+        raise ValueError(f"The config.json of {source} is nested too deeply to be a model config.") from None
     if not isinstance(config_dict, dict):
         raise ValueError(f"The config.json of {source} is not a JSON object.")
     model_type = config_dict.get("model_type")
@@ -83,6 +96,21 @@ def _commit_of(source: str, hub_kwargs: dict) -> str | None:
     return extract_commit_hash(cached_file(source, CONFIG_NAME, **hub_kwargs), None)
 
 
+def _load_base_weights(base_from_pretrained, base: str, model_args, config, base_kwargs: dict):
+    """The model with the CLIP weights of `base` (safetensors only: a pickled `pytorch_model.bin` is never read), and
+    transformers' loading info; damaged weights or weights that do not fit the config are one `ValueError`."""
+    try:
+        return base_from_pretrained(
+            base, *model_args, config=config, output_loading_info=True, use_safetensors=True, **base_kwargs
+        )
+    except SafetensorError as error:
+        raise ValueError(f"The CLIP weights in {base} are not a valid safetensors file ({error}).") from None
+    except RuntimeError as error:
+        if "mismatched_sizes" not in str(error) and "size mismatch" not in str(error):
+            raise
+        raise ValueError(f"The CLIP weights in {base} do not fit the sizes its config declares.") from None
+
+
 def _base_checkpoint(source: str, config: PointCLIPConfig, is_clip_checkpoint: bool, kwargs: dict) -> tuple[str, dict]:
     """Where the CLIP weights come from, and the arguments to load them with: the base CLIP at its recorded commit."""
     if is_clip_checkpoint or config.clip_model_name_or_path is None:
@@ -108,3 +136,11 @@ def _load_trained_tensors(model, source: str, base: str, variant, hub_kwargs: di
         load_adapter_into(model.adapter, adapter, source)
     elif base != source or any(key.startswith("adapter.") for key in info["missing_keys"]):
         raise OSError(f"{source} asks for an adapter but holds no adapter weights.")
+
+
+def _check_clip_weights_finite(model, base: str) -> None:
+    """Raise a `ValueError` naming the first CLIP weights of `base` that hold NaN or infinite values."""
+    broken = [name for name, tensor in model.clip.state_dict().items()
+              if tensor.is_floating_point() and not torch.isfinite(tensor).all()]  # fmt: skip
+    if broken:
+        raise ValueError(f"The CLIP weights in {base} hold NaN or infinite values (in {broken[:3]}).")

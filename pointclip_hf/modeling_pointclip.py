@@ -349,9 +349,18 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         return self
 
     def set_view_weights(self, weights) -> None:
-        """Set the per-view weights (e.g. from `pointclip_hf.search_view_weights`); they are saved with the config."""
-        self.config.view_weights = [float(w) for w in weights]
-        self.config.validate_views()
+        """Set the per-view weights (e.g. from `pointclip_hf.search_view_weights`); they are saved with the config.
+        Weights that are not finite numbers in `[0, 100]` raise a `ValueError` and leave the model unchanged."""
+        try:
+            candidate = [float(w) for w in weights]
+        except (TypeError, ValueError):
+            raise ValueError(f"view_weights must be a list of numbers, got {weights!r}.") from None
+        previous, self.config.view_weights = self.config.view_weights, candidate
+        try:
+            self.config.validate_views()
+        except ValueError:
+            self.config.view_weights = previous
+            raise
 
     def classify(self, point_clouds, labels=None, top_k: int | None = None, batch_size: int = 1, processor=None,
                  **pipeline_kwargs):  # fmt: skip

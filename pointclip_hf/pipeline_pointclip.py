@@ -10,6 +10,7 @@ from transformers import Pipeline
 from .feature_extraction_pointclip import is_single_point_cloud
 from .labels import check_labels, check_labels_fit_model
 from .processing_pointclip import PointCLIPProcessor, processor_for_model
+from .prompts import check_prompt_template
 
 PIPELINE_TASK = "point-cloud-zero-shot-classification"
 DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch16"
@@ -104,11 +105,7 @@ def check_top_k(top_k) -> int | None:
 
 def check_hypothesis_template(template: str) -> list[str]:
     """Raise unless `template` is a string with exactly one `{}` for the label."""
-    if not isinstance(template, str) or template.count("{}") != 1:
-        raise ValueError(
-            f"hypothesis_template must be a string with exactly one '{{}}' for the label, got {template!r}."
-        )
-    return [template]
+    return [check_prompt_template(template, "hypothesis_template")]
 
 
 class PointCloudZeroShotClassificationPipeline(Pipeline):

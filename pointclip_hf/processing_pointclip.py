@@ -7,7 +7,7 @@ from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.utils import PROCESSOR_NAME, cached_file
 
 from .feature_extraction_pointclip import PointCloudProcessor
-from .labels import check_labels
+from .labels import check_labels, check_labels_encode_distinctly
 from .prompts import DEFAULT_TEMPLATES, build_prompts
 
 CLIP_CONTEXT_LENGTH = 77
@@ -79,7 +79,10 @@ class PointCLIPProcessor(ProcessorMixin):
         templates = prompt_templates or self.prompt_templates
         sentences, owners = build_prompts(labels, templates, class_prompts or self.class_prompts)
         tokens = self.tokenize(sentences, max_length=max_length, device=device)
-        return {**tokens, "prompt_class_ids": torch.tensor(owners, device=device)}
+        tokens["prompt_class_ids"] = torch.tensor(owners, device=device)
+        special_ids = [*self.tokenizer.all_special_ids, self.tokenizer.unk_token_id]
+        check_labels_encode_distinctly(labels, tokens, [i for i in special_ids if i is not None])
+        return tokens
 
     def __call__(self, point_clouds=None, labels=None, return_tensors="pt", device=None, **kwargs) -> BatchFeature:
         """

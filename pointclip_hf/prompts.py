@@ -7,6 +7,9 @@ encodes each sentence, normalises it, averages the sentences of a label and norm
 
 import json
 import os
+import string
+
+from .local_paths import check_local_path_exists
 
 # The template each reference configuration uses (spec 2.4, 3.2 and the V2 few-shot code).
 DEFAULT_TEMPLATES = {
@@ -41,6 +44,21 @@ TEMPLATE_SETS = {
 TEMPLATE_SETS["pointclip_v1_fewshot"] = TEMPLATE_SETS["pointclip_v1"]
 
 
+def check_prompt_template(template, what: str = "Prompt template") -> str:
+    """Return `template`, or raise a `ValueError` unless it is a string with exactly one plain `{}` for the label and no
+    other replacement field (`"a {} of {x}"` would fail when formatted)."""
+    if not isinstance(template, str):
+        raise ValueError(f"{what} must be a string with one '{{}}' for the label, got {template!r}.")
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]  # fmt: skip
+    except ValueError as error:
+        raise ValueError(f"{what} {template!r} is not a valid format string ({error}).") from None
+    if fields != [("", "", None)]:
+        raise ValueError(f"{what} {template!r} must contain exactly one '{{}}' for the label and no other '{{...}}'.")
+    return template
+
+
 def build_prompts(labels, templates, class_prompts=None) -> tuple[list[str], list[int]]:
     """Sentences for `labels`, and for each sentence the index of the label it belongs to."""
     sentences, owners = [], []
@@ -58,6 +76,7 @@ def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts
     """Load a `{class: [sentence, ...]}` JSON file from a local path, or `filename` from a Hub repository
     (`hub_kwargs` go to `hf_hub_download`, e.g. `repo_type="dataset"`, `revision=...`)."""
     path = os.fspath(path_or_repo)
+    check_local_path_exists(path, "prompt file")
     if not os.path.exists(path):
         from huggingface_hub import hf_hub_download
 
@@ -67,8 +86,10 @@ def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts
     try:
         with open(path, encoding="utf-8") as handle:
             library = json.load(handle)
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"Prompt file {path} is not valid JSON: {error}") from None
+    except RecursionError:
+        raise ValueError(f"Prompt file {path} is nested too deeply to be a prompt library.") from None
     if not isinstance(library, dict) or not all(
         isinstance(sentences, list) and sentences and all(isinstance(s, str) for s in sentences)
         for sentences in library.values()

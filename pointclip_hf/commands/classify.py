@@ -22,6 +22,11 @@ def add_parser(commands) -> None:
 def run(args) -> int:
     from ..labels import check_labels
 
+    missing = [path for path in args.files if not os.path.exists(path)]
+    if missing:
+        raise CommandError(f"No such file or folder: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
+    if args.labels is not None:
+        check_labels(label_list(args.labels))
     model = load_model(args)
     if args.labels is None and not model.config.label_names:
         raise CommandError("--labels is required for a zero-shot model (only trained adapters know their classes).")

@@ -22,16 +22,20 @@ def add_parser(commands) -> None:
 def run(args) -> int:
     from ..tuning import load_logits, pointclip_logits, search_ensemble_weight
 
-    model = load_model(args)
+    if args.test_split and not args.test_logits:
+        raise CommandError("--test-split needs --test-logits (the other network's logits on that split).")
+    other_logits = load_logits(args.validation_logits)
+    other_test_logits = load_logits(args.test_logits) if args.test_logits else None
     validation = load_dataset_arg(args, args.validation_split)
+    model = load_model(args)
     logits, labels = pointclip_logits(model, validation, batch_size=args.batch_size)
-    found = search_ensemble_weight(logits, load_logits(args.validation_logits), labels)
+    found = search_ensemble_weight(logits, other_logits, labels)
     summary = {"alpha": found.alpha, "validation": {"ensemble": found.accuracy, "pointclip": found.pointclip_accuracy,
                                                     "other": found.other_accuracy}}  # fmt: skip
     print(f"alpha {found.alpha:.2f}: validation accuracy {found.accuracy:.4f} "
           f"(PointCLIP {found.pointclip_accuracy:.4f}, other {found.other_accuracy:.4f})")  # fmt: skip
     if args.test_split:
-        summary["test"] = _test_accuracies(model, args, found.alpha)
+        summary["test"] = _test_accuracies(model, args, other_test_logits, found.alpha)
         print(f"test accuracy {summary['test']['ensemble']:.4f} (PointCLIP alone {summary['test']['pointclip']:.4f})")
     os.makedirs(args.output_dir, exist_ok=True)
     with open(os.path.join(args.output_dir, "ensemble.json"), "w", encoding="utf-8") as handle:
@@ -39,13 +43,11 @@ def run(args) -> int:
     return 0
 
 
-def _test_accuracies(model, args, alpha: float) -> dict:
-    from ..tuning import ensemble_logits, load_logits, pointclip_logits
+def _test_accuracies(model, args, other_test_logits, alpha: float) -> dict:
+    from ..tuning import ensemble_logits, pointclip_logits
 
-    if not args.test_logits:
-        raise CommandError("--test-split needs --test-logits (the other network's logits on that split).")
     test_logits, test_labels = pointclip_logits(model, load_dataset_arg(args, args.test_split), args.batch_size)
-    combined = ensemble_logits(test_logits, load_logits(args.test_logits), alpha)
+    combined = ensemble_logits(test_logits, other_test_logits, alpha)
 
     def accuracy(scores):
         return float((scores.argmax(-1) == test_labels).double().mean())

@@ -18,8 +18,8 @@ def add_parser(commands) -> None:
 def run(args) -> int:
     from ..evaluation import evaluate
 
-    model = load_model(args)
     dataset = load_dataset_arg(args, args.split)
+    model = load_model(args)
     report = evaluate(model, dataset, batch_size=args.batch_size, num_workers=args.num_workers,
                       output_dir=args.output_dir, resume=not args.no_resume)  # fmt: skip
     if is_main_process():

@@ -35,11 +35,12 @@ def run(args) -> int:
 
     if not args.prompts and args.no_weights:
         raise CommandError("Nothing to search: give --prompts, or drop --no-weights.")
-    model = load_model(args)
+    grid, fixed = _grid(args.grid), _fixed(args.fix)
+    prompt_library = load_class_prompts(args.prompts) if args.prompts else None
     _, validation = validation_split(args, load_dataset_arg(args, args.split))
+    model = load_model(args)
     summary = tune_on_validation(
-        model, validation, prompt_library=load_class_prompts(args.prompts) if args.prompts else None,
-        search_weights=not args.no_weights, grid=[float(g) for g in args.grid.split(",")], fixed=_fixed(args.fix),
+        model, validation, prompt_library=prompt_library, search_weights=not args.no_weights, grid=grid, fixed=fixed,
         batch_size=args.batch_size,
     )  # fmt: skip
     model.save_pretrained(args.output_dir)
@@ -54,8 +55,23 @@ def run(args) -> int:
     return 0
 
 
+def _grid(text: str) -> list[float]:
+    """`--grid 0.25,0.5` -> `[0.25, 0.5]`."""
+    try:
+        return [float(value) for value in text.split(",")]
+    except ValueError:
+        raise CommandError(f"--grid {text!r} must be comma-separated numbers, e.g. 0.25,0.5,0.75,1.0.") from None
+
+
 def _fixed(text: str | None) -> dict[int, float] | None:
     """`--fix 0=0.75,1=0.75` -> `{0: 0.75, 1: 0.75}`."""
     if not text:
         return None
-    return {int(k): float(v) for k, v in (item.split("=") for item in text.split(","))}
+    fixed = {}
+    for item in text.split(","):
+        view, _, weight = item.partition("=")
+        try:
+            fixed[int(view)] = float(weight)
+        except ValueError:
+            raise CommandError(f"--fix {text!r}: {item!r} is not VIEW=WEIGHT (e.g. 0=0.75,1=0.75).") from None
+    return fixed

@@ -17,8 +17,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from datasets import Dataset
 
+from ..labels import check_labels
+from ..point_cloud_checks import check_point_clouds
 from ..point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
 from .schema import point_features
 
@@ -57,7 +60,7 @@ def load_folder_tree(root: Path, split: str, class_names: list[str] | None, num_
         missing = [c for c in found if c not in class_names]
         if missing:
             raise ValueError(f"class folders {missing} in {str(root)!r} are not in class_names {class_names}")
-    names = class_names if class_names is not None else found
+    names = check_labels(class_names if class_names is not None else found)
     index = {name: i for i, name in enumerate(names)}
     clouds, labels = [], []
     for name in found:
@@ -104,15 +107,14 @@ def _split_first_layout(root: Path, split: str, split_dirs: list[Path]):
 
 def _read_cloud(file: Path, num_points: int | None, row: int) -> np.ndarray:
     points = load_point_cloud(file)
-    xyz = points[:num_points, :3] if num_points else points[:, :3]
-    xyz = np.ascontiguousarray(xyz, dtype=np.float32)
-    if not np.isfinite(xyz).all():
-        raise ValueError(f"row {row} ({str(file)!r}) has NaN or infinite coordinates")
-    return xyz
+    xyz = np.ascontiguousarray(points[:num_points, :3] if num_points else points[:, :3])
+    check_point_clouds(torch.from_numpy(xyz)[None], normalize=False, names=[f"row {row} ({str(file)!r})"])
+    return xyz.astype(np.float32)
 
 
 def _subdirs(path: Path) -> list[Path]:
-    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    """The sub-folders of `path`, without hidden ones and the `__MACOSX` folder macOS zips add."""
+    return sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "__MACOSX")
 
 
 def _cloud_files(path: Path) -> list[Path]:

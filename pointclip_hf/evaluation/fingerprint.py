@@ -8,8 +8,11 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
+import os
 
 import torch
+
+from ..weights_fingerprint import clip_weights_sha256
 
 MAX_INLINE_PROMPT_CHARS = 20_000
 
@@ -25,12 +28,22 @@ def dataset_fingerprint(dataset, class_names: list[str] | None) -> dict:
 
 
 def files_fingerprint(paths: list[str]) -> dict:
-    """The data part of the fingerprint for a list of files: their count and a hash of their paths."""
+    """The data part of the fingerprint for a list of files: their count, a hash of their paths, and a hash of their
+    sizes and modification times (a file whose content changed since the last run is not served a stale score)."""
     return {
         "kind": "files",
         "num_files": len(paths),
         "paths_sha256": hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest(),
+        "stats_sha256": hashlib.sha256("\n".join(_file_stat(path) for path in paths).encode("utf-8")).hexdigest(),
     }
+
+
+def _file_stat(path: str) -> str:
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{stat.st_size} {stat.st_mtime_ns}"
 
 
 def run_fingerprint(model, processor, labels: list[str], k: int, data: dict) -> dict:
@@ -39,7 +52,7 @@ def run_fingerprint(model, processor, labels: list[str], k: int, data: dict) -> 
 
     Args:
         model ([`PointCLIPModel`]):
-            The model; its `name_or_path`, config (hashed), adapter weights (hashed) and dtype are recorded.
+            The model; its `name_or_path`, config (hashed), adapter and CLIP weights (hashed) and dtype are recorded.
         processor ([`PointCLIPProcessor`]):
             The processor; its point and image settings are recorded.
         labels (`list[str]`):
@@ -53,6 +66,7 @@ def run_fingerprint(model, processor, labels: list[str], k: int, data: dict) -> 
         "model": str(model.name_or_path),
         "config_sha256": _sha256_json(_strip_volatile(model.config.to_dict())),
         "adapter_sha256": _adapter_sha256(model),
+        "clip_weights_sha256": clip_weights_sha256(model),
         "dtype": str(model.dtype).replace("torch.", ""),
         "processor": _processor_settings(processor),
         "labels": list(labels),

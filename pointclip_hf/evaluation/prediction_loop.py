@@ -175,9 +175,10 @@ def _predict(
     model.eval()
     try:
         with bar, torch.inference_mode():
-            for batch in loader:
+            for batch in _worker_errors_as_raised(loader):
                 indices = batch[0].tolist()
-                pixel_values = processor.feature_extractor.render(batch[1].to(device, non_blocking=True))
+                names = [source.describe(index) for index in indices]
+                pixel_values = processor.feature_extractor.render(batch[1].to(device, non_blocking=True), names)
                 logits = model(pixel_values=pixel_values, text_embeds=text_embeds).logits
                 top_scores, top_ids = logits.float().softmax(dim=-1).topk(run.top_k, dim=-1)
                 records = make_records(indices, batch, top_scores.tolist(), top_ids.tolist())
@@ -188,6 +189,23 @@ def _predict(
                 bar.update(len(indices))
     finally:
         model.train(was_training)
+
+
+def _worker_errors_as_raised(loader):
+    """Iterate `loader`, raising an error of a worker process as the worker raised it: torch raises it again with the
+    worker's whole traceback in its message, which would turn one bad file into many lines."""
+    try:
+        yield from loader
+    except (ValueError, TypeError, OSError) as error:
+        message = str(error)
+        if "Original Traceback" not in message:
+            raise
+        original = message.strip().splitlines()[-1].partition(": ")[2]
+        try:
+            unwrapped = type(error)(original)
+        except Exception:  # noqa: BLE001 - an exception type with another signature: keep it as it is
+            raise error from None
+        raise unwrapped from None
 
 
 def _merge_on_main_process(run: PredictionRun, world_size: int, merge: bool) -> None:
@@ -209,8 +227,10 @@ def _merge_on_main_process(run: PredictionRun, world_size: int, merge: bool) -> 
 def _prepare_one(extractor, cloud, what: str) -> torch.Tensor:
     """Prepare one cloud; a `ValueError` or `TypeError` is raised again with `what` in front of its message."""
     try:
-        return extractor.prepare_points(cloud)[0]
+        return extractor.prepare_points(cloud, names=[what])[0]
     except (ValueError, TypeError) as error:
+        if str(error).startswith(what):
+            raise
         try:
             wrapped = type(error)(f"{what}: {error}")
         except Exception:  # noqa: BLE001 - an exception type with another signature: keep it as it is
@@ -247,7 +267,11 @@ class RowSource(torch.utils.data.Dataset):
         label = int(row["label"])
         if not 0 <= label < self.num_labels:
             raise ValueError(f"Dataset row {index} has label {label}, outside the {self.num_labels} classes.")
-        return index, _prepare_one(self.extractor, row["points"], f"Dataset row {index}"), label
+        return index, _prepare_one(self.extractor, row["points"], self.describe(index)), label
+
+    def describe(self, index: int) -> str:
+        """How messages name row `index`."""
+        return f"Dataset row {index}"
 
 
 class FileSource(torch.utils.data.Dataset):
@@ -274,4 +298,8 @@ class FileSource(torch.utils.data.Dataset):
     def __getitem__(self, position: int):
         index = self.indices[position]
         path = self.paths[index]
-        return index, _prepare_one(self.extractor, load_point_cloud(path), f"Point cloud file {path!r}")
+        return index, _prepare_one(self.extractor, load_point_cloud(path), self.describe(index))
+
+    def describe(self, index: int) -> str:
+        """How messages name the file at position `index`."""
+        return f"Point cloud file {self.paths[index]!r}"

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..atomic_files import write_folder_atomically
@@ -26,6 +27,9 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FORMAT_VERSION = 1
 # Settings that may change between a run and its resumption without changing the result.
 RESUME_FREE_SETTINGS = ("device", "progress", "num_workers")
+_STATE_KEYS = (
+    "epoch", "history", "best_epoch", "best_validation_accuracy", "training_config", "fingerprint", "optimizer"
+)  # fmt: skip
 
 
 def adapter_tensors(adapter: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -154,10 +158,29 @@ def read_checkpoint_state(directory: Path) -> dict:
     Returns:
         `dict`: the state `save_checkpoint` wrote; a `ValueError` if another format version wrote it.
     """
-    state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+    try:
+        state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as error:
+        raise DamagedCheckpointError(directory, f"{STATE_FILE} is not valid JSON ({error})") from None
+    if not isinstance(state, dict):
+        raise DamagedCheckpointError(directory, f"{STATE_FILE} is not a JSON object")
     if state.get("format_version") != STATE_FORMAT_VERSION:
         raise ValueError(f"{directory} was written by an incompatible version (format {state.get('format_version')}).")
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if missing:
+        raise DamagedCheckpointError(directory, f"{STATE_FILE} lacks {missing}")
+    if not all(isinstance(state[key], dict) for key in ("optimizer", "fingerprint", "training_config")):
+        raise DamagedCheckpointError(directory, f"{STATE_FILE} has a malformed optimizer, fingerprint or settings")
     return state
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint folder that cannot be read back; the message names it and how to start over."""
+
+    def __init__(self, directory: Path, problem: str):
+        super().__init__(
+            f"The checkpoint {directory} is damaged: {problem}. Delete it, or pass resume=False to start over."
+        )
 
 
 def load_checkpoint(
@@ -183,22 +206,36 @@ def load_checkpoint(
     Returns:
         `dict` or `None`: the `adapter_tensors` snapshot of the selected adapter, if one was saved.
     """
-    load_adapter_tensors(model.adapter, load_file(str(directory / ADAPTER_FILE), device=str(device)))
-    tensors = load_file(str(directory / OPTIMIZER_FILE))
-    param_groups = state["optimizer"]["param_groups"]
-    optimizer.load_state_dict(
-        {
-            "state": {
-                int(key.rsplit(".", 1)[1]): {"momentum_buffer": value}
-                for key, value in tensors.items()
-                if key.startswith("momentum_buffer.")
-            },
-            "param_groups": param_groups,
-        }
-    )
-    _restore_rng(tensors, generator, device)
-    best_path = directory / BEST_ADAPTER_FILE
-    return load_file(str(best_path)) if best_path.exists() else None
+    adapter, tensors, best = _read_checkpoint_files(directory, device)
+    try:
+        load_adapter_tensors(model.adapter, adapter)
+        optimizer.load_state_dict(
+            {
+                "state": {
+                    int(key.rsplit(".", 1)[1]): {"momentum_buffer": value}
+                    for key, value in tensors.items()
+                    if key.startswith("momentum_buffer.")
+                },
+                "param_groups": state["optimizer"]["param_groups"],
+            }
+        )
+        _restore_rng(tensors, generator, device)
+    except (KeyError, ValueError, TypeError, RuntimeError) as error:
+        problem = f"its tensors do not fit this run ({type(error).__name__}: {error})"
+        raise DamagedCheckpointError(directory, problem) from None
+    return best
+
+
+def _read_checkpoint_files(directory: Path, device) -> tuple[dict, dict, dict | None]:
+    """The adapter, optimiser/RNG and best-adapter tensors of a checkpoint; a damaged file raises."""
+    try:
+        adapter = load_file(str(directory / ADAPTER_FILE), device=str(device))
+        tensors = load_file(str(directory / OPTIMIZER_FILE))
+        best_path = directory / BEST_ADAPTER_FILE
+        best = load_file(str(best_path)) if best_path.exists() else None
+    except (SafetensorError, OSError, ValueError) as error:
+        raise DamagedCheckpointError(directory, f"a tensor file cannot be read ({error})") from None
+    return adapter, tensors, best
 
 
 def check_resume_compatible(state: dict, config: TrainingConfig, fingerprint: dict, directory: Path) -> None:

@@ -39,6 +39,7 @@ from ..encoding import PreparedSplit, class_names_for, encode_split, prepare_spl
 from ..modeling_pointclip import PointCLIPModel
 from ..pipeline_pointclip import label_embeddings
 from ..processing_pointclip import PointCLIPProcessor, PointCloudProcessor, processor_for_model
+from ..weights_fingerprint import clip_weights_sha256, tensors_sha256
 from .augmentation import augment_point_clouds
 from .checkpoints import (
     ADAPTER_FILE,
@@ -139,12 +140,21 @@ def _set_up(model, train_dataset, validation_dataset, config: TrainingConfig, ou
         "num_validation": None if validation is None else len(validation.points),
         "adapter_shapes": {k: list(v.shape) for k, v in model.adapter.state_dict().items()},
         "projection_style": model.config.projection_style,
+        "processor": extractor.to_dict(),
+        "clip_weights_sha256": clip_weights_sha256(model),
+        "train_sha256": _split_sha256(train),
+        "validation_sha256": _split_sha256(validation),
     }
     output_dir = Path(output_dir) if output_dir is not None else None
     return _TrainingRun(
         model, config, label_names, device, processor, chunk, train, validation, text_embeds, optimizer, fingerprint,
         output_dir,
     )
+
+
+def _split_sha256(split: PreparedSplit | None) -> str | None:
+    """The content hash of a prepared split's clouds and labels: another dataset of the same size is told apart."""
+    return None if split is None else tensors_sha256({"points": split.points, "labels": split.labels})
 
 
 def _seed_generators(config: TrainingConfig, device: torch.device) -> torch.Generator:

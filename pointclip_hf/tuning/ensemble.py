@@ -34,30 +34,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from torch import Tensor
 
 from ..encoding import class_names_for, encode_dataset
 from ..pipeline_pointclip import label_embeddings
 from ..processing_pointclip import processor_for_model
 from ._checks import check_label_ids
+from .logits_files import read_logits_file
 
 _NORMALIZATIONS = ("log_softmax", "zscore", "none")
-
-
-def _pick_single(named: dict, path, kind: str):
-    if "logits" in named:
-        return named["logits"]
-    if len(named) == 1:
-        return next(iter(named.values()))
-    raise ValueError(
-        f"{kind} file {os.fspath(path)!r} holds {len(named)} arrays {sorted(named)}; expected a key "
-        f"'logits' or a single array"
-    )
 
 
 def load_logits(source, _depth: int = 0) -> Tensor:
@@ -82,22 +70,7 @@ def load_logits(source, _depth: int = 0) -> Tensor:
             raise ValueError("logits array has dtype=object; refusing to load (would need pickle)")
         out = torch.from_numpy(np.ascontiguousarray(source))
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"logits file not found: {os.fspath(path)!r}")
-        suffix = path.suffix.lower()
-        if suffix == ".npy":
-            out = torch.from_numpy(np.load(path, allow_pickle=False))
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                out = torch.from_numpy(np.asarray(_pick_single({k: z[k] for k in z.files}, path, ".npz")))
-        elif suffix == ".safetensors":
-            out = _pick_single(load_file(os.fspath(path)), path, ".safetensors")
-        else:
-            raise ValueError(
-                f"unsupported logits file {os.fspath(path)!r}: use .npy, .npz or .safetensors "
-                f"(pickle-based formats such as .pt/.pth/.pkl are refused)"
-            )
+        out = read_logits_file(source)
     elif callable(source):
         if _depth > 0:
             raise TypeError("a logits callable must return a tensor, an array or a path, not another callable")
