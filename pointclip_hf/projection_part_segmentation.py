@@ -88,7 +88,23 @@ def render_part_views(points: torch.Tensor, image_size: int = 224, transposed_lo
     Returns:
         [`PartViews`] with `images` of shape `(batch, 10, image_size, image_size)` and pixels in those images.
     """
-    views = render_part_depth(points, transposed_lookup)
+    return crop_for_clip(render_part_depth(points, transposed_lookup), image_size)
+
+
+def crop_for_clip(views: PartViews, image_size: int = 224) -> PartViews:
+    r"""
+    The reference's CLIP input: the crop `[20:204]` of the 224 x 224 views, resized bilinearly (`align_corners=True`)
+    to `image_size`, each pixel mapped to `ceil((pixel - 20) * image_size / 184)`.
+
+    Args:
+        views ([`PartViews`]):
+            From [`render_part_depth`].
+        image_size (`int`, *optional*, defaults to 224):
+            CLIP's input size.
+
+    Returns:
+        [`PartViews`] with `images` of shape `(batch, 10, image_size, image_size)`.
+    """
     batch, num_views = views.images.shape[:2]
     top, bottom = CROP
     cropped = views.images[:, :, top:bottom, top:bottom].reshape(batch * num_views, 1, bottom - top, bottom - top)
