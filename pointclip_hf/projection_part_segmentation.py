@@ -18,7 +18,7 @@ reads (row = x, col = y) unless `transposed_lookup=True`, which exists to reprod
 
 Deviations from the reference, none of which changes a result on valid input: the grid keeps the largest depth
 written to a voxel (the reference's `index_put` keeps the last write on CPU and an arbitrary one on GPU); the
-max-pool and the Gaussian run as exact separable 1-D passes over the only part of the grid a unit-box cloud can
+max-pool and the Gaussian run as exact separable 1-D passes over the only part of the grid the points can
 reach; a view whose points all coincide is rendered as a dot instead of dividing by zero.
 """
 
@@ -48,10 +48,6 @@ _GAUSSIAN_SIZE = 5
 _GAUSSIAN_SIGMA = (2.0, 1.0, 1.0)  # depth, rows, columns
 _SEEN_TOLERANCE = 0.1
 
-# Every voxel a unit-box cloud can fill lies in depth [26, 110] and rows/columns [34, 191] (obj_ratio 0.7); pooling
-# and smoothing widen that by 2 + 2 in depth and 5 + 2 across. Outside this box the smoothed grid is exactly 0.
-_BOX_DEPTH = (22, _DEPTH)
-_BOX_SIDE = (27, 199)
 
 
 class PartViews(NamedTuple):
@@ -177,10 +173,10 @@ def _voxelize(points_cam: torch.Tensor) -> _Voxels:
     extent = torch.where(extent > 0, extent, 1.0)
     x, y, z = ((points_cam - center) / extent * 2).unbind(-1)
     x, y = x * _OBJ_RATIO, y * _OBJ_RATIO
-    row = torch.ceil((x + 1) / 2 * RESOLUTION).clamp(_BOX_SIDE[0] + 7, _BOX_SIDE[1] - 8)
-    col = torch.ceil((y + 1) / 2 * RESOLUTION).clamp(_BOX_SIDE[0] + 7, _BOX_SIDE[1] - 8)
+    row = torch.ceil((x + 1) / 2 * RESOLUTION).clamp(1, RESOLUTION - 2)
+    col = torch.ceil((y + 1) / 2 * RESOLUTION).clamp(1, RESOLUTION - 2)
     z = ((z + 1) / 2 + _DEPTH_BIAS) / (1 + _DEPTH_BIAS) * (_DEPTH - 2)
-    depth_index = torch.ceil(z).clamp(_BOX_DEPTH[0] + 4, _DEPTH - 2)
+    depth_index = torch.ceil(z).clamp(0, _DEPTH - 1)
     return _Voxels(depth_index.long(), row.long(), col.long(), z.clamp(1, _DEPTH - 2))
 
 
@@ -194,30 +190,47 @@ def _split_voxels(voxels: _Voxels, device: torch.device) -> list[_Voxels]:
     return [_Voxels(*parts) for parts in zip(*(field.split(_CPU_MAPS_PER_CHUNK) for field in voxels))]
 
 
+class _Box(NamedTuple):
+    """The part of the grid a chunk of maps can make non-zero: `[start, stop)` in depth and in rows/columns."""
+
+    depth: tuple[int, int]
+    side: tuple[int, int]
+
+
+def _occupied_box(voxels: _Voxels) -> _Box:
+    """The voxels' bounding box widened by what pooling and smoothing reach (2 + 2 in depth, 5 + 2 across). The smoothed
+    grid is exactly 0 outside it, and every value inside is computed from the same neighbours in the same order
+    whatever the box, so results do not depend on which maps share a chunk."""
+    lowest, highest = voxels.depth_index.min().item(), voxels.depth_index.max().item()
+    side_low = min(voxels.row.min().item(), voxels.col.min().item())
+    side_high = max(voxels.row.max().item(), voxels.col.max().item())
+    return _Box((max(lowest - 4, 0), min(highest + 5, _DEPTH)), (max(side_low - 7, 0), min(side_high + 8, RESOLUTION)))
+
+
 def _smooth_and_look_up(voxels: _Voxels, transposed_lookup: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Grid -> pooled, smoothed grid -> images `[M, 224, 224]`, pixels `[M, N, 2]` and visibility `[M, N]`."""
-    grid = _fill_grid(voxels)
-    smoothed = _gaussian_smooth(_max_pool(grid))
+    box = _occupied_box(voxels)
+    smoothed = _gaussian_smooth(_max_pool(_fill_grid(voxels, box)))
     num_maps = smoothed.shape[0]
     surface = smoothed.amax(dim=1)
     peak = surface.flatten(1).amax(dim=1).clamp_min(torch.finfo(surface.dtype).tiny)[:, None, None]
     images = smoothed.new_ones(num_maps, RESOLUTION, RESOLUTION)
-    (top, bottom), (lo, hi) = _BOX_SIDE, _BOX_DEPTH
+    (top, bottom), (lo, _) = box.side, box.depth
     images[:, top:bottom, top:bottom] = 1 - surface / peak
 
     rows, cols = (voxels.col, voxels.row) if transposed_lookup else (voxels.row, voxels.col)
-    maps = torch.arange(num_maps, device=grid.device)[:, None]
+    maps = torch.arange(num_maps, device=smoothed.device)[:, None]
     depth = voxels.depth_index.clamp(1, _DEPTH - 3) - lo
     point_value = 1 - smoothed[maps, depth, rows - top, cols - top] / peak[:, :, 0]
     visible = (images[maps, rows, cols] - point_value).abs() < _SEEN_TOLERANCE
     return images, torch.stack([rows, cols], dim=-1), visible
 
 
-def _fill_grid(voxels: _Voxels) -> torch.Tensor:
-    """The box of the voxel grid `[M, depth, rows, cols]`; a voxel hit by several points holds the last one's depth,
+def _fill_grid(voxels: _Voxels, box: _Box) -> torch.Tensor:
+    """The `box` of the voxel grid `[M, depth, rows, cols]`; a voxel hit by several points holds the last one's depth,
     as the reference's `index_put` does on CPU, but on every device."""
     num_maps = voxels.row.shape[0]
-    (top, bottom), (lo, hi) = _BOX_SIDE, _BOX_DEPTH
+    (top, bottom), (lo, hi) = box.side, box.depth
     side, depth = bottom - top, hi - lo
     offset = torch.arange(num_maps, device=voxels.row.device)[:, None] * (depth * side * side)
     index = offset + ((voxels.depth_index - lo) * side + voxels.row - top) * side + voxels.col - top
@@ -262,7 +275,9 @@ def _gaussian_smooth(grid: torch.Tensor) -> torch.Tensor:
         padded = F.pad(grid, _axis_padding(axis, radius))
         length = grid.shape[axis]
         taps = _gaussian_taps(sigma)
-        grid = sum(weight * padded.narrow(axis, shift, length) for shift, weight in enumerate(taps))
+        grid = padded.narrow(axis, 0, length) * taps[0]
+        for shift in range(1, _GAUSSIAN_SIZE):
+            grid.add_(padded.narrow(axis, shift, length), alpha=taps[shift])
     return grid
 
 
