@@ -107,7 +107,8 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
 
     It shares [`PointCLIPConfig`] and the CLIP weights with [`PointCLIPModel`]: load it from any CLIP checkpoint with
     `PointCLIPForZeroShotPartSegmentation.from_pretrained("openai/clip-vit-base-patch16")`, and segment with
-    `model.segment(cloud, parts=[...], object_name="chair")` or the `"point-cloud-zero-shot-part-segmentation"` pipeline.
+    `model.segment(cloud, parts=[...], object_name="chair")` or the `"point-cloud-zero-shot-part-segmentation"`
+    pipeline.
 
     Args:
         config ([`PointCLIPConfig`]):
@@ -225,7 +226,8 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         if text_embeds is None:
             text_embeds = self.get_text_features(input_ids, attention_mask, prompt_class_ids)
         if text_embeds.ndim != 2 or text_embeds.shape[0] < 2:
-            raise ValueError(f"Part segmentation needs at least 2 parts, got text_embeds of shape {tuple(text_embeds.shape)}.")
+            shape = tuple(text_embeds.shape)
+            raise ValueError(f"Part segmentation needs at least 2 parts, got text_embeds of shape {shape}.")
         return F.normalize(text_embeds.to(self.device), dim=-1)
 
     def _check_points(self, patch_features, point_pixels, point_visible) -> None:
@@ -235,7 +237,8 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         if point_pixels.ndim != 4 or tuple(point_pixels.shape[:2]) != (batch, views) or point_pixels.shape[-1] != 2:
             raise ValueError(f"point_pixels must be [{batch}, {views}, points, 2], got {tuple(point_pixels.shape)}.")
         if tuple(point_visible.shape) != tuple(point_pixels.shape[:3]):
-            raise ValueError(f"point_visible must be {tuple(point_pixels.shape[:3])}, got {tuple(point_visible.shape)}.")
+            expected = tuple(point_pixels.shape[:3])
+            raise ValueError(f"point_visible must be {expected}, got {tuple(point_visible.shape)}.")
         size = self.config.clip_config.vision_config.image_size
         if point_pixels.numel() and (point_pixels.min() < 0 or point_pixels.max() >= size):
             raise ValueError(f"point_pixels must lie in [0, {size}) (the CLIP image size).")

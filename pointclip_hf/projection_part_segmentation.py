@@ -35,7 +35,8 @@ RESOLUTION = 224
 CROP = (20, 204)
 
 _PI = math.pi
-_VIEW_ANGLES = tuple((k * _PI / 2, 0.0, _PI / 2) for k in range(4)) * 2 + ((0.0, -_PI / 2, _PI / 2), (0.0, _PI / 2, _PI / 2))
+_SIDE_VIEWS = tuple((k * _PI / 2, 0.0, _PI / 2) for k in range(4))
+_VIEW_ANGLES = _SIDE_VIEWS * 2 + ((0.0, -_PI / 2, _PI / 2), (0.0, _PI / 2, _PI / 2))
 _X_TILTS = ((_PI / 4, 0.0, 0.0),) * 4 + ((0.0, 0.0, 0.0),) * 4 + ((_PI / 15, 0.0, 0.0),) * 2
 _Y_TILTS = ((0.0, _PI / 9, 0.0),) * 8 + ((0.0, _PI / 15, 0.0),) * 2
 _TRANSLATION = (-0.5, -0.5, -1.5)

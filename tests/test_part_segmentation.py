@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import build_tiny_tokenizer
 from transformers import CLIPConfig, CLIPModel, pipeline
 
 import pointclip_hf
@@ -13,8 +14,6 @@ from pointclip_hf import PointCLIPForZeroShotPartSegmentation, render_part_views
 from pointclip_hf.modeling_pointclip_part_segmentation import part_logits_at_points
 from pointclip_hf.projection import render_views
 from pointclip_hf.projection_part_segmentation import crop_for_clip, render_part_depth
-
-from conftest import build_tiny_tokenizer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
