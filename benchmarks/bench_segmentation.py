@@ -25,7 +25,9 @@ FIXTURE = Path(__file__).parent.parent / "tests" / "fixtures" / "v2_part_segment
 def reference_projection(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The reference `Realistic_Projection.get_img` loop, step by step: dense 224x224x112 grid per view written with
     `index_put`, `MaxPool3d((5, 11, 11))`, a 1->3 channel 5x5x5 Gaussian `Conv3d`, max over depth, normalisation,
-    and the transposed visibility lookup. Returns images `[B*V, 224, 224]`, is_seen `[B*V, N]`, point_loc `[B*V, N, 2]`."""
+    and the transposed visibility lookup.
+
+    Returns images `[B*V, 224, 224]`, is_seen `[B*V, N]` and point_loc `[B*V, N, 2]`."""
     cam = _to_view_frames(points).flatten(0, 1)
     maps, num_points, _ = cam.shape
     upper, lower = cam.amax(dim=1), cam.amin(dim=1)
