@@ -46,8 +46,8 @@ def part_logits_at_points(
     scale: float | torch.Tensor = 100.0,
 ) -> torch.Tensor:
     r"""
-    PointCLIP V2's segmentation head (the reference `post_search.run_epoch`), one cloud at a time so that a cloud's
-    scores never depend on its batch.
+    PointCLIP V2's segmentation head (the reference `post_search.run_epoch`): the view-weighted sum of
+    [`part_scores_per_view`].
 
     Args:
         patch_features (`torch.Tensor` of shape `(batch, views, grid * grid, C)`):
@@ -68,30 +68,42 @@ def part_logits_at_points(
     Returns:
         `torch.Tensor` of shape `(batch, points, parts)`.
     """
+    scores = part_scores_per_view(patch_features, text_embeds, point_pixels, point_visible, image_size, scale)
+    return (scores * view_weights.to(scores.dtype)[:, None, None]).sum(dim=1)
+
+
+def part_scores_per_view(patch_features, text_embeds, point_pixels, point_visible, image_size: int,
+                         scale: float | torch.Tensor = 100.0) -> torch.Tensor:  # fmt: skip
+    r"""
+    Each view's smoothed, upsampled patch-part scores at each point's pixel, 0 where the point is not visible; one
+    cloud at a time so that a cloud's scores never depend on its batch. Arguments as [`part_logits_at_points`].
+
+    Returns:
+        `torch.Tensor` of shape `(batch, views, points, parts)`.
+    """
     batch, views, patches, _ = patch_features.shape
     grid = int(round(patches**0.5))
     if grid * grid != patches:
         raise ValueError(f"patch_features hold {patches} patches per view, not a square grid.")
-    weights = view_weights.to(patch_features.dtype)[:, None, None] * point_visible.to(patch_features.dtype)[..., None]
+    visible = point_visible.to(patch_features.dtype)[..., None]
     text_embeds = text_embeds.to(patch_features.dtype)
     return torch.cat(
         [
-            _cloud_part_logits(patches_v, text_embeds, pixels_v, weights_v, grid, image_size, scale)
-            for patches_v, pixels_v, weights_v in zip(patch_features, point_pixels, weights)
+            _cloud_part_scores(patches_v, text_embeds, pixels_v, grid, image_size, scale) * visible_v
+            for patches_v, pixels_v, visible_v in zip(patch_features, point_pixels, visible)
         ]
     )
 
 
-def _cloud_part_logits(patch_features, text_embeds, pixels, weights, grid: int, image_size: int, scale):
-    """One cloud: `[V, G*G, C]` patches -> `[1, N, P]` point logits (`weights` `[V, N, 1]` = view weight x visible)."""
+def _cloud_part_scores(patch_features, text_embeds, pixels, grid: int, image_size: int, scale) -> torch.Tensor:
+    """One cloud: `[V, G*G, C]` patches -> `[1, V, N, P]` scores at the points' pixels."""
     views = patch_features.shape[0]
     scores = scale * patch_features @ text_embeds.T
     maps = scores.transpose(1, 2).reshape(views, -1, grid, grid)
     maps = F.avg_pool2d(F.pad(maps, SCORE_PADDING, mode="replicate"), SCORE_POOL, stride=1)
     maps = F.interpolate(maps, size=(image_size, image_size), mode="bilinear", align_corners=False)
     view_index = torch.arange(views, device=maps.device)[:, None]
-    point_scores = maps.permute(0, 2, 3, 1)[view_index, pixels[..., 0], pixels[..., 1]]
-    return (point_scores * weights).sum(dim=0, keepdim=True)
+    return maps.permute(0, 2, 3, 1)[view_index, pixels[..., 0], pixels[..., 1]][None]
 
 
 class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
@@ -302,4 +314,9 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
 
 
-__all__ = ["PointCLIPForZeroShotPartSegmentation", "PointCLIPPartSegmentationOutput", "part_logits_at_points"]
+__all__ = [
+    "PointCLIPForZeroShotPartSegmentation",
+    "PointCLIPPartSegmentationOutput",
+    "part_logits_at_points",
+    "part_scores_per_view",
+]
