@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from pointclip_hf import render_views
-from pointclip_hf.projection import STYLES
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures" / "reference_subset.npz"
 GOLDEN = {"pointclip_v1": "v1_zs_depth", "pointclip_v1_fewshot": "v1_fs_depth", "pointclip_v2": "v2_img_110"}
@@ -31,7 +30,7 @@ def main():
     clouds = torch.rand(args.batch, args.points, 3, generator=generator) * 2 - 1
     clouds = (clouds / clouds.norm(dim=-1).amax(dim=1)[:, None, None]).to(args.device)
     print(f"{'style':22s} {'ms / batch':>10s} {'ms / cloud':>10s} {'max |diff|':>11s} {'within 1e-5':>12s}")
-    for style in STYLES:
+    for style in GOLDEN:
         ours = render_views(reference_points, style).flatten(0, 1).cpu().numpy()
         expected = golden[GOLDEN[style]].reshape(ours.shape)
         difference = np.abs(ours - expected)

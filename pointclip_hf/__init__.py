@@ -10,10 +10,13 @@ from .evaluation import EvaluationReport, classify_files, evaluate
 from .inter_view_adapter import InterViewAdapter, convert_reference_adapter
 from .model_card import build_model_card
 from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
+from .modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation, PointCLIPPartSegmentationOutput
 from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
+from .pipeline_pointclip_part_segmentation import PART_SEGMENTATION_TASK, PointCloudZeroShotPartSegmentationPipeline
 from .point_cloud_io import load_point_cloud
 from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor, processor_for_model
 from .projection import render_views
+from .projection_part_segmentation import PartViews, render_part_views
 from .prompts import TEMPLATE_SETS, load_class_prompts
 from .training import TrainingConfig, build_few_shot_model, train_adapter
 from .tuning import (
@@ -34,6 +37,7 @@ PointCLIPConfig.register_for_auto_class()
 PointCLIPModel.register_for_auto_class("AutoModel")
 PointCloudProcessor.register_for_auto_class("AutoFeatureExtractor")
 PointCLIPProcessor.register_for_auto_class("AutoProcessor")
+PointCLIPForZeroShotPartSegmentation.register_for_auto_class("AutoModel")
 PIPELINE_REGISTRY.register_pipeline(
     PIPELINE_TASK,
     pipeline_class=PointCloudZeroShotClassificationPipeline,
@@ -41,13 +45,24 @@ PIPELINE_REGISTRY.register_pipeline(
     default={"pt": (DEFAULT_CHECKPOINT, "main")},
     type="multimodal",
 )
+PIPELINE_REGISTRY.register_pipeline(
+    PART_SEGMENTATION_TASK,
+    pipeline_class=PointCloudZeroShotPartSegmentationPipeline,
+    pt_model=PointCLIPForZeroShotPartSegmentation,
+    default={"pt": (DEFAULT_CHECKPOINT, "main")},
+    type="multimodal",
+)
 
 __version__ = "0.1.0"
 __all__ = [
+    "PART_SEGMENTATION_TASK",
     "PIPELINE_TASK",
     "TEMPLATE_SETS",
     "EvaluationReport",
     "InterViewAdapter",
+    "PartViews",
+    "PointCLIPForZeroShotPartSegmentation",
+    "PointCLIPPartSegmentationOutput",
     "PointCLIPConfig",
     "PointCLIPModel",
     "PointCLIPOutput",
@@ -55,6 +70,7 @@ __all__ = [
     "PointCLIPProcessor",
     "PointCloudProcessor",
     "PointCloudZeroShotClassificationPipeline",
+    "PointCloudZeroShotPartSegmentationPipeline",
     "TrainingConfig",
     "build_few_shot_model",
     "build_model_card",
@@ -70,6 +86,7 @@ __all__ = [
     "load_point_cloud_dataset",
     "pointclip_logits",
     "processor_for_model",
+    "render_part_views",
     "render_views",
     "search_ensemble_weight",
     "search_prompts",

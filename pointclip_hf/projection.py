@@ -11,6 +11,8 @@ Three projection styles, each a faithful, batched port of the reference code:
   orthographic voxelisation into a 112x112x8 grid (max of the depth coordinate), 7x7 max-pool densification,
   3x3 Gaussian smoothing, max over depth, per-image max normalisation and inversion: 110x110 maps in [0, 1]
   with a white (1) background.
+- `"pointclip_v2_part_segmentation"` (PointCLIP V2 part segmentation): 10 denser 224x224 views, cropped and resized
+  back to 224; see `pointclip_hf.projection_part_segmentation`, which also gives each point's pixel and visibility.
 
 `render_views(points [B, N, 3], style) -> [B, V, H, W]` at the style's native resolution. Any resize to the CLIP
 input size and the repeat to 3 channels are left to the caller.
@@ -46,6 +48,9 @@ STYLES: dict[str, ProjectionStyle] = {
     "pointclip_v1": ProjectionStyle("pointclip_v1", num_views=6, resolution=128, background=0.0),
     "pointclip_v1_fewshot": ProjectionStyle("pointclip_v1_fewshot", num_views=10, resolution=224, background=0.0),
     "pointclip_v2": ProjectionStyle("pointclip_v2", num_views=10, resolution=110, background=1.0),
+    "pointclip_v2_part_segmentation": ProjectionStyle(
+        "pointclip_v2_part_segmentation", num_views=10, resolution=224, background=1.0
+    ),
 }
 
 
@@ -111,6 +116,10 @@ def render_views(points: torch.Tensor, style: str = "pointclip_v1") -> torch.Ten
         device and in the dtype of `points` (half-precision inputs are computed in float32).
     """
     spec = get_projection_style(style)
+    if spec.name == "pointclip_v2_part_segmentation":
+        from .projection_part_segmentation import render_part_views
+
+        return render_part_views(points, image_size=spec.resolution).images.to(points.dtype)
     _check_points(points)
     compute_dtype = _compute_dtype(points.dtype)
     batch, num_points, _ = points.shape

@@ -16,6 +16,12 @@ DEFAULT_TEMPLATES = {
     "pointclip_v1": ("point cloud depth map of a {}.",),
     "pointclip_v1_fewshot": ("point cloud of a big {}.",),
     "pointclip_v2": ("An obscure grayscale depth map of an inclined rough {} 3D model.",),
+    # Ours: the reference segments with searched LLM sentences only. "{object}" is the object's name.
+    "pointclip_v2_part_segmentation": (
+        "a grayscale depth map of the {} of a {object}.",
+        "the {} part of a {object} 3D model, seen as a depth image.",
+        "a rough gray rendering of a {object}, showing its {}.",
+    ),
 }
 
 # Ensembles of our own wording. V1 maps are raw depth on black; V2 maps are dark shapes on white.

@@ -63,7 +63,7 @@ def test_tiny_splat_matches_reference(golden):
 
 
 def test_styles():
-    assert set(STYLES) == {"pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"}
+    assert set(STYLES) == {"pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2", "pointclip_v2_part_segmentation"}
     assert get_projection_style("pointclip_v1") == ProjectionStyle("pointclip_v1", 6, 128, 0.0)
     assert get_projection_style("pointclip_v1_fewshot") == ProjectionStyle("pointclip_v1_fewshot", 10, 224, 0.0)
     assert get_projection_style("pointclip_v2") == ProjectionStyle("pointclip_v2", 10, 110, 1.0)
@@ -112,6 +112,8 @@ def test_batch_matches_single_clouds(clouds, style):
 
 @pytest.mark.parametrize("style", list(STYLES))
 def test_point_order_does_not_matter(clouds, style):
+    if style == "pointclip_v2_part_segmentation":
+        pytest.skip("as in the reference, the last point written to a voxel sets its depth")
     permutation = torch.randperm(clouds.shape[1], generator=torch.Generator().manual_seed(0))
     maps = render_views(clouds, style)
     permuted = render_views(clouds[:, permutation], style)

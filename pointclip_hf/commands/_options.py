@@ -3,7 +3,7 @@
 import argparse
 import os
 
-PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"]
+PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2", "pointclip_v2_part_segmentation"]
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
 
 

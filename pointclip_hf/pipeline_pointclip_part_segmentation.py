@@ -1,0 +1,183 @@
+"""The `"point-cloud-zero-shot-part-segmentation"` pipeline: a cloud and part names in, a part per point out."""
+
+import numpy as np
+import torch
+from transformers import Pipeline
+
+from .feature_extraction_pointclip import is_single_point_cloud, to_point_batch
+from .labels import check_labels
+from .point_ops import normalize_to_unit_sphere
+from .processing_pointclip import PointCLIPProcessor, processor_for_model
+from .projection_part_segmentation import render_part_views
+
+PART_SEGMENTATION_TASK = "point-cloud-zero-shot-part-segmentation"
+DEFAULT_OBJECT_NAME = "object"
+
+
+def check_parts(parts) -> list[str]:
+    """Return `parts` as a list of at least 2 distinct part names, or raise naming the problem."""
+    parts = check_labels(parts)
+    if len(parts) < 2:
+        raise ValueError(f"Part segmentation needs at least 2 parts, got {parts}.")
+    return parts
+
+
+def part_prompt_templates(templates, object_name: str | None) -> list[str]:
+    """Templates with `{object}` replaced by the object's name (`"object"` when unknown), one `{}` left for the part."""
+    name = (object_name or DEFAULT_OBJECT_NAME).replace("_", " ")
+    filled = [template.replace("{object}", name) for template in templates]
+    bad = [template for template in filled if template.count("{}") != 1]
+    if bad:
+        raise ValueError(f"Part prompt templates need exactly one '{{}}' for the part, got {bad}.")
+    return filled
+
+
+def part_embeddings(model, processor: PointCLIPProcessor, parts, object_name=None, prompt_templates=None,
+                    part_prompts=None) -> torch.Tensor:  # fmt: skip
+    r"""
+    Normalised text embeddings of the part prompts.
+
+    Args:
+        model ([`PointCLIPForZeroShotPartSegmentation`]):
+            Its text tower encodes the prompts.
+        processor ([`PointCLIPProcessor`]):
+            Its tokenizer.
+        parts (`list[str]`):
+            Part names.
+        object_name (`str`, *optional*):
+            Fills `{object}` in the templates.
+        prompt_templates (`list[str]`, *optional*):
+            Defaults to `model.config.prompt_templates`.
+        part_prompts (`dict[str, list[str]]`, *optional*):
+            Sentences per part that replace the templates for the parts they name.
+
+    Returns:
+        `torch.Tensor` of shape `(parts, C)`.
+    """
+    templates = part_prompt_templates(prompt_templates or model.config.prompt_templates, object_name)
+    max_length = model.config.clip_config.text_config.max_position_embeddings
+    tokens = processor.tokenize_labels(parts, templates, part_prompts, max_length=max_length, device=model.device)
+    with torch.no_grad():
+        return model.get_text_features(**tokens)
+
+
+def scores_to_segmentation(logits: torch.Tensor, visible: torch.Tensor, parts: list[str]) -> dict:
+    r"""
+    Args:
+        logits (`torch.Tensor` of shape `(points, parts)`):
+            Point scores of one cloud.
+        visible (`torch.Tensor` of shape `(points,)`):
+            Whether each point is seen in a view with a positive weight.
+        parts (`list[str]`):
+            Part names in score order.
+
+    Returns:
+        `dict` with `parts`, `labels` (a part name per point), `label_ids` (`np.ndarray` `(points,)`), `scores`
+        (`np.ndarray` `(points, parts)`, softmax over parts) and `visible` (`np.ndarray` of bools `(points,)`).
+    """
+    scores = logits.float().softmax(dim=-1).cpu()
+    label_ids = scores.argmax(dim=-1).numpy()
+    return {
+        "parts": list(parts),
+        "labels": [parts[index] for index in label_ids],
+        "label_ids": label_ids,
+        "scores": scores.numpy(),
+        "visible": visible.cpu().numpy(),
+    }
+
+
+class PointCloudZeroShotPartSegmentationPipeline(Pipeline):
+    r"""
+    Zero-shot part segmentation with a [`PointCLIPForZeroShotPartSegmentation`]: every point of the cloud gets the part
+    whose prompt best matches the CLIP patches it is seen in.
+
+    ```python
+    >>> from transformers import pipeline
+    >>> segmenter = pipeline("point-cloud-zero-shot-part-segmentation", model="openai/clip-vit-base-patch16")
+    >>> segmenter("chair.ply", parts=["back", "seat", "leg", "armrest"], object_name="chair")["labels"][:3]
+    ['seat', 'seat', 'leg']
+    ```
+
+    Every point of the cloud is labelled (no sampling); it is centred and scaled to the unit sphere when the
+    processor's `normalize` is set. Call arguments: `parts`, `object_name`, `prompt_templates` (with `{}` for the part
+    and optionally `{object}`), `part_prompts` (`{part: [sentences]}`), `view_weights` and `transposed_lookup` (the
+    reference's transposed pixel reading, for parity checks only).
+    """
+
+    _load_processor = False
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+
+    def __init__(self, model, processor: PointCLIPProcessor | None = None, **kwargs):
+        for component in ("tokenizer", "feature_extractor", "image_processor", "video_processor"):
+            kwargs.pop(component, None)
+        processor = processor_for_model(model, processor)
+        super().__init__(model=model, processor=processor, tokenizer=processor.tokenizer,
+                         feature_extractor=processor.feature_extractor, **kwargs)  # fmt: skip
+        self._text_cache = {}
+
+    def __call__(self, point_clouds, **kwargs):
+        if isinstance(point_clouds, (np.ndarray, torch.Tensor)) and point_clouds.ndim == 3:
+            point_clouds = list(point_clouds)
+        elif isinstance(point_clouds, (list, tuple)) and is_single_point_cloud(point_clouds):
+            point_clouds = np.asarray(point_clouds)
+        elif isinstance(point_clouds, (list, tuple)) and not point_clouds:
+            raise ValueError("No point clouds given (empty list).")
+        return super().__call__(point_clouds, **kwargs)
+
+    def _sanitize_parameters(self, parts=None, object_name=None, prompt_templates=None, part_prompts=None,
+                             view_weights=None, transposed_lookup=None, **unknown):  # fmt: skip
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}.")
+        preprocess = {"transposed_lookup": bool(transposed_lookup)}
+        forward = {"object_name": object_name, "prompt_templates": prompt_templates, "part_prompts": part_prompts}
+        if parts is not None:
+            forward["parts"] = check_parts(parts)
+        if view_weights is not None:
+            forward["view_weights"] = self._check_view_weights(view_weights)
+        return preprocess, forward, {"parts": forward.get("parts")}
+
+    def _check_view_weights(self, view_weights) -> list[float]:
+        weights = [float(weight) for weight in view_weights]
+        if len(weights) != self.model.config.num_views or any(not w >= 0 for w in weights) or not any(weights):
+            raise ValueError(
+                f"view_weights must be {self.model.config.num_views} non-negative numbers, not all 0; got {weights}."
+            )
+        return weights
+
+    def preprocess(self, point_cloud, transposed_lookup=False):
+        extractor = self.feature_extractor
+        points = to_point_batch(point_cloud)
+        points = (points if isinstance(points, torch.Tensor) else points[0][None]).float()
+        if not torch.isfinite(points).all():
+            raise ValueError("Point cloud coordinates contain NaN or infinite values.")
+        if extractor.normalize:
+            points = normalize_to_unit_sphere(points)
+        views = render_part_views(points, image_size=extractor.image_size, transposed_lookup=transposed_lookup)
+        pixel_values = views.images[:, :, None].expand(-1, -1, 3, -1, -1)
+        if extractor.clip_normalize:
+            mean = torch.tensor(extractor.image_mean)[:, None, None]
+            pixel_values = (pixel_values - mean) / torch.tensor(extractor.image_std)[:, None, None]
+        return {"pixel_values": pixel_values, "point_pixels": views.pixels, "point_visible": views.visible}
+
+    def _forward(self, model_inputs, parts=None, object_name=None, prompt_templates=None, part_prompts=None,
+                 view_weights=None):  # fmt: skip
+        if parts is None:
+            raise ValueError("Give parts: at least 2 part names.")
+        key = (tuple(parts), object_name, tuple(prompt_templates or ()), repr(part_prompts))
+        if key not in self._text_cache:
+            self._text_cache = {key: part_embeddings(self.model, self.processor, parts, object_name,
+                                                     prompt_templates, part_prompts)}  # fmt: skip
+        output = self.model(**model_inputs, text_embeds=self._text_cache[key], view_weights=view_weights)
+        weights = self.model._view_weights(view_weights, output.patch_features)
+        visible = (model_inputs["point_visible"].to(weights.device) & (weights > 0)[:, None]).any(dim=1)
+        if not visible.any():
+            raise ValueError("The point cloud cannot be seen from any view with a positive weight.")
+        return {"logits": output.logits, "visible": visible}
+
+    def postprocess(self, model_outputs, parts=None):
+        return scores_to_segmentation(model_outputs["logits"][0], model_outputs["visible"][0], parts)
+
+
+__all__ = ["PART_SEGMENTATION_TASK", "PointCloudZeroShotPartSegmentationPipeline", "check_parts", "part_embeddings"]
