@@ -113,7 +113,7 @@ def _chromium() -> str | None:
 
 
 def test_page_in_a_headless_browser(demo_url, tiny_clip_dir):
-    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (test extra)")
     executable = _chromium()
     if executable is None:
         pytest.skip("no Chromium browser installed (apt-get install chromium)")
