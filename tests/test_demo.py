@@ -2,12 +2,14 @@
 in a real headless Chromium."""
 
 import os
+import runpy
 import shutil
 import socket
 from pathlib import Path
 
 import numpy as np
 import pytest
+from huggingface_hub import SpaceCard
 from PIL import Image
 
 from pointclip_hf import PointCLIPModel, render_views
@@ -15,7 +17,7 @@ from pointclip_hf.cli import main as cli_main
 from pointclip_hf.feature_extraction_pointclip import PointCloudProcessor
 from pointclip_hf.visualization import views_to_grid
 
-pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
+gradio = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
 gradio_client = pytest.importorskip("gradio_client", reason="gradio_client comes with the demo extra")
 
 from pointclip_hf.demo import DemoModels, build_demo, classify_file  # noqa: E402
@@ -106,6 +108,18 @@ def test_demo_command_without_gradio_names_the_extra(monkeypatch, capsys):
     monkeypatch.setitem(__import__("sys").modules, "gradio", None)
     assert cli_main(["demo", "--model", "unused"]) == 2
     assert 'pip install "pointclip_hf[demo]"' in capsys.readouterr().err
+
+
+def test_space_app_builds_the_demo_from_its_metadata(tiny_clip_dir, monkeypatch):
+    space = EXAMPLES / "space"
+    card = SpaceCard.load(space / "README.md").data
+    assert card.sdk == "gradio" and (space / card.app_file).is_file()
+    assert card.sdk_version.split(".")[0] == gradio.__version__.split(".")[0]
+    assert "pointclip_hf[demo]" in (space / "requirements.txt").read_text().split()
+    monkeypatch.setenv("POINTCLIP_MODEL", str(tiny_clip_dir))
+    demo = runpy.run_path(str(space / card.app_file))["demo"]
+    assert isinstance(demo, gradio.Blocks)
+    assert "/classify" in [f"/{dependency.api_name}" for dependency in demo.fns.values()]
 
 
 def _chromium() -> str | None:
