@@ -180,7 +180,10 @@ def build_demo(models: DemoModels, examples: list[str] | None = None):
     gr = import_gradio()
     examples = example_files() if examples is None else examples
     with gr.Blocks(title="PointCLIP", analytics_enabled=False) as demo:
-        gr.Markdown("# PointCLIP: zero-shot 3D classification with CLIP\nDrop in a point cloud or a mesh, type labels.")
+        gr.Markdown(
+            "# PointCLIP: zero-shot 3D classification with CLIP\n"
+            f"Drop in a point cloud or a mesh, type labels. Model: `{models.model_name_or_path}`"
+        )
         with gr.Row():
             with gr.Column(scale=1):
                 inputs = _input_components(gr, models)
