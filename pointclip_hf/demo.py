@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from huggingface_hub.errors import StrictDataclassError
+from PIL import Image
 from transformers import PreTrainedConfig
 
 from .commands._options import PROJECTIONS, label_list
@@ -97,7 +98,7 @@ class DemoResult:
     """
 
     points: np.ndarray | None = None
-    views: object | None = None
+    views: Image.Image | None = None
     scores: dict[str, float] | None = None
     error: str | None = None
 
