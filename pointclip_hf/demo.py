@@ -198,8 +198,8 @@ def build_demo(models: DemoModels, examples: list[str] | None = None):
 
 
 def _input_components(gr, models: DemoModels) -> list:
-    file_types = list(SUPPORTED_EXTENSIONS)
-    cloud = gr.File(label="Point cloud or mesh file", file_types=file_types, type="filepath", elem_id="cloud-file")
+    formats = " ".join(SUPPORTED_EXTENSIONS)
+    cloud = gr.File(label=f"Point cloud or mesh file ({formats})", type="filepath", elem_id="cloud-file")
     labels = gr.Textbox(label="Candidate labels (comma-separated)", value=models.default_labels(), elem_id="labels")
     projection = gr.Dropdown(
         models.projections, value=models.projections[0], label="Projection", interactive=len(models.projections) > 1
