@@ -183,7 +183,8 @@ def build_demo(models: DemoModels, examples: list[str] | None = None):
     with gr.Blocks(title="PointCLIP", analytics_enabled=False) as demo:
         gr.Markdown(
             "# PointCLIP: zero-shot 3D classification with CLIP\n"
-            f"Drop in a point cloud or a mesh, type labels. Model: `{models.model_name_or_path}`"
+            f"Drop in a point cloud or a mesh ({' '.join(SUPPORTED_EXTENSIONS)}), type labels. "
+            f"Model: `{models.model_name_or_path}`"
         )
         with gr.Row():
             with gr.Column(scale=1):
@@ -198,8 +199,7 @@ def build_demo(models: DemoModels, examples: list[str] | None = None):
 
 
 def _input_components(gr, models: DemoModels) -> list:
-    formats = " ".join(SUPPORTED_EXTENSIONS)
-    cloud = gr.File(label=f"Point cloud or mesh file ({formats})", type="filepath", elem_id="cloud-file")
+    cloud = gr.File(label="Point cloud or mesh file", type="filepath", elem_id="cloud-file")
     labels = gr.Textbox(label="Candidate labels (comma-separated)", value=models.default_labels(), elem_id="labels")
     projection = gr.Dropdown(
         models.projections, value=models.projections[0], label="Projection", interactive=len(models.projections) > 1
