@@ -22,38 +22,65 @@ _PAD = 6
 _DARK_BLUE = (8, 48, 107)
 
 
-def views_to_grid(views: torch.Tensor, columns: int = 5, padding: int = 4) -> Image.Image:
+def views_to_grid(
+    views: torch.Tensor, captions: Sequence[str] | None = None, columns: int | None = None, padding: int = 4
+) -> Image.Image:
     """
-    Lay depth views out as one 8-bit grayscale grid image. Each view is scaled by its own maximum so near and far
-    surfaces stay distinguishable; V1 maps keep their black background (0 = empty), V2 maps their white one.
+    Lay depth views out as one 8-bit grayscale grid image on a white page, each view framed in grey with its caption
+    below. By default the views fill two rows (3x2 for 6 views, 5x2 for 10). Each view is scaled by its own maximum
+    so near and far surfaces stay distinguishable; V1 maps keep their black background (0 = empty), V2 maps their white
+    one.
 
     Args:
         views (`torch.Tensor` of shape `(views, height, width)`):
             Depth maps, as from `render_views`.
-        columns (`int`, *optional*, defaults to 5):
-            Views per grid row.
+        captions (`Sequence[str]`, *optional*):
+            One line per view; defaults to `"view 1"`, `"view 2"`, ...
+        columns (`int`, *optional*):
+            Views per grid row; defaults to half the views, rounded up.
         padding (`int`, *optional*, defaults to 4):
-            Gray pixels between and around the views.
+            White pixels between and around the views.
 
     Returns:
         `PIL.Image.Image`: the grid, mode `"L"`.
     """
     if views.ndim != 3:
         raise ValueError(f"views must be [V, H, W], got shape {tuple(views.shape)}.")
+    count, height, width = views.shape
+    captions = list(captions) if captions is not None else [f"view {index + 1}" for index in range(count)]
+    if len(captions) != count:
+        raise ValueError(f"views_to_grid got {len(captions)} captions for {count} views.")
+    columns = min(columns or -(-count // 2), count)
+    if columns < 1:
+        raise ValueError(f"columns must be positive, got {columns}.")
+    font = _default_font(max(10, min(height, width) // 10))
+    caption_height = int(math.ceil(ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), "Ag", font=font)[3])) + 2
+    cell_width, cell_height = width + padding, height + caption_height + padding
+    rows = -(-count // columns)
+    grid = Image.new("L", (columns * cell_width + padding, rows * cell_height + padding), 255)
+    draw = ImageDraw.Draw(grid)
+    for index, (view, caption) in enumerate(zip(_views_to_pixels(views), captions)):  # a few views, drawn once
+        left = padding + (index % columns) * cell_width
+        top = padding + (index // columns) * cell_height
+        grid.paste(Image.fromarray(view, mode="L"), (left, top))
+        draw.rectangle([left - 1, top - 1, left + width, top + height], outline=160)
+        text_left = left + (width - draw.textlength(caption, font=font)) / 2
+        draw.text((text_left, top + height + 1), caption, fill=0, font=font)
+    return grid
+
+
+def _views_to_pixels(views: torch.Tensor) -> np.ndarray:
+    """Depth maps `[V, H, W]` -> uint8 `[V, H, W]`, each scaled by its own maximum."""
     views = views.detach().float().cpu()
     peak = views.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
-    pixels = (views / peak).clamp(0, 1).mul(255).round().to(torch.uint8)
-    count, height, width = pixels.shape
-    columns = min(columns, count)
-    rows = -(-count // columns)
-    grid = torch.full(
-        (rows * (height + padding) + padding, columns * (width + padding) + padding), 128, dtype=torch.uint8
-    )
-    for index in range(count):  # a handful of views, drawn once for a picture
-        top = padding + (index // columns) * (height + padding)
-        left = padding + (index % columns) * (width + padding)
-        grid[top : top + height, left : left + width] = pixels[index]
-    return Image.fromarray(grid.numpy(), mode="L")
+    return (views / peak).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+
+
+def _default_font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: a fixed bitmap font
+        return ImageFont.load_default()
 
 
 def save_confusion_matrix_image(
@@ -105,10 +132,7 @@ class _ConfusionLayout:
     @classmethod
     def measure(cls, classes: int, names: list[str], title: str) -> _ConfusionLayout:
         cell = int(np.clip(640 // max(classes, 1), 2, 40))
-        try:
-            font = ImageFont.load_default(size=13)
-        except TypeError:  # Pillow < 10.1: a fixed bitmap font
-            font = ImageFont.load_default()
+        font = _default_font(13)
         probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
         text_height = int(math.ceil(probe.textbbox((0, 0), "Ag", font=font)[3]))
         name_width = int(math.ceil(max((probe.textlength(name, font=font) for name in names), default=0)))

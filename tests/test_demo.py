@@ -1,0 +1,153 @@
+"""The Gradio demo, served on 127.0.0.1 with the tiny CLIP: its endpoint through `gradio_client`, and the page itself
+in a real headless Chromium."""
+
+import os
+import runpy
+import shutil
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from huggingface_hub import SpaceCard
+from PIL import Image
+
+from pointclip_hf import PointCLIPModel, render_views
+from pointclip_hf.cli import main as cli_main
+from pointclip_hf.feature_extraction_pointclip import PointCloudProcessor
+from pointclip_hf.visualization import views_to_grid
+
+gradio = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
+gradio_client = pytest.importorskip("gradio_client", reason="gradio_client comes with the demo extra")
+
+from pointclip_hf.demo import DemoModels, build_demo, classify_file  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # pandas deprecations inside Gradio
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+MUG = str(EXAMPLES / "mug.npy")
+LABELS = "cup, table, teddy bear, lamp"
+BROWSER_TIMEOUT_MS = 120_000  # generous: a loaded 2-core CI machine starts Chromium and Gradio's page slowly
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def demo_models(tiny_clip_dir):
+    return DemoModels(str(tiny_clip_dir))
+
+
+@pytest.fixture(scope="module")
+def demo_url(demo_models):
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    demo = build_demo(demo_models, examples=[MUG])
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=_free_port(), prevent_thread_lock=True, quiet=True)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(demo_url):
+    return gradio_client.Client(demo_url, verbose=False)
+
+
+def _classify(client, path, labels=LABELS, projection="pointclip_v1"):
+    return client.predict(gradio_client.handle_file(path), labels, projection, api_name="/classify")
+
+
+@pytest.mark.parametrize("projection", ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"])
+def test_endpoint_scores_and_views_match_the_library(client, tiny_clip_dir, projection):
+    plot, views_path, scores, error = _classify(client, MUG, projection=projection)
+    model = PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style=projection)
+    expected = model.classify(MUG, [label.strip() for label in LABELS.split(",")])
+    assert error == ""
+    assert scores["label"] == expected[0]["label"]
+    confidences = {item["label"]: item["confidence"] for item in scores["confidences"]}
+    assert confidences == pytest.approx({p["label"]: p["score"] for p in expected}, abs=1e-6)
+    processor = PointCloudProcessor(projection_style=projection)
+    expected_grid = views_to_grid(render_views(processor.prepare_points(MUG), projection)[0])
+    assert np.array_equal(np.asarray(Image.open(views_path).convert("L")), np.asarray(expected_grid))
+    assert plot["type"] == "plotly" and '"scatter3d"' in plot["plot"]
+
+
+@pytest.mark.parametrize("name, content", [
+    ("broken.ply", b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n0 0 0\n"),
+    ("cloud.foo", b"0 0 0\n"),
+])  # fmt: skip
+def test_bad_file_shows_the_line_the_cli_prints(client, tiny_clip_dir, tmp_path, monkeypatch, capsys, name, content):
+    (tmp_path / name).write_bytes(content)
+    plot, views, scores, error = _classify(client, str(tmp_path / name))
+    assert plot is None and views is None and not scores
+    monkeypatch.chdir(tmp_path)
+    assert cli_main(["classify", name, "--labels", LABELS, "--model", str(tiny_clip_dir)]) == 2
+    cli_line = capsys.readouterr().err.strip()
+    assert error.startswith("**Error:** ") and name in error
+    assert cli_line.endswith("error: " + error.removeprefix("**Error:** "))
+
+
+@pytest.mark.parametrize("labels, message", [("cup, cup", "duplicates"), (" , ", "label list is empty")])
+def test_bad_labels_show_in_the_page(client, labels, message):
+    _, _, scores, error = _classify(client, MUG, labels=labels)
+    assert not scores and message in error
+
+
+def test_missing_file_and_unknown_projection_are_named(demo_models):
+    assert "No point-cloud file" in classify_file(demo_models, None, LABELS, "pointclip_v1").error
+    assert "not 'pointclip_v3'" in classify_file(demo_models, MUG, LABELS, "pointclip_v3").error
+
+
+def test_a_saved_pointclip_model_offers_only_its_projection(tiny_clip_dir, tmp_path):
+    PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style="pointclip_v2").save_pretrained(tmp_path)
+    models = DemoModels(str(tmp_path))
+    assert models.projections == ["pointclip_v2"]
+    assert models.get("pointclip_v2").config.projection_style == "pointclip_v2"
+    assert "not 'pointclip_v1'" in classify_file(models, MUG, LABELS, "pointclip_v1").error
+
+
+def test_demo_command_without_gradio_names_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "gradio", None)
+    assert cli_main(["demo", "--model", "unused"]) == 2
+    assert 'pip install "pointclip_hf[demo]"' in capsys.readouterr().err
+
+
+def test_space_app_builds_the_demo_from_its_metadata(tiny_clip_dir, monkeypatch):
+    space = EXAMPLES / "space"
+    card = SpaceCard.load(space / "README.md").data
+    assert card.sdk == "gradio" and (space / card.app_file).is_file()
+    assert card.sdk_version.split(".")[0] == gradio.__version__.split(".")[0]
+    assert "pointclip_hf[demo]" in (space / "requirements.txt").read_text().split()
+    monkeypatch.setenv("POINTCLIP_MODEL", str(tiny_clip_dir))
+    demo = runpy.run_path(str(space / card.app_file))["demo"]
+    assert isinstance(demo, gradio.Blocks)
+    assert "/classify" in [f"/{dependency.api_name}" for dependency in demo.fns.values()]
+
+
+def _chromium() -> str | None:
+    return next(filter(None, (shutil.which(name) for name in ("chromium", "chromium-browser"))), None)
+
+
+def test_page_in_a_headless_browser(demo_url, tiny_clip_dir):
+    playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (test extra)")
+    executable = _chromium()
+    if executable is None:
+        pytest.skip("no Chromium browser installed (apt-get install chromium)")
+    expected = PointCLIPModel.from_pretrained(tiny_clip_dir).classify(MUG, LABELS)[0]["label"]
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=executable)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(BROWSER_TIMEOUT_MS)
+            page.goto(demo_url)
+            page.locator("#cloud-file input[type=file]").set_input_files(MUG)
+            page.locator("#cloud-file").get_by_text("mug.npy").wait_for()
+            page.locator("#labels textarea").fill(LABELS)
+            page.locator("#classify-button").click()
+            top_label = page.locator('#scores [data-testid="label-output-value"]')
+            top_label.wait_for()
+            assert top_label.inner_text().strip() == expected
+        finally:
+            browser.close()

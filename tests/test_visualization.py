@@ -1,0 +1,61 @@
+"""The depth-view grid: two rows of captioned views, no empty cells for 6 or 10 views."""
+
+import numpy as np
+import pytest
+import torch
+
+from pointclip_hf.visualization import views_to_grid
+
+PADDING = 4
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of each run of True in a 1-D mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [(int(start), int(stop - start)) for start, stop in zip(edges[::2], edges[1::2])]
+
+
+@pytest.mark.parametrize("num_views, columns", [(6, 3), (10, 5)])
+def test_views_fill_two_rows_without_holes(num_views, columns):
+    size = 40
+    views = torch.zeros(num_views, size, size)
+    views[:, 0, 0] = 1.0  # black views (empty pixels) on the white page
+    pixels = np.asarray(views_to_grid(views, captions=[""] * num_views, padding=PADDING))
+    black = pixels == 0
+    row_runs, column_runs = _runs(black.any(axis=1)), _runs(black.any(axis=0))
+    assert [length for _, length in row_runs] == [size] * 2
+    assert [length for _, length in column_runs] == [size] * columns
+    assert black.sum() == num_views * (size * size - 1)  # every cell holds a view: no holes
+    gaps = pixels[:, column_runs[0][0] + size : column_runs[1][0]]
+    assert set(np.unique(gaps)) <= {160, 255}  # grey frames on a white page between the views
+    assert pixels.shape[0] - (row_runs[1][0] + size) > PADDING  # a caption line under the last row
+
+
+def test_captions_are_drawn_under_each_view():
+    views = torch.zeros(6, 32, 32)
+    blank = np.asarray(views_to_grid(views, captions=[""] * 6))
+    captioned = np.asarray(views_to_grid(views, captions=["top"] + [""] * 5))
+    changed_rows, changed_cols = np.nonzero(blank != captioned)
+    assert changed_rows.size and changed_rows.min() >= PADDING + 32  # below the first view
+    assert changed_cols.max() < PADDING + 32  # within its column
+    assert not np.array_equal(blank, np.asarray(views_to_grid(views)))  # default captions "view 1", ...
+
+
+def test_each_view_keeps_its_own_scale_and_background():
+    views = torch.zeros(2, 8, 8)
+    views[0, 2, 3] = 0.5
+    views[1, 4, 4] = 7.0
+    pixels = np.asarray(views_to_grid(views, captions=["", ""], columns=2, padding=PADDING))
+    first = pixels[PADDING : PADDING + 8, PADDING : PADDING + 8]
+    second = pixels[PADDING : PADDING + 8, 2 * PADDING + 8 : 2 * PADDING + 16]
+    assert first[2, 3] == 255 and second[4, 4] == 255
+    assert (first == 0).sum() == 63 and (second == 0).sum() == 63
+
+
+@pytest.mark.parametrize("bad_call, message", [
+    (lambda: views_to_grid(torch.zeros(6, 8)), "views must be"),
+    (lambda: views_to_grid(torch.zeros(6, 8, 8), captions=["a"]), "1 captions for 6 views"),
+])  # fmt: skip
+def test_bad_arguments_are_named(bad_call, message):
+    with pytest.raises(ValueError, match=message):
+        bad_call()
