@@ -11,6 +11,15 @@ from .processing_pointclip import PointCLIPProcessor, processor_for_model
 from .projection_part_segmentation import render_part_views
 
 PART_SEGMENTATION_TASK = "point-cloud-zero-shot-part-segmentation"
+PART_SEGMENTATION_PIPELINES = {
+    PART_SEGMENTATION_TASK: {
+        "impl": "pipeline_pointclip_part_segmentation.PointCloudZeroShotPartSegmentationPipeline",
+        "pt": ["AutoModel"],
+        "tf": [],
+        "type": "multimodal",
+        "default": {"model": {"pt": ["openai/clip-vit-base-patch16", "main"]}},
+    }
+}
 DEFAULT_OBJECT_NAME = "object"
 
 

@@ -195,3 +195,14 @@ def test_part_prompt_search_picks_the_right_sentence(planted_cache):
     assert result.choices == [1, 0]
     assert result.miou == 1.0
     assert torch.equal(result.text_embeds, text)
+
+
+def test_saved_folder_holds_only_config_and_code(seg_model, tmp_path):  # noqa: F811
+    seg_model.save_pretrained(tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert config["projection_style"] == "pointclip_v2_part_segmentation"
+    assert config["auto_map"]["AutoModel"].endswith("PointCLIPForZeroShotPartSegmentation")
+    assert "point-cloud-zero-shot-part-segmentation" in config["custom_pipelines"]
+    assert (tmp_path / "saved" / "modeling_pointclip_part_segmentation.py").exists()
+    weights = tmp_path / "saved" / "model.safetensors"
+    assert not weights.exists() or weights.stat().st_size < 1024
