@@ -5,16 +5,18 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_pointclip import PointCLIPConfig
 from .data import few_shot_subset, load_point_cloud_dataset, train_validation_split
+from .embeddings import PointCloudEmbeddings, embed_point_clouds, embed_texts
 from .encoding import encode_dataset
 from .evaluation import EvaluationReport, classify_files, evaluate
 from .inter_view_adapter import InterViewAdapter, convert_reference_adapter
+from .io import PointCloudFileError, load_point_cloud
 from .model_card import build_model_card
 from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
 from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
-from .point_cloud_io import load_point_cloud
 from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor
 from .projection import render_views
 from .prompts import TEMPLATE_SETS, load_class_prompts
+from .retrieval import PointCloudIndex, build_index
 from .training import TrainingConfig, build_few_shot_model, train_adapter
 from .tuning import (
     ensemble_logits,
@@ -53,13 +55,19 @@ __all__ = [
     "PointCLIPOutput",
     "PointCLIPPreTrainedModel",
     "PointCLIPProcessor",
+    "PointCloudEmbeddings",
+    "PointCloudFileError",
+    "PointCloudIndex",
     "PointCloudProcessor",
     "PointCloudZeroShotClassificationPipeline",
     "TrainingConfig",
     "build_few_shot_model",
+    "build_index",
     "build_model_card",
     "classify_files",
     "convert_reference_adapter",
+    "embed_point_clouds",
+    "embed_texts",
     "encode_dataset",
     "ensemble_logits",
     "evaluate",

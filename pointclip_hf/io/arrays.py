@@ -74,10 +74,10 @@ def _read_npy_stream(handle: BinaryIO, what: str, stored_bytes: int) -> np.ndarr
     check_declared_size(num_bytes, f"{what} of shape {shape}")
     if num_bytes > stored_bytes:
         raise FormatError(f"{what} is truncated: its header declares shape {shape} ({num_bytes:,} bytes)")
-    data = handle.read(num_bytes)
-    if len(data) != num_bytes:
-        raise FormatError(f"{what} is truncated: header declares {num_bytes:,} bytes, {len(data):,} follow")
-    flat = np.frombuffer(data, dtype=dtype, count=count)
+    flat = np.empty(count, dtype=dtype)
+    received = handle.readinto(memoryview(flat).cast("B")) if num_bytes else 0
+    if received != num_bytes:
+        raise FormatError(f"{what} is truncated: header declares {num_bytes:,} bytes, {received:,} follow")
     return flat.reshape(shape, order="F" if fortran_order else "C")
 
 
