@@ -1,5 +1,5 @@
 """The `pointclip` subcommands, one module each: `add_parser(subparsers)` declares it, `run(args)` runs it."""
 
-from . import classify, ensemble, evaluate, push, render, search, train
+from . import classify, ensemble, evaluate, index, push, render, retrieve, search, train
 
-COMMANDS = [classify, evaluate, train, push, search, ensemble, render]
+COMMANDS = [classify, evaluate, train, push, search, ensemble, render, index, retrieve]

@@ -158,7 +158,7 @@ def _open_folder(folder: Path, header: dict, resume: bool) -> None:
 
 def _embed_missing(model, processor, folder, header, make_source, batch_size, num_workers, progress, accelerator):
     """Embed this process's share of the clouds that no chunk holds yet, a chunk file every `CHUNK_CLOUDS` clouds."""
-    from tqdm.auto import tqdm
+    from huggingface_hub.utils import tqdm
 
     num_items = header["num_items"]
     done = set(read_chunks(folder, num_items, header["width"])["indices"].tolist())
