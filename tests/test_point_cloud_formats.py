@@ -309,3 +309,15 @@ def test_h5_data_that_is_a_group_or_declares_far_more_than_stored(tmp_path):
     assert (sparse / "ply_data_train0.h5").stat().st_size < 200_000
     with pytest.raises(ValueError, match=r"ply_data_train0\.h5.*POINTCLIP_MAX_EXPANSION"):
         load_point_cloud_dataset(sparse)
+
+
+def test_las_header_declaring_billions_of_records(tmp_path):
+    pytest.importorskip("laspy")
+    header = bytearray(b"LASF" + bytes(223))
+    header[24:26] = bytes([1, 2])  # version 1.2
+    header[94:96] = (227).to_bytes(2, "little")
+    header[96:100] = (227).to_bytes(4, "little")
+    header[100:104] = (0xFFFFFFFF).to_bytes(4, "little")
+    (tmp_path / "v.las").write_bytes(bytes(header))
+    with pytest.raises(PointCloudFileError, match=r"v\.las.*4,294,967,295 variable-length records"):
+        load_point_cloud(tmp_path / "v.las")

@@ -44,7 +44,7 @@ def load_pcd(data: bytes) -> np.ndarray:
 
 
 def _parse_header(data: bytes) -> tuple[PCDHeader, bytes]:
-    match = re.search(rb"^DATA[^\n]*(\r?\n|$)", data, re.MULTILINE)
+    match = re.search(rb"^DATA([ \t][^\n]*)?(\r?\n|$)", data, re.MULTILINE)
     if match is None:
         raise FormatError("PCD header is not terminated (no 'DATA' line)")
     try:
@@ -56,7 +56,7 @@ def _parse_header(data: bytes) -> tuple[PCDHeader, bytes]:
         if line.strip() and not line.lstrip().startswith("#"):
             key, *values = line.split()
             entries[key.upper()] = values
-    header = PCDHeader(_fields(entries), _point_count(entries), (entries["DATA"] or [""])[0].lower())
+    header = PCDHeader(_fields(entries), _point_count(entries), (entries.get("DATA") or [""])[0].lower())
     return header, data[match.end():]
 
 

@@ -108,9 +108,10 @@ class PointCloudIndex:
             import faiss
             from datasets.search import FaissIndex
 
-            index = FaissIndex(metric_type=faiss.METRIC_INNER_PRODUCT)
-            index.add_vectors((self.pooled if pooled else self.embeds).contiguous().numpy())
-            self._faiss[pooled] = index
+            keys = (self.pooled if pooled else self.embeds).contiguous().numpy()
+            exact_inner_product = faiss.IndexFlatIP(keys.shape[1])
+            exact_inner_product.add(keys)
+            self._faiss[pooled] = FaissIndex(custom_index=exact_inner_product)
         result = self._faiss[pooled].search_batch(queries.contiguous().numpy(), k=k)
         return torch.from_numpy(result.total_scores), torch.from_numpy(result.total_indices)
 
