@@ -321,3 +321,38 @@ def test_las_header_declaring_billions_of_records(tmp_path):
     (tmp_path / "v.las").write_bytes(bytes(header))
     with pytest.raises(PointCloudFileError, match=r"v\.las.*4,294,967,295 variable-length records"):
         load_point_cloud(tmp_path / "v.las")
+
+
+def test_class_folder_dataset_reads_the_new_formats(tmp_path):
+    from pointclip_hf.data import load_point_cloud_dataset
+
+    (tmp_path / "tree" / "box").mkdir(parents=True)
+    (tmp_path / "tree" / "cube").mkdir(parents=True)
+    (tmp_path / "tree" / "box" / "a.glb").write_bytes(two_box_scene().export(file_type="glb"))
+    (tmp_path / "tree" / "box" / "b.ply").write_bytes(trimesh.creation.box().export(file_type="ply"))
+    ply_with_faces_first(tmp_path / "tree" / "cube" / "c.ply")
+    dataset = load_point_cloud_dataset(tmp_path / "tree")
+    assert dataset.features["label"].names == ["box", "cube"]
+    assert [len(points) for points in dataset["points"]] == [2048, 2048, 2048]
+
+
+def test_laz_chunk_table_declaring_billions_of_chunks(tmp_path):
+    laspy = pytest.importorskip("laspy")
+    pytest.importorskip("lazrs")
+    data = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+    data.x, data.y, data.z = XYZ[:, 0], XYZ[:, 1], XYZ[:, 2]
+    data.write(str(tmp_path / "c.laz"))
+    raw = bytearray((tmp_path / "c.laz").read_bytes())
+    table = struct.unpack_from("<q", raw, struct.unpack_from("<I", raw, 96)[0])[0]
+    raw[table + 4 : table + 8] = (0xFFFFFFF0).to_bytes(4, "little")
+    (tmp_path / "c.laz").write_bytes(bytes(raw))
+    with pytest.raises(PointCloudFileError, match=r"c\.laz.*4,294,967,280 chunks"):
+        load_point_cloud(tmp_path / "c.laz")
+
+
+def test_coordinates_beyond_float32_are_named_as_such(tmp_path):
+    cloud = np.zeros((4, 3))
+    cloud[1, 2] = 1e300
+    np.save(tmp_path / "o.npy", cloud)
+    with pytest.raises(PointCloudFileError, match=r"o\.npy.*point 1 has a coordinate beyond the float32 range"):
+        load_point_cloud(tmp_path / "o.npy")

@@ -51,6 +51,25 @@ def _check_record_counts(path: Path) -> None:
     if vlrs * _VLR_HEADER_BYTES > size or evlrs * _EVLR_HEADER_BYTES > size:
         raise FormatError(f"LAS header declares {vlrs:,} variable-length records and {evlrs:,} extended ones, more "
                           f"than {size:,} bytes hold")  # fmt: skip
+    if path.suffix.lower() == ".laz":
+        _check_chunk_table(path, struct.unpack_from("<I", header, 96)[0], size)
+
+
+def _check_chunk_table(path: Path, point_data_offset: int, size: int) -> None:
+    """Refuse a LAZ chunk table declaring more chunks than the file has bytes (lazrs would abort the process trying
+    to allocate it)."""
+    with open(path, "rb") as handle:
+        handle.seek(min(point_data_offset, size))
+        (table_offset,) = struct.unpack("<q", handle.read(8).ljust(8, b"\0"))
+        if table_offset == -1:  # written while streaming: the offset is in the last 8 bytes
+            handle.seek(max(size - 8, 0))
+            (table_offset,) = struct.unpack("<q", handle.read(8).ljust(8, b"\0"))
+        if not 0 < table_offset <= size - 8:
+            raise FormatError(f"LAZ chunk table offset {table_offset} lies outside the file ({size:,} bytes)")
+        handle.seek(table_offset)
+        _, chunks = struct.unpack("<II", handle.read(8))
+    if chunks > size:
+        raise FormatError(f"LAZ chunk table declares {chunks:,} chunks, more than the file's {size:,} bytes hold")
 
 
 def _laspy():

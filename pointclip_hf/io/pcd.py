@@ -120,7 +120,10 @@ def _ascii_columns(header: PCDHeader, body: bytes) -> dict[str, np.ndarray]:
     for name, code, count in header.fields:
         block = values[:, start : start + count]
         start += count
-        columns[name] = block.astype(code) if name in ("rgb", "rgba") and count == 1 else block
+        if name in ("rgb", "rgba") and count == 1:
+            with np.errstate(invalid="ignore"):  # a NaN colour becomes some bit pattern, as PCL writes it
+                block = block.astype(code)
+        columns[name] = block
     return columns
 
 

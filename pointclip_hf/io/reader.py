@@ -102,8 +102,14 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
         raise FormatError(f"expected at least 3 columns (x, y, z) per point, got {points.shape[1]}")
     if points.shape[0] == 0:
         raise FormatError("file contains zero points")
-    points = np.ascontiguousarray(points, dtype=np.float32)
+    stored_finite = np.isfinite(points[:, :3]).all(axis=1)
+    with np.errstate(over="ignore", invalid="ignore"):
+        points = np.ascontiguousarray(points, dtype=np.float32)
     finite = np.isfinite(points[:, :3]).all(axis=1)
+    overflowing = stored_finite & ~finite
+    if overflowing.any():
+        row = int(np.flatnonzero(overflowing)[0])
+        raise FormatError(f"point {row} has a coordinate beyond the float32 range (|value| > 3.4e38)")
     if not finite.all():
         if not drop_invalid:
             raise FormatError(f"point {int(np.flatnonzero(~finite)[0])} has a NaN or infinite coordinate")

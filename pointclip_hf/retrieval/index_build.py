@@ -127,9 +127,8 @@ def _describe_source(source, extractor):
         rows = source.with_format("numpy", columns=["points"])
         return items, lambda indices: DatasetPointsSource(rows, indices, extractor), dataset_fingerprint(source, names)
     paths = _list_files(source)
-    return [{"path": path} for path in paths], lambda indices: FileSource(paths, indices, extractor), files_fingerprint(
-        paths
-    )
+    items = [{"path": path} for path in paths]
+    return items, lambda indices: FileSource(paths, indices, extractor), files_fingerprint(paths)
 
 
 def _index_header(model, processor, data: dict, num_items: int) -> dict:
