@@ -42,6 +42,8 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, num_samples: int, se
 
     if len(faces) == 0:
         raise FormatError("mesh has no faces to sample points from")
+    if faces.min() < 0 or faces.max() >= len(vertices):
+        raise FormatError(f"a mesh face refers to a vertex outside 0..{len(vertices) - 1}")
     bad = ~np.isfinite(vertices).all(axis=1)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])

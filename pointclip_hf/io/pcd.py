@@ -189,7 +189,8 @@ def _assemble(header: PCDHeader, columns: dict[str, np.ndarray]) -> np.ndarray:
             out.extend(_unpacked_colour(columns[name][:, 0], code, with_alpha=name == "rgba"))
         else:
             out.append(columns[name])
-    return np.concatenate([np.asarray(block, dtype=np.float64) for block in out], axis=1)
+    with np.errstate(invalid="ignore"):
+        return np.concatenate([np.asarray(block, dtype=np.float64) for block in out], axis=1)
 
 
 def _unpacked_colour(packed: np.ndarray, code: str, with_alpha: bool) -> list[np.ndarray]:
