@@ -5,19 +5,21 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_pointclip import PointCLIPConfig
 from .data import few_shot_subset, load_point_cloud_dataset, train_validation_split
+from .embeddings import PointCloudEmbeddings, embed_point_clouds, embed_texts
 from .encoding import encode_dataset
 from .evaluation import EvaluationReport, classify_files, evaluate
 from .inter_view_adapter import InterViewAdapter, convert_reference_adapter
+from .io import PointCloudFileError, load_point_cloud
 from .model_card import build_model_card
 from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
 from .modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation, PointCLIPPartSegmentationOutput
 from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
 from .pipeline_pointclip_part_segmentation import PART_SEGMENTATION_TASK, PointCloudZeroShotPartSegmentationPipeline
-from .point_cloud_io import load_point_cloud
 from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor, processor_for_model
 from .projection import render_views
 from .projection_part_segmentation import PartViews, render_part_views
 from .prompts import TEMPLATE_SETS, load_class_prompts
+from .retrieval import PointCloudIndex, build_index
 from .training import TrainingConfig, build_few_shot_model, train_adapter
 from .tuning import (
     ensemble_logits,
@@ -68,14 +70,20 @@ __all__ = [
     "PointCLIPOutput",
     "PointCLIPPreTrainedModel",
     "PointCLIPProcessor",
+    "PointCloudEmbeddings",
+    "PointCloudFileError",
+    "PointCloudIndex",
     "PointCloudProcessor",
     "PointCloudZeroShotClassificationPipeline",
     "PointCloudZeroShotPartSegmentationPipeline",
     "TrainingConfig",
     "build_few_shot_model",
+    "build_index",
     "build_model_card",
     "classify_files",
     "convert_reference_adapter",
+    "embed_point_clouds",
+    "embed_texts",
     "encode_dataset",
     "ensemble_logits",
     "evaluate",

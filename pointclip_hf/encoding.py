@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from huggingface_hub.utils import tqdm
 
 from .data import check_point_cloud_dataset
 from .labels import check_labels, class_ids_to_label_ids

@@ -104,7 +104,7 @@ def test_other_failures_exit_1_with_one_line(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr("pointclip_hf.commands.render.run", broken_run)
     code, err = run_cli(["render", MUG, "--out", tmp_path / "x.png"], capsys)
-    assert code == 1 and "failed: RuntimeError: CUDA error" in err
+    assert code == 1 and "error: RuntimeError: CUDA error" in err
 
 
 def test_class_folders_starting_with_underscore_are_classes(tmp_path):

@@ -1,5 +1,18 @@
 """The `pointclip` subcommands, one module each: `add_parser(subparsers)` declares it, `run(args)` runs it."""
 
-from . import classify, demo, ensemble, evaluate, evaluate_parts, push, render, search, segment, train
+from . import (
+    classify,
+    demo,
+    ensemble,
+    evaluate,
+    evaluate_parts,
+    index,
+    push,
+    render,
+    retrieve,
+    search,
+    segment,
+    train,
+)
 
-COMMANDS = [classify, evaluate, train, push, search, ensemble, render, segment, evaluate_parts, demo]
+COMMANDS = [classify, evaluate, train, push, search, ensemble, render, segment, evaluate_parts, index, retrieve, demo]

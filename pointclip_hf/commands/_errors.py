@@ -1,28 +1,61 @@
-"""How a `pointclip` command ends on an error: one line on stderr, exit code 2 for bad input, 1 for anything else."""
+"""How a `pointclip` command ends on an error: one line on stderr, `pointclip COMMAND: error: ...`, and exit code 2 for
+a usage or input error (the user can fix the command: a bad argument, a missing or malformed file, an unknown model)
+or 1 for any other failure (network, Hub, disk, out of memory, a bug)."""
 
+import errno
 import sys
 
-from huggingface_hub.errors import StrictDataclassError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    HFValidationError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+    StrictDataclassError,
+)
 
 from ._options import CommandError
 
-INPUT_ERRORS = (CommandError, ValueError, TypeError, OSError, StrictDataclassError)
-INPUT_ERROR_EXIT_CODE = 2
-RUNTIME_ERROR_EXIT_CODE = 1
+EXIT_INPUT_ERROR = 2
+EXIT_FAILURE = 1
+INPUT_ERRORS = (CommandError, ValueError, TypeError, StrictDataclassError)
+MISSING_ON_THE_HUB = (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, HFValidationError)
+_INPUT_ERRNOS = {None, errno.ENOENT, errno.EACCES, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG}
+
+
+def exit_code_for(error: BaseException) -> int:
+    """2 for a usage or input error, 1 for any other failure."""
+    if isinstance(error, MISSING_ON_THE_HUB):
+        return EXIT_INPUT_ERROR
+    if isinstance(error, (HfHubHTTPError, ConnectionError, TimeoutError, MemoryError)) or _is_network_error(error):
+        return EXIT_FAILURE
+    if isinstance(error, INPUT_ERRORS):
+        return EXIT_INPUT_ERROR
+    if isinstance(error, OSError) and error.errno in _INPUT_ERRNOS:
+        return EXIT_INPUT_ERROR
+    return EXIT_FAILURE
 
 
 def error_line(error: BaseException) -> str:
-    """The message of `error` on one line; for an error raised again from a DataLoader worker, the original one."""
+    """The message of `error` on one line (for an error raised again from a DataLoader worker, the worker's own), with
+    its type named unless it is one of the documented input errors."""
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
-    if "Original Traceback (most recent call last):" in lines and lines:
-        return lines[-1].partition(": ")[2] or lines[-1]
-    return " ".join(lines) or type(error).__name__
+    if "Original Traceback (most recent call last):" in lines:
+        return lines[-1]
+    message = " ".join(lines) or type(error).__name__
+    known = isinstance(error, (*INPUT_ERRORS, OSError))
+    return message if known else f"{type(error).__name__}: {message}"
 
 
-def report_failure(command: str, error: Exception) -> int:
-    """Print `error` as one line naming `command` and return the exit code: 2 for bad input, 1 otherwise."""
-    if isinstance(error, INPUT_ERRORS):
-        print(f"pointclip {command}: error: {error_line(error)}", file=sys.stderr)
-        return INPUT_ERROR_EXIT_CODE
-    print(f"pointclip {command}: failed: {type(error).__name__}: {error_line(error)}", file=sys.stderr)
-    return RUNTIME_ERROR_EXIT_CODE
+def report_failure(command: str, error: BaseException) -> int:
+    """Print `error` as one line naming `command`; return the exit code."""
+    print(f"pointclip {command}: error: {error_line(error)}", file=sys.stderr)
+    return exit_code_for(error)
+
+
+def _is_network_error(error: BaseException) -> bool:
+    try:
+        import httpx
+    except ImportError:
+        return False
+    return isinstance(error, httpx.HTTPError)

@@ -11,6 +11,18 @@ class CommandError(Exception):
     """A problem with the command's arguments or inputs: reported in one line, exit code 2."""
 
 
+class CommandParser(argparse.ArgumentParser):
+    """The parser of a subcommand: every option with a default says it in its help text."""
+
+    def add_argument(self, *args, **kwargs):
+        action = super().add_argument(*args, **kwargs)
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        shown = not unset and action.help != argparse.SUPPRESS
+        if shown and "%(default)" not in (action.help or ""):
+            action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
+        return action
+
+
 def add_model_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--model", default=DEFAULT_MODEL, help="PointCLIP or CLIP checkpoint: Hub id or folder.")
     command.add_argument("--projection", choices=PROJECTIONS, help="projection style (for a plain CLIP checkpoint)")

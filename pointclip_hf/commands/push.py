@@ -6,9 +6,13 @@ import os
 
 def add_parser(commands) -> None:
     command = commands.add_parser("push", help="upload a trained folder (adapter, configs, model card) to the Hub")
-    command.add_argument("folder")
-    command.add_argument("repo")
-    command.add_argument("--private", action="store_true")
+    command.add_argument("folder", help="a folder written by `pointclip train` or `save_pretrained`")
+    command.add_argument("repo", help="the Hub repo, user/name (created when needed)")
+    command.add_argument("--private", action="store_true", help="create the repo private")
+    command.add_argument("--revision", help="the branch to push to (created when needed; default: main)")
+    command.add_argument("--token", help="a Hub token (default: the one `hf auth login` stored, or HF_TOKEN)")
+    command.add_argument("--commit-message", help="the commit message (default: one naming the model)")
+    command.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     command.set_defaults(run=run)
 
 
@@ -22,6 +26,7 @@ def run(args) -> int:
         if os.path.exists(path):
             with open(path, encoding="utf-8") as handle:
                 card[key] = json.load(handle)
-    commit = model.push_to_hub(args.repo, private=args.private, **card)
-    print(f"pushed {args.folder} to {commit.repo_url}")
+    commit = model.push_to_hub(args.repo, private=args.private, revision=args.revision, token=args.token,
+                               commit_message=args.commit_message, create_pr=args.create_pr, **card)  # fmt: skip
+    print(f"pushed {args.folder} to {getattr(commit, 'pr_url', None) or commit.repo_url}")
     return 0

@@ -18,6 +18,7 @@ import datasets
 import numpy as np
 from datasets import Dataset
 
+from ..io.errors import FormatError, check_declared_size
 from .folder_tree import natural_key
 from .schema import MODELNET40_CLASSES, SCANOBJECTNN_CLASSES, point_features, resolve_class_names
 
@@ -86,6 +87,7 @@ def _read_h5_file(h5py, file: Path, num_points: int | None) -> tuple[np.ndarray,
         if "data" not in handle or "label" not in handle:
             raise ValueError(f"h5 file {str(file)!r} needs 'data' and 'label' datasets, found {keys}")
         data = handle["data"]
+        _check_h5_dataset(h5py, data, file, num_points)
         if data.ndim != 3 or data.shape[2] < 3:
             raise ValueError(f"h5 file {str(file)!r}: 'data' has shape {data.shape}, expected [N, P, C>=3] points")
         points = data[:, :num_points, :3] if num_points else data[:, :, :3]
@@ -103,6 +105,22 @@ def _read_h5_file(h5py, file: Path, num_points: int | None) -> tuple[np.ndarray,
     if points.shape[1] == 0 and len(points):
         raise ValueError(f"h5 file {str(file)!r}: clouds have no points")
     return points, label
+
+
+def _check_h5_dataset(h5py, data, file: Path, num_points: int | None) -> None:
+    """Refuse, before reading, a `data` that is not an array, or that declares more bytes than the caps allow."""
+    if not isinstance(data, h5py.Dataset):
+        raise ValueError(f"h5 file {str(file)!r}: 'data' is a {type(data).__name__}, expected an array of points")
+    if data.dtype.kind not in "iuf":
+        raise ValueError(f"h5 file {str(file)!r}: 'data' has dtype {data.dtype}, expected numbers")
+    shape = list(data.shape)
+    if num_points and len(shape) == 3:
+        shape[1] = min(shape[1], num_points)
+    declared = int(np.prod(shape, dtype=object)) * 4
+    try:
+        check_declared_size(declared, f"'data' of shape {data.shape}", stored_bytes=file.stat().st_size)
+    except FormatError as error:
+        raise ValueError(f"h5 file {str(file)!r}: {error}") from None
 
 
 def _finite_check(points: np.ndarray, first_row: int, where: str) -> None:

@@ -147,7 +147,7 @@ def _predict_remaining(
     consume: Consume,
     writer: PredictionsWriter | None,
 ) -> None:
-    from tqdm.auto import tqdm
+    from huggingface_hub.utils import tqdm
 
     accelerator = run.accelerator
     if accelerator is not None and not same_device(run.model.device, accelerator.device):

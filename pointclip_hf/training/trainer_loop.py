@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from huggingface_hub.utils import tqdm
 
 from ..encoding import PreparedSplit, class_names_for, encode_split, prepare_split, view_features
 from ..modeling_pointclip import PointCLIPModel

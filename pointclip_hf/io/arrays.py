@@ -1,0 +1,91 @@
+"""`.npy` and `.npz` readers: the declared shape is checked against the caps before any array is allocated."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+
+from .errors import FormatError, check_declared_size
+
+NPZ_KEYS = ("points", "xyz", "data")
+"""Members tried, in order, when reading a `.npz` archive; otherwise its only array."""
+
+_MAX_HEADER_BYTES = 10_000
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """The numeric array of a `.npy` file (never unpickled)."""
+    with open(path, "rb") as handle:
+        return _read_npy_stream(handle, "the array", path.stat().st_size)
+
+
+def load_npz(path: Path) -> np.ndarray:
+    """The point array of a `.npz` archive: the member `points`, `xyz` or `data`, else its only member."""
+    if not zipfile.is_zipfile(path):
+        raise FormatError("not a .npz file (not a valid zip archive)")
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: info for info in archive.infolist() if not info.is_dir()}
+        _check_members(members)
+        info = members[_choose_member(members)]
+        with archive.open(info) as handle:
+            return _read_npy_stream(handle, f"the member {info.filename!r}", info.file_size)
+
+
+def _check_members(members: dict[str, zipfile.ZipInfo]) -> None:
+    for name, info in members.items():
+        if not name.endswith(".npy"):
+            raise FormatError(f"archive member {name!r} is not a .npy array")
+        if info.flag_bits & 0x1:
+            raise FormatError(f"archive member {name!r} is encrypted")
+        check_declared_size(info.file_size, f"archive member {name!r}", stored_bytes=info.compress_size)
+
+
+def _choose_member(members: dict[str, zipfile.ZipInfo]) -> str:
+    keys = [name[: -len(".npy")] for name in members]
+    key = next((k for k in NPZ_KEYS if k in keys), None)
+    if key is not None:
+        return f"{key}.npy"
+    if len(keys) != 1:
+        raise FormatError(
+            f"cannot tell which array holds the points: expected a key named "
+            f"{' / '.join(repr(k) for k in NPZ_KEYS)} or a single array, found keys {keys}"
+        )
+    return f"{keys[0]}.npy"
+
+
+def _read_npy_stream(handle: BinaryIO, what: str, stored_bytes: int) -> np.ndarray:
+    """Parse the `.npy` header of `handle`, check the declared array fits `stored_bytes` and the cap, then read it."""
+    if handle.read(6) != b"\x93NUMPY":
+        raise FormatError(f"{what} is not a .npy array (missing the NumPy magic bytes)")
+    version = tuple(handle.read(2))
+    if version not in ((1, 0), (2, 0), (3, 0)):
+        raise FormatError(f"{what} has an unknown .npy format version {version}")
+    try:
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(handle, max_header_size=_MAX_HEADER_BYTES)
+    except Exception as error:  # numpy raises ValueError, SyntaxError or tokenize errors for a bad header
+        raise FormatError(f"{what} has a malformed .npy header ({error})") from None
+    check_numeric_dtype(dtype)
+    count = int(np.prod(shape, dtype=object))
+    num_bytes = count * dtype.itemsize
+    check_declared_size(num_bytes, f"{what} of shape {shape}")
+    if num_bytes > stored_bytes:
+        raise FormatError(f"{what} is truncated: its header declares shape {shape} ({num_bytes:,} bytes)")
+    flat = np.empty(count, dtype=dtype)
+    received = handle.readinto(memoryview(flat).cast("B")) if num_bytes else 0
+    if received != num_bytes:
+        raise FormatError(f"{what} is truncated: header declares {num_bytes:,} bytes, {received:,} follow")
+    return flat.reshape(shape, order="F" if fortran_order else "C")
+
+
+def check_numeric_dtype(dtype: np.dtype) -> None:
+    """Refuse structured, object, string or complex dtypes: a cloud is a plain real numeric array."""
+    if dtype.names is not None:
+        raise FormatError(
+            f"structured arrays are not supported (fields {dtype.names}); store a plain numeric [N, C] array"
+        )
+    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
+        raise FormatError(f"expected a real numeric array, got dtype {dtype}")

@@ -1,0 +1,66 @@
+"""The one error type of the point-cloud readers, and the size limits they check before allocating."""
+
+from __future__ import annotations
+
+import os
+
+DEFAULT_MAX_CLOUD_BYTES = 1 << 30
+"""Largest array a reader builds for one file (1 GiB); override with `POINTCLIP_MAX_CLOUD_BYTES`."""
+
+DEFAULT_MAX_EXPANSION = 200
+"""Largest ratio of decoded to stored bytes of a compressed file; override with `POINTCLIP_MAX_EXPANSION`."""
+
+
+class PointCloudFileError(ValueError):
+    """A point-cloud file that cannot be read: the message names the file and the problem in one line."""
+
+
+class FormatError(ValueError):
+    """A problem with a file's contents, raised inside a reader; `load_point_cloud` adds the file name."""
+
+
+def max_cloud_bytes() -> int:
+    """The size cap in bytes: `POINTCLIP_MAX_CLOUD_BYTES` when set, else `DEFAULT_MAX_CLOUD_BYTES`."""
+    return _positive_int_from_env("POINTCLIP_MAX_CLOUD_BYTES", DEFAULT_MAX_CLOUD_BYTES)
+
+
+def max_expansion() -> int:
+    """The decompression-ratio cap: `POINTCLIP_MAX_EXPANSION` when set, else `DEFAULT_MAX_EXPANSION`."""
+    return _positive_int_from_env("POINTCLIP_MAX_EXPANSION", DEFAULT_MAX_EXPANSION)
+
+
+def check_declared_size(num_bytes: int, what: str, stored_bytes: int | None = None) -> None:
+    """Refuse, before allocating, an array of `num_bytes` over the cap, or over `max_expansion()` times `stored_bytes`.
+
+    Args:
+        num_bytes (`int`): bytes the declared shape (or decompressed size) would take.
+        what (`str`): what is declared, for the message (e.g. "the 'points' member").
+        stored_bytes (`int`, *optional*): bytes it is stored in, for compressed data.
+
+    Raises:
+        FormatError: the declared size is over a cap.
+    """
+    cap = max_cloud_bytes()
+    if num_bytes > cap:
+        raise FormatError(
+            f"{what} declares {num_bytes:,} bytes, over the {cap:,}-byte cap (raise POINTCLIP_MAX_CLOUD_BYTES to allow)"
+        )
+    ratio = max_expansion()
+    if stored_bytes is not None and num_bytes > ratio * max(stored_bytes, 1):
+        raise FormatError(
+            f"{what} expands {stored_bytes:,} stored bytes to {num_bytes:,}, over {ratio}x "
+            "(raise POINTCLIP_MAX_EXPANSION to allow)"
+        )
+
+
+def _positive_int_from_env(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number <= 0:
+        raise PointCloudFileError(f"environment variable {name}={value!r} must be a positive integer")
+    return number
