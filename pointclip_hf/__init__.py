@@ -5,11 +5,13 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_pointclip import PointCLIPConfig
 from .data import few_shot_subset, load_point_cloud_dataset, train_validation_split
+from .dtype_policy import fastest_safe_dtype, resolve_dtype
 from .encoding import encode_dataset
 from .evaluation import EvaluationReport, classify_files, evaluate
 from .inter_view_adapter import InterViewAdapter, convert_reference_adapter
 from .model_card import build_model_card
 from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
+from .onnx_image_tower import use_onnx_image_tower
 from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
 from .point_cloud_io import load_point_cloud
 from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor
@@ -63,6 +65,7 @@ __all__ = [
     "encode_dataset",
     "ensemble_logits",
     "evaluate",
+    "fastest_safe_dtype",
     "few_shot_subset",
     "load_class_prompts",
     "load_logits",
@@ -70,10 +73,12 @@ __all__ = [
     "load_point_cloud_dataset",
     "pointclip_logits",
     "render_views",
+    "resolve_dtype",
     "search_ensemble_weight",
     "search_prompts",
     "search_view_weights",
     "train_adapter",
     "train_validation_split",
     "tune_on_validation",
+    "use_onnx_image_tower",
 ]
