@@ -2,7 +2,8 @@
 `bench_inference.py`.
 
 For each architecture one random full-size CLIP is built in float32 and copied into every variant (`float32`,
-`bfloat16`, `float16`; backends `torch`, `compile` (`model.compile_image_tower()`) and `onnxruntime`, float32 only).
+`bfloat16`, `float16`; backends `torch`, `compile` (`model.compile_image_tower()`), `onnxruntime` (float32 only)
+and `onnxruntime-int8`, the same graph after ONNX Runtime's dynamic int8 quantisation, measured but not shipped).
 Per variant it prints, from one run with the variants' repeats interleaved round by round:
 
     ms/cloud    median `get_view_features` time for a batch of `--batch-sizes[0]` clouds, per cloud
@@ -37,7 +38,7 @@ from conftest import synthetic_cloud  # noqa: E402
 from pointclip_hf.dtype_policy import dtype_name, resolve_dtype  # noqa: E402
 from pointclip_hf.pipeline_pointclip import label_embeddings  # noqa: E402
 
-BACKENDS = ("torch", "compile", "onnxruntime")
+BACKENDS = ("torch", "compile", "onnxruntime", "onnxruntime-int8")
 
 
 def agreement_clouds(paths: list[Path]) -> list[np.ndarray]:
@@ -57,16 +58,31 @@ def build_variants(base, names: list[tuple[str, str]], cache_dir: str) -> dict:
 
     variants = {}
     for dtype, backend in names:
-        if backend == "onnxruntime" and dtype != torch.float32:
+        if backend.startswith("onnxruntime") and dtype != torch.float32:
             print(f"  skipped {dtype_name(dtype)} + onnxruntime: the ONNX tower runs in float32 only", flush=True)
             continue
         model = copy.deepcopy(base).to(dtype=dtype).eval()
         if backend == "compile":
             model.compile_image_tower()
-        elif backend == "onnxruntime":
+        elif backend.startswith("onnxruntime"):
             use_onnx_image_tower(model, cache_dir=cache_dir)
+            if backend == "onnxruntime-int8":
+                quantize_tower(model.clip.vision_model)
         variants[(dtype_name(dtype), backend)] = model
     return variants
+
+
+def quantize_tower(tower) -> None:
+    """Swap the session of an `OnnxImageTower` for one on its dynamically int8-quantised graph."""
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantized = tower.onnx_path.with_name("image_tower.int8.onnx")
+    if not quantized.exists():
+        quantize_dynamic(tower.onnx_path, quantized, weight_type=QuantType.QInt8)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    tower.session = onnxruntime.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
 
 
 def interleaved_times(variants: dict, pixel_values: torch.Tensor, repeats: int, synchronize) -> dict:

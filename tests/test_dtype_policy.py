@@ -3,6 +3,7 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,3 +124,18 @@ def test_cli_onnxruntime_backend_matches_torch(tiny_clip_dir, capsys, tmp_path, 
     labels = [[[p["label"] for p in entry["predictions"]] for entry in run] for run in (torch_run, onnx_run)]
     assert labels[0] == labels[1]
     assert any((tmp_path / "pointclip_hf" / "onnx").iterdir())
+
+
+def test_evaluate_records_dtype_in_report_and_predictions_header(tiny_clip_dir, example_clouds, tmp_path, capsys):
+    root = tmp_path / "data"
+    for name, cloud in zip(["box", "chair"], example_clouds):
+        (root / name).mkdir(parents=True)
+        np.save(root / name / "0.npy", cloud)
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--dataset", str(root), "--split", "train", "--model", str(tiny_clip_dir),
+                 "--output-dir", str(out), "--dtype", "bf16"]) == 0  # fmt: skip
+    assert "dtype bfloat16, image tower torch" in capsys.readouterr().out
+    setup = json.loads((out / "report.json").read_text())["setup"]
+    assert setup["dtype"] == "bfloat16" and setup["runtime"]["image_tower_backend"] == "torch"
+    header = json.loads((out / "predictions.jsonl").read_text().splitlines()[0])["header"]
+    assert header["fingerprint"]["dtype"] == "bfloat16"
