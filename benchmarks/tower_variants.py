@@ -135,12 +135,15 @@ def compare_variants(args, device, build_model, use_style, matmul_throughput, to
         flops = tower_flops(base.config.clip_config.vision_config, base.config.clip_config.projection_dim)["total"]
         with tempfile.TemporaryDirectory(prefix="pointclip-onnx-") as cache_dir:
             variants = build_variants(base, names, cache_dir)
+            progress(f"{arch}: built {', '.join(map(str, variants))}")
             for model in variants.values():
                 model.processor = processor
             clouds = agreement_clouds(paths[: args.agreement_clouds])
             scores = agreement(variants, processor, clouds, labels)
+            progress(f"{arch}: agreement on {len(clouds)} clouds {scores}")
             pixel_values = processor(point_clouds=[np.load(p) for p in paths[:batch]])["pixel_values"]
             times = interleaved_times(variants, pixel_values, args.repeats or 5, lambda: synchronize(device))
+            progress(f"{arch}: times {times}")
         reference_s = statistics.median(times[("float32", "torch")])
         for (dtype, backend), seconds in times.items():
             median = statistics.median(seconds)
@@ -153,6 +156,10 @@ def compare_variants(args, device, build_model, use_style, matmul_throughput, to
                          "clouds": len(clouds), **scores[(dtype, backend)]})  # fmt: skip
     print_variants(rows, matmul)
     return rows
+
+
+def progress(message: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
 def synchronize(device: torch.device) -> None:
