@@ -54,6 +54,10 @@ def test_splat_chunking_does_not_change_maps(monkeypatch, pixels_per_chunk):
     assert torch.equal(splat_depth(points, resolution=16), expected)
 
 
+def test_splat_of_an_empty_batch_is_empty():
+    assert splat_depth(torch.zeros(0, 5, 3), resolution=8).shape == (0, 8, 8)
+
+
 def test_v2_matches_reference(golden, clouds, record_property):
     expected = golden["v2_img_110"][:, 0]
     images = render_views(clouds, "pointclip_v2").reshape(expected.shape)
