@@ -5,7 +5,8 @@ What it builds
     `PointCLIPModel(PointCLIPConfig(clip_config=..., projection_style=...))` around a randomly initialised CLIP of the
     real size: ViT-B/32 or ViT-B/16 image tower (hidden 768, 12 layers, 12 heads, MLP 3072, 224x224 input), the CLIP
     text tower (hidden 512, 12 layers, 8 heads, MLP 2048, vocabulary 49408, 77 positions), projection 512, SDPA
-    attention, eval mode, `--dtype` fp32 (default) / bf16 / fp16. Random weights cost exactly what trained ones do.
+    attention, eval mode, `--dtype` fp32 (default) / bf16 / fp16 / auto, `--backend` torch (default) / compile /
+    onnxruntime. Random weights cost exactly what trained ones do.
     One model is built per architecture; switching projection style swaps in a fresh `PointCLIPConfig` (same CLIP).
 
 Tokenizer and prompt length (text cost depends on the sequence length only)
@@ -44,6 +45,10 @@ Examples
     python benchmarks/bench_inference.py                              # both architectures (< 15 min, quiet 2-core CPU)
     python benchmarks/bench_inference.py --arch vit-b16 --batch-sizes 32 --styles pointclip_v1 pointclip_v2
     python benchmarks/bench_inference.py --device cuda --dtype bf16 --repeats 10
+
+Several `--dtype` or `--backend` values compare image-tower variants instead, interleaved, with feature agreement
+against float32 (see `tower_variants.py`):
+    python benchmarks/bench_inference.py --arch vit-b32 --batch-sizes 8 --dtype fp32 bf16 --backend torch onnxruntime
 """
 
 from __future__ import annotations
@@ -71,9 +76,11 @@ import transformers  # noqa: E402
 from transformers import CLIPConfig, CLIPTokenizer  # noqa: E402
 
 import pointclip_hf  # noqa: E402
+from pointclip_hf.dtype_policy import DTYPE_CHOICES, dtype_name, resolve_dtype  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from conftest import byte_level_vocab  # noqa: E402  (the offline byte-level CLIP vocabulary of the tests)
+from tower_variants import BACKENDS, compare_variants  # noqa: E402
 
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
 from pointclip_hf.pipeline_pointclip import (
@@ -88,7 +95,6 @@ ARCHS = {
     "vit-b32": {"patch_size": 32, "name": "ViT-B/32"},
     "vit-b16": {"patch_size": 16, "name": "ViT-B/16"},
 }
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # Real CLIP BPE length of the longest ModelNet40 prompt per style (start and end tokens included), estimated.
 BPE_PROMPT_TOKENS = {"pointclip_v1": 12, "pointclip_v1_fewshot": 10, "pointclip_v2": 18}
 MODELNET40 = (
@@ -737,7 +743,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="prompt length in tokens (default: estimated CLIP BPE length per style; 77 = pad to max)")
     parser.add_argument("--quick", action="store_true", help="batch 8, one architecture, fewer repeats (~2 min)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    parser.add_argument("--dtype", nargs="+", choices=DTYPE_CHOICES, default=["fp32"],
+                        help="one dtype, or several to compare tower variants (auto: the package's dtype policy)")
+    parser.add_argument("--backend", nargs="+", choices=BACKENDS, default=["torch"],
+                        help="image tower backend(s); compile = torch.compile, onnxruntime needs the [onnx] extra")
+    parser.add_argument("--agreement-clouds", type=int, default=16,
+                        help="benchmark clouds added to the agreement set of the variant comparison")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa", help="CLIP attention implementation")
     parser.add_argument("--max-images-per-batch", type=int, default=None,
@@ -773,10 +784,12 @@ def run_arch(arch, args, device, dtype, paths, matmul_gflops, profiles: list, pr
     build_s = time.perf_counter() - start
     flops = tower_flops_per_image(model.config.clip_config.vision_config, model.config.clip_config.projection_dim)
     counted = counted_tower_flops(model, device)
-    if args.compile:
-        if not hasattr(model, "compile_image_tower"):
-            raise SystemExit("--compile: this version of PointCLIPModel has no compile_image_tower().")
+    if args.compile or args.backend == ["compile"]:
         model.compile_image_tower()
+    if args.backend == ["onnxruntime"]:
+        from pointclip_hf.onnx_image_tower import use_onnx_image_tower
+
+        use_onnx_image_tower(model)
     attn = model.clip.config._attn_implementation
     log(f"\n{ARCHS[arch]['name']}: built in {build_s:.1f} s, attention {attn}, tower "
         f"{flops['total'] / 1e9:.2f} GFLOP/image analytic, {(counted or float('nan')) / 1e9:.2f} counted by "
@@ -849,10 +862,13 @@ def main(argv=None) -> int:
     if args.before_after:
         device = torch.device("cpu" if args.device == "auto" and not torch.cuda.is_available() else
                               ("cuda" if args.device == "auto" else args.device))  # fmt: skip
-        return compare_tower_calls(args, device, DTYPES[args.dtype])
+        return compare_tower_calls(args, device, resolve_dtype(args.dtype[0], device))
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))  # fmt: skip
-    dtype = DTYPES[args.dtype]
+    if len(args.dtype) > 1 or len(args.backend) > 1:
+        return _compare_variants(args, device)
+    dtype = resolve_dtype(args.dtype[0], device)
+    args.dtype = dtype_name(dtype)
     started = time.perf_counter()
     meta = {
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -912,6 +928,20 @@ def main(argv=None) -> int:
             _write_json(path, {**payload, "results": {arch: results[arch]}, "targets": own})
     else:
         _write_json(Path(args.out), {**payload, "results": results, "targets": verdicts})
+    return 0
+
+
+def _compare_variants(args, device) -> int:
+    log(f"Image-tower variants: {_cpu_name()}, {torch.get_num_threads()} threads, device {device}, dtypes "
+        f"{args.dtype}, backends {args.backend}, load average {load_average()}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="pointclip-bench-") as tmp:
+        paths = write_clouds(Path(tmp), max(args.batch_sizes[0], args.agreement_clouds), args.seed)
+        rows = compare_variants(args, device, build_model, use_style, matmul_throughput, tower_flops_per_image,
+                                paths, list(MODELNET40))  # fmt: skip
+    log(f"load average at the end {load_average()}")
+    if "{arch}" in args.out:
+        args.out = str(REPO_ROOT / "benchmarks" / "results" / "tower_variants.json")
+    _write_json(Path(args.out), {"args": vars(args), "rows": rows})
     return 0
 
 

@@ -5,6 +5,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .configuration_pointclip import PointCLIPConfig
 from .data import few_shot_subset, load_point_cloud_dataset, train_validation_split
+from .dtype_policy import fastest_safe_dtype, resolve_dtype
 from .embeddings import PointCloudEmbeddings, embed_point_clouds, embed_texts
 from .encoding import encode_dataset
 from .evaluation import EvaluationReport, classify_files, evaluate
@@ -13,6 +14,7 @@ from .io import PointCloudFileError, load_point_cloud
 from .model_card import build_model_card
 from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
 from .modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation, PointCLIPPartSegmentationOutput
+from .onnx_image_tower import use_onnx_image_tower
 from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
 from .pipeline_pointclip_part_segmentation import PART_SEGMENTATION_TASK, PointCloudZeroShotPartSegmentationPipeline
 from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor, processor_for_model
@@ -87,6 +89,7 @@ __all__ = [
     "encode_dataset",
     "ensemble_logits",
     "evaluate",
+    "fastest_safe_dtype",
     "few_shot_subset",
     "load_class_prompts",
     "load_logits",
@@ -96,10 +99,12 @@ __all__ = [
     "processor_for_model",
     "render_part_views",
     "render_views",
+    "resolve_dtype",
     "search_ensemble_weight",
     "search_prompts",
     "search_view_weights",
     "train_adapter",
     "train_validation_split",
     "tune_on_validation",
+    "use_onnx_image_tower",
 ]

@@ -41,6 +41,23 @@ def test_v1_matches_reference(golden, clouds, style):
     assert torch.equal(maps != 0, expected != 0)
 
 
+def test_v1_zero_shot_is_bit_identical_to_reference(golden, clouds):
+    expected = golden["v1_zs_depth"]
+    assert torch.equal(render_views(clouds, "pointclip_v1").reshape(expected.shape), expected)
+
+
+@pytest.mark.parametrize("pixels_per_chunk", [1, 3 * 16 * 16, 1 << 30])
+def test_splat_chunking_does_not_change_maps(monkeypatch, pixels_per_chunk):
+    points = _unit_clouds(5, 300) + torch.tensor([0.0, 0.0, 1.6])
+    expected = splat_depth(points, resolution=16)
+    monkeypatch.setattr(projection, "_CPU_PIXELS_PER_CHUNK", pixels_per_chunk)
+    assert torch.equal(splat_depth(points, resolution=16), expected)
+
+
+def test_splat_of_an_empty_batch_is_empty():
+    assert splat_depth(torch.zeros(0, 5, 3), resolution=8).shape == (0, 8, 8)
+
+
 def test_v2_matches_reference(golden, clouds, record_property):
     expected = golden["v2_img_110"][:, 0]
     images = render_views(clouds, "pointclip_v2").reshape(expected.shape)

@@ -3,6 +3,8 @@
 import argparse
 import os
 
+from ..dtype_policy import DTYPE_CHOICES
+
 PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2", "pointclip_v2_part_segmentation"]
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
 
@@ -27,7 +29,11 @@ def add_model_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--model", default=DEFAULT_MODEL, help="PointCLIP or CLIP checkpoint: Hub id or folder.")
     command.add_argument("--projection", choices=PROJECTIONS, help="projection style (for a plain CLIP checkpoint)")
     command.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
-    command.add_argument("--dtype", choices=["fp32", "bf16", "fp16"])
+    command.add_argument("--dtype", choices=DTYPE_CHOICES,
+                         help="auto: bfloat16 where the CPU or GPU computes it natively, else float32 (float16 on "
+                              "older GPUs); default: the checkpoint's dtype")  # fmt: skip
+    command.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
+                         help="run CLIP's image tower in torch or ONNX Runtime (float32, needs the [onnx] extra)")
     command.add_argument("--max-images-per-batch", type=int,
                          help="depth images per image-tower call, whole clouds (default: one cloud on CPU, 128 on GPU)")
     command.add_argument("--compile", action="store_true", help="torch.compile the image tower")
@@ -48,24 +54,33 @@ def add_validation_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--seed", type=int, default=2)
 
 
-def torch_dtype(name: str | None):
-    import torch
-
-    return {None: None, "fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
 def load_model(args):
-    """The model named by `--model`, with `--projection`, `--dtype` and `--device` applied."""
+    """The model named by `--model`, with `--projection`, `--dtype`, `--device`, `--backend` and `--compile` applied."""
+    from ..dtype_policy import resolve_dtype
     from ..modeling_pointclip import PointCLIPModel
 
     overrides = {"projection_style": args.projection} if getattr(args, "projection", None) else {}
-    model = PointCLIPModel.from_pretrained(args.model, dtype=torch_dtype(getattr(args, "dtype", None)), **overrides)
+    dtype = resolve_dtype(getattr(args, "dtype", None), getattr(args, "device", None))
+    model = PointCLIPModel.from_pretrained(args.model, dtype=dtype, **overrides)
     if getattr(args, "max_images_per_batch", None) is not None:
         model.config.max_images_per_batch = args.max_images_per_batch
         model.config.validate_adapter()
     if getattr(args, "device", None):
         model = model.to(args.device)
+    if getattr(args, "backend", "torch") == "onnxruntime":
+        return _onnx_backend(model, args)
     return model.compile_image_tower() if getattr(args, "compile", False) else model
+
+
+def _onnx_backend(model, args):
+    from ..onnx_image_tower import use_onnx_image_tower
+
+    if getattr(args, "compile", False):
+        raise CommandError("--compile applies to the torch backend, not to --backend onnxruntime.")
+    try:
+        return use_onnx_image_tower(model)
+    except (ImportError, TypeError) as error:
+        raise CommandError(f"--backend onnxruntime: {error}") from None
 
 
 def load_dataset_arg(args, split: str):

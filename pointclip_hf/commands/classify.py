@@ -39,7 +39,7 @@ def run(args) -> int:
     else:
         files = list(args.files)
         results = model.classify(files, labels, top_k=args.top_k, batch_size=args.batch_size)
-    _print_results(files, results, args.json)
+    _print_results(files, results, args.json, model)
     return 0
 
 
@@ -52,9 +52,13 @@ def _classify_streaming(model, args, labels) -> tuple[list[str], list[list[dict]
     return [record["path"] for record in records], [record["top_k"] for record in records]
 
 
-def _print_results(files: list[str], results: list[list[dict]], as_json: bool) -> None:
+def _print_results(files: list[str], results: list[list[dict]], as_json: bool, model) -> None:
     if as_json:
-        print(json.dumps([{"file": f, "predictions": r} for f, r in zip(files, results)], indent=2))
+        from ..dtype_policy import dtype_name
+        from ..onnx_image_tower import image_tower_backend
+
+        run = {"dtype": dtype_name(model.dtype), "backend": image_tower_backend(model)}
+        print(json.dumps([{"file": f, **run, "predictions": r} for f, r in zip(files, results)], indent=2))
         return
     for path, predictions in zip(files, results):
         ranked = ", ".join(f"{p['label']} {p['score']:.3f}" for p in predictions)

@@ -29,6 +29,7 @@ def run(args) -> int:
             print(f"  {name:24s} {'-' if accuracy is None else f'{accuracy:.4f}'}")
         setup = report.setup
         print(f"projection {setup.get('projection_style')}, view weights {setup.get('view_weights')}, "
-              f"prompts {setup.get('prompt_templates')}")  # fmt: skip
+              f"prompts {setup.get('prompt_templates')}, dtype {setup.get('dtype')}, "
+              f"image tower {setup['runtime']['image_tower_backend']}")  # fmt: skip
         print(f"report, predictions and confusion matrix in {args.output_dir}")
     return 0

@@ -2,7 +2,8 @@
 
 import json
 
-from ._options import CommandError, torch_dtype
+from ..dtype_policy import DTYPE_CHOICES, resolve_dtype
+from ._options import CommandError
 
 
 def add_parser(commands) -> None:
@@ -16,7 +17,7 @@ def add_parser(commands) -> None:
                          help="exact search with torch, or faiss when installed")  # fmt: skip
     command.add_argument("--model", help="the model the index was built with (default: the one it names)")
     command.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
-    command.add_argument("--dtype", choices=["fp32", "bf16", "fp16"])
+    command.add_argument("--dtype", choices=DTYPE_CHOICES, help="as for classify (default: the checkpoint's dtype)")
     command.add_argument("--json", action="store_true", help="print JSON")
     command.set_defaults(run=run)
 
@@ -45,7 +46,7 @@ def _index_model(args, fingerprint: dict):
 
     name = args.model or fingerprint.get("model")
     projection = fingerprint.get("processor", {}).get("projection_style")
-    model = PointCLIPModel.from_pretrained(name, dtype=torch_dtype(args.dtype), projection_style=projection)
+    model = PointCLIPModel.from_pretrained(name, dtype=resolve_dtype(args.dtype, args.device), projection_style=projection)
     return model.to(args.device) if args.device else model
 
 

@@ -138,9 +138,11 @@ def _processor_settings(processor) -> dict:
 def _runtime(model, accelerator, batch_size: int, num_workers: int) -> dict:
     import transformers
 
+    from ..onnx_image_tower import image_tower_backend
 
     return {
         "device": str(model.device),
+        "image_tower_backend": image_tower_backend(model),
         "num_processes": accelerator.num_processes if accelerator is not None else 1,
         "batch_size": batch_size,
         "num_workers": num_workers,
