@@ -493,7 +493,7 @@ PROFILED_FUNCTIONS = (
     ("processing", "normalize_to_unit_sphere", "normalize_to_unit_sphere", "prepare_points"),
     ("processing", "select_points", "select_points", "prepare_points"),
     ("processing", "render_views", "render_views", "render"),
-    ("projection", "_check_points", "_check_points", "render_views"),
+    ("projection", "check_point_batch", "check_point_batch", "render_views"),
     ("projection", "_splat_depth", "_splat_depth (v1)", "render_views"),
     ("projection", "_realistic_projection", "_realistic_projection (v2)", "render_views"),
     ("projection", "_points_to_grid", "_points_to_grid (v2)", "_realistic_projection (v2)"),

@@ -104,7 +104,7 @@ class PointCLIPConfig(PreTrainedConfig):
         if not self.prompt_templates:
             raise ValueError("prompt_templates must hold at least one template.")
         for template in self.prompt_templates:
-            check_prompt_template(template)
+            check_prompt_template(template, object_field=self.projection_style == "pointclip_v2_part_segmentation")
         for name, sentences in (self.class_prompts or {}).items():
             if not sentences:
                 raise ValueError(f"class_prompts[{name!r}] is empty.")

@@ -33,6 +33,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .point_ops import check_point_batch, euler_to_rotation
+
 
 @dataclass(frozen=True)
 class ProjectionStyle:
@@ -120,7 +122,7 @@ def render_views(points: torch.Tensor, style: str = "pointclip_v1") -> torch.Ten
         from .projection_part_segmentation import render_part_views
 
         return render_part_views(points, image_size=spec.resolution).images.to(points.dtype)
-    _check_points(points)
+    check_point_batch(points)
     compute_dtype = _compute_dtype(points.dtype)
     batch, num_points, _ = points.shape
     rotation, tilt, translation = _view_transforms(spec.name, points.device, compute_dtype)
@@ -148,35 +150,8 @@ def splat_depth(points_cam: torch.Tensor, resolution: int) -> torch.Tensor:
     return _splat_depth(points_cam.to(compute_dtype), resolution).to(points_cam.dtype)
 
 
-def _check_points(points: torch.Tensor) -> None:
-    if not isinstance(points, torch.Tensor):
-        raise TypeError(f"points must be a torch.Tensor, got {type(points).__name__}.")
-    if not points.is_floating_point():
-        raise TypeError(f"points must be a floating-point tensor, got dtype {points.dtype}.")
-    if points.ndim != 3:
-        raise ValueError(
-            f"points must have shape [batch, num_points, 3], got rank {points.ndim} with shape {tuple(points.shape)}."
-        )
-    if points.shape[-1] != 3:
-        raise ValueError(f"points must have 3 coordinates in the last dimension, got {tuple(points.shape)}.")
-    if points.shape[1] == 0:
-        raise ValueError("points must hold at least one point per cloud, got num_points = 0.")
-    if not torch.isfinite(points).all():
-        raise ValueError("points contain NaN or inf values.")
-
-
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
-
-
-def _euler_to_matrix(angles: torch.Tensor) -> torch.Tensor:
-    """Euler angles `[V, 3]` (x, y, z) -> rotation matrices `[V, 3, 3]`, R = Rx @ Ry @ Rz."""
-    x, y, z = angles.unbind(-1)
-    zero, one = torch.zeros_like(x), torch.ones_like(x)
-    rot_z = torch.stack([z.cos(), -z.sin(), zero, z.sin(), z.cos(), zero, zero, zero, one], dim=-1)
-    rot_y = torch.stack([y.cos(), zero, y.sin(), zero, one, zero, -y.sin(), zero, y.cos()], dim=-1)
-    rot_x = torch.stack([one, zero, zero, zero, x.cos(), -x.sin(), zero, x.sin(), x.cos()], dim=-1)
-    return rot_x.view(-1, 3, 3) @ rot_y.view(-1, 3, 3) @ rot_z.view(-1, 3, 3)
 
 
 @functools.cache
@@ -189,10 +164,10 @@ def _view_transforms(
     Built in float32 from float32 angles like the reference, so that cos(pi / 2) etc. round identically.
     """
     cameras = _CAMERAS[style]
-    rotation = _euler_to_matrix(torch.tensor(cameras.angles, dtype=torch.float32)).transpose(1, 2)
+    rotation = euler_to_rotation(torch.tensor(cameras.angles, dtype=torch.float32)).transpose(1, 2)
     tilt = None
     if cameras.tilts is not None:
-        tilt = _euler_to_matrix(torch.tensor(cameras.tilts, dtype=torch.float32)).transpose(1, 2)
+        tilt = euler_to_rotation(torch.tensor(cameras.tilts, dtype=torch.float32)).transpose(1, 2)
         tilt = tilt.to(device=device, dtype=dtype)
     translation = torch.tensor(cameras.translation, dtype=torch.float32)
     return rotation.to(device=device, dtype=dtype), tilt, translation.to(device=device, dtype=dtype)

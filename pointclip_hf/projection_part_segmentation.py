@@ -29,6 +29,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .point_ops import check_point_batch, euler_to_rotation
+
 PART_SEGMENTATION_STYLE = "pointclip_v2_part_segmentation"
 NUM_VIEWS = 10
 RESOLUTION = 224
@@ -123,9 +125,7 @@ def render_part_depth(points: torch.Tensor, transposed_lookup: bool = False) -> 
     Returns:
         [`PartViews`] with `images` of shape `(batch, 10, 224, 224)` in the dtype of `points` (float32 for half inputs).
     """
-    from .projection import _check_points
-
-    _check_points(points)
+    check_point_batch(points)
     batch, num_points, _ = points.shape
     cam = _to_view_frames(points.float() if points.dtype in (torch.float16, torch.bfloat16) else points)
     voxels = _voxelize(cam.reshape(batch * NUM_VIEWS, num_points, 3))
@@ -148,10 +148,8 @@ def _to_view_frames(points: torch.Tensor) -> torch.Tensor:
 @torch.inference_mode(False)
 def _view_transforms(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     """The three per-view `R.T` `[V, 3, 3]` and the translation `[3]`, built in float32 like the reference."""
-    from .projection import _euler_to_matrix
-
     matrices = [
-        _euler_to_matrix(torch.tensor(angles, dtype=torch.float32)).transpose(1, 2).to(device=device, dtype=dtype)
+        euler_to_rotation(torch.tensor(angles, dtype=torch.float32)).transpose(1, 2).to(device=device, dtype=dtype)
         for angles in (_VIEW_ANGLES, _X_TILTS, _Y_TILTS)
     ]
     return (*matrices, torch.tensor(_TRANSLATION, dtype=dtype, device=device))

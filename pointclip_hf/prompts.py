@@ -50,9 +50,10 @@ TEMPLATE_SETS = {
 TEMPLATE_SETS["pointclip_v1_fewshot"] = TEMPLATE_SETS["pointclip_v1"]
 
 
-def check_prompt_template(template, what: str = "Prompt template") -> str:
+def check_prompt_template(template, what: str = "Prompt template", object_field: bool = False) -> str:
     """Return `template`, or raise a `ValueError` unless it is a string with exactly one plain `{}` for the label and no
-    other replacement field (`"a {} of {x}"` would fail when formatted)."""
+    other replacement field (`"a {} of {x}"` would fail when formatted), except `{object}` when `object_field` (the
+    part-segmentation templates name the object the parts belong to)."""
     if not isinstance(template, str):
         raise ValueError(f"{what} must be a string with one '{{}}' for the label, got {template!r}.")
     try:
@@ -60,7 +61,9 @@ def check_prompt_template(template, what: str = "Prompt template") -> str:
                   if name is not None]  # fmt: skip
     except ValueError as error:
         raise ValueError(f"{what} {template!r} is not a valid format string ({error}).") from None
-    if fields != [("", "", None)]:
+    allowed = ("", "object") if object_field else ("",)
+    plain = [field for field in fields if field[1:] == ("", None) and field[0] in allowed]
+    if len(plain) != len(fields) or [name for name, _, _ in fields].count("") != 1:
         raise ValueError(f"{what} {template!r} must contain exactly one '{{}}' for the label and no other '{{...}}'.")
     return template
 

@@ -46,7 +46,8 @@ def _index_model(args, fingerprint: dict):
 
     name = args.model or fingerprint.get("model")
     projection = fingerprint.get("processor", {}).get("projection_style")
-    model = PointCLIPModel.from_pretrained(name, dtype=resolve_dtype(args.dtype, args.device), projection_style=projection)
+    dtype = resolve_dtype(args.dtype, args.device)
+    model = PointCLIPModel.from_pretrained(name, dtype=dtype, projection_style=projection)
     return model.to(args.device) if args.device else model
 
 
