@@ -34,17 +34,14 @@ def evaluate(
     processor=None,
 ) -> EvaluationReport:
     """
-    Evaluate a model on a labelled dataset.
-
-    A cloud's view features, logits and scores are bitwise identical whatever else is in its batch: any
-    `batch_size`, position, `num_workers`, resume point or number of processes (on CPU; see the README for CUDA).
+    Evaluate a model on a labelled dataset. A cloud's features, logits and scores are bitwise identical whatever else
+    is in its batch: any `batch_size`, `num_workers`, resume point or process count (CPU; see the README for CUDA).
 
     Args:
         model ([`PointCLIPModel`]):
             The model to evaluate.
         dataset (`datasets.Dataset`):
-            One split with a `points` column (`[N, 3+]` per row, sizes may differ) and a `label` column
-            (`ClassLabel`).
+            One split: `points` (`(N, 3+)` per row, sizes may differ) and `label` (`ClassLabel`) columns.
         batch_size (`int`, *optional*, defaults to 32):
             Clouds rendered and encoded at once.
         num_workers (`int`, *optional*, defaults to 0):
