@@ -1,8 +1,9 @@
 """Per-part prompt libraries: `{part: [sentences]}`, or `{object: {part: [sentences]}}` (the layout of PointCLIP V2's
 `shapenetpart_700.json`), from a JSON file, a folder or a Hub repo."""
 
-import json
 import os
+
+from .prompts import read_prompt_file
 
 
 def load_part_prompts(path_or_repo: str | os.PathLike, object_name: str | None = None, filename: str = "prompts.json",
@@ -22,18 +23,7 @@ def load_part_prompts(path_or_repo: str | os.PathLike, object_name: str | None =
     Returns:
         `dict[str, list[str]]`: sentences per part.
     """
-    path = os.fspath(path_or_repo)
-    if not os.path.exists(path):
-        from huggingface_hub import hf_hub_download
-
-        path = hf_hub_download(path, filename, **hub_kwargs)
-    elif os.path.isdir(path):
-        path = os.path.join(path, filename)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            library = json.load(handle)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"Part prompt file {path} is not valid JSON: {error}") from None
+    library, path = read_prompt_file(path_or_repo, filename, **hub_kwargs)
     return _object_entry(library, object_name, path)
 
 

@@ -108,7 +108,29 @@ def check_hypothesis_template(template: str) -> list[str]:
     return [check_prompt_template(template, "hypothesis_template")]
 
 
-class PointCloudZeroShotClassificationPipeline(Pipeline):
+class PointCLIPPipeline(Pipeline):
+    """What the PointCLIP pipelines share: the processor that belongs to the model, and its feature extractor and
+    tokenizer handed to transformers' batching."""
+
+    _load_processor = False
+    _load_tokenizer = False
+    _load_feature_extractor = False
+    _load_image_processor = False
+
+    def __init__(self, model, processor: PointCLIPProcessor | None = None, **kwargs):
+        for component in ("tokenizer", "feature_extractor", "image_processor", "video_processor"):
+            kwargs.pop(component, None)
+        processor = processor_for_model(model, processor)
+        super().__init__(
+            model=model,
+            processor=processor,
+            tokenizer=processor.tokenizer,
+            feature_extractor=processor.feature_extractor,
+            **kwargs,
+        )
+
+
+class PointCloudZeroShotClassificationPipeline(PointCLIPPipeline):
     r"""
     Zero-shot point-cloud classification with a [`PointCLIPModel`]: the point-cloud counterpart of
     `zero-shot-image-classification`.
@@ -130,23 +152,6 @@ class PointCloudZeroShotClassificationPipeline(Pipeline):
             Defaults to the processor saved with the model, loaded with the same Hub arguments (revision, token, ...),
             or one built from the model's config and its base CLIP's tokenizer.
     """
-
-    _load_processor = False
-    _load_tokenizer = False
-    _load_feature_extractor = False
-    _load_image_processor = False
-
-    def __init__(self, model, processor: PointCLIPProcessor | None = None, **kwargs):
-        for component in ("tokenizer", "feature_extractor", "image_processor", "video_processor"):
-            kwargs.pop(component, None)
-        processor = processor_for_model(model, processor)
-        super().__init__(
-            model=model,
-            processor=processor,
-            tokenizer=processor.tokenizer,
-            feature_extractor=processor.feature_extractor,
-            **kwargs,
-        )
 
     def __call__(self, point_clouds, **kwargs):
         r"""

@@ -2,12 +2,12 @@
 
 import numpy as np
 import torch
-from transformers import Pipeline
 
 from .feature_extraction_pointclip import is_single_point_cloud, to_point_batch
 from .labels import check_labels
+from .pipeline_pointclip import PointCLIPPipeline
 from .point_ops import normalize_to_unit_sphere
-from .processing_pointclip import PointCLIPProcessor, processor_for_model
+from .processing_pointclip import PointCLIPProcessor
 from .projection_part_segmentation import render_part_views
 
 PART_SEGMENTATION_TASK = "point-cloud-zero-shot-part-segmentation"
@@ -95,7 +95,7 @@ def scores_to_segmentation(logits: torch.Tensor, visible: torch.Tensor, parts: l
     }
 
 
-class PointCloudZeroShotPartSegmentationPipeline(Pipeline):
+class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
     r"""
     Zero-shot part segmentation with a [`PointCLIPForZeroShotPartSegmentation`]: every point of the cloud gets the part
     whose prompt best matches the CLIP patches it is seen in.
@@ -113,17 +113,8 @@ class PointCloudZeroShotPartSegmentationPipeline(Pipeline):
     reference's transposed pixel reading, for parity checks only).
     """
 
-    _load_processor = False
-    _load_tokenizer = False
-    _load_feature_extractor = False
-    _load_image_processor = False
-
-    def __init__(self, model, processor: PointCLIPProcessor | None = None, **kwargs):
-        for component in ("tokenizer", "feature_extractor", "image_processor", "video_processor"):
-            kwargs.pop(component, None)
-        processor = processor_for_model(model, processor)
-        super().__init__(model=model, processor=processor, tokenizer=processor.tokenizer,
-                         feature_extractor=processor.feature_extractor, **kwargs)  # fmt: skip
+    def __init__(self, model, processor=None, **kwargs):
+        super().__init__(model, processor, **kwargs)
         self._text_cache = {}
 
     def __call__(self, point_clouds, **kwargs):

@@ -81,9 +81,21 @@ def build_prompts(labels, templates, class_prompts=None) -> tuple[list[str], lis
     return sentences, owners
 
 
-def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts.json", **hub_kwargs) -> dict:
-    """Load a `{class: [sentence, ...]}` JSON file from a local path, or `filename` from a Hub repository
-    (`hub_kwargs` go to `hf_hub_download`, e.g. `repo_type="dataset"`, `revision=...`)."""
+def read_prompt_file(path_or_repo: str | os.PathLike, filename: str = "prompts.json", **hub_kwargs) -> tuple:
+    """
+    Read a JSON prompt file: a local file, a folder holding `filename`, or `filename` in a Hub repo.
+
+    Args:
+        path_or_repo (`str` or `os.PathLike`):
+            Where the file is.
+        filename (`str`, *optional*, defaults to `"prompts.json"`):
+            The file inside a folder or repo.
+        hub_kwargs:
+            For `hf_hub_download`, e.g. `repo_type="dataset"`, `revision=...`.
+
+    Returns:
+        `tuple`: the parsed JSON and the local path it was read from.
+    """
     path = os.fspath(path_or_repo)
     check_local_path_exists(path, "prompt file")
     if not os.path.exists(path):
@@ -94,11 +106,17 @@ def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts
         path = os.path.join(path, filename)
     try:
         with open(path, encoding="utf-8") as handle:
-            library = json.load(handle)
+            return json.load(handle), path
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ValueError(f"Prompt file {path} is not valid JSON: {error}") from None
     except RecursionError:
         raise ValueError(f"Prompt file {path} is nested too deeply to be a prompt library.") from None
+
+
+def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts.json", **hub_kwargs) -> dict:
+    """Load a `{class: [sentence, ...]}` JSON file from a local path, or `filename` from a Hub repository
+    (`hub_kwargs` go to `hf_hub_download`, e.g. `repo_type="dataset"`, `revision=...`)."""
+    library, path = read_prompt_file(path_or_repo, filename, **hub_kwargs)
     if not isinstance(library, dict) or not all(
         isinstance(sentences, list) and sentences and all(isinstance(s, str) for s in sentences)
         for sentences in library.values()
