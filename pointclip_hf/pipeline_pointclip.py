@@ -129,6 +129,17 @@ class PointCLIPPipeline(Pipeline):
             **kwargs,
         )
 
+    def __call__(self, point_clouds, **kwargs):
+        """One cloud (an `(N, 3+)` array, tensor, nested list or file path) gives one result; a list of clouds or a
+        `(B, N, 3+)` array gives one result per cloud."""
+        if isinstance(point_clouds, (np.ndarray, torch.Tensor)) and point_clouds.ndim == 3:
+            point_clouds = list(point_clouds)
+        elif isinstance(point_clouds, (list, tuple)) and is_single_point_cloud(point_clouds):
+            point_clouds = np.asarray(point_clouds)
+        elif isinstance(point_clouds, (list, tuple)) and not point_clouds:
+            raise ValueError("No point clouds given (empty list).")
+        return super().__call__(point_clouds, **kwargs)
+
 
 class PointCloudZeroShotClassificationPipeline(PointCLIPPipeline):
     r"""
@@ -172,12 +183,6 @@ class PointCloudZeroShotClassificationPipeline(PointCLIPPipeline):
         Returns:
             For one cloud a list of `{"label", "score"}` sorted by score; for several, one such list per cloud.
         """
-        if isinstance(point_clouds, (np.ndarray, torch.Tensor)) and point_clouds.ndim == 3:
-            point_clouds = list(point_clouds)
-        elif isinstance(point_clouds, (list, tuple)) and is_single_point_cloud(point_clouds):
-            point_clouds = np.asarray(point_clouds)
-        elif isinstance(point_clouds, (list, tuple)) and not point_clouds:
-            raise ValueError("No point clouds given (empty list).")
         return super().__call__(point_clouds, **kwargs)
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, top_k=None, **unknown):

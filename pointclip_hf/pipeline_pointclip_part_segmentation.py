@@ -1,9 +1,8 @@
 """The `"point-cloud-zero-shot-part-segmentation"` pipeline: a cloud and part names in, a part per point out."""
 
-import numpy as np
 import torch
 
-from .feature_extraction_pointclip import is_single_point_cloud, to_point_batch
+from .feature_extraction_pointclip import to_point_batch
 from .labels import check_labels
 from .pipeline_pointclip import PointCLIPPipeline
 from .point_ops import normalize_to_unit_sphere
@@ -116,15 +115,6 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
     def __init__(self, model, processor=None, **kwargs):
         super().__init__(model, processor, **kwargs)
         self._text_cache = {}
-
-    def __call__(self, point_clouds, **kwargs):
-        if isinstance(point_clouds, (np.ndarray, torch.Tensor)) and point_clouds.ndim == 3:
-            point_clouds = list(point_clouds)
-        elif isinstance(point_clouds, (list, tuple)) and is_single_point_cloud(point_clouds):
-            point_clouds = np.asarray(point_clouds)
-        elif isinstance(point_clouds, (list, tuple)) and not point_clouds:
-            raise ValueError("No point clouds given (empty list).")
-        return super().__call__(point_clouds, **kwargs)
 
     def _sanitize_parameters(self, parts=None, object_name=None, prompt_templates=None, part_prompts=None,
                              view_weights=None, transposed_lookup=None, **unknown):  # fmt: skip
