@@ -227,7 +227,8 @@ BOS_ID, EOS_ID = 512, 513
 
 class FixedLengthTokenizer(CLIPTokenizer):
     """Byte-level CLIP tokenizer (no merges) that always pads / truncates to `fixed_length` tokens, so the text tower
-    sees the sequence length a real CLIP tokenizer would give (see the module docstring)."""
+    sees the sequence length a real CLIP tokenizer would give (see the module docstring). It truncates on the left, so
+    the label at the end of each prompt survives and the labels stay distinct."""
 
     fixed_length = 77
 
@@ -237,7 +238,7 @@ class FixedLengthTokenizer(CLIPTokenizer):
 
 
 def build_tokenizer(length: int) -> FixedLengthTokenizer:
-    tokenizer = FixedLengthTokenizer(vocab=byte_level_vocab(), merges=[])
+    tokenizer = FixedLengthTokenizer(vocab=byte_level_vocab(), merges=[], truncation_side="left")
     tokenizer.fixed_length = length
     return tokenizer
 
