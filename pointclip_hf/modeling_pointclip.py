@@ -103,6 +103,42 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
                 bound = 1.0 / math.sqrt(linear.in_features)
                 init.uniform_(linear.bias, -bound, bound)
 
+    def encode_in_fixed_calls(self, pixel_values: torch.Tensor, encode) -> torch.Tensor:
+        r"""
+        Run `encode` on the images of whole clouds, a fixed number of clouds per call (the last call padded with blank
+        clouds whose outputs are dropped), so that a cloud's outputs never depend on the rest of its batch.
+
+        Args:
+            pixel_values (`torch.Tensor` of shape `(batch, views, 3, S, S)`):
+                Depth images.
+            encode (`Callable`):
+                Images `(clouds_per_call * views, 3, S, S)` -> one output per image.
+
+        Returns:
+            `torch.Tensor` of shape `(batch, views, ...)`.
+        """
+        if pixel_values.ndim != 5 or pixel_values.shape[2] != 3:
+            raise ValueError(f"pixel_values must be [batch, views, 3, S, S], got shape {tuple(pixel_values.shape)}.")
+        batch, views = pixel_values.shape[:2]
+        if views != self.config.num_views:
+            raise ValueError(
+                f"pixel_values hold {views} views but this model ({self.config.projection_style}) expects "
+                f"{self.config.num_views}: the processor and the model use different projections."
+            )
+        clouds = pixel_values.to(device=self.device, dtype=self.dtype)
+        clouds_per_call = self.clouds_per_tower_call()
+        padding = -batch % clouds_per_call
+        if padding:
+            clouds = torch.cat([clouds, clouds.new_zeros(padding, *clouds.shape[1:])])
+        outputs = torch.cat([encode(group.flatten(0, 1)) for group in clouds.split(clouds_per_call)])
+        return outputs.reshape(batch + padding, views, *outputs.shape[1:])[:batch]
+
+    def clouds_per_tower_call(self) -> int:
+        """Whole clouds per image-tower call: `config.max_images_per_batch // num_views` (at least 1) when set, else one
+        cloud on CPU (no padding, and CPU kernels gain nothing from bigger calls) and 128 images' worth elsewhere."""
+        max_images = self.config.max_images_per_batch or (self.config.num_views if self.device.type == "cpu" else 128)
+        return max(1, max_images // self.config.num_views)
+
 
 class PointCLIPModel(PointCLIPPreTrainedModel):
     r"""
@@ -155,27 +191,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         Returns:
             `torch.Tensor` of shape `(batch, views, C)`: the projected, unnormalised view embeddings.
         """
-        if pixel_values.ndim != 5 or pixel_values.shape[2] != 3:
-            raise ValueError(f"pixel_values must be [batch, views, 3, S, S], got shape {tuple(pixel_values.shape)}.")
-        batch, views = pixel_values.shape[:2]
-        if views != self.config.num_views:
-            raise ValueError(
-                f"pixel_values hold {views} views but this model ({self.config.projection_style}) expects "
-                f"{self.config.num_views}: the processor and the model use different projections."
-            )
-        clouds = pixel_values.to(device=self.device, dtype=self.dtype)
-        clouds_per_call = self.clouds_per_tower_call()
-        padding = -batch % clouds_per_call
-        if padding:
-            clouds = torch.cat([clouds, clouds.new_zeros(padding, *clouds.shape[1:])])
-        features = [self._encode_images(group.flatten(0, 1)) for group in clouds.split(clouds_per_call)]
-        return torch.cat(features).reshape(batch + padding, views, -1)[:batch]
-
-    def clouds_per_tower_call(self) -> int:
-        """Whole clouds per image-tower call: `config.max_images_per_batch // num_views` (at least 1) when set, else one
-        cloud on CPU (no padding, and CPU kernels gain nothing from bigger calls) and 128 images' worth elsewhere."""
-        max_images = self.config.max_images_per_batch or (self.config.num_views if self.device.type == "cpu" else 128)
-        return max(1, max_images // self.config.num_views)
+        return self.encode_in_fixed_calls(pixel_values, self._encode_images)
 
     def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
         pooled = self.clip.vision_model(pixel_values=images).pooler_output

@@ -138,7 +138,6 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         self.clip.requires_grad_(False)
 
     get_text_features = PointCLIPModel.get_text_features
-    clouds_per_tower_call = PointCLIPModel.clouds_per_tower_call
     _check_clip_is_frozen = PointCLIPModel._check_clip_is_frozen
 
     @property
@@ -159,18 +158,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         Returns:
             `torch.Tensor` of shape `(batch, views, grid * grid, C)`, the patches in row-major order.
         """
-        if pixel_values.ndim != 5 or pixel_values.shape[2] != 3:
-            raise ValueError(f"pixel_values must be [batch, views, 3, S, S], got shape {tuple(pixel_values.shape)}.")
-        batch, views = pixel_values.shape[:2]
-        if views != self.config.num_views:
-            raise ValueError(f"pixel_values hold {views} views; this model expects {self.config.num_views}.")
-        clouds = pixel_values.to(device=self.device, dtype=self.dtype)
-        clouds_per_call = self.clouds_per_tower_call()
-        padding = -batch % clouds_per_call
-        if padding:
-            clouds = torch.cat([clouds, clouds.new_zeros(padding, *clouds.shape[1:])])
-        features = [self._encode_patches(group.flatten(0, 1)) for group in clouds.split(clouds_per_call)]
-        return torch.cat(features).reshape(batch + padding, views, *features[0].shape[1:])[:batch]
+        return self.encode_in_fixed_calls(pixel_values, self._encode_patches)
 
     def _encode_patches(self, images: torch.Tensor) -> torch.Tensor:
         vision = self.clip.vision_model
