@@ -77,18 +77,20 @@ def check_processor(model, processor) -> None:
         )
 
 
+def _make_directory(path: Path, message: str) -> None:
+    """Create `path` and its parents, or raise one `OSError` starting with `message`."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"{message} ({error.strerror or error}).") from error
+
+
 def check_output_dir(output_dir: str | os.PathLike) -> Path:
     """Create `output_dir` if needed and make sure the evaluation results can be written there."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise OSError(f"Cannot write evaluation results to {str(output_dir)!r}: it exists and is not a directory.")
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSError(
-            f"Cannot write evaluation results to {str(output_dir)!r}: cannot create the directory "
-            f"({error.strerror or error})."
-        ) from error
+    _make_directory(output_dir, f"Cannot write evaluation results to {str(output_dir)!r}: cannot create the directory")
     _probe_directory(output_dir, "evaluation results")
     for name in (PREDICTIONS_FILE, REPORT_FILE, CONFUSION_IMAGE_FILE):
         if (output_dir / name).is_dir():
@@ -104,13 +106,7 @@ def check_output_file(output_path: str | os.PathLike) -> Path:
     parent = output_path.parent
     if parent.exists() and not parent.is_dir():
         raise OSError(f"Cannot write predictions to {str(output_path)!r}: {str(parent)!r} is not a directory.")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSError(
-            f"Cannot write predictions to {str(output_path)!r}: cannot create {str(parent)!r} "
-            f"({error.strerror or error})."
-        ) from error
+    _make_directory(parent, f"Cannot write predictions to {str(output_path)!r}: cannot create {str(parent)!r}")
     _probe_directory(parent, "predictions")
     if output_path.exists():
         try:
