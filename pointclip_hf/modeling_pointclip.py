@@ -223,7 +223,8 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
         if self._processor is None:
             from .processing_pointclip import PointCLIPProcessor
 
-            self._processor = PointCLIPProcessor.from_model_source(self.name_or_path, self.config, **self.loading_kwargs)
+            source, config, loading_kwargs = self.name_or_path, self.config, self.loading_kwargs
+            self._processor = PointCLIPProcessor.from_model_source(source, config, **loading_kwargs)
         return self._processor
 
     @processor.setter
