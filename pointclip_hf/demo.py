@@ -13,6 +13,7 @@ from PIL import Image
 from transformers import PreTrainedConfig
 
 from .commands._options import PROJECTIONS, label_list
+from .dtype_policy import resolve_dtype
 from .labels import check_labels
 from .modeling_pointclip import PointCLIPModel
 from .point_cloud_io import SUPPORTED_EXTENSIONS
@@ -46,10 +47,13 @@ class DemoModels:
             A Hub id or folder of a CLIP or PointCLIP checkpoint.
         device (`str`, *optional*):
             Where to run the model, e.g. `"cuda"`.
+        dtype (`str`, *optional*, defaults to `"auto"`):
+            As the CLI's `--dtype`: `"auto"` is bfloat16 where the hardware computes it natively, else float32.
     """
 
     model_name_or_path: str
     device: str | None = None
+    dtype: str = "auto"
     projections: list[str] = field(init=False)
     _models: dict = field(init=False, default_factory=dict)
 
@@ -71,7 +75,8 @@ class DemoModels:
         return self._models[projection]
 
     def _load(self, config_overrides: dict) -> PointCLIPModel:
-        model = PointCLIPModel.from_pretrained(self.model_name_or_path, **config_overrides).eval()
+        dtype = resolve_dtype(self.dtype, self.device)
+        model = PointCLIPModel.from_pretrained(self.model_name_or_path, dtype=dtype, **config_overrides).eval()
         model.processor = processor_for_model(model)
         return model.to(self.device) if self.device else model
 
@@ -227,7 +232,7 @@ def _page_handler(gr, models: DemoModels):
 
 
 def launch_demo(model_name_or_path: str, port: int | None = None, host: str | None = None, device: str | None = None,
-                **launch_kwargs):  # fmt: skip
+                dtype: str = "auto", **launch_kwargs):  # fmt: skip
     r"""
     Build the demo for `model_name_or_path` and serve it (blocking unless `prevent_thread_lock=True` is passed).
 
@@ -240,10 +245,12 @@ def launch_demo(model_name_or_path: str, port: int | None = None, host: str | No
             The address to listen on (Gradio's default, 127.0.0.1, when `None`).
         device (`str`, *optional*):
             Where to run the model.
+        dtype (`str`, *optional*, defaults to `"auto"`):
+            See [`DemoModels`].
         launch_kwargs:
             More `gradio.Blocks.launch` arguments.
     """
-    demo = build_demo(DemoModels(model_name_or_path, device=device))
+    demo = build_demo(DemoModels(model_name_or_path, device=device, dtype=dtype))
     return demo.launch(server_port=port, server_name=host, **launch_kwargs)
 
 

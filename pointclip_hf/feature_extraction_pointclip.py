@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BatchFeature, FeatureExtractionMixin
 
+from .cpu_threads import map_on_cpu_threads, num_worker_threads
 from .point_cloud_checks import check_point_clouds, check_rendered_views
 from .point_ops import SAMPLING_METHODS, normalize_to_unit_sphere, select_points, warn_if_slow_farthest_point_sampling
 from .projection import get_projection_style, render_views
@@ -155,7 +156,9 @@ class PointCloudProcessor(FeatureExtractionMixin):
 
     def prepare_points(self, point_clouds, device: torch.device | str | None = None, names=None) -> torch.Tensor:
         """
-        Clouds in any accepted form -> checked (`pointclip_hf.point_cloud_checks`), normalised and sampled.
+        Clouds in any accepted form -> checked (`pointclip_hf.point_cloud_checks`), normalised and sampled, each cloud
+        on its own (on a single-threaded CPU worker, see `pointclip_hf.cpu_threads`), so that its points never depend
+        on the batch or the thread count.
 
         Args:
             point_clouds: one cloud `[N, C]` or a batch, as numpy arrays, tensors, nested lists or file paths.
@@ -166,36 +169,44 @@ class PointCloudProcessor(FeatureExtractionMixin):
             `torch.Tensor` of shape `(batch, num_points, 3)`, float32.
         """
         batch = to_point_batch(point_clouds)
-        clouds = [batch] if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
-        names = list(names) if names is not None else [f"Point cloud {i}" for i in range(sum(map(len, clouds)))]
-        prepared, first_index = [], 0
-        for cloud in clouds:  # one pass for a stacked batch; one per cloud only when their sizes differ
-            cloud = cloud.to(device=device if device is not None else cloud.device)
-            check_point_clouds(cloud, self.normalize, names[first_index : first_index + len(cloud)])
-            first_index += len(cloud)
-            cloud = cloud if cloud.dtype in (torch.float32, torch.float64) else cloud.float()
-            if self.sampling == "fps":
-                warn_if_slow_farthest_point_sampling(cloud.shape[1], self.num_points)
-            if self.normalize:
-                cloud = normalize_to_unit_sphere(cloud)
-            prepared.append(select_points(cloud, self.num_points, self.sampling, self.seed))
-        return torch.cat(prepared).float()
+        clouds = list(batch.split(1)) if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
+        names = list(names) if names is not None else [f"Point cloud {i}" for i in range(len(clouds))]
+        clouds = [cloud.to(device=device if device is not None else cloud.device) for cloud in clouds]
+        prepared = map_on_cpu_threads(lambda item: self._prepare_cloud(*item), zip(clouds, names), clouds[0].device)
+        return torch.cat(prepared)
+
+    def _prepare_cloud(self, cloud: torch.Tensor, name: str) -> torch.Tensor:
+        check_point_clouds(cloud, self.normalize, [name])
+        cloud = cloud if cloud.dtype in (torch.float32, torch.float64) else cloud.float()
+        if self.sampling == "fps":
+            warn_if_slow_farthest_point_sampling(cloud.shape[1], self.num_points)
+        if self.normalize:
+            cloud = normalize_to_unit_sphere(cloud)
+        return select_points(cloud, self.num_points, self.sampling, self.seed).float()
 
     def render(self, points: torch.Tensor, names=None) -> torch.Tensor:
-        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]`; a cloud rendered blank in every view
-        raises a `ValueError` that names it (`names[i]`, default `"Point cloud {i}"`)."""
+        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]` (the 3 channels an expanded view of
+        one), rendered in groups of clouds on the CPU workers; a cloud rendered blank in every view raises a
+        `ValueError` that names it (`names[i]`, default `"Point cloud {i}"`)."""
+        names = list(names) if names is not None else [f"Point cloud {i}" for i in range(len(points))]
+        group = max(1, -(-len(points) // num_worker_threads(points.device)))
+        groups = zip(points.split(group), (names[start : start + group] for start in range(0, len(points), group)))
+        images = torch.cat(map_on_cpu_threads(lambda item: self._render_group(*item), groups, points.device))
+        return images.expand(-1, -1, 3, -1, -1)
+
+    def _render_group(self, points: torch.Tensor, names: list[str]) -> torch.Tensor:
         views = render_views(points, self.projection_style)
         check_rendered_views(views, get_projection_style(self.projection_style).background, names)
         batch, num_views, height, width = views.shape
         images = views.reshape(batch * num_views, 1, height, width)
         if (height, width) != (self.image_size, self.image_size):
             images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=True)
-        images = images.expand(-1, 3, -1, -1)
         if self.clip_normalize:
+            images = images.expand(-1, 3, -1, -1)
             mean = torch.tensor(self.image_mean, dtype=images.dtype, device=images.device)[:, None, None]
             std = torch.tensor(self.image_std, dtype=images.dtype, device=images.device)[:, None, None]
             images = (images - mean) / std
-        return images.reshape(batch, num_views, 3, self.image_size, self.image_size)
+        return images.reshape(batch, num_views, -1, self.image_size, self.image_size)
 
     def __call__(self, point_clouds, return_tensors: str | None = "pt", device=None, **kwargs) -> BatchFeature:
         """

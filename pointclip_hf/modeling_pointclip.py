@@ -2,6 +2,8 @@
 compared with CLIP text embeddings of prompts. Pixel values (or view features) and text in, logits and loss out."""
 
 import math
+import zlib
+from array import array
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +14,7 @@ from transformers.utils import ModelOutput
 
 from .adapter_weights import adapter_state_dict
 from .configuration_pointclip import PointCLIPConfig
+from .cpu_threads import map_on_cpu_threads, run_on_cpu_thread
 from .inter_view_adapter import InterViewAdapter
 from .loading_pointclip import load_pointclip_model
 
@@ -40,26 +43,6 @@ class PointCLIPOutput(ModelOutput):
     text_embeds: torch.FloatTensor | None = None
 
 
-def project_rows(features: torch.Tensor, projection: torch.nn.Linear) -> torch.Tensor:
-    r"""
-    CLIP's final projection (a bias-free linear layer) with row results that do not depend on the thread count. CPU
-    matrix kernels split the reduction across threads when a call has few rows, which changes the last bits; in
-    float64 every order of the sum rounds to the same float32 result, at a negligible cost for these few rows.
-
-    Args:
-        features (`torch.Tensor` of shape `(rows, hidden)`):
-            Pooled tower outputs.
-        projection (`torch.nn.Linear`):
-            `visual_projection` or `text_projection`.
-
-    Returns:
-        `torch.Tensor` of shape `(rows, C)` in the dtype of `features`.
-    """
-    if features.device.type != "cpu":
-        return projection(features)
-    return (features.double() @ projection.weight.double().T).to(features.dtype)
-
-
 def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
     r"""
     DGCNN-style label smoothing as PointCLIP trains: target `1 - smoothing` on the class, `smoothing / (K - 1)`
@@ -83,6 +66,47 @@ def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: 
     return -(target * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
 
 
+SENTENCES_PER_TEXT_CALL = 16
+TOKENS_PER_LENGTH_STEP = 8
+
+
+def text_tower_calls(sentences: list[list[int]], context_length: int) -> list[tuple[int, list[int | None]]]:
+    r"""
+    Group tokenised sentences into text-tower calls of a fixed shape: `SENTENCES_PER_TEXT_CALL` rows, padded to the
+    sentence length rounded up to `TOKENS_PER_LENGTH_STEP` tokens. A sentence's row is a checksum of its tokens, so its
+    call shape, row and padding are functions of the sentence alone, and its embedding never depends on the others.
+
+    Args:
+        sentences (`list[list[int]]`):
+            The token ids of each sentence, without padding.
+        context_length (`int`):
+            The text tower's longest input.
+
+    Returns:
+        `list[tuple[int, list[int | None]]]`: per call, its padded length and, per row, the index of its sentence or
+        `None` for an empty row.
+    """
+    rows_by_length = {}
+    for index, tokens in enumerate(sentences):
+        length = min(context_length, -(-len(tokens) // TOKENS_PER_LENGTH_STEP) * TOKENS_PER_LENGTH_STEP)
+        row = zlib.crc32(array("q", tokens).tobytes()) % SENTENCES_PER_TEXT_CALL
+        rows_by_length.setdefault(length, [[] for _ in range(SENTENCES_PER_TEXT_CALL)])[row].append(index)
+    return [
+        (length, [queue[depth] if depth < len(queue) else None for queue in rows])
+        for length, rows in sorted(rows_by_length.items())
+        for depth in range(max(map(len, rows)))
+    ]
+
+
+def _label_embeds(sentence_embeds: torch.Tensor, prompt_class_ids: torch.Tensor | None) -> torch.Tensor:
+    """Normalised means of the normalised sentence embeddings of each label (one sentence per label by default)."""
+    if prompt_class_ids is not None:
+        num_labels = int(prompt_class_ids.max()) + 1
+        summed = sentence_embeds.new_zeros(num_labels, sentence_embeds.shape[-1])
+        sentence_embeds = summed.index_add_(0, prompt_class_ids.to(sentence_embeds.device), sentence_embeds)
+    return F.normalize(sentence_embeds, dim=-1)
+
+
 class PointCLIPPreTrainedModel(PreTrainedModel):
     config: PointCLIPConfig
     base_model_prefix = "clip"
@@ -93,6 +117,8 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
     _keys_to_ignore_on_load_unexpected = [r"^label_text_embeds$"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    _processor = None
+    loading_kwargs = {}
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -105,14 +131,17 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
 
     def encode_in_fixed_calls(self, pixel_values: torch.Tensor, encode) -> torch.Tensor:
         r"""
-        Run `encode` on the images of whole clouds, a fixed number of clouds per call (the last call padded with blank
-        clouds whose outputs are dropped), so that a cloud's outputs never depend on the rest of its batch.
+        Run `encode` on the images of whole clouds in calls whose shape and content never depend on the rest of the
+        batch. On the CPU each call holds half a cloud's views and runs on a single-threaded worker
+        ([`~cpu_threads.map_on_cpu_threads`]), so the bits do not depend on the thread count either. Elsewhere each call
+        holds `max_images_per_batch // views` whole clouds (128 images by default), the last call padded with blank
+        clouds whose outputs are dropped.
 
         Args:
             pixel_values (`torch.Tensor` of shape `(batch, views, 3, S, S)`):
                 Depth images.
             encode (`Callable`):
-                Images `(clouds_per_call * views, 3, S, S)` -> one output per image.
+                Images `(images_per_call, 3, S, S)` in the model's dtype -> one output per image.
 
         Returns:
             `torch.Tensor` of shape `(batch, views, ...)`.
@@ -125,19 +154,90 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
                 f"pixel_values hold {views} views but this model ({self.config.projection_style}) expects "
                 f"{self.config.num_views}: the processor and the model use different projections."
             )
-        clouds = pixel_values.to(device=self.device, dtype=self.dtype)
-        clouds_per_call = self.clouds_per_tower_call()
-        padding = -batch % clouds_per_call
+        images = pixel_values.to(self.device).flatten(0, 1)
+        images_per_call = self.images_per_tower_call()
+        padding = -len(images) % images_per_call
         if padding:
-            clouds = torch.cat([clouds, clouds.new_zeros(padding, *clouds.shape[1:])])
-        outputs = torch.cat([encode(group.flatten(0, 1)) for group in clouds.split(clouds_per_call)])
-        return outputs.reshape(batch + padding, views, *outputs.shape[1:])[:batch]
+            images = torch.cat([images, images.new_zeros(padding, *images.shape[1:])])
+        calls = images.split(images_per_call)
+        outputs = torch.cat(map_on_cpu_threads(lambda call: encode(call.to(self.dtype)), calls, self.device))
+        return outputs[: batch * views].reshape(batch, views, *outputs.shape[1:])
 
-    def clouds_per_tower_call(self) -> int:
-        """Whole clouds per image-tower call: `config.max_images_per_batch // num_views` (at least 1) when set, else one
-        cloud on CPU (no padding, and CPU kernels gain nothing from bigger calls) and 128 images' worth elsewhere."""
-        max_images = self.config.max_images_per_batch or (self.config.num_views if self.device.type == "cpu" else 128)
-        return max(1, max_images // self.config.num_views)
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        prompt_class_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""
+        Normalised label embeddings from tokenised prompts: each sentence is encoded and normalised, the sentences of a
+        label are averaged and normalised again. A sentence's embedding depends on its own tokens alone: it goes into a
+        text-tower call of a fixed shape (see [`text_tower_calls`]) at a row chosen by its tokens.
+
+        Args:
+            input_ids (`torch.Tensor` of shape `(prompts, length)`):
+                Token ids of the prompt sentences.
+            attention_mask (`torch.Tensor` of shape `(prompts, length)`, *optional*):
+                1 for tokens, 0 for right padding.
+            prompt_class_ids (`torch.Tensor` of shape `(prompts,)`, *optional*):
+                The label each sentence belongs to; by default one sentence per label.
+
+        Returns:
+            `torch.Tensor` of shape `(labels, C)`.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        sentences = [ids[:length] for ids, length in zip(input_ids.tolist(), attention_mask.sum(-1).tolist())]
+        calls = text_tower_calls(sentences, self.config.clip_config.text_config.max_position_embeddings)
+        outputs = map_on_cpu_threads(
+            lambda call: self._encode_sentences(call[0], [None if i is None else sentences[i] for i in call[1]]),
+            calls,
+            self.device,
+        )
+        rows = torch.tensor([-1 if index is None else index for _, call in calls for index in call])
+        filled = (rows >= 0).nonzero().squeeze(1)
+        position_of_sentence = torch.empty_like(filled)
+        position_of_sentence[rows[filled]] = filled
+        sentence_embeds = torch.cat(outputs)[position_of_sentence.to(self.device)]
+        return run_on_cpu_thread(_label_embeds, sentence_embeds, prompt_class_ids, device=self.device)
+
+    def _encode_sentences(self, length: int, rows: list[list[int] | None]) -> torch.Tensor:
+        """The normalised embeddings of one call's rows of `length` tokens; an empty row (`None`) holds a copy of
+        another sentence, and its output is dropped by the caller."""
+        filler = next(tokens for tokens in rows if tokens is not None)
+        input_ids = torch.zeros(len(rows), length, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, tokens in enumerate(rows):
+            tokens = filler if tokens is None else tokens
+            input_ids[row, : len(tokens)] = torch.tensor(tokens)
+            attention_mask[row, : len(tokens)] = 1
+        pooled = self.clip.text_model(
+            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+        ).pooler_output
+        return F.normalize(self.clip.text_projection(pooled), dim=-1)
+
+    @property
+    def processor(self):
+        """The [`PointCLIPProcessor`] attached to this model, else the one that belongs to it: loaded once, from the
+        same place and with the same Hub arguments as the model (see `PointCLIPProcessor.from_model_source`)."""
+        if self._processor is None:
+            from .processing_pointclip import PointCLIPProcessor
+
+            source, config, loading_kwargs = self.name_or_path, self.config, self.loading_kwargs
+            self._processor = PointCLIPProcessor.from_model_source(source, config, **loading_kwargs)
+        return self._processor
+
+    @processor.setter
+    def processor(self, processor) -> None:
+        self._processor = processor
+
+    def images_per_tower_call(self) -> int:
+        """Images per image-tower call: half a cloud's views on the CPU (whole clouds when the number of views is odd),
+        else `config.max_images_per_batch` (default 128) rounded down to whole clouds."""
+        views = self.config.num_views
+        if self.device.type == "cpu":
+            return views // 2 if views % 2 == 0 else views
+        return max(1, (self.config.max_images_per_batch or 128) // views) * views
 
 
 class PointCLIPModel(PointCLIPPreTrainedModel):
@@ -174,7 +274,6 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             )
         self.label_text_embeds = None
         self.loading_kwargs = {}
-        self._processor = None
         self.post_init()
         self.clip.requires_grad_(False)
 
@@ -194,8 +293,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         return self.encode_in_fixed_calls(pixel_values, self._encode_images)
 
     def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.clip.vision_model(pixel_values=images).pooler_output
-        return project_rows(pooled, self.clip.visual_projection)
+        return self.clip.visual_projection(self.clip.vision_model(pixel_values=images).pooler_output)
 
     def get_point_cloud_embeds(self, view_features: torch.Tensor, apply_view_weights: bool = True) -> torch.Tensor:
         r"""
@@ -213,6 +311,9 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             `torch.Tensor` of shape `(batch, views, C)`: one block per view of the embedding (flatten it for the
             reference's `(batch, views * C)` vector).
         """
+        return run_on_cpu_thread(self._embed_views, view_features, apply_view_weights, device=view_features.device)
+
+    def _embed_views(self, view_features: torch.Tensor, apply_view_weights: bool) -> torch.Tensor:
         if self.adapter is not None:
             adapted = self._adapt(view_features.to(self.adapter.view_fusion_weights.dtype))
             embeds = adapted / adapted.flatten(1).norm(dim=-1).clamp_min(1e-12)[:, None, None]
@@ -227,57 +328,6 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         if self.adapter.training:  # batch statistics: a training step belongs to its batch
             return self.adapter(view_features)
         return torch.cat([self.adapter(cloud) for cloud in view_features.split(1)])
-
-    def get_text_features(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        prompt_class_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        r"""
-        Normalised label embeddings from tokenised prompts: each sentence is encoded on its own (without its padding,
-        so its embedding does not depend on the other sentences) and normalised; the sentences of a label are averaged
-        and normalised again.
-
-        Args:
-            input_ids (`torch.Tensor` of shape `(prompts, length)`):
-                Token ids of the prompt sentences.
-            attention_mask (`torch.Tensor` of shape `(prompts, length)`, *optional*):
-                1 for tokens, 0 for right padding.
-            prompt_class_ids (`torch.Tensor` of shape `(prompts,)`, *optional*):
-                The label each sentence belongs to; by default one sentence per label.
-
-        Returns:
-            `torch.Tensor` of shape `(labels, C)`.
-        """
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        pooled = torch.cat(
-            [
-                self.clip.text_model(input_ids=ids[None, :length]).pooler_output
-                for ids, length in zip(input_ids, attention_mask.sum(-1).tolist())
-            ]
-        )
-        sentence_embeds = F.normalize(project_rows(pooled, self.clip.text_projection), dim=-1)
-        if prompt_class_ids is not None:
-            num_labels = int(prompt_class_ids.max()) + 1
-            summed = sentence_embeds.new_zeros(num_labels, sentence_embeds.shape[-1])
-            sentence_embeds = summed.index_add_(0, prompt_class_ids.to(sentence_embeds.device), sentence_embeds)
-        return F.normalize(sentence_embeds, dim=-1)
-
-    @property
-    def processor(self):
-        """The [`PointCLIPProcessor`] attached to this model, else the one that belongs to it: loaded once, from the
-        same place and with the same Hub arguments as the model (see `processor_for_model`)."""
-        if self._processor is None:
-            from .processing_pointclip import processor_for_model
-
-            self._processor = processor_for_model(self)
-        return self._processor
-
-    @processor.setter
-    def processor(self, processor) -> None:
-        self._processor = processor
 
     def set_label_text_embeds(self, text_embeds: torch.Tensor) -> None:
         r"""
@@ -347,9 +397,8 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         embeds = self.get_point_cloud_embeds(view_features)
         if text_embeds.shape[-1] != embeds.shape[-1]:
             raise ValueError(f"text_embeds have width {text_embeds.shape[-1]}, the image features {embeds.shape[-1]}.")
-        scale = self.clip.logit_scale.exp().to(embeds.dtype) / math.sqrt(embeds.shape[1])
         text_embeds = text_embeds.to(embeds.dtype)
-        logits = scale * torch.cat([torch.einsum("bvc,kc->bk", cloud, text_embeds) for cloud in embeds.split(1)])
+        logits = run_on_cpu_thread(self._scores, embeds, text_embeds, device=embeds.device)
         loss = None
         if labels is not None:
             loss = smooth_cross_entropy(logits.float(), labels.to(logits.device), self.config.label_smoothing)
@@ -357,6 +406,10 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             loss=loss, logits=logits, view_features=view_features, point_cloud_embeds=embeds, text_embeds=text_embeds
         )
         return output if return_dict is not False else output.to_tuple()
+
+    def _scores(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        scale = self.clip.logit_scale.exp().to(embeds.dtype) / math.sqrt(embeds.shape[1])
+        return scale * torch.cat([torch.einsum("bvc,kc->bk", cloud, text_embeds) for cloud in embeds.split(1)])
 
     def compile_image_tower(self, **compile_kwargs) -> "PointCLIPModel":
         """Opt in to `torch.compile` for CLIP's image tower, the part that dominates the cost; `compile_kwargs` go to

@@ -9,8 +9,9 @@ from transformers import CLIPModel
 from transformers.utils import ModelOutput
 
 from .configuration_pointclip import PointCLIPConfig
+from .cpu_threads import run_on_cpu_thread
 from .loading_pointclip import load_pointclip_model
-from .modeling_pointclip import PointCLIPModel, PointCLIPPreTrainedModel, project_rows
+from .modeling_pointclip import PointCLIPModel, PointCLIPPreTrainedModel
 from .projection_part_segmentation import PART_SEGMENTATION_STYLE
 
 # The reference head's smoothing of the patch score maps: ReplicationPad2d([2, 3, 2, 3]) then AvgPool2d(6, stride 1).
@@ -133,11 +134,9 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         self.adapter = None
         self.label_text_embeds = None
         self.loading_kwargs = {}
-        self.processor = None
         self.post_init()
         self.clip.requires_grad_(False)
 
-    get_text_features = PointCLIPModel.get_text_features
     _check_clip_is_frozen = PointCLIPModel._check_clip_is_frozen
 
     @property
@@ -163,8 +162,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
     def _encode_patches(self, images: torch.Tensor) -> torch.Tensor:
         vision = self.clip.vision_model
         tokens = vision.post_layernorm(vision(pixel_values=images).last_hidden_state[:, 1:])
-        projected = project_rows(tokens.flatten(0, 1), self.clip.visual_projection)
-        return F.normalize(projected, dim=-1).view(*tokens.shape[:2], -1)
+        return F.normalize(self.clip.visual_projection(tokens), dim=-1)
 
     def forward(
         self,
@@ -208,7 +206,8 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
             patch_features = self.get_patch_features(pixel_values)
         text_embeds = self._part_embeddings(input_ids, attention_mask, prompt_class_ids, text_embeds)
         self._check_points(patch_features, point_pixels, point_visible)
-        logits = part_logits_at_points(
+        logits = run_on_cpu_thread(
+            part_logits_at_points,
             patch_features,
             text_embeds,
             point_pixels.to(patch_features.device),
@@ -216,6 +215,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
             self._view_weights(view_weights, patch_features),
             image_size=self.config.clip_config.vision_config.image_size,
             scale=self.clip.logit_scale.exp().to(patch_features.dtype),
+            device=patch_features.device,
         )
         output = PointCLIPPartSegmentationOutput(logits=logits, patch_features=patch_features, text_embeds=text_embeds)
         return output if return_dict is not False else output.to_tuple()

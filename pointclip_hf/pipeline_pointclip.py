@@ -23,15 +23,17 @@ CUSTOM_PIPELINES = {
         "default": {"model": {"pt": [DEFAULT_CHECKPOINT, "main"]}},
     }
 }
+LABEL_SETS_CACHED_PER_MODEL = 8
 _LABEL_EMBEDDINGS = weakref.WeakKeyDictionary()
-_CACHE_SIZE = 8
 
 
 def label_embeddings(model, processor: PointCLIPProcessor, labels, prompt_templates=None) -> torch.Tensor:
     r"""
-    Normalised text embeddings of `labels` with the model's prompts, cached per model. The cache key holds the exact
-    sentences and the identity, version, dtype and device of every text-tower weight, so a change of labels, prompts or
-    weights is never served stale. A label's embedding depends only on its own sentences (each is encoded alone).
+    Normalised text embeddings of `labels` with the model's prompts, cached per model (the last
+    `LABEL_SETS_CACHED_PER_MODEL` label sets). The cache key holds the labels, the templates, their per-class sentences,
+    the tokenizer and the identity, version, dtype and device of every text-tower weight, so a change of any of them is
+    never served stale. A label's embedding depends only on its own sentences (see
+    [`~PointCLIPPreTrainedModel.get_text_features`]).
 
     Args:
         model ([`PointCLIPModel`]):
@@ -48,23 +50,24 @@ def label_embeddings(model, processor: PointCLIPProcessor, labels, prompt_templa
     """
     labels = check_labels(labels)
     templates = list(prompt_templates or model.config.prompt_templates)
-    max_length = model.config.clip_config.text_config.max_position_embeddings
-    tokens = processor.tokenize_labels(
-        labels, templates, model.config.class_prompts, max_length=max_length, device=model.device
+    class_prompts = model.config.class_prompts
+    key = (
+        tuple(labels),
+        tuple(templates),
+        tuple(sorted((name, tuple(sentences)) for name, sentences in (class_prompts or {}).items())),
+        id(processor.tokenizer),
+        _text_weights_state(model),
     )
-    key = (_token_key(tokens), _text_weights_state(model))
     cache = _LABEL_EMBEDDINGS.setdefault(model, {})
     if key not in cache:
+        max_length = model.config.clip_config.text_config.max_position_embeddings
+        tokens = processor.tokenize_labels(labels, templates, class_prompts, max_length=max_length, device=model.device)
         with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable later in training graphs
             embeds = model.get_text_features(**tokens)
-        if len(cache) >= _CACHE_SIZE:
+        if len(cache) >= LABEL_SETS_CACHED_PER_MODEL:
             cache.pop(next(iter(cache)))
         cache[key] = embeds
     return cache[key]
-
-
-def _token_key(tokens: dict) -> tuple:
-    return tuple(str(tokens[name].tolist()) for name in ("input_ids", "attention_mask", "prompt_class_ids"))
 
 
 def _text_weights_state(model) -> tuple:
@@ -205,12 +208,13 @@ class PointCloudZeroShotClassificationPipeline(PointCLIPPipeline):
         return list(self.model.config.label_names)
 
     def preprocess(self, point_cloud):
-        return {"pixel_values": self.feature_extractor(point_cloud)["pixel_values"]}
+        return {"points": self.feature_extractor.prepare_points(point_cloud)}
 
     def _forward(self, model_inputs, candidate_labels=None, prompt_templates=None):
         labels = candidate_labels or self._default_labels()
         text_embeds = label_embeddings(self.model, self.processor, labels, prompt_templates)
-        return {"logits": self.model(pixel_values=model_inputs["pixel_values"], text_embeds=text_embeds).logits}
+        pixel_values = self.feature_extractor.render(model_inputs["points"].to(self.model.device))
+        return {"logits": self.model(pixel_values=pixel_values, text_embeds=text_embeds).logits}
 
     def postprocess(self, model_outputs, candidate_labels=None, top_k=None):
         labels = candidate_labels or self._default_labels()

@@ -148,9 +148,7 @@ def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> P
         processor ([`PointCLIPProcessor`], *optional*):
             An explicit choice.
     """
-    processor = processor or getattr(model, "_processor", None)
-    if processor is None:
-        processor = PointCLIPProcessor.from_model_source(model.name_or_path, model.config, **model.loading_kwargs)
+    processor = processor or model.processor
     if processor.feature_extractor.projection_style != model.config.projection_style:
         raise ValueError(
             f"The processor projects with {processor.feature_extractor.projection_style!r}, the model was built for "

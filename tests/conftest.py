@@ -123,3 +123,14 @@ def make_shape_dataset(seed: int, per_class: int, num_points: int = 256) -> Data
             labels.append(label)
     features = Features({"points": Array2D((None, 3), "float32"), "label": ClassLabel(names=SHAPE_CLASSES)})
     return Dataset.from_dict({"points": points, "label": labels}, features=features)
+
+
+@pytest.fixture
+def class_folder(tmp_path, example_clouds):
+    """A class-folder dataset: root/<class>/*.npy, 3 clouds per class."""
+    root = tmp_path / "shapes"
+    for name, cloud in zip(["box", "chair"], example_clouds):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            np.save(root / name / f"{i}.npy", cloud[np.random.default_rng(i).permutation(1024)])
+    return root

@@ -1,5 +1,6 @@
 """`pointclip demo [--model ID_OR_PATH] [--port N]`: the Gradio demo in the browser."""
 
+from ..dtype_policy import DTYPE_CHOICES
 from ._options import DEFAULT_MODEL, CommandError
 
 
@@ -10,6 +11,8 @@ def add_parser(commands) -> None:
     command.add_argument("--port", type=int, help="port to serve on (default: 7860, or the next free one)")
     command.add_argument("--host", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
     command.add_argument("--device", help="e.g. cpu, cuda (default: cpu)")
+    command.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                         help="auto: bfloat16 where the CPU or GPU computes it natively, else float32")  # fmt: skip
     command.set_defaults(run=run)
 
 
@@ -20,5 +23,5 @@ def run(args) -> int:
         import_gradio()
     except ImportError as error:
         raise CommandError(str(error)) from None
-    launch_demo(args.model, port=args.port, host=args.host, device=args.device)
+    launch_demo(args.model, port=args.port, host=args.host, device=args.device, dtype=args.dtype)
     return 0

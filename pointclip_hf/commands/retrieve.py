@@ -17,7 +17,7 @@ def add_parser(commands) -> None:
                          help="exact search with torch, or faiss when installed")  # fmt: skip
     command.add_argument("--model", help="the model the index was built with (default: the one it names)")
     command.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
-    command.add_argument("--dtype", choices=DTYPE_CHOICES, help="as for classify (default: the checkpoint's dtype)")
+    command.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="as for classify")
     command.add_argument("--json", action="store_true", help="print JSON")
     command.set_defaults(run=run)
 
