@@ -11,6 +11,7 @@ from transformers.utils.hub import extract_commit_hash
 from .adapter_weights import load_adapter_into, load_saved_tensors
 from .configuration_pointclip import PointCLIPConfig
 from .local_paths import check_local_path_exists
+from .score_checks import check_scores_discriminate
 
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 LOADING_KWARGS = (*HUB_KWARGS, "trust_remote_code")
@@ -43,7 +44,7 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     try:
         config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
     except StrictDataclassError as error:  # a field of config.json (or an override) out of range: one line
-        raise ValueError(f"The config of {source} is invalid: {' '.join(str(error).split())}") from None
+        raise ValueError(f"The config.json of {source} is invalid: {' '.join(str(error).split())}") from None
     if clip_model_name_or_path is not None:
         config.clip_model_name_or_path, config.clip_revision = clip_model_name_or_path, None
     base, base_kwargs = _base_checkpoint(source, config, is_clip_checkpoint, kwargs)
@@ -57,6 +58,7 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     if not is_clip_checkpoint:
         _load_trained_tensors(model, source, base, variant, hub_kwargs, info)
     model.config._name_or_path = model.name_or_path = source
+    check_scores_discriminate(model)
     model.loading_kwargs = {key: kwargs[key] for key in LOADING_KWARGS if kwargs.get(key) is not None}
     if type(model).__module__.startswith("transformers_modules"):
         model.loading_kwargs["trust_remote_code"] = True
