@@ -111,6 +111,21 @@ class PointCLIPProcessor(ProcessorMixin):
         return BatchFeature(outputs)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "PointCLIPProcessor":
+        """
+        Load a saved processor as [`~ProcessorMixin.from_pretrained`] does, with `trust_remote_code=False` unless
+        `True` is passed: an `auto_map` in the folder's tokenizer or feature-extractor config never runs its code (nor
+        asks on standard input whether to).
+        """
+        source = str(pretrained_model_name_or_path)
+        try:
+            return super().from_pretrained(source, **with_explicit_trust(kwargs))
+        except ValueError as error:
+            raise_if_code_refused(error, source, PROCESSOR_CONFIG_FILES)
+            message = " ".join(str(error).split())
+            raise ValueError(f"The processor saved in {source} ({PROCESSOR_NAME}) is invalid: {message}") from None
+
+    @classmethod
     def from_model_source(cls, source: str, config, **load_kwargs) -> "PointCLIPProcessor":
         """
         The processor that belongs to a model: the one saved beside it, else one built from the model's config (its
@@ -128,11 +143,7 @@ class PointCLIPProcessor(ProcessorMixin):
         """
         load_kwargs = with_explicit_trust(load_kwargs)
         if holds_pointclip_processor(source, **load_kwargs):
-            try:
-                return cls.from_pretrained(source, **load_kwargs)
-            except ValueError as error:
-                raise_if_code_refused(error, source, PROCESSOR_CONFIG_FILES)
-                raise ValueError(f"The processor saved in {source} ({PROCESSOR_NAME}) is invalid: {error}") from None
+            return cls.from_pretrained(source, **load_kwargs)
         tokenizer = load_base_tokenizer(source, config, load_kwargs)
         feature_extractor = PointCloudProcessor(
             projection_style=config.projection_style, image_size=config.clip_config.vision_config.image_size

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import pipeline
+from transformers import AutoProcessor, pipeline
 
-from pointclip_hf import PointCLIPModel
+from pointclip_hf import PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.pipeline_pointclip import PIPELINE_TASK
 from pointclip_hf.training import build_few_shot_model
 
@@ -205,3 +205,13 @@ def test_a_sharded_save_still_loads(sharded_adapter_dir):
     assert len(list(sharded_adapter_dir.glob("model-*.safetensors"))) > 1
     assert all(torch.equal(adapter[key.removeprefix("adapter.")], value) for key, value in saved.items()
                if key.startswith("adapter."))  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["tokenizer auto_map", "processor_config.json feature extractor auto_map"])
+def test_loading_the_processor_itself_never_prompts(saved_model_dir, tmp_path, answers_yes, name):
+    folder, marker = evil_copy(saved_model_dir, tmp_path, name)
+    for load in (PointCLIPProcessor.from_pretrained, AutoProcessor.from_pretrained):
+        with pytest.raises(ValueError, match="trust_remote_code=True") as error:
+            load(folder)
+        assert "\n" not in str(error.value)
+    assert answers_yes == [] and not marker.exists()
