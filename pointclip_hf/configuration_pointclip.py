@@ -8,6 +8,8 @@ from .projection import get_projection_style
 from .prompts import DEFAULT_TEMPLATES, check_prompt_template
 
 MAX_VIEW_WEIGHT = 100.0
+MIN_LARGEST_VIEW_WEIGHT = 1e-3
+MAX_IMAGES_PER_BATCH = 1024
 
 
 @strict
@@ -29,8 +31,9 @@ class PointCLIPConfig(PreTrainedConfig):
     num_views (`int`, *optional*):
         Number of views; derived from `projection_style` and checked against it.
     view_weights (`list[float]`, *optional*):
-        Weight per view in `[0, 100]` (all 1 when unset), as searched by `pointclip_hf.tuning`; only their ratios
-        matter, and larger values would overflow half-precision logits.
+        Weight per view in `[0, 100]` (all 1 when unset), as searched by `pointclip_hf.tuning`, the largest at least
+        0.001; only their ratios matter for the ranking, but they scale the logits: larger values would overflow
+        half-precision logits, smaller ones make every label score the same.
     prompt_templates (`list[str]`, *optional*):
         Templates with one `{}` for the label; several are averaged CLIP-style. Defaults to the style's template.
     class_prompts (`dict[str, list[str]]`, *optional*):
@@ -45,9 +48,10 @@ class PointCLIPConfig(PreTrainedConfig):
     label_smoothing (`float`, *optional*, defaults to 0.2):
         DGCNN-style label smoothing of the training loss (PointCLIP's recipe).
     max_images_per_batch (`int`, *optional*):
-        Depth images per call of the CLIP image tower, rounded down to whole clouds (at least one). By default one
-        cloud per call on CPU and 128 images on accelerators. Every call has the same shape (the last one is padded
-        with blank clouds), so a cloud's results never depend on the rest of its batch.
+        Depth images per call of the CLIP image tower, rounded down to whole clouds (at least one), at most
+        `MAX_IMAGES_PER_BATCH` (1024). By default one cloud per call on CPU and 128 images on accelerators. Every call
+        has the same shape (the last one is padded with blank clouds), so a cloud's results never depend on the rest
+        of its batch, and even one cloud costs a whole call.
     """
 
     model_type = "pointclip"
@@ -97,8 +101,11 @@ class PointCLIPConfig(PreTrainedConfig):
                     f"view_weights must be finite, non-negative and at most {MAX_VIEW_WEIGHT:g} (larger ones overflow "
                     f"the logits), got {self.view_weights}."
                 )
-            if not any(w > 0 for w in self.view_weights):
-                raise ValueError("view_weights are all zero: every view would be ignored.")
+            if max(self.view_weights) < MIN_LARGEST_VIEW_WEIGHT:
+                raise ValueError(
+                    f"view_weights are all zero or below {MIN_LARGEST_VIEW_WEIGHT:g} (they scale the logits: every "
+                    f"label would score the same), got {self.view_weights}."
+                )
 
     def validate_prompts(self):
         if not self.prompt_templates:
@@ -118,8 +125,11 @@ class PointCLIPConfig(PreTrainedConfig):
             raise ValueError(f"adapter_dropout must lie in [0, 1), got {self.adapter_dropout}.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
-        if self.max_images_per_batch is not None and self.max_images_per_batch < 1:
-            raise ValueError(f"max_images_per_batch must be at least 1, got {self.max_images_per_batch}.")
+        if self.max_images_per_batch is not None and not 1 <= self.max_images_per_batch <= MAX_IMAGES_PER_BATCH:
+            raise ValueError(
+                f"max_images_per_batch must be at least 1 and at most {MAX_IMAGES_PER_BATCH} (every image-tower call "
+                f"is padded to this size), got {self.max_images_per_batch}."
+            )
 
     @property
     def custom_pipelines(self) -> dict:

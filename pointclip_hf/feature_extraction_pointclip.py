@@ -14,6 +14,8 @@ from .projection import get_projection_style, render_views
 
 CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+MAX_NUM_POINTS = 1_000_000
+MAX_IMAGE_SIZE = 1024
 
 
 def read_point_cloud_file(path) -> np.ndarray:
@@ -111,10 +113,10 @@ class PointCloudProcessor(FeatureExtractionMixin):
 
     Args:
         projection_style: `"pointclip_v1"`, `"pointclip_v1_fewshot"` or `"pointclip_v2"`.
-        num_points: points kept per cloud (1024 in the reference).
+        num_points: points kept per cloud (1024 in the reference), at most `MAX_NUM_POINTS` (1,000,000).
         sampling: `"first"` (the reference: the first stored points), `"random"` (seeded) or `"fps"`.
         normalize: centre on the mean and scale the farthest point to radius 1 (the reference data were already).
-        image_size: CLIP's input size `S`.
+        image_size: CLIP's input size `S`, at most `MAX_IMAGE_SIZE` (1024).
         clip_normalize: apply CLIP's image mean/std to the depth images.
         seed: seed of the `"random"` sampling.
     """
@@ -138,8 +140,13 @@ class PointCloudProcessor(FeatureExtractionMixin):
         get_projection_style(projection_style)
         if sampling not in SAMPLING_METHODS:
             raise ValueError(f"Unknown sampling method {sampling!r}; choose one of {SAMPLING_METHODS}.")
-        if num_points < 1 or image_size < 1:
-            raise ValueError(f"num_points and image_size must be positive, got {num_points} and {image_size}.")
+        if not 1 <= num_points <= MAX_NUM_POINTS:
+            raise ValueError(
+                f"num_points must be positive and at most {MAX_NUM_POINTS} (every cloud is sampled to it), got "
+                f"{num_points}."
+            )
+        if not 1 <= image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be positive and at most {MAX_IMAGE_SIZE}, got {image_size}.")
         self.projection_style = projection_style
         self.num_points = num_points
         self.sampling = sampling

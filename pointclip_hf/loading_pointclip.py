@@ -1,8 +1,11 @@
 """How a PointCLIP model is loaded: its config, the base CLIP at its recorded commit, then the adapter weights."""
 
 
+import os
+
 import torch
-from huggingface_hub.errors import StrictDataclassError
+from huggingface_hub import is_offline_mode
+from huggingface_hub.errors import OfflineModeIsEnabled, StrictDataclassError
 from safetensors import SafetensorError
 from transformers import CLIPConfig, PreTrainedConfig
 from transformers.utils import CONFIG_NAME, cached_file
@@ -11,6 +14,7 @@ from transformers.utils.hub import extract_commit_hash
 from .adapter_weights import load_adapter_into, load_saved_tensors
 from .configuration_pointclip import PointCLIPConfig
 from .local_paths import check_local_path_exists
+from .score_checks import check_scores_discriminate
 
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 LOADING_KWARGS = (*HUB_KWARGS, "trust_remote_code")
@@ -43,12 +47,16 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     try:
         config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
     except StrictDataclassError as error:  # a field of config.json (or an override) out of range: one line
-        raise ValueError(f"The config of {source} is invalid: {' '.join(str(error).split())}") from None
+        raise ValueError(f"The config.json of {source} is invalid: {' '.join(str(error).split())}") from None
+    except OSError as error:
+        raise_if_not_cached_offline(error, source, source, hub_kwargs)
+        raise
     if clip_model_name_or_path is not None:
         config.clip_model_name_or_path, config.clip_revision = clip_model_name_or_path, None
     base, base_kwargs = _base_checkpoint(source, config, is_clip_checkpoint, kwargs)
     want_info = base_kwargs.pop("output_loading_info", False)
-    model, info = _load_base_weights(base_from_pretrained, base, model_args, config, base_kwargs)
+    described = base if base == source else f"The base CLIP {base} (config.clip_model_name_or_path of {source})"
+    model, info = _load_base_weights(base_from_pretrained, base, described, model_args, config, base_kwargs)
     model.clip.requires_grad_(False)
     missing_clip = [key for key in info["missing_keys"] if not key.startswith("adapter.")]
     if missing_clip:
@@ -57,6 +65,7 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     if not is_clip_checkpoint:
         _load_trained_tensors(model, source, base, variant, hub_kwargs, info)
     model.config._name_or_path = model.name_or_path = source
+    check_scores_discriminate(model)
     model.loading_kwargs = {key: kwargs[key] for key in LOADING_KWARGS if kwargs.get(key) is not None}
     if type(model).__module__.startswith("transformers_modules"):
         model.loading_kwargs["trust_remote_code"] = True
@@ -96,13 +105,22 @@ def _commit_of(source: str, hub_kwargs: dict) -> str | None:
     return extract_commit_hash(cached_file(source, CONFIG_NAME, **hub_kwargs), None)
 
 
-def _load_base_weights(base_from_pretrained, base: str, model_args, config, base_kwargs: dict):
+def _load_base_weights(base_from_pretrained, base: str, described: str, model_args, config, base_kwargs: dict):
     """The model with the CLIP weights of `base` (safetensors only: a pickled `pytorch_model.bin` is never read), and
-    transformers' loading info; damaged weights or weights that do not fit the config are one `ValueError`."""
+    transformers' loading info; damaged weights or weights that do not fit the config are one `ValueError`, missing
+    ones one `OSError` naming `base` (as `described`) and its commit."""
     try:
         return base_from_pretrained(
             base, *model_args, config=config, output_loading_info=True, use_safetensors=True, **base_kwargs
         )
+    except OSError as error:
+        raise_if_not_cached_offline(error, base, described, base_kwargs)
+        if "does not appear to have a file named" not in str(error):
+            raise
+        raise OSError(
+            f"{described}{_at_commit(base_kwargs.get('revision'))} holds no model.safetensors (nor a sharded index): "
+            "pointclip_hf reads CLIP weights only from safetensors, never a pickled pytorch_model.bin."
+        ) from None
     except SafetensorError as error:
         raise ValueError(f"The CLIP weights in {base} are not a valid safetensors file ({error}).") from None
     except RuntimeError as error:
@@ -115,6 +133,9 @@ def _base_checkpoint(source: str, config: PointCLIPConfig, is_clip_checkpoint: b
     """Where the CLIP weights come from, and the arguments to load them with: the base CLIP at its recorded commit."""
     if is_clip_checkpoint or config.clip_model_name_or_path is None:
         return source, dict(kwargs)
+    check_local_path_exists(
+        config.clip_model_name_or_path, f"base CLIP folder (config.clip_model_name_or_path of {source})"
+    )
     base_kwargs = {key: value for key, value in kwargs.items() if key not in ("revision", "subfolder")}
     if config.clip_revision is not None:
         base_kwargs["revision"] = config.clip_revision
@@ -144,3 +165,32 @@ def _check_clip_weights_finite(model, base: str) -> None:
               if tensor.is_floating_point() and not torch.isfinite(tensor).all()]  # fmt: skip
     if broken:
         raise ValueError(f"The CLIP weights in {base} hold NaN or infinite values (in {broken[:3]}).")
+
+
+def raise_if_not_cached_offline(error: OSError, name: str, described: str, hub_kwargs: dict) -> None:
+    r"""
+    Raise one line saying that `name` (at its revision) is not in the local Hugging Face cache while offline mode is
+    on, when that is why `error` happened: transformers then speaks of a failed connection or of `use_safetensors`.
+
+    Args:
+        error (`OSError`):
+            What loading `name` raised.
+        name (`str`):
+            The Hub repo id (a local folder is never the reason).
+        described (`str`):
+            How the message names it (e.g. as the base CLIP of a PointCLIP folder).
+        hub_kwargs (`dict`):
+            The Hub arguments it was loaded with: its `revision`, and `local_files_only` (which counts as offline).
+    """
+    offline = is_offline_mode() or hub_kwargs.get("local_files_only")
+    if not offline or os.path.isdir(name):
+        return
+    switch = "HF_HUB_OFFLINE is set" if is_offline_mode() else "local_files_only=True"
+    raise OfflineModeIsEnabled(
+        f"{described}{_at_commit(hub_kwargs.get('revision'))} is not in the local Hugging Face cache, and offline mode "
+        f"is on ({switch}): load it once online, or point to a local folder."
+    ) from error
+
+
+def _at_commit(revision: str | None) -> str:
+    return f" at commit {revision}" if revision else ""

@@ -239,6 +239,13 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
             return views // 2 if views % 2 == 0 else views
         return max(1, (self.config.max_images_per_batch or 128) // views) * views
 
+    def processor_to_store(self):
+        """The processor `save_pretrained` writes beside a whole model (`config.clip_model_name_or_path = None`): no
+        base CLIP holds its tokenizer then, so without it the saved folder could not classify. `None` otherwise."""
+        if self.config.clip_model_name_or_path is not None:
+            return None
+        return self.processor
+
 
 class PointCLIPModel(PointCLIPPreTrainedModel):
     r"""
@@ -469,14 +476,15 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         Save `config.json` and `model.safetensors` (sharded or with a `variant` as transformers does). The weights
         hold only the adapter (fp32) and the label embeddings, whatever `state_dict` a caller such as `Trainer` passes:
         the frozen CLIP is referenced by `config.clip_model_name_or_path` at `config.clip_revision`. Only when that is
-        `None` are the CLIP weights stored too. With `push_to_hub=True` the folder is then uploaded as
-        [`~PointCLIPModel.push_to_hub`] does.
+        `None` are the CLIP weights stored too, with the processor (and so the tokenizer). With `push_to_hub=True` the
+        folder is then uploaded as [`~PointCLIPModel.push_to_hub`] does.
 
         Raises:
             `ValueError`: when CLIP weights were made trainable (they would be silently lost): freeze them, or set
             `config.clip_model_name_or_path = None` to store the whole model.
         """
         self._check_clip_is_frozen()
+        processor = self.processor_to_store()
         state_dict = state_dict if state_dict is not None else self.state_dict()
         if self.config.clip_model_name_or_path is not None:
             state_dict = adapter_state_dict(state_dict)
@@ -486,7 +494,10 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             return self.push_to_hub(kwargs.pop("repo_id", None) or str(save_directory).rstrip("/").split("/")[-1],
                                     save_directory=save_directory, **kwargs)  # fmt: skip
         self.config.custom_pipelines = _custom_pipelines()
-        return super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
+        saved = super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
+        if processor is not None:
+            processor.save_pretrained(save_directory)
+        return saved
 
     def _check_clip_is_frozen(self) -> None:
         trainable = [name for name, parameter in self.clip.named_parameters() if parameter.requires_grad]

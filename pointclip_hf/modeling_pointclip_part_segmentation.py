@@ -282,17 +282,21 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
     def save_pretrained(self, save_directory, state_dict: dict | None = None, **kwargs):
         r"""
         Save `config.json` and the weights. The frozen CLIP is referenced by `config.clip_model_name_or_path` and not
-        stored; only when that is `None` are the CLIP weights saved. The config names the part-segmentation pipeline,
-        so `pipeline(model=folder, trust_remote_code=True)` finds it.
+        stored; only when that is `None` are the CLIP weights saved, with the processor. The config names the
+        part-segmentation pipeline, so `pipeline(model=folder, trust_remote_code=True)` finds it.
         """
         from .pipeline_pointclip_part_segmentation import PART_SEGMENTATION_PIPELINES
 
         self._check_clip_is_frozen()
+        processor = self.processor_to_store()
         self.config.custom_pipelines = PART_SEGMENTATION_PIPELINES
         state_dict = state_dict if state_dict is not None else self.state_dict()
         if self.config.clip_model_name_or_path is not None:
             state_dict = {}
-        return super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
+        saved = super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
+        if processor is not None:
+            processor.save_pretrained(save_directory)
+        return saved
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):

@@ -11,6 +11,7 @@ from .feature_extraction_pointclip import is_single_point_cloud
 from .labels import check_labels, check_labels_fit_model
 from .processing_pointclip import PointCLIPProcessor, processor_for_model
 from .prompts import check_prompt_template
+from .score_checks import check_finite_logits, check_scores_discriminate
 
 PIPELINE_TASK = "point-cloud-zero-shot-classification"
 DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch16"
@@ -124,6 +125,7 @@ class PointCLIPPipeline(Pipeline):
         for component in ("tokenizer", "feature_extractor", "image_processor", "video_processor"):
             kwargs.pop(component, None)
         processor = processor_for_model(model, processor)
+        check_scores_discriminate(model)
         super().__init__(
             model=model,
             processor=processor,
@@ -218,6 +220,7 @@ class PointCloudZeroShotClassificationPipeline(PointCLIPPipeline):
 
     def postprocess(self, model_outputs, candidate_labels=None, top_k=None):
         labels = candidate_labels or self._default_labels()
+        check_finite_logits(model_outputs["logits"], self.model, ["a point cloud"])
         return scores_to_predictions(model_outputs["logits"], labels, top_k)[0]
 
 

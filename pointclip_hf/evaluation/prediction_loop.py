@@ -19,6 +19,7 @@ import torch
 
 from ..pipeline_pointclip import label_embeddings
 from ..point_cloud_io import load_point_cloud
+from ..score_checks import check_finite_logits, check_scores_discriminate
 from .distributed import agree, is_main, rank_and_world_size, same_device
 from .predictions_file import (
     Consume,
@@ -171,6 +172,7 @@ def _predict(
         source, batch_size=run.batch_size, shuffle=False, num_workers=run.num_workers, pin_memory=device.type == "cuda"
     )
     text_embeds = label_embeddings(model, processor, run.labels)
+    check_scores_discriminate(model)
     was_training = model.training
     model.eval()
     try:
@@ -180,6 +182,7 @@ def _predict(
                 names = [source.describe(index) for index in indices]
                 pixel_values = processor.feature_extractor.render(batch[1].to(device, non_blocking=True), names)
                 logits = model(pixel_values=pixel_values, text_embeds=text_embeds).logits
+                check_finite_logits(logits, model, names)
                 top_scores, top_ids = logits.float().softmax(dim=-1).topk(run.top_k, dim=-1)
                 records = make_records(indices, batch, top_scores.tolist(), top_ids.tolist())
                 if writer is not None:
