@@ -57,6 +57,8 @@ def add_validation_options(command: argparse.ArgumentParser) -> None:
 
 def load_model(args):
     """The model named by `--model`, with `--projection`, `--dtype`, `--device`, `--backend` and `--compile` applied."""
+    import torch
+
     from ..dtype_policy import dtype_name, resolve_dtype
     from ..modeling_pointclip import PointCLIPModel
 
@@ -64,7 +66,8 @@ def load_model(args):
     dtype = resolve_dtype(getattr(args, "dtype", None), getattr(args, "device", None))
     model = PointCLIPModel.from_pretrained(args.model, dtype=dtype, **overrides)
     if not getattr(args, "quiet", False):
-        print(f"pointclip: computing in {dtype_name(model.dtype)} (--dtype {args.dtype})", file=sys.stderr)
+        official = "" if model.dtype == torch.float32 else "; --dtype float32 gives the official numbers"
+        print(f"Computing in {dtype_name(model.dtype)} (--dtype {args.dtype}{official}).", file=sys.stderr)
     if getattr(args, "max_images_per_batch", None) is not None:
         model.config.max_images_per_batch = args.max_images_per_batch
         model.config.validate_adapter()
