@@ -125,4 +125,12 @@ def run_on_cpu_thread(function, *args, device="cpu", **kwargs):
     return map_on_cpu_threads(lambda _: function(*args, **kwargs), [None], device)[0]
 
 
-__all__ = ["map_on_cpu_threads", "num_worker_threads", "run_on_cpu_thread", "runs_inline"]
+def cat_on_cpu_threads(function, items, device="cpu") -> torch.Tensor:
+    """`torch.cat([function(item) for item in items])`, the calls on the workers (see [`map_on_cpu_threads`]) and the
+    concatenation on one of them: the caller's own copy would run on all its threads, and on a shared machine wait at
+    OpenMP barriers for descheduled ones (26 ms instead of 1.7 ms for the maps of 32 V1 clouds at 2 threads)."""
+    parts = map_on_cpu_threads(function, items, device)
+    return parts[0] if len(parts) == 1 else run_on_cpu_thread(torch.cat, parts, device=device)
+
+
+__all__ = ["cat_on_cpu_threads", "map_on_cpu_threads", "num_worker_threads", "run_on_cpu_thread", "runs_inline"]

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BatchFeature, FeatureExtractionMixin
 
-from .cpu_threads import map_on_cpu_threads, num_worker_threads
+from .cpu_threads import cat_on_cpu_threads, num_worker_threads
 from .point_cloud_checks import check_point_clouds, check_rendered_views
 from .point_ops import SAMPLING_METHODS, normalize_to_unit_sphere, select_points, warn_if_slow_farthest_point_sampling
 from .projection import get_projection_style, render_views
@@ -179,8 +179,7 @@ class PointCloudProcessor(FeatureExtractionMixin):
         clouds = list(batch.split(1)) if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
         names = list(names) if names is not None else [f"Point cloud {i}" for i in range(len(clouds))]
         clouds = [cloud.to(device=device if device is not None else cloud.device) for cloud in clouds]
-        prepared = map_on_cpu_threads(lambda item: self._prepare_cloud(*item), zip(clouds, names), clouds[0].device)
-        return torch.cat(prepared)
+        return cat_on_cpu_threads(lambda item: self._prepare_cloud(*item), zip(clouds, names), clouds[0].device)
 
     def _prepare_cloud(self, cloud: torch.Tensor, name: str) -> torch.Tensor:
         check_point_clouds(cloud, self.normalize, [name])
@@ -198,7 +197,7 @@ class PointCloudProcessor(FeatureExtractionMixin):
         names = list(names) if names is not None else [f"Point cloud {i}" for i in range(len(points))]
         group = max(1, -(-len(points) // num_worker_threads(points.device)))
         groups = zip(points.split(group), (names[start : start + group] for start in range(0, len(points), group)))
-        images = torch.cat(map_on_cpu_threads(lambda item: self._render_group(*item), groups, points.device))
+        images = cat_on_cpu_threads(lambda item: self._render_group(*item), groups, points.device)
         return images.expand(-1, -1, 3, -1, -1)
 
     def _render_group(self, points: torch.Tensor, names: list[str]) -> torch.Tensor:

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .cpu_threads import map_on_cpu_threads, num_worker_threads
 from .point_ops import check_point_batch, euler_to_rotation
 
 
@@ -107,7 +108,8 @@ def get_projection_style(style: str) -> ProjectionStyle:
 
 
 def render_views(points: torch.Tensor, style: str = "pointclip_v1") -> torch.Tensor:
-    """Render every cloud from every view of `style`.
+    """Render every cloud from every view of `style`. On the CPU the clouds are rendered in groups, one group per
+    worker thread (`pointclip_hf.cpu_threads`); a cloud's maps do not depend on its group or the thread count.
 
     Args:
         points (`torch.Tensor` of shape `[B, N, 3]`): floating-point clouds, y-up, roughly in the unit sphere.
@@ -119,24 +121,41 @@ def render_views(points: torch.Tensor, style: str = "pointclip_v1") -> torch.Ten
     """
     spec = get_projection_style(style)
     if spec.name == "pointclip_v2_part_segmentation":
-        from .projection_part_segmentation import render_part_views
+        from .projection_part_segmentation import render_part_images
 
-        return render_part_views(points, image_size=spec.resolution).images.to(points.dtype)
+        return render_part_images(points, image_size=spec.resolution).to(points.dtype)
+    if not isinstance(points, torch.Tensor) or points.ndim != 3:
+        check_point_batch(points)
+    maps = points.new_empty(len(points) * spec.num_views, spec.resolution, spec.resolution)
+    # Workers write their rows of `maps` in place; autograd cannot follow writes from several threads: one group then.
+    tracked = torch.is_grad_enabled() and points.requires_grad
+    group = len(points) if tracked else -(-len(points) // num_worker_threads(points.device))
+    starts = range(0, len(points), max(1, group))
+    rows = [slice(start * spec.num_views, (start + group) * spec.num_views) for start in starts]
+    map_on_cpu_threads(lambda item: _render_group(points[item[0] : item[0] + group], spec, maps[item[1]]),
+                       zip(starts, rows), points.device)  # fmt: skip
+    return maps.view(len(points), spec.num_views, spec.resolution, spec.resolution)
+
+
+def _render_group(points: torch.Tensor, spec: ProjectionStyle, out: torch.Tensor) -> None:
+    """Check `[B, N, 3]` clouds and render their `[B * V, H, W]` maps into `out`."""
     check_point_batch(points)
     compute_dtype = _compute_dtype(points.dtype)
-    batch, num_points, _ = points.shape
     rotation, tilt, translation = _view_transforms(spec.name, points.device, compute_dtype)
 
-    cam = points.to(compute_dtype).unsqueeze(1) @ rotation
-    if tilt is not None:
-        cam = cam @ tilt
-    cam = (cam - translation).reshape(batch * spec.num_views, num_points, 3)
+    def to_camera(clouds: torch.Tensor) -> torch.Tensor:
+        cam = clouds.unsqueeze(1) @ rotation
+        if tilt is not None:
+            cam = cam @ tilt
+        return (cam - translation).flatten(0, 1)
 
+    maps = out if out.dtype == compute_dtype else torch.empty_like(out, dtype=compute_dtype)
     if spec.name == "pointclip_v2":
-        maps = _realistic_projection(cam, spec.num_views)
+        _realistic_projection(points.to(compute_dtype), to_camera, spec.num_views, maps)
     else:
-        maps = _splat_depth(cam, spec.resolution)
-    return maps.view(batch, spec.num_views, spec.resolution, spec.resolution).to(points.dtype)
+        _splat_depth(points.to(compute_dtype), to_camera, spec.num_views, maps)
+    if maps is not out:
+        out.copy_(maps)
 
 
 def splat_depth(points_cam: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -146,8 +165,9 @@ def splat_depth(points_cam: torch.Tensor, resolution: int) -> torch.Tensor:
     Each pixel holds the harmonic mean of the depths z of its points; points with z < 0 or out of frame are
     dropped; empty pixels are 0.
     """
-    compute_dtype = _compute_dtype(points_cam.dtype)
-    return _splat_depth(points_cam.to(compute_dtype), resolution).to(points_cam.dtype)
+    maps = points_cam.new_empty(len(points_cam), resolution, resolution, dtype=_compute_dtype(points_cam.dtype))
+    _splat_depth(points_cam.to(maps.dtype), lambda cam: cam, 1, maps)
+    return maps.to(points_cam.dtype)
 
 
 def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -173,80 +193,101 @@ def _view_transforms(
     return rotation.to(device=device, dtype=dtype), tilt, translation.to(device=device, dtype=dtype)
 
 
-def _splat_depth(points_cam: torch.Tensor, resolution: int) -> torch.Tensor:
-    """Harmonic-mean depth splat of `[M, N, 3]` camera-frame points into `[M, H, W]`.
+# Work sizes on the CPU: point-view terms computed at once (a few MB of scratch, whatever the cloud's size), and the
+# pixels of the maps whose sums a splat accumulates at once (1 MB in float32, so that its random writes stay in cache).
+_CPU_POINT_VIEWS_PER_CHUNK = 1 << 18
+_CPU_PIXELS_PER_CHUNK = 1 << 18
+
+
+def _point_chunks(points: torch.Tensor, num_views: int) -> list[tuple[slice, slice]]:
+    """(clouds, points) ranges of `[B, N, 3]` holding at most `_CPU_POINT_VIEWS_PER_CHUNK` point-views each on the
+    CPU (whole clouds when they fit, else slices of one cloud's points), everything at once elsewhere."""
+    batch, num_points, _ = points.shape
+    if points.device.type != "cpu":
+        return [(slice(0, batch), slice(0, num_points))]
+    clouds_per_chunk = max(1, _CPU_POINT_VIEWS_PER_CHUNK // (num_views * num_points))
+    points_per_chunk = max(1, _CPU_POINT_VIEWS_PER_CHUNK // num_views) if clouds_per_chunk == 1 else num_points
+    return [
+        (slice(first, min(first + clouds_per_chunk, batch)), slice(start, start + points_per_chunk))
+        for first in range(0, batch, clouds_per_chunk)
+        for start in range(0, num_points, points_per_chunk)
+    ]
+
+
+def _splat_depth(points: torch.Tensor, to_camera, num_views: int, out: torch.Tensor) -> None:
+    """Harmonic-mean depth splat of `[B, N, 3]` clouds, `to_camera` taking clouds to `[B * V, N, 3]` camera frames,
+    into `out` `[B * V, H, W]`.
 
     Bit-identical to the reference: the same float32 operations in the same order, and each pixel's sums taken
-    over its points in point order. On CPU the maps are accumulated `_CPU_PIXELS_PER_CHUNK` pixels at a time, so
-    that the two scratch sums stay in cache; whole-batch scratch buffers (25 MB for 32 clouds) made it 2-3x slower.
+    over its points in point order. On the CPU the terms of `_CPU_POINT_VIEWS_PER_CHUNK` point-views are computed at
+    a time, and the sums of `_CPU_PIXELS_PER_CHUNK` pixels accumulated at a time, so that the random writes stay in
+    cache (whole-batch scratch made it 2-3x slower); a cloud too large for one chunk has its maps summed together.
     """
-    num_maps, _, _ = points_cam.shape
-    depth = points_cam[..., 2]
-    shifted_depth = depth + _EPS
-    weight = 1 / shifted_depth
-    weighted_depth = depth * weight
+    resolution = out.shape[-1]
+    num_points, num_pixels = points.shape[1], resolution * resolution
+    maps = out.view(len(out), num_pixels)
+    chunks = _point_chunks(points, num_views)
+    maps_per_sum = max(1, _CPU_PIXELS_PER_CHUNK // num_pixels) if points.device.type == "cpu" else max(1, len(maps))
+    if any(point_range.stop < num_points for _, point_range in chunks):
+        maps_per_sum = num_views
+    weight_sums = None
+    for clouds, point_range in chunks:
+        slot, weighted_depth, weight = _splat_terms(to_camera(points[clouds, point_range]), resolution, maps_per_sum)
+        for start in range(0, len(slot), maps_per_sum):
+            rows = slice(start, start + maps_per_sum)
+            first = clouds.start * num_views + start
+            depth_sums = maps[first : first + len(slot[rows])].view(-1)
+            if point_range.start == 0:
+                depth_sums.zero_()
+                weight_sums = torch.zeros_like(depth_sums)
+            depth_sums.index_add_(0, slot[rows].flatten(), weighted_depth[rows].flatten())
+            weight_sums.index_add_(0, slot[rows].flatten(), weight[rows].flatten())
+            if point_range.stop >= num_points:
+                depth_sums.div_(weight_sums.clamp_min_(torch.finfo(weight_sums.dtype).tiny))
 
-    num_pixels = resolution * resolution
-    maps_per_chunk = max(1, num_maps)
-    if points_cam.device.type == "cpu":
-        maps_per_chunk = min(maps_per_chunk, max(1, _CPU_PIXELS_PER_CHUNK // num_pixels))
-    slot = _pixel_slots(points_cam, shifted_depth, resolution, maps_per_chunk)
 
-    maps = points_cam.new_empty(num_maps, num_pixels)
-    for start in range(0, num_maps, maps_per_chunk):
-        chunk = slice(start, start + maps_per_chunk)
-        sums = _harmonic_mean(slot[chunk], weighted_depth[chunk], weight[chunk], maps_per_chunk * num_pixels + 1)
-        maps[chunk] = sums[: maps[chunk].numel()].view_as(maps[chunk])
-    return maps.view(num_maps, resolution, resolution)
-
-
-def _pixel_slots(
-    points_cam: torch.Tensor, shifted_depth: torch.Tensor, resolution: int, maps_per_chunk: int
-) -> torch.Tensor:
-    """Each point's index `[M, N]` into its chunk's flattened maps; dropped points go to the slot after the last.
+def _splat_terms(
+    points_cam: torch.Tensor, resolution: int, maps_per_sum: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per camera-frame point `[M, N, 3]`: its slot in the flattened maps of its group of `maps_per_sum` maps,
+    `depth * weight` and its weight `1 / (depth + eps)`; both terms are 0 for points no pixel keeps (adding 0 to a
+    sum leaves its bits unchanged).
 
     Pixel (row, col) = (ceil(u - 0.5), ceil(v - 0.5)) with u = (x / z + 1) * H / 2 and v = (y / z + 1) * W / 2
     (multiplying by H / 2 rounds exactly like the reference's `* H` then `/ 2`). NaN and inf never equal their
     clamped value, so they are dropped with the out-of-frame points.
     """
+    depth = points_cam[..., 2]
+    shifted_depth = depth + _EPS
+    weight = 1 / shifted_depth
+    weighted_depth = depth * weight
     with torch.no_grad():
         coords = points_cam[..., :2] / shifted_depth.unsqueeze(-1)
         coords = coords.add_(1).mul_(resolution / 2).sub_(0.5).ceil_()
         pixel = coords.clamp(0, resolution - 1)
         in_frame = pixel == coords
-        keep = in_frame[..., 0] & in_frame[..., 1] & (points_cam[..., 2] >= 0)
-        row, col = pixel.long().unbind(-1)
+        keep = in_frame[..., 0] & in_frame[..., 1] & (depth >= 0)
         num_pixels = resolution * resolution
-        map_in_chunk = torch.arange(points_cam.shape[0], device=points_cam.device).remainder_(maps_per_chunk)
-        slot = (row * resolution).add_(col).add_(map_in_chunk.unsqueeze(1) * num_pixels)
-        return slot.masked_fill_(~keep, maps_per_chunk * num_pixels)
+        index_dtype = torch.int32 if maps_per_sum * num_pixels < 2**31 else torch.int64  # half the traffic of int64
+        row, col = pixel.to(index_dtype).unbind(-1)
+        map_in_sum = torch.arange(len(points_cam), device=points_cam.device, dtype=index_dtype) % maps_per_sum
+        slot = (row * resolution).add_(col).add_(map_in_sum.unsqueeze(1) * num_pixels).masked_fill_(~keep, 0)
+    return slot, torch.where(keep, weighted_depth, 0.0), torch.where(keep, weight, 0.0)
 
 
-def _harmonic_mean(
-    slot: torch.Tensor, weighted_depth: torch.Tensor, weight: torch.Tensor, scratch_size: int
-) -> torch.Tensor:
-    """`sum(depth * weight) / sum(weight)` per slot over `scratch_size` slots, flattened; empty slots are 0."""
-    slot = slot.flatten()
-    depth_sum = weight.new_zeros(scratch_size).index_add_(0, slot, weighted_depth.flatten())
-    weight_sum = weight.new_zeros(scratch_size).index_add_(0, slot, weight.flatten())
-    return depth_sum / weight_sum.clamp_min_(torch.finfo(weight.dtype).tiny)
+def _realistic_projection(points: torch.Tensor, to_camera, num_views: int, out: torch.Tensor) -> None:
+    """PointCLIP V2 `points2grid` + `Grid2Image` for `[B, N, 3]` clouds, `to_camera` taking clouds to their view
+    frames `[B * V, N, 3]`, into `out` `[B * V, 110, 110]`, in [0, 1]. On CPU the maps go one cloud at a time: their
+    voxel grids (4 MB) stay in cache, while a whole batch's (130 MB for 32 clouds) does not, which made it 2.5-4x
+    slower; and every call has the same shape, whatever the batch."""
+    clouds = 1 if points.device.type == "cpu" else len(points)
+    for start in range(0, len(points), clouds):
+        grid = _points_to_grid(points[start : start + clouds], to_camera, num_views)
+        out[start * num_views : (start + clouds) * num_views] = _grid_to_image(grid)
 
 
-# Pixels per scratch sum on CPU (1 MB in float32): 2 clouds of V1's 6 maps of 128 x 128, or 1 few-shot cloud.
-_CPU_PIXELS_PER_CHUNK = 1 << 18
-
-
-def _realistic_projection(points_cam: torch.Tensor, maps_per_cloud: int) -> torch.Tensor:
-    """PointCLIP V2 `points2grid` + `Grid2Image` for `[M, N, 3]` view-frame points -> `[M, 110, 110]` in [0, 1].
-    On CPU the maps go one cloud at a time: their voxel grids (4 MB) stay in cache, while a whole batch's (130 MB
-    for 32 clouds) does not, which made it 2.5-4x slower; and every call has the same shape, whatever the batch."""
-    if points_cam.device.type == "cpu":
-        return torch.cat([_grid_to_image(chunk) for chunk in points_cam.split(maps_per_cloud)])
-    return _grid_to_image(points_cam)
-
-
-def _grid_to_image(points_cam: torch.Tensor) -> torch.Tensor:
-    grid = _points_to_grid(points_cam)
+def _grid_to_image(grid: torch.Tensor) -> torch.Tensor:
+    """Voxel grids `[M, depth, 112, 112]` -> images `[M, 110, 110]`: densify, smooth, squeeze depth, normalise."""
     num_maps, depth, size, _ = grid.shape
     pooled = size + 2 * _MAXPOOL_PADDING - _MAXPOOL_SIZE + 1
 
@@ -258,7 +299,7 @@ def _grid_to_image(points_cam: torch.Tensor) -> torch.Tensor:
     images = images.view(num_maps, depth, pooled, pooled)
 
     # Smooth each depth slice (a grouped conv in channels-last layout is the fast CPU path), then squeeze depth.
-    kernel = _gaussian_kernel(points_cam.device, points_cam.dtype).expand(depth, 1, -1, -1)
+    kernel = _gaussian_kernel(grid.device, grid.dtype).expand(depth, 1, -1, -1)
     images = images.contiguous(memory_format=torch.channels_last)
     images = F.conv2d(images, kernel, padding=_GAUSSIAN_SIZE // 2, groups=depth).amax(dim=1)
 
@@ -266,15 +307,42 @@ def _grid_to_image(points_cam: torch.Tensor) -> torch.Tensor:
     return 1 - images / peak.clamp_min(torch.finfo(images.dtype).tiny)
 
 
-def _points_to_grid(points_cam: torch.Tensor) -> torch.Tensor:
-    """Orthographic voxelisation `[M, N, 3]` -> `[M, depth, y, x]` holding the max depth coordinate per voxel."""
-    num_maps = points_cam.shape[0]
-    size, depth = _GRID_RESOLUTION, _GRID_DEPTH
+def _points_to_grid(points: torch.Tensor, to_camera, num_views: int) -> torch.Tensor:
+    """Orthographic voxelisation of `[B, N, 3]` clouds -> `[B * V, depth, y, x]` holding the max depth coordinate per
+    voxel. Each view is normalised to its bounding box, then its points are written `_CPU_POINT_VIEWS_PER_CHUNK` at a
+    time (a large cloud's view frames are computed twice, never held whole); maxima do not depend on the order."""
+    chunks = [(slice(clouds.start * num_views, clouds.stop * num_views), points[clouds, point_range])
+              for clouds, point_range in _point_chunks(points, num_views)]  # fmt: skip
+    held = [to_camera(chunks[0][1])] if len(chunks) == 1 else None
 
-    upper, lower = points_cam.amax(dim=1, keepdim=True), points_cam.amin(dim=1, keepdim=True)
+    def cameras():
+        return zip((maps for maps, _ in chunks), held or (to_camera(part) for _, part in chunks))
+
+    bounds = {}  # per range of maps: the highest and lowest coordinates of its views, over all its chunks
+    for maps, cam in cameras():
+        high, low = cam.amax(dim=1, keepdim=True), cam.amin(dim=1, keepdim=True)
+        if maps.start in bounds:
+            high, low = torch.maximum(bounds[maps.start][0], high), torch.minimum(bounds[maps.start][1], low)
+        bounds[maps.start] = high, low
+    upper, lower = (torch.cat(parts) for parts in zip(*bounds.values()))
     center = (upper + lower) / 2
     extent = (upper - lower).amax(dim=-1, keepdim=True)
     extent = torch.where(extent > 0, extent, 1.0)  # all points coincide: avoid 0 / 0
+    size, depth = _GRID_RESOLUTION, _GRID_DEPTH
+    num_maps = len(points) * num_views
+    grid = points.new_zeros(num_maps * depth * size * size)
+    for maps, cam in cameras():
+        voxel, value = _voxels(cam, center[maps], extent[maps], maps.start)
+        grid.scatter_reduce_(0, voxel.flatten(), value.flatten(), reduce="amax", include_self=True)
+    return grid.view(num_maps, depth, size, size)
+
+
+def _voxels(
+    points_cam: torch.Tensor, center: torch.Tensor, extent: torch.Tensor, first_map: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat voxel index `[M, N]` into the grids `[maps, depth, y, x]` and depth coordinate of the view-frame points
+    `[M, N, 3]` of maps `first_map, ...`."""
+    size, depth = _GRID_RESOLUTION, _GRID_DEPTH
     points = (points_cam - center) / extent * 2
     x, y, z = points.unbind(-1)
     x, y = x * _OBJ_RATIO, y * _OBJ_RATIO
@@ -286,11 +354,10 @@ def _points_to_grid(points_cam: torch.Tensor) -> torch.Tensor:
     z_index = torch.ceil(z).clamp(0, depth - 1)
     value = z.clamp(1, depth - 2)
 
-    map_offset = torch.arange(num_maps, device=points_cam.device).unsqueeze(1) * (depth * size * size)
+    map_index = torch.arange(first_map, first_map + len(points_cam), device=points_cam.device)
+    map_offset = map_index.unsqueeze(1) * (depth * size * size)
     voxel = map_offset + (z_index.long() * size + y_index.long()) * size + x_index.long()
-    grid = points_cam.new_zeros(num_maps * depth * size * size)
-    grid.scatter_reduce_(0, voxel.flatten(), value.flatten(), reduce="amax", include_self=True)
-    return grid.view(num_maps, depth, size, size)
+    return voxel, value
 
 
 @functools.cache

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from .cpu_threads import map_on_cpu_threads, num_worker_threads, run_on_cpu_thread
 from .point_ops import check_point_batch, euler_to_rotation
 
 PART_SEGMENTATION_STYLE = "pointclip_v2_part_segmentation"
@@ -52,7 +53,6 @@ _GAUSSIAN_SIGMA = (2.0, 1.0, 1.0)  # depth, rows, columns
 _SEEN_TOLERANCE = 0.1
 
 
-
 class PartViews(NamedTuple):
     r"""
     The views of a cloud for part segmentation.
@@ -73,7 +73,8 @@ class PartViews(NamedTuple):
 
 def render_part_views(points: torch.Tensor, image_size: int = 224, transposed_lookup: bool = False) -> PartViews:
     r"""
-    Render clouds for part segmentation: the CLIP input images and each point's pixel and visibility in them.
+    Render clouds for part segmentation: the CLIP input images and each point's pixel and visibility in them. On the
+    CPU the clouds are rendered in groups, one per worker thread (`pointclip_hf.cpu_threads`).
 
     Args:
         points (`torch.Tensor` of shape `(batch, points, 3)`):
@@ -87,7 +88,15 @@ def render_part_views(points: torch.Tensor, image_size: int = 224, transposed_lo
     Returns:
         [`PartViews`] with `images` of shape `(batch, 10, image_size, image_size)` and pixels in those images.
     """
-    return crop_for_clip(render_part_depth(points, transposed_lookup), image_size)
+    return _render(points, transposed_lookup, image_size=image_size)
+
+
+def render_part_images(points: torch.Tensor, image_size: int = 224) -> torch.Tensor:
+    r"""
+    The `images` of [`render_part_views`] alone, `(batch, 10, image_size, image_size)`: without the per-point
+    lookups, whose memory grows with the number of points.
+    """
+    return _render(points, False, lookups=False, image_size=image_size).images
 
 
 def crop_for_clip(views: PartViews, image_size: int = 224) -> PartViews:
@@ -108,7 +117,9 @@ def crop_for_clip(views: PartViews, image_size: int = 224) -> PartViews:
     top, bottom = CROP
     cropped = views.images[:, :, top:bottom, top:bottom].reshape(batch * num_views, 1, bottom - top, bottom - top)
     images = F.interpolate(cropped, size=(image_size, image_size), mode="bilinear", align_corners=True)
-    pixels = torch.ceil((views.pixels - top) * image_size / (bottom - top)).long().clamp(0, image_size - 1)
+    pixels = views.pixels
+    if pixels is not None:
+        pixels = torch.ceil((pixels - top) * image_size / (bottom - top)).long().clamp(0, image_size - 1)
     return PartViews(images.view(batch, num_views, image_size, image_size), pixels, views.visible)
 
 
@@ -125,23 +136,69 @@ def render_part_depth(points: torch.Tensor, transposed_lookup: bool = False) -> 
     Returns:
         [`PartViews`] with `images` of shape `(batch, 10, 224, 224)` in the dtype of `points` (float32 for half inputs).
     """
-    check_point_batch(points)
+    return _render(points, transposed_lookup)
+
+
+def _render(
+    points: torch.Tensor, transposed_lookup: bool, lookups: bool = True, image_size: int | None = None
+) -> PartViews:
+    """[`render_part_depth`] (then [`crop_for_clip`] to `image_size` if given); without `lookups`, `pixels` and
+    `visible` are `None`. On the CPU a few views of a cloud go at a time (see `_view_chunks`), the chunks shared out
+    among the worker threads (`pointclip_hf.cpu_threads`), so that even one cloud uses them all."""
+    if not isinstance(points, torch.Tensor) or points.ndim != 3:
+        check_point_batch(points)
     batch, num_points, _ = points.shape
-    cam = _to_view_frames(points.float() if points.dtype in (torch.float16, torch.bfloat16) else points)
-    voxels = _voxelize(cam.reshape(batch * NUM_VIEWS, num_points, 3))
-    chunks = [_smooth_and_look_up(chunk, transposed_lookup) for chunk in _split_voxels(voxels, cam.device)]
-    images, pixels, visible = (torch.cat(parts) for parts in zip(*chunks))
-    return PartViews(
-        images.view(batch, NUM_VIEWS, RESOLUTION, RESOLUTION),
-        pixels.view(batch, NUM_VIEWS, num_points, 2),
-        visible.view(batch, NUM_VIEWS, num_points),
-    )
+    chunks = _view_chunks(points)
+    per_worker = -(-len(chunks) // num_worker_threads(points.device))
+    groups = [chunks[start : start + per_worker] for start in range(0, len(chunks), per_worker)]
+
+    def render_group(group: list[tuple[slice, slice]]) -> PartViews:
+        views = _joined([_render_chunk(points[clouds], views, transposed_lookup, lookups) for clouds, views in group])
+        return views if image_size is None else crop_for_clip(views, image_size)
+
+    parts = map_on_cpu_threads(render_group, groups, points.device)
+    images, pixels, visible = parts[0] if len(parts) == 1 else run_on_cpu_thread(_joined, parts, device=points.device)
+    images = images.view(batch, NUM_VIEWS, *images.shape[-2:])
+    if lookups:
+        pixels, visible = pixels.view(batch, NUM_VIEWS, num_points, 2), visible.view(batch, NUM_VIEWS, num_points)
+    return PartViews(images, pixels, visible)
 
 
-def _to_view_frames(points: torch.Tensor) -> torch.Tensor:
-    """`[B, N, 3]` -> `[B, V, N, 3]`: `p @ R1 @ R2 @ R3 - T` per view, in the reference's order of products."""
+def _joined(parts: list[PartViews]) -> PartViews:
+    """The chunks' views concatenated along the first dimension (views of clouds in cloud-major order)."""
+    return PartViews(*(None if field[0] is None else torch.cat(field) for field in zip(*parts)))
+
+
+# Views rendered at once on the CPU: 2 of a cloud (their grids stay in cache), 1 for clouds of over 2^17 points (the
+# memory of a view's frames, voxels and sort grows with the points).
+_CPU_VIEWS_PER_CHUNK = 2
+_CPU_POINTS_FOR_TWO_VIEWS = 1 << 17
+
+
+def _view_chunks(points: torch.Tensor) -> list[tuple[slice, slice]]:
+    """(clouds, views) rendered at once, in cloud-major order: all of them off the CPU."""
+    batch, num_points, _ = points.shape
+    if points.device.type != "cpu":
+        return [(slice(0, batch), slice(0, NUM_VIEWS))]
+    step = _CPU_VIEWS_PER_CHUNK if num_points <= _CPU_POINTS_FOR_TWO_VIEWS else 1
+    return [(slice(cloud, cloud + 1), slice(view, view + step)) for cloud in range(batch)
+            for view in range(0, NUM_VIEWS, step)]  # fmt: skip
+
+
+def _render_chunk(points: torch.Tensor, views: slice, transposed_lookup: bool, lookups: bool) -> PartViews:
+    """`views` of checked clouds: images `[1, M, 224, 224]` and, with `lookups`, pixels `[M, N, 2]` and visibility
+    `[M, N]`, for the `M` views of the clouds in cloud-major order."""
+    check_point_batch(points)
+    points = points.float() if points.dtype in (torch.float16, torch.bfloat16) else points
+    cam = _to_view_frames(points, views).flatten(0, 1)
+    images, pixels, visible = _smooth_and_look_up(_voxelize(cam), transposed_lookup, lookups)
+    return PartViews(images[None], pixels, visible)
+
+
+def _to_view_frames(points: torch.Tensor, views: slice = slice(None)) -> torch.Tensor:
+    """`[B, N, 3]` -> `[B, V, N, 3]`: `p @ R1 @ R2 @ R3 - T` for the `views`, in the reference's order of products."""
     rotation, x_tilt, y_tilt, translation = _view_transforms(points.device, points.dtype)
-    return ((points.unsqueeze(1) @ rotation) @ x_tilt) @ y_tilt - translation
+    return ((points.unsqueeze(1) @ rotation[views]) @ x_tilt[views]) @ y_tilt[views] - translation
 
 
 @functools.cache
@@ -179,16 +236,6 @@ def _voxelize(points_cam: torch.Tensor) -> _Voxels:
     return _Voxels(depth_index.long(), row.long(), col.long(), z.clamp(1, _DEPTH - 2))
 
 
-_CPU_MAPS_PER_CHUNK = 2
-
-
-def _split_voxels(voxels: _Voxels, device: torch.device) -> list[_Voxels]:
-    """A few maps at a time on CPU (their grids stay in cache), all at once elsewhere."""
-    if device.type != "cpu":
-        return [voxels]
-    return [_Voxels(*parts) for parts in zip(*(field.split(_CPU_MAPS_PER_CHUNK) for field in voxels))]
-
-
 class _Box(NamedTuple):
     """The part of the grid a chunk of maps can make non-zero: `[start, stop)` in depth and in rows/columns."""
 
@@ -206,8 +253,9 @@ def _occupied_box(voxels: _Voxels) -> _Box:
     return _Box((max(lowest - 4, 0), min(highest + 5, _DEPTH)), (max(side_low - 7, 0), min(side_high + 8, RESOLUTION)))
 
 
-def _smooth_and_look_up(voxels: _Voxels, transposed_lookup: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Grid -> pooled, smoothed grid -> images `[M, 224, 224]`, pixels `[M, N, 2]` and visibility `[M, N]`."""
+def _smooth_and_look_up(voxels: _Voxels, transposed_lookup: bool, lookups: bool = True) -> tuple:
+    """Grid -> pooled, smoothed grid -> images `[M, 224, 224]` and, with `lookups`, pixels `[M, N, 2]` and visibility
+    `[M, N]` (else `None`)."""
     box = _occupied_box(voxels)
     smoothed = _gaussian_smooth(_max_pool(_fill_grid(voxels, box)))
     num_maps = smoothed.shape[0]
@@ -216,6 +264,8 @@ def _smooth_and_look_up(voxels: _Voxels, transposed_lookup: bool) -> tuple[torch
     images = smoothed.new_ones(num_maps, RESOLUTION, RESOLUTION)
     (top, bottom), (lo, _) = box.side, box.depth
     images[:, top:bottom, top:bottom] = 1 - surface / peak
+    if not lookups:
+        return images, None, None
 
     rows, cols = (voxels.col, voxels.row) if transposed_lookup else (voxels.row, voxels.col)
     maps = torch.arange(num_maps, device=smoothed.device)[:, None]

@@ -54,6 +54,46 @@ def test_splat_chunking_does_not_change_maps(monkeypatch, pixels_per_chunk):
     assert torch.equal(splat_depth(points, resolution=16), expected)
 
 
+@pytest.mark.parametrize("style", ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"])
+@pytest.mark.parametrize("point_views_per_chunk", [1, 6 * 77, 1 << 30])
+def test_point_chunking_does_not_change_maps(monkeypatch, style, point_views_per_chunk):
+    # Large clouds are projected a slice of points at a time (memory); whole clouds a few at a time.
+    clouds = _unit_clouds(3, 500, seed=1)
+    expected = render_views(clouds, style)
+    monkeypatch.setattr(projection, "_CPU_POINT_VIEWS_PER_CHUNK", point_views_per_chunk)
+    assert torch.equal(render_views(clouds, style), expected)
+
+
+@pytest.mark.parametrize("style", list(STYLES))
+def test_thread_count_does_not_change_maps(style):
+    clouds = _unit_clouds(5, 300, seed=2)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        expected = render_views(clouds, style)
+        for threads in (2, 3):
+            torch.set_num_threads(threads)
+            assert torch.equal(render_views(clouds, style), expected)
+            assert torch.equal(render_views(clouds[3:4], style), expected[3:4])
+    finally:
+        torch.set_num_threads(saved)
+
+
+def test_part_views_do_not_depend_on_the_thread_count():
+    # One cloud's views are shared out among the workers: the pixels and visibility must not change either.
+    from pointclip_hf import render_part_views
+
+    cloud = _unit_clouds(1, 300, seed=3)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        expected = render_part_views(cloud)
+        torch.set_num_threads(2)
+        assert all(torch.equal(got, want) for got, want in zip(render_part_views(cloud), expected))
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_splat_of_an_empty_batch_is_empty():
     assert splat_depth(torch.zeros(0, 5, 3), resolution=8).shape == (0, 8, 8)
 
