@@ -15,6 +15,7 @@ from .adapter_weights import load_adapter_into, load_saved_tensors
 from .configuration_pointclip import PointCLIPConfig
 from .local_paths import check_local_path_exists
 from .score_checks import check_scores_discriminate
+from .weights_fingerprint import weights_state
 
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 LOADING_KWARGS = (*HUB_KWARGS, "trust_remote_code")
@@ -65,6 +66,7 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     if not is_clip_checkpoint:
         _load_trained_tensors(model, source, base, variant, hub_kwargs, info)
     model.config._name_or_path = model.name_or_path = source
+    model.loaded_weights_state = weights_state(model.clip)  # tells weights changed after loading apart (ONNX cache)
     check_scores_discriminate(model)
     model.loading_kwargs = {key: kwargs[key] for key in LOADING_KWARGS if kwargs.get(key) is not None}
     if type(model).__module__.startswith("transformers_modules"):

@@ -1,8 +1,13 @@
 """CLIP's image tower through ONNX Runtime: `use_onnx_image_tower(model)` (the `[onnx]` extra).
 
-The tower is exported once per weights and input shape to `cache_dir` (default `$HF_HOME/pointclip_hf/onnx`,
-next to the Hugging Face model cache), keyed by a SHA-256 of the tower's config, weights, input shape and the
-torch/onnx versions, and reused from there. The exported graph has a fixed batch size: the model's tower calls all
+The tower is exported once per checkpoint and input shape to `cache_dir` (default `$HF_HOME/pointclip_hf/onnx`,
+next to the Hugging Face model cache), keyed by a SHA-256 of the tower's config, input shape, the torch/onnx versions
+and the identity of the checkpoint its weights were loaded from (see `checkpoint_identity`: a Hub repo at a pinned
+commit, or the weight files' resolved paths, sizes and modification times), and reused from there. Weights of unknown
+origin (a model built in memory, a Hub branch rather than a commit) or changed after loading (replaced, cast, changed
+in place: told by each tensor's data pointer and version counter) are keyed by a SHA-256 of their bytes instead.
+A tower whose weights change after `use_onnx_image_tower` refuses to run (its graph holds the old weights) until
+`use_onnx_image_tower` exports it again. The exported graph has a fixed batch size: the model's tower calls all
 hold `images_per_tower_call()` images (half a cloud on the CPU), so a cloud's features still never depend
 on the rest of the batch. Everything else (projection, text tower, projections, logits) stays in torch.
 
@@ -13,12 +18,14 @@ within 1e-5 relative (see `benchmarks/bench_inference.py --backend onnxruntime`)
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .atomic_files import write_folder_atomically
+from .weights_fingerprint import tensors_sha256, weights_state
 
 ONNX_FILE = "image_tower.onnx"
 _OPSET = 18
@@ -41,16 +48,18 @@ class OnnxImageTower(torch.nn.Module):
             ONNX Runtime execution providers.
     """
 
-    def __init__(self, vision_model: torch.nn.Module, batch_size: int, cache_dir=None, providers=None):
+    def __init__(self, vision_model: torch.nn.Module, batch_size: int, cache_dir=None, providers=None, checkpoint=None):
         super().__init__()
         ort = _import_onnxruntime()
         for name, child in vision_model.named_children():
             self.add_module(name, child)
         self.config = vision_model.config
+        self.torch_tower = (vision_model,)  # not a submodule: its children are this module's
         self.batch_size = batch_size
         image_size = self.config.image_size
         self.input_shape = (batch_size, 3, image_size, image_size)
-        self.onnx_path = export_image_tower(vision_model, self.input_shape, cache_dir)
+        self.onnx_path = export_image_tower(vision_model, self.input_shape, cache_dir, checkpoint)
+        self.exported_state = weights_state(self)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1  # called from the single-threaded CPU workers, several at once
         self.session = ort.InferenceSession(
@@ -74,9 +83,18 @@ class OnnxImageTower(torch.nn.Module):
             )
         if pixel_values.dtype != torch.float32:
             raise TypeError(f"The ONNX image tower runs in float32, got pixel_values of dtype {pixel_values.dtype}.")
+        if not self.is_current():
+            raise RuntimeError(
+                "The image tower's weights changed after use_onnx_image_tower(model): its ONNX graph holds the old "
+                "ones. Call use_onnx_image_tower(model) again to export the new weights."
+            )
         inputs = {"pixel_values": pixel_values.detach().cpu().contiguous().numpy()}
         (pooled,) = self.session.run(["pooler_output"], inputs)
         return BaseModelOutputWithPooling(pooler_output=torch.from_numpy(pooled).to(pixel_values.device))
+
+    def is_current(self) -> bool:
+        """Whether the weights are those exported (no weight replaced, cast or changed in place since)."""
+        return weights_state(self) == self.exported_state
 
 
 def use_onnx_image_tower(model, cache_dir=None, providers=None):
@@ -101,10 +119,42 @@ def use_onnx_image_tower(model, cache_dir=None, providers=None):
         raise TypeError(f"The onnxruntime backend runs the image tower in float32; the model is {model.dtype}.")
     vision_model = model.clip.vision_model
     if isinstance(vision_model, OnnxImageTower):
-        return model
+        if vision_model.is_current():
+            return model
+        (vision_model,) = vision_model.torch_tower
     batch_size = model.images_per_tower_call()
-    model.clip.vision_model = OnnxImageTower(vision_model.eval(), batch_size, cache_dir, providers)
+    checkpoint = checkpoint_identity(model)
+    model.clip.vision_model = OnnxImageTower(vision_model.eval(), batch_size, cache_dir, providers, checkpoint)
     return model
+
+
+def checkpoint_identity(model) -> dict | None:
+    r"""
+    What names `model`'s CLIP weights on disk, cheaply: the Hub repo and the commit they were loaded at, or, for a local
+    folder, the resolved path, size and modification time (ns) of each of its safetensors files, with the Hub arguments
+    that chose them.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model.
+
+    Returns:
+        `dict`, or `None` when the weights were not loaded by `from_pretrained`, were changed since (replaced, cast,
+        moved or changed in place), or come from a Hub branch rather than a pinned commit.
+    """
+    if getattr(model, "loaded_weights_state", None) != weights_state(model.clip):
+        return None
+    source = model.config.clip_model_name_or_path or model.name_or_path
+    arguments = {key: str(value) for key, value in model.loading_kwargs.items() if key in ("subfolder", "revision")}
+    if os.path.isdir(source):
+        folder = Path(source, arguments.get("subfolder", ""))
+        files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.safetensors.index.json"))
+        stats = [(str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns) for path in files]
+        return {"folder": str(folder.resolve()), "files": stats, **arguments} if stats else None
+    commit = model.config.clip_revision
+    if commit is None or not re.fullmatch(r"[0-9a-f]{40}", commit):
+        return None
+    return {"repo": source, "commit": commit, "subfolder": arguments.get("subfolder", "")}
 
 
 def image_tower_backend(model) -> str:
@@ -112,35 +162,40 @@ def image_tower_backend(model) -> str:
     return "onnxruntime" if isinstance(model.clip.vision_model, OnnxImageTower) else "torch"
 
 
-def export_image_tower(vision_model: torch.nn.Module, input_shape: tuple[int, ...], cache_dir=None) -> Path:
-    """The cached ONNX graph of `vision_model` for float32 input of `input_shape`, exported on first use.
+def export_image_tower(
+    vision_model: torch.nn.Module, input_shape: tuple[int, ...], cache_dir=None, checkpoint: dict | None = None
+) -> Path:
+    """The cached ONNX graph of `vision_model` for float32 input of `input_shape`, exported on first use; keyed by
+    `checkpoint` (see [`checkpoint_identity`]) when given, else by the weights' bytes.
 
     Returns:
         `Path`: the `.onnx` file (its weights may lie beside it, in `image_tower.onnx.data`).
     """
     import onnx
 
-    key = image_tower_key(vision_model, input_shape, onnx.__version__)
+    key = image_tower_key(vision_model, input_shape, onnx.__version__, checkpoint)
     folder = Path(cache_dir or default_cache_dir()) / key
     if not (folder / ONNX_FILE).is_file():
         write_folder_atomically(folder, lambda target: _export(vision_model, input_shape, target / ONNX_FILE))
     return folder / ONNX_FILE
 
 
-def image_tower_key(vision_model: torch.nn.Module, input_shape: tuple[int, ...], onnx_version: str) -> str:
-    """SHA-256 of what the exported graph depends on: config, weights (names, dtypes, bytes), shape and versions."""
-    digest = hashlib.sha256()
+def image_tower_key(
+    vision_model: torch.nn.Module, input_shape: tuple[int, ...], onnx_version: str, checkpoint: dict | None = None
+) -> str:
+    """SHA-256 of what the exported graph depends on: config, shape, versions, and the weights: the identity of their
+    `checkpoint` when given, else their names, dtypes and bytes."""
     header = {
         "config": vision_model.config.to_dict(),
         "input_shape": list(input_shape),
         "torch": torch.__version__,
         "onnx": onnx_version,
         "opset": _OPSET,
+        "checkpoint": checkpoint,
     }
-    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
-    for name, tensor in vision_model.state_dict().items():
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    digest = hashlib.sha256(json.dumps(header, sort_keys=True, default=str).encode())
+    if checkpoint is None:
+        digest.update(tensors_sha256(vision_model.state_dict()).encode())
     return digest.hexdigest()
 
 

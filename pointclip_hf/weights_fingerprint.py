@@ -27,6 +27,22 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def weights_state(module: torch.nn.Module) -> tuple:
+    r"""
+    Where each parameter and buffer of `module` lives and its version: it changes when a weight is replaced, moved,
+    cast or changed in place, without reading any weight (microseconds, not a content hash).
+
+    Args:
+        module (`torch.nn.Module`):
+            The module.
+
+    Returns:
+        `tuple`: per tensor, its name, data pointer, version counter, dtype and device.
+    """
+    tensors = (*module.named_parameters(), *module.named_buffers())
+    return tuple((name, t.data_ptr(), t._version, t.dtype, t.device) for name, t in tensors)
+
+
 def clip_weights_sha256(model) -> str:
     r"""
     SHA-256 of the CLIP weights of a [`PointCLIPModel`] as they are in memory, so that a run resumed after the weights
@@ -40,7 +56,7 @@ def clip_weights_sha256(model) -> str:
         `str`: the hex digest (about half a second for CLIP ViT-B/16 on a CPU).
     """
     state = model.clip.state_dict()
-    key = tuple((name, t.data_ptr(), t._version, t.dtype, t.device) for name, t in state.items())
+    key = weights_state(model.clip)
     cached = _CLIP_HASHES.get(model)
     if cached is None or cached[0] != key:
         cached = _CLIP_HASHES[model] = (key, tensors_sha256(state))

@@ -1,6 +1,9 @@
 """The ONNX Runtime image tower: parity with torch float32 on the tiny CLIP, the on-disk cache, batch invariance."""
 
+import os
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,7 +71,9 @@ def test_state_dict_keys_are_unchanged(models):
 def test_export_is_cached_and_keyed_by_weights(models, tiny_clip_dir, onnx_cache, monkeypatch):
     reference, onnx_model = models
     monkeypatch.setattr(onnx_tower, "_export", lambda *args: pytest.fail("exported again despite the cache"))
-    again = onnx_tower.use_onnx_image_tower(PointCLIPModel.from_pretrained(tiny_clip_dir).eval(), onnx_cache)
+    with monkeypatch.context() as patched:  # a checkpoint loaded from disk is keyed by its files, not its bytes
+        patched.setattr(onnx_tower, "tensors_sha256", lambda *args: pytest.fail("hashed every weight"))
+        again = onnx_tower.use_onnx_image_tower(PointCLIPModel.from_pretrained(tiny_clip_dir).eval(), onnx_cache)
     assert again.clip.vision_model.onnx_path == onnx_model.clip.vision_model.onnx_path
 
     tower = reference.clip.vision_model
@@ -99,3 +104,34 @@ def test_missing_extra_is_named(monkeypatch, zero_shot_model):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match=r"pip install 'pointclip_hf\[onnx\]'"):
         onnx_tower.use_onnx_image_tower(zero_shot_model)
+
+
+def test_checkpoint_identity_names_the_files_and_drops_changed_weights(tiny_clip_dir, tmp_path):
+    model = PointCLIPModel.from_pretrained(tiny_clip_dir)
+    identity = onnx_tower.checkpoint_identity(model)
+    assert [Path(path).name for path, _, _ in identity["files"]] == ["model.safetensors"]
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_clip_dir, copy)
+    os.utime(copy / "model.safetensors", ns=(1, 1))
+    assert onnx_tower.checkpoint_identity(PointCLIPModel.from_pretrained(copy)) != identity
+    with torch.no_grad():
+        model.clip.vision_model.post_layernorm.bias.add_(1e-3)  # changed in place after loading
+    assert onnx_tower.checkpoint_identity(model) is None
+    cast = PointCLIPModel.from_pretrained(tiny_clip_dir, dtype=torch.bfloat16).float()  # not the file's float32
+    assert onnx_tower.checkpoint_identity(cast) is None
+    assert onnx_tower.checkpoint_identity(PointCLIPModel(model.config)) is None  # built in memory
+
+
+def test_weights_changed_after_export_are_never_served_stale(tiny_clip_dir, onnx_cache, pixel_values):
+    model = onnx_tower.use_onnx_image_tower(PointCLIPModel.from_pretrained(tiny_clip_dir).eval(), onnx_cache)
+    exported = model.clip.vision_model.onnx_path
+    with torch.no_grad():
+        model.clip.vision_model.post_layernorm.bias.add_(1e-2)
+        with pytest.raises(RuntimeError, match="weights changed after use_onnx_image_tower"):
+            model.get_view_features(pixel_values[:1])
+        onnx_tower.use_onnx_image_tower(model, onnx_cache)
+        assert model.clip.vision_model.onnx_path != exported
+        reference = PointCLIPModel.from_pretrained(tiny_clip_dir).eval()
+        reference.clip.vision_model.post_layernorm.bias.add_(1e-2)
+        expected = reference.get_view_features(pixel_values[:1])
+        torch.testing.assert_close(model.get_view_features(pixel_values[:1]), expected, rtol=1e-5, atol=1e-5)
