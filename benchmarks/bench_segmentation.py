@@ -1,9 +1,12 @@
-"""Part-segmentation speed per cloud of 2,048 points: our projection, the reference's projection loop (re-implemented
-here operation for operation, run on the same device), and end to end with a randomly initialised ViT-B/16 CLIP
-(projection + image tower + head; the part-prompt embeddings are cached, as the pipeline does). Also prints the
-golden differences of both projections in the reference's (transposed) mode and the on-object fractions.
+"""Part-segmentation speed per cloud of 2,048 points: our projection against the reference's (the official
+`Extractor.mv_proj` when `--official` names the clones described in `official_projection.py`, else the re-implementation
+below, operation for operation), timed interleaved for `--pairs` rounds (medians); and end to end with a randomly
+initialised ViT-B/16 CLIP (projection + image tower + head; the part-prompt embeddings are cached, as the pipeline
+does). Also prints the golden differences of both projections in the reference's (transposed) mode and the on-object
+fractions, and the CPU, thread count, dtype (float32) and load average.
 
-    python benchmarks/bench_segmentation.py [--clouds 4] [--reference-clouds 1] [--device cpu] [--threads N]
+    python benchmarks/bench_segmentation.py [--official /tmp/official] [--clouds 4] [--reference-clouds 1]
+                                            [--pairs 7] [--device cpu] [--threads N]
 """
 
 import argparse
@@ -14,12 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import header, interleaved, load_average
+from official_projection import official_projections
 from transformers import CLIPConfig
 
 from pointclip_hf import PointCLIPConfig, PointCLIPForZeroShotPartSegmentation, render_part_views
 from pointclip_hf.projection_part_segmentation import _to_view_frames, render_part_depth
 
 FIXTURE = Path(__file__).parent.parent / "tests" / "fixtures" / "v2_part_segmentation.npz"
+PART_STYLE = "pointclip_v2_part_segmentation"
 
 
 def reference_projection(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -72,6 +78,17 @@ def vit_b16_model(device: str) -> PointCLIPForZeroShotPartSegmentation:
     return PointCLIPForZeroShotPartSegmentation(config).eval().to(device)
 
 
+def interleaved_medians(runs: dict, pairs: int, device: str) -> dict[str, float]:
+    """Median seconds of each run, the runs interleaved round by round."""
+    times = interleaved({name: lambda run=run: (run(), synchronize(device)) for name, run in runs.items()}, pairs)
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def synchronize(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 def timed(function, repeats: int, device: str) -> float:
     times = []
     for _ in range(repeats):
@@ -111,37 +128,45 @@ def golden_report(golden: dict, device: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--official", help="folder holding the PointCLIP_V2 clone (default: the re-implementation)")
     parser.add_argument("--clouds", type=int, default=4)
     parser.add_argument("--reference-clouds", type=int, default=1, help="clouds for the (slow) reference loop")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=7, help="interleaved rounds of ours and the reference")
+    parser.add_argument("--repeats", type=int, default=3, help="end-to-end repeats")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)  # the official convolutions carry trainable weights
+    print(f"{header()}; {torch.get_num_threads()} threads; device {args.device}")
     golden = dict(np.load(FIXTURE))
     golden_report(golden, args.device)
     generator = torch.Generator().manual_seed(0)
     clouds = torch.randn(args.clouds, 2048, 3, generator=generator)
     clouds = (clouds / clouds.norm(dim=-1).amax(dim=1)[:, None, None]).to(args.device)
-    ours = timed(lambda: render_part_views(clouds), args.repeats, args.device) / args.clouds
-    reference = timed(lambda: reference_projection(clouds[: args.reference_clouds]), 1, args.device)
-    reference /= args.reference_clouds
+    if args.official:
+        reference_name, reference = "official Extractor.mv_proj", official_projections(args.official)[PART_STYLE]
+    else:
+        reference_name, reference = "reference loop (re-implemented)", reference_projection
+    few = clouds[: args.reference_clouds]
+    medians = interleaved_medians({"ours": lambda: render_part_views(few), "reference": lambda: reference(few)},
+                                  args.pairs, args.device)  # fmt: skip
     model = vit_b16_model(args.device)
     text = F.normalize(torch.randn(4, 512, generator=generator), dim=-1).to(args.device)
 
     def end_to_end():
-        with torch.inference_mode():
-            views = render_part_views(clouds)
-            pixel_values = views.images[:, :, None].expand(-1, -1, 3, -1, -1)
-            model(pixel_values=pixel_values, point_pixels=views.pixels, point_visible=views.visible, text_embeds=text)
+        views = render_part_views(clouds)
+        pixel_values = views.images[:, :, None].expand(-1, -1, 3, -1, -1)
+        model(pixel_values=pixel_values, point_pixels=views.pixels, point_visible=views.visible, text_embeds=text)
 
-    total = timed(end_to_end, max(1, args.repeats // 2), args.device) / args.clouds
-    print(f"\ndevice {args.device}, {torch.get_num_threads()} threads, 2,048 points per cloud")
+    total = timed(end_to_end, args.repeats, args.device) / args.clouds
+    ours, reference_s = (medians[name] / len(few) for name in ("ours", "reference"))
+    print(f"\n{len(few)} cloud(s) of 2,048 points, medians of {args.pairs} interleaved pairs, load {load_average()}")
     print(f"{'':44s} {'s / cloud':>10s}")
-    print(f"{'projection, reference loop (re-implemented)':44s} {reference:10.3f}")
-    print(f"{'projection, ours':44s} {ours:10.3f}   speed-up {reference / ours:.1f}x")
-    print(f"{'end to end, ours (ViT-B/16, random weights)':44s} {total:10.3f}")
+    print(f"{'projection, ' + reference_name:44s} {reference_s:10.3f}")
+    print(f"{'projection, ours':44s} {ours:10.3f}   speed-up {reference_s / ours:.1f}x")
+    print(f"{'end to end, ours (ViT-B/16, random weights)':44s} {total:10.3f}   ({args.clouds} clouds)")
     assert math.isfinite(total)
 
 

@@ -2,13 +2,25 @@
 `bench_inference.py`.
 
 For each architecture one random full-size CLIP is built in float32 and copied into every variant (`float32`,
-`bfloat16`, `float16`; backends `torch`, `compile` (`model.compile_image_tower()`), `onnxruntime` (float32 only)
-and `onnxruntime-int8`, the same graph after ONNX Runtime's dynamic int8 quantisation, measured but not shipped).
-Per variant it prints, from one run with the variants' repeats interleaved round by round:
+`bfloat16`, `float16`) x backend:
+
+    torch             eager, SDPA attention (on the CPU its flash kernel)
+    sdpa-math         SDPA restricted to its math kernel
+    eager-attention   transformers' eager attention (matmul, softmax, matmul)
+    channels-last     the patch-embedding convolution's weight in channels-last layout
+    compile           `model.compile_image_tower()` (`torch.compile`, fuses LayerNorm, quick-GELU, residual adds)
+    torch-int8        `torch.ao.quantization.quantize_dynamic` of the tower's linear layers (int8 weights, per-call
+                      int8 activations; fbgemm/oneDNN kernels: VNNI or AMX where the CPU has them)
+    onnxruntime       `use_onnx_image_tower` (float32 only)
+    onnxruntime-int8  the same graph after ONNX Runtime's dynamic int8 quantisation
+
+Only what wins is shipped (see benchmarks/README.md). Per variant it prints, from one run with the variants' repeats
+interleaved round by round:
 
     ms/cloud    median `get_view_features` time for a batch of `--batch-sizes[0]` clouds, per cloud
     speed-up    against float32 torch eager
-    GF/s %mm    analytic tower FLOP/s, and its share of a 4096^3 `torch.mm` in the same dtype
+    GF/s %mm    analytic tower FLOP/s, and its share of the yardstick in the same dtype: a product of the tower's
+                largest shape per call (`bench_inference.tower_matmul_shape`) run on every CPU worker at once
     rel err     ||f - f_fp32|| / ||f_fp32|| over all view features of the agreement clouds
     min cos     the lowest cosine between a view feature and its float32 counterpart
     top-1       share of agreement clouds whose top ModelNet40 label (40 labels, the style's prompt, each variant's own
@@ -30,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import interleaved
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT / "tests"))
@@ -38,7 +52,9 @@ from conftest import synthetic_cloud  # noqa: E402
 from pointclip_hf.dtype_policy import dtype_name, resolve_dtype  # noqa: E402
 from pointclip_hf.pipeline_pointclip import label_embeddings  # noqa: E402
 
-BACKENDS = ("torch", "compile", "onnxruntime", "onnxruntime-int8")
+BACKENDS = (
+    "torch", "sdpa-math", "eager-attention", "channels-last", "compile", "torch-int8", "onnxruntime", "onnxruntime-int8"
+)
 
 
 def agreement_clouds(paths: list[Path]) -> list[np.ndarray]:
@@ -64,6 +80,13 @@ def build_variants(base, names: list[tuple[str, str]], cache_dir: str) -> dict:
         model = copy.deepcopy(base).to(dtype=dtype).eval()
         if backend == "compile":
             model.compile_image_tower()
+        elif backend == "eager-attention":
+            model.set_attn_implementation("eager")
+        elif backend == "channels-last":
+            model.clip.vision_model.embeddings.patch_embedding.to(memory_format=torch.channels_last)
+        elif backend == "torch-int8":
+            linear_layers = {torch.nn.Linear}
+            torch.ao.quantization.quantize_dynamic(model.clip.vision_model, linear_layers, torch.qint8, inplace=True)
         elif backend.startswith("onnxruntime"):
             use_onnx_image_tower(model, cache_dir=cache_dir)
             if backend == "onnxruntime-int8":
@@ -81,23 +104,29 @@ def quantize_tower(tower) -> None:
     if not quantized.exists():
         quantize_dynamic(tower.onnx_path, quantized, weight_type=QuantType.QInt8)
     options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = 1  # called from the single-threaded CPU workers, as the float32 session
     tower.session = onnxruntime.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
 
 
+def view_features(key: tuple[str, str], model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """`model.get_view_features(pixel_values)`, with SDPA's math kernel for the `sdpa-math` variant (the default CPU
+    choice is its flash kernel); the kernel flags are process-wide, so the workers see them."""
+    if key[1] != "sdpa-math":
+        return model.get_view_features(pixel_values)
+    with sdpa_kernel(SDPBackend.MATH):
+        return model.get_view_features(pixel_values)
+
+
 def interleaved_times(variants: dict, pixel_values: torch.Tensor, repeats: int, synchronize) -> dict:
-    """Seconds per `get_view_features(pixel_values)` call, each round running every variant once."""
-    times = {key: [] for key in variants}
+    """Seconds per `get_view_features(pixel_values)` call, each round running every variant once (the order reversed
+    every other round; see `machine.interleaved`), after one warm-up (and compilation) call each."""
+
+    def call(key, model):
+        view_features(key, model, pixel_values)
+        synchronize()
+
     with torch.inference_mode():
-        for model in variants.values():  # warm-up (and compilation)
-            model.get_view_features(pixel_values)
-        for _ in range(repeats):
-            for key, model in variants.items():
-                start = time.perf_counter()
-                model.get_view_features(pixel_values)
-                synchronize()
-                times[key].append(time.perf_counter() - start)
-    return times
+        return interleaved({key: lambda k=key, m=model: call(k, m) for key, model in variants.items()}, repeats)
 
 
 def agreement(variants: dict, processor, clouds: list[np.ndarray], labels: list[str]) -> dict:
@@ -106,7 +135,7 @@ def agreement(variants: dict, processor, clouds: list[np.ndarray], labels: list[
     outputs = {}
     with torch.inference_mode():
         for key, model in variants.items():
-            features = torch.cat([model.get_view_features(group) for group in pixel_values.split(4)]).float()
+            features = torch.cat([view_features(key, model, group) for group in pixel_values.split(4)]).float()
             text = label_embeddings(model, processor, labels)
             logits = model(view_features=features.to(model.dtype), text_embeds=text).logits.float()
             outputs[key] = (features, logits.argmax(-1))
@@ -121,18 +150,23 @@ def agreement(variants: dict, processor, clouds: list[np.ndarray], labels: list[
     }
 
 
-def compare_variants(args, device, build_model, use_style, matmul_throughput, tower_flops, paths, labels) -> list:
-    """The variant table for every architecture of `args`; returns its rows as dicts."""
+def compare_variants(args, device, bench, paths, labels) -> list:
+    """The variant table for every architecture of `args`; returns its rows as dicts. `bench` is `bench_inference`
+    (model building, the yardstick matmul of the tower's largest shape, FLOP counts)."""
     dtypes = list(dict.fromkeys(resolve_dtype(name, device) for name in args.dtype))
     names = [(torch.float32, "torch")] + [(d, b) for d in dtypes for b in args.backend]
     names = list(dict.fromkeys(names))
-    matmul = {dtype_name(d): matmul_throughput(device, d, args.matmul_size, 3)["best_gflops"] for d in dtypes}
     style, batch = args.styles[0], args.batch_sizes[0]
-    rows = []
+    rows, yardsticks = [], {}
     for arch in args.arch:
-        base = build_model(arch, style, device, torch.float32, args.seed, args.attn)
-        processor = use_style(base, style, args.text_tokens, args.attn, args.max_images_per_batch)
-        flops = tower_flops(base.config.clip_config.vision_config, base.config.clip_config.projection_dim)["total"]
+        base = bench.build_model(arch, style, device, torch.float32, args.seed, args.attn)
+        processor = bench.use_style(base, style, args.text_tokens, args.attn, args.max_images_per_batch)
+        vision = base.config.clip_config.vision_config
+        flops = bench.tower_flops_per_image(vision, base.config.clip_config.projection_dim)["total"]
+        shape = bench.tower_matmul_shape(base)
+        matmul = {dtype_name(d): bench.matmul_throughput(device, d, shape, 5)["best_gflops"] for d in dtypes}
+        yardsticks[arch] = {"shape": shape, "gflops": matmul}
+        progress(f"{arch}: yardstick {shape[0]}x{shape[1]} @ {shape[1]}x{shape[2]} GFLOP/s {matmul}")
         with tempfile.TemporaryDirectory(prefix="pointclip-onnx-") as cache_dir:
             variants = build_variants(base, names, cache_dir)
             progress(f"{arch}: built {', '.join(map(str, variants))}")
@@ -149,12 +183,12 @@ def compare_variants(args, device, build_model, use_style, matmul_throughput, to
             median = statistics.median(seconds)
             gflops = flops * batch * base.config.num_views / median / 1e9
             rows.append({"arch": arch, "style": style, "batch": batch, "dtype": dtype, "backend": backend,
-                         "ms_per_cloud": 1000 * median / batch,
+                         "threads": torch.get_num_threads(), "ms_per_cloud": 1000 * median / batch,
                          "spread_pct": 100 * (max(seconds) - min(seconds)) / median,
                          "speedup": reference_s / median, "gflops": gflops,
                          "matmul_pct": 100 * gflops / matmul[dtype] if dtype in matmul else None,
                          "clouds": len(clouds), **scores[(dtype, backend)]})  # fmt: skip
-    print_variants(rows, matmul)
+    print_variants(rows, yardsticks)
     return rows
 
 
@@ -167,9 +201,12 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def print_variants(rows: list[dict], matmul: dict) -> None:
-    limits = ", ".join(f"{name} {gflops:.0f}" for name, gflops in matmul.items())
-    print(f"\n=== image-tower variants (interleaved; torch.mm 4096^3 GFLOP/s: {limits})")
+def print_variants(rows: list[dict], yardsticks: dict) -> None:
+    for arch, yardstick in yardsticks.items():
+        (m, k, n), limits = yardstick["shape"], ", ".join(f"{d} {g:.0f}" for d, g in yardstick["gflops"].items())
+        print(f"\n{arch}: yardstick {m}x{k} @ {k}x{n} (the tower's largest product per call) on the workers: {limits}"
+              " GFLOP/s")  # fmt: skip
+    print(f"=== image-tower variants (interleaved; {torch.get_num_threads()} threads)")
     print("| arch | batch | dtype | backend | ms/cloud (±%) | speed-up | GFLOP/s (% of mm) | rel err | min cos "
           "| top-1 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
