@@ -1,6 +1,7 @@
 """How a `pointclip` command ends on an error: one line on stderr, `pointclip COMMAND: error: ...`, and exit code 2 for
 a usage or input error (the user can fix the command: a bad argument, a missing or malformed file, an unknown model)
-or 1 for any other failure (network, Hub, disk, out of memory, a bug)."""
+or 1 for any other failure (network, Hub, disk, out of memory, a bug). Ctrl-C ends it with one line and exit code 130,
+as shells report a SIGINT; what was written so far is kept (commands with resumable output continue from it)."""
 
 import errno
 import sys
@@ -18,6 +19,7 @@ from ._options import CommandError
 
 EXIT_INPUT_ERROR = 2
 EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
 INPUT_ERRORS = (CommandError, ValueError, TypeError, StrictDataclassError)
 MISSING_ON_THE_HUB = (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, HFValidationError)
 _INPUT_ERRNOS = {None, errno.ENOENT, errno.EACCES, errno.EISDIR, errno.ENOTDIR, errno.ELOOP, errno.ENAMETOOLONG}
@@ -51,6 +53,12 @@ def report_failure(command: str, error: BaseException) -> int:
     """Print `error` as one line naming `command`; return the exit code."""
     print(f"pointclip {command}: error: {error_line(error)}", file=sys.stderr)
     return exit_code_for(error)
+
+
+def report_interrupt(command: str) -> int:
+    """Print that `command` was interrupted (Ctrl-C), as one line; return the exit code."""
+    print(f"pointclip {command}: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _is_network_error(error: BaseException) -> bool:

@@ -180,7 +180,9 @@ def _predict(
                 names = [source.describe(index) for index in indices]
                 pixel_values = processor.feature_extractor.render(batch[1].to(device, non_blocking=True), names)
                 logits = model(pixel_values=pixel_values, text_embeds=text_embeds).logits
-                top_scores, top_ids = logits.float().softmax(dim=-1).topk(run.top_k, dim=-1)
+                scores = logits.float().softmax(dim=-1)
+                _check_finite_scores(scores, names)
+                top_scores, top_ids = scores.topk(run.top_k, dim=-1)
                 records = make_records(indices, batch, top_scores.tolist(), top_ids.tolist())
                 if writer is not None:
                     writer.write(records)
@@ -189,6 +191,17 @@ def _predict(
                 bar.update(len(indices))
     finally:
         model.train(was_training)
+
+
+def _check_finite_scores(scores: torch.Tensor, names: list[str]) -> None:
+    """Raise, before anything is written, when the model gives a cloud NaN or infinite scores."""
+    finite = torch.isfinite(scores).all(dim=-1)
+    if not finite.all():
+        name = names[int((~finite).nonzero()[0])]
+        raise ValueError(
+            f"{name}: the model gives non-finite scores (NaN or inf; check its weights, logit_scale and dtype); "
+            "nothing was written for it."
+        )
 
 
 def _worker_errors_as_raised(loader):
