@@ -352,8 +352,9 @@ sys.exit(main(sys.argv[2:]))
 
 
 PACED_CLI = """
-import sys, time
+import signal, sys, time
 from pointclip_hf.cli import main
+signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal, even if pytest runs in a background job
 from pointclip_hf.evaluation.predictions_file import PredictionsWriter
 write = PredictionsWriter.write
 
