@@ -1,10 +1,32 @@
-"""Write a file or a folder so that readers never see half of it: write beside the target, flush, then rename."""
+"""Write a file or a folder so that readers never see half of it: write beside the target, flush, then rename. A
+failed write (a full disk, a file-size limit) is an `OSError` that names the file ([`naming_the_file`])."""
 
+import contextlib
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def naming_the_file(path: str | os.PathLike):
+    """
+    Raise an `OSError` that names no file (as `write` and `flush` raise them: `No space left on device`, `File too
+    large`) again as one line that names `path`, with the same `errno`.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            The file (or folder) being written.
+    """
+    try:
+        yield
+    except OSError as error:
+        if error.filename is not None:
+            raise
+        named = OSError(f"Cannot write {os.fspath(path)!r}: {error.strerror or error}.")
+        named.errno = error.errno
+        raise named from error
 
 
 def write_file_atomically(path: str | os.PathLike, data: bytes | Iterable[bytes]) -> None:
@@ -21,7 +43,7 @@ def write_file_atomically(path: str | os.PathLike, data: bytes | Iterable[bytes]
     path = Path(path)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(temporary, "wb") as handle:
+        with naming_the_file(path), open(temporary, "wb") as handle:
             for piece in [data] if isinstance(data, (bytes, bytearray, memoryview)) else data:
                 handle.write(piece)
             handle.flush()
@@ -47,7 +69,8 @@ def write_folder_atomically(target: str | os.PathLike, write: Callable[[Path], N
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}-tmp-", dir=target.parent))
     try:
-        write(temporary)
+        with naming_the_file(target):
+            write(temporary)
         for path in temporary.iterdir():  # flush file contents before the rename makes them visible
             with open(path, "rb") as handle:
                 os.fsync(handle.fileno())

@@ -48,8 +48,9 @@ def _array_to_tensor(values, name: str) -> torch.Tensor:
     """An array-like as a tensor, whatever its byte order and strides (`cloud[::-1]`, big-endian files)."""
     try:
         array = np.asarray(values)
-    except ValueError as error:
-        raise ValueError(f"{name} is not a rectangular array ({error}).") from None
+    except ValueError:
+        message = f"{name} is ragged (nested lists of different lengths); give a numeric [N, 3] array."
+        raise ValueError(message) from None
     if array.dtype == object:
         raise TypeError(f"{name} has object dtype (ragged nested lists?); give a numeric [N, 3] array.")
     if not array.dtype.isnative:
@@ -67,8 +68,17 @@ def is_single_point_cloud(point_clouds) -> bool:
         first = point_clouds[0]
         if isinstance(first, (list, tuple)):
             return not first or not isinstance(first[0], (list, tuple, np.ndarray, torch.Tensor))
-        return not isinstance(first, (torch.Tensor, np.ndarray, str, os.PathLike))
+        return first is not None and not isinstance(first, (torch.Tensor, np.ndarray, str, os.PathLike))
     return False
+
+
+def check_no_missing_clouds(point_clouds) -> None:
+    """Raise unless the batch `point_clouds` (a list or tuple of clouds) is non-empty and holds no `None`."""
+    if not point_clouds:
+        raise ValueError("No point clouds given (empty list).")
+    missing = [index for index, cloud in enumerate(point_clouds) if cloud is None]
+    if missing:
+        raise TypeError(f"Point cloud {missing[0]} is None; give an [N, 3] array, tensor or file path.")
 
 
 def to_point_batch(point_clouds) -> torch.Tensor | list[torch.Tensor]:
@@ -92,10 +102,10 @@ def to_point_batch(point_clouds) -> torch.Tensor | list[torch.Tensor]:
         raise ValueError(f"Point clouds have shape {tuple(point_clouds.shape)}; expected [N, 3] or [B, N, 3].")
     if not isinstance(point_clouds, (list, tuple, str, os.PathLike, torch.Tensor, np.ndarray)):
         raise TypeError(f"Cannot read point clouds from a {type(point_clouds).__name__}.")
-    if isinstance(point_clouds, (list, tuple)) and not point_clouds:
-        raise ValueError("No point clouds given (empty list).")
     if is_single_point_cloud(point_clouds):
         point_clouds = [point_clouds]
+    else:
+        check_no_missing_clouds(point_clouds)
     clouds = [_as_cloud_tensor(cloud, index) for index, cloud in enumerate(point_clouds)]
     if len({cloud.shape[0] for cloud in clouds}) == 1 and len({cloud.dtype for cloud in clouds}) == 1:
         return torch.stack(clouds)

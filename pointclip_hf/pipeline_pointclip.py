@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
-from .feature_extraction_pointclip import is_single_point_cloud
+from .feature_extraction_pointclip import check_no_missing_clouds, is_single_point_cloud, to_point_batch
 from .labels import check_labels, check_labels_fit_model
 from .processing_pointclip import PointCLIPProcessor, processor_for_model
 from .prompts import check_prompt_template
@@ -50,25 +50,50 @@ def label_embeddings(model, processor: PointCLIPProcessor, labels, prompt_templa
         `torch.Tensor` of shape `(labels, C)` on the model's device.
     """
     labels = check_labels(labels)
-    templates = list(prompt_templates or model.config.prompt_templates)
+    templates = tuple(prompt_templates or model.config.prompt_templates)
     class_prompts = model.config.class_prompts
     key = (
         tuple(labels),
-        tuple(templates),
+        templates,
         tuple(sorted((name, tuple(sentences)) for name, sentences in (class_prompts or {}).items())),
         id(processor.tokenizer),
         _text_weights_state(model),
     )
     cache = _LABEL_EMBEDDINGS.setdefault(model, {})
     if key not in cache:
-        max_length = model.config.clip_config.text_config.max_position_embeddings
-        tokens = processor.tokenize_labels(labels, templates, class_prompts, max_length=max_length, device=model.device)
+        tokens = label_tokens(model, processor, labels, list(templates))
         with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable later in training graphs
             embeds = model.get_text_features(**tokens)
         if len(cache) >= LABEL_SETS_CACHED_PER_MODEL:
             cache.pop(next(iter(cache)))
         cache[key] = embeds
     return cache[key]
+
+
+def label_tokens(model, processor: PointCLIPProcessor, labels, prompt_templates=None) -> dict:
+    r"""
+    The tokens of the prompts of `labels` that [`label_embeddings`] encodes, on the model's device; labels whose prompts
+    give the same tokens are refused here.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model whose prompt templates, class prompts and context length apply.
+        processor ([`PointCLIPProcessor`]):
+            Its tokenizer turns the prompts into tokens.
+        labels (`list[str]`):
+            Candidate labels.
+        prompt_templates (`list[str]`, *optional*):
+            Templates to use instead of `model.config.prompt_templates`.
+
+    Returns:
+        `dict`: as [`PointCLIPProcessor.tokenize_labels`] returns it.
+    """
+    labels = check_labels(labels)
+    templates = list(prompt_templates or model.config.prompt_templates)
+    max_length = model.config.clip_config.text_config.max_position_embeddings
+    return processor.tokenize_labels(
+        labels, templates, model.config.class_prompts, max_length=max_length, device=model.device
+    )
 
 
 def _text_weights_state(model) -> tuple:
@@ -138,11 +163,13 @@ class PointCLIPPipeline(Pipeline):
         """One cloud (an `(N, 3+)` array, tensor, nested list or file path) gives one result; a list of clouds or a
         `(B, N, 3+)` array gives one result per cloud."""
         if isinstance(point_clouds, (np.ndarray, torch.Tensor)) and point_clouds.ndim == 3:
+            if len(point_clouds) == 0:
+                raise ValueError(f"No point clouds given (a batch of shape {tuple(point_clouds.shape)}).")
             point_clouds = list(point_clouds)
         elif isinstance(point_clouds, (list, tuple)) and is_single_point_cloud(point_clouds):
-            point_clouds = np.asarray(point_clouds)
-        elif isinstance(point_clouds, (list, tuple)) and not point_clouds:
-            raise ValueError("No point clouds given (empty list).")
+            point_clouds = to_point_batch(point_clouds)[0]
+        elif isinstance(point_clouds, (list, tuple)):
+            check_no_missing_clouds(point_clouds)
         return super().__call__(point_clouds, **kwargs)
 
 

@@ -14,6 +14,7 @@ def add_parser(commands) -> None:
     command.add_argument("--batch-size", type=int, default=32)
     command.add_argument("--json", action="store_true", help="print JSON")
     command.add_argument("--output", help="also write JSON lines here, incrementally (resumes an interrupted run)")
+    command.add_argument("--no-resume", action="store_true", help="with --output: start afresh instead of resuming")
     command.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the files")
     add_model_options(command)
     command.set_defaults(run=run)
@@ -48,7 +49,8 @@ def _classify_streaming(model, args, labels) -> tuple[list[str], list[list[dict]
 
     files = args.files[0] if len(args.files) == 1 else list(args.files)
     records = classify_files(model, files, labels, batch_size=args.batch_size, num_workers=args.num_workers,
-                             output_path=args.output, top_k=args.top_k, progress=not args.json)  # fmt: skip
+                             output_path=args.output, top_k=args.top_k, progress=not args.json,
+                             resume=not args.no_resume)  # fmt: skip
     return [record["path"] for record in records], [record["top_k"] for record in records]
 
 
@@ -60,6 +62,8 @@ def _print_results(files: list[str], results: list[list[dict]], as_json: bool, m
         run = {"dtype": dtype_name(model.dtype), "backend": image_tower_backend(model)}
         print(json.dumps([{"file": f, **run, "predictions": r} for f, r in zip(files, results)], indent=2))
         return
+    from ..labels import display_label
+
     for path, predictions in zip(files, results):
-        ranked = ", ".join(f"{p['label']} {p['score']:.3f}" for p in predictions)
+        ranked = ", ".join(f"{display_label(p['label'])} {p['score']:.3f}" for p in predictions)
         print(f"{path}: {ranked}")

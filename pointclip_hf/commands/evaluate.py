@@ -17,6 +17,7 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from ..evaluation import evaluate
+    from ..labels import display_label
 
     dataset = load_dataset_arg(args, args.split)
     model = load_model(args)
@@ -26,7 +27,7 @@ def run(args) -> int:
         print(f"accuracy {report.accuracy:.4f} on {report.num_samples} clouds "
               f"(mean class accuracy {report.mean_class_accuracy:.4f})")  # fmt: skip
         for name, accuracy in report.per_class_accuracy.items():
-            print(f"  {name:24s} {'-' if accuracy is None else f'{accuracy:.4f}'}")
+            print(f"  {display_label(name):24s} {'-' if accuracy is None else f'{accuracy:.4f}'}")
         setup = report.setup
         print(f"projection {setup.get('projection_style')}, view weights {setup.get('view_weights')}, "
               f"prompts {setup.get('prompt_templates')}, dtype {setup.get('dtype')}, "

@@ -24,6 +24,8 @@ def add_parser(commands) -> None:
     command.add_argument("--learning-rate", type=float, default=0.01)
     command.add_argument("--no-augment", action="store_true", help="no scale/shift augmentation (caches features)")
     command.add_argument("--push-to-hub", metavar="REPO", help="upload the adapter, configs and card here")
+    command.add_argument("--no-resume", action="store_true",
+                         help="start afresh instead of resuming from --output-dir/checkpoint")  # fmt: skip
     add_model_options(command)
     command.set_defaults(run=run)
 
@@ -40,7 +42,8 @@ def run(args) -> int:
                             augment=not args.no_augment, seed=args.seed, progress=True)  # fmt: skip
     model = build_few_shot_model(args.model, class_names_of(pool), projection_style=args.projection or
                                  "pointclip_v1_fewshot", seed=args.seed)  # fmt: skip
-    result = train_adapter(model, few_shot, validation, config=config, output_dir=args.output_dir)
+    result = train_adapter(model, few_shot, validation, config=config, output_dir=args.output_dir,
+                           resume=not args.no_resume)  # fmt: skip
     card = _save_with_card(model, args, config)
     print(f"best validation accuracy {result.best_validation_accuracy} at epoch {result.best_epoch}; "
           f"adapter saved in {args.output_dir}")  # fmt: skip

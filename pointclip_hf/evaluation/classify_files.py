@@ -10,7 +10,7 @@ from ..labels import check_labels
 from ..point_cloud_io import SUPPORTED_EXTENSIONS
 from ..processing_pointclip import processor_for_model
 from .checks import check_loop_arguments, check_model_labels, check_output_file, check_processor
-from .distributed import gather_records, resolve_accelerator
+from .distributed import gather_records, resolve_accelerator, run_device
 from .fingerprint import files_fingerprint, run_fingerprint
 from .prediction_loop import FileSource, PredictionRun, run_predictions
 from .predictions_file import make_header
@@ -63,6 +63,7 @@ def classify_files(
     check_processor(model, processor)
     accelerator = resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
+    fingerprint = run_fingerprint(model, processor, labels, k, files_fingerprint(paths), run_device(model, accelerator))
     run = PredictionRun(
         model=model,
         processor=processor,
@@ -72,7 +73,7 @@ def classify_files(
         batch_size=batch_size,
         num_workers=num_workers,
         path=output_path,
-        header=make_header("classify_files", run_fingerprint(model, processor, labels, k, files_fingerprint(paths))),
+        header=make_header("classify_files", fingerprint),
         resume=resume,
         accelerator=accelerator,
         progress=progress,

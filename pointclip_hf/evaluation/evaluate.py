@@ -10,7 +10,7 @@ import numpy as np
 from ..data import check_point_cloud_dataset
 from ..processing_pointclip import processor_for_model
 from .checks import check_loop_arguments, check_model_labels, check_output_dir, check_processor, dataset_labels
-from .distributed import is_main, resolve_accelerator, sum_across_processes, wait_for_everyone
+from .distributed import is_main, resolve_accelerator, run_device, sum_across_processes, wait_for_everyone
 from .fingerprint import dataset_fingerprint, dataset_name, run_fingerprint, run_setup
 from .prediction_loop import PredictionRun, RowSource, run_predictions
 from .predictions_file import PREDICTIONS_FILE, make_header
@@ -77,7 +77,8 @@ def evaluate(
     check_processor(model, processor)
     accelerator = resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
-    fingerprint = run_fingerprint(model, processor, labels, k, dataset_fingerprint(dataset, class_names))
+    data = dataset_fingerprint(dataset, class_names)
+    fingerprint = run_fingerprint(model, processor, labels, k, data, run_device(model, accelerator))
     run = PredictionRun(
         model=model,
         processor=processor,

@@ -132,7 +132,7 @@ def _describe_source(source, extractor):
 
 
 def _index_header(model, processor, data: dict, num_items: int) -> dict:
-    fingerprint = run_fingerprint(model, processor, [], 0, data)
+    fingerprint = {"model": str(model.name_or_path), **run_fingerprint(model, processor, [], 0, data)}
     fingerprint.pop("labels")
     fingerprint.pop("top_k")
     width = model.config.num_views * model.config.embed_dim
@@ -151,7 +151,7 @@ def _open_folder(folder: Path, header: dict, resume: bool) -> None:
             "fingerprint", {}).get(key))  # fmt: skip
         raise IndexFileError(
             f"The index in {str(folder)!r} was built from another {', '.join(changed) or 'setup'}; use another "
-            "--output folder or --no-resume to rebuild it."
+            "--output folder, or --no-resume (resume=False in Python) to rebuild it."
         )
 
 

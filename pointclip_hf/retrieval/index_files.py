@@ -58,7 +58,9 @@ def read_chunks(folder: Path, num_items: int, width: int | None = None) -> dict[
         try:
             part = load_file(path)
         except Exception as error:  # safetensors raises its own error types for damaged files
-            raise IndexFileError(f"Index chunk {str(path)!r} is damaged ({error}); rebuild with --no-resume.") from None
+            raise IndexFileError(
+                f"Index chunk {str(path)!r} is damaged ({error}); rebuild with --no-resume (resume=False in Python)."
+            ) from None
         _check_chunk(path, part, num_items, width)
         parts.append(part)
     if not parts:

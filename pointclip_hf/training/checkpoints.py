@@ -171,7 +171,32 @@ def read_checkpoint_state(directory: Path) -> dict:
         raise DamagedCheckpointError(directory, f"{STATE_FILE} lacks {missing}")
     if not all(isinstance(state[key], dict) for key in ("optimizer", "fingerprint", "training_config")):
         raise DamagedCheckpointError(directory, f"{STATE_FILE} has a malformed optimizer, fingerprint or settings")
+    problem = _progress_problem(state)
+    if problem is not None:
+        raise DamagedCheckpointError(directory, f"{STATE_FILE} {problem}")
     return state
+
+
+def _progress_problem(state: dict) -> str | None:
+    """What is wrong with the progress a checkpoint state records (`None`: nothing): `epoch` completed epochs out of
+    the settings' `epochs`, one `history` record per epoch in order, and a selected epoch and accuracy among them."""
+    epoch, history, epochs = state["epoch"], state["history"], state["training_config"].get("epochs")
+    if not _is_count(epochs) or not _is_count(epoch) or not 1 <= epoch <= epochs:
+        return f"has epoch {epoch!r}, not a completed epoch of the {epochs!r} planned"
+    if not isinstance(history, list) or len(history) != epoch:
+        return f"has a history that is not a list of {epoch} epoch records"
+    if any(not isinstance(record, dict) or record.get("epoch") != number for number, record in enumerate(history, 1)):
+        return "has a history whose records are not the epochs 1, 2, ... in order"
+    best_epoch, best_accuracy = state["best_epoch"], state["best_validation_accuracy"]
+    if best_epoch is not None and (not _is_count(best_epoch) or not 1 <= best_epoch <= epoch):
+        return f"has best_epoch {best_epoch!r}, not one of its {epoch} epochs"
+    if best_accuracy is not None and not (isinstance(best_accuracy, (int, float)) and 0 <= best_accuracy <= 1):
+        return f"has best_validation_accuracy {best_accuracy!r}, not a number in [0, 1]"
+    return None
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class DamagedCheckpointError(ValueError):
@@ -179,7 +204,8 @@ class DamagedCheckpointError(ValueError):
 
     def __init__(self, directory: Path, problem: str):
         super().__init__(
-            f"The checkpoint {directory} is damaged: {problem}. Delete it, or pass resume=False to start over."
+            f"The checkpoint {directory} is damaged: {problem}. Delete it, or pass resume=False (--no-resume on the "
+            "command line) to start over."
         )
 
 
@@ -258,13 +284,14 @@ def check_resume_compatible(state: dict, config: TrainingConfig, fingerprint: di
     if changed:
         raise ValueError(
             f"Cannot resume from {directory}: the training settings changed {changed} (saved, now). Use the same "
-            "TrainingConfig, another output_dir, or resume=False to start over."
+            "TrainingConfig, another output_dir, or resume=False (--no-resume on the command line) to start over."
         )
     for key, value in fingerprint.items():
         if state["fingerprint"].get(key) != value:
             raise ValueError(
                 f"Cannot resume from {directory}: {key} was {state['fingerprint'].get(key)!r} and is now {value!r}. "
-                "Use the same model and datasets, another output_dir, or resume=False."
+                "Use the same model and datasets, another output_dir, or resume=False (--no-resume on the command "
+                "line)."
             )
 
 
