@@ -228,7 +228,7 @@ def test_non_finite_scores_are_never_written(zero_shot_model, clouds, tmp_path):
     output = tmp_path / "out.jsonl"
     hook = zero_shot_model.register_forward_hook(nan_logits, with_kwargs=True)
     try:
-        with pytest.raises(ValueError, match="c0.npy are NaN or infinite") as error:
+        with pytest.raises(ValueError, match="c0.npy' are NaN or infinite") as error:
             classify_files(zero_shot_model, clouds, LABELS, output_path=output, batch_size=2, progress=False)
     finally:
         hook.remove()
