@@ -108,8 +108,10 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
 
     Every point of the cloud is labelled (no sampling); it is centred and scaled to the unit sphere when the
     processor's `normalize` is set. Call arguments: `parts`, `object_name`, `prompt_templates` (with `{}` for the part
-    and optionally `{object}`), `part_prompts` (`{part: [sentences]}`), `view_weights` and `transposed_lookup` (the
-    reference's transposed pixel reading, for parity checks only).
+    and optionally `{object}`), `part_prompts` (`{part: [sentences]}`), `view_weights`, and two switches that reproduce
+    bugs of the reference's released code, for parity checks only: `transposed_lookup` (its transposed pixel reading)
+    and `scrambled_patch_tokens` (its saved-feature layout, see [`scramble_patch_tokens`]). Both together are the
+    reference's end-to-end behaviour.
     """
 
     def __init__(self, model, processor=None, **kwargs):
@@ -117,11 +119,13 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
         self._text_cache = {}
 
     def _sanitize_parameters(self, parts=None, object_name=None, prompt_templates=None, part_prompts=None,
-                             view_weights=None, transposed_lookup=None, **unknown):  # fmt: skip
+                             view_weights=None, transposed_lookup=None, scrambled_patch_tokens=None,
+                             **unknown):  # fmt: skip
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}.")
         preprocess = {"transposed_lookup": bool(transposed_lookup)}
-        forward = {"object_name": object_name, "prompt_templates": prompt_templates, "part_prompts": part_prompts}
+        forward = {"object_name": object_name, "prompt_templates": prompt_templates, "part_prompts": part_prompts,
+                   "scrambled_patch_tokens": bool(scrambled_patch_tokens)}  # fmt: skip
         if parts is not None:
             forward["parts"] = check_parts(parts)
         if view_weights is not None:
@@ -152,14 +156,15 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
         return {"pixel_values": pixel_values, "point_pixels": views.pixels, "point_visible": views.visible}
 
     def _forward(self, model_inputs, parts=None, object_name=None, prompt_templates=None, part_prompts=None,
-                 view_weights=None):  # fmt: skip
+                 view_weights=None, scrambled_patch_tokens=False):  # fmt: skip
         if parts is None:
             raise ValueError("Give parts: at least 2 part names.")
         key = (tuple(parts), object_name, tuple(prompt_templates or ()), repr(part_prompts))
         if key not in self._text_cache:
             self._text_cache = {key: part_embeddings(self.model, self.processor, parts, object_name,
                                                      prompt_templates, part_prompts)}  # fmt: skip
-        output = self.model(**model_inputs, text_embeds=self._text_cache[key], view_weights=view_weights)
+        output = self.model(**model_inputs, text_embeds=self._text_cache[key], view_weights=view_weights,
+                            scrambled_patch_tokens=scrambled_patch_tokens)  # fmt: skip
         weights = self.model._view_weights(view_weights, output.patch_features)
         visible = (model_inputs["point_visible"].to(weights.device) & (weights > 0)[:, None]).any(dim=1)
         if not visible.any():

@@ -137,6 +137,8 @@ def test_evaluate_parts_command(seg_clip_dir, shapenet_folder, tmp_path, capsys)
     assert set(report["category_ious"]) == {"table", "airplane"}
     assert 0 <= report["instance_miou"] <= 1
     assert "instance mIoU" in capsys.readouterr().out
+    assert main(["evaluate-parts", "--dataset", str(shapenet_folder), "--model", str(seg_clip_dir),
+                 "--official-lookup", "--scrambled-patch-tokens"]) == 0  # fmt: skip
 
 
 # Saving.
@@ -180,6 +182,20 @@ def test_part_view_weight_search_finds_the_side_views(planted_cache):
     assert result.baseline_miou < 1.0
     assert result.miou == 1.0
     assert result.view_weights[:4] == [0.0] * 4
+
+
+def test_part_search_cache_of_scrambled_tokens(seg_model):  # noqa: F811
+    import torch
+
+    from pointclip_hf.modeling_pointclip_part_segmentation import scramble_patch_tokens
+    from pointclip_hf.tuning.part_search import encode_part_views
+
+    points, labels = _box_on_legs(num_points=256)
+    clouds, part_labels = [points[0].numpy()], [labels.numpy()]
+    correct = encode_part_views(seg_model, clouds, part_labels)
+    scrambled = encode_part_views(seg_model, clouds, part_labels, scrambled_patch_tokens=True)
+    assert torch.equal(scrambled.patch_features[0], scramble_patch_tokens(correct.patch_features[0]))
+    assert not torch.equal(scrambled.patch_features[0], correct.patch_features[0])
 
 
 def test_part_prompt_search_picks_the_right_sentence(planted_cache):

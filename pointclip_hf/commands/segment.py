@@ -17,6 +17,9 @@ def add_parser(commands) -> None:
     command.add_argument("--view-weights", help="10 comma-separated weights (default: the model's or the preset's)")
     command.add_argument("--official-lookup", action="store_true",
                          help="read the reference's transposed pixels (for comparison with its figures only)")
+    command.add_argument("--scrambled-patch-tokens", action="store_true",
+                         help="score the reference's scrambled patch tokens (its saved-feature bug; with "
+                              "--official-lookup, its end-to-end behaviour; for comparison only)")  # fmt: skip
     add_segmentation_model_options(command)
     command.set_defaults(run=run)
 
@@ -45,7 +48,8 @@ def run(args) -> int:
     model = load_segmentation_model(args)
     result = model.segment(points, parts=parts, object_name=args.object, part_prompts=part_prompts,
                            prompt_templates=args.prompt_template, view_weights=view_weights,
-                           transposed_lookup=args.official_lookup)  # fmt: skip
+                           transposed_lookup=args.official_lookup,
+                           scrambled_patch_tokens=args.scrambled_patch_tokens)  # fmt: skip
     _write_outputs(args, model, points, result)
     return 0
 
