@@ -20,7 +20,7 @@ CUSTOM_PIPELINES = {
         "pt": ["AutoModel"],
         "tf": [],
         "type": "multimodal",
-        "default": {"model": {"pt": [DEFAULT_CHECKPOINT, "main"]}},
+        "default": {"model": [DEFAULT_CHECKPOINT, "main"]},
     }
 }
 _LABEL_EMBEDDINGS = weakref.WeakKeyDictionary()
