@@ -12,7 +12,7 @@ from huggingface_hub.errors import StrictDataclassError
 from PIL import Image
 from transformers import PreTrainedConfig
 
-from .commands._options import PROJECTIONS, label_list
+from .commands._options import CLASSIFICATION_PROJECTIONS, label_list
 from .labels import check_labels
 from .modeling_pointclip import PointCLIPModel
 from .point_cloud_io import SUPPORTED_EXTENSIONS
@@ -56,7 +56,7 @@ class DemoModels:
     def __post_init__(self):
         config_dict, _ = PreTrainedConfig.get_config_dict(self.model_name_or_path)
         if config_dict.get("model_type") == "clip":
-            self.projections = list(PROJECTIONS)
+            self.projections = list(CLASSIFICATION_PROJECTIONS)
             return
         model = self._load({})
         self.projections = [model.config.projection_style]

@@ -96,6 +96,7 @@ def test_bad_labels_show_in_the_page(client, labels, message):
 
 
 def test_missing_file_and_unknown_projection_are_named(demo_models):
+    assert demo_models.projections == ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"]  # the ones that classify
     assert "No point-cloud file" in classify_file(demo_models, None, LABELS, "pointclip_v1").error
     assert "not 'pointclip_v3'" in classify_file(demo_models, MUG, LABELS, "pointclip_v3").error
 
