@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -79,6 +82,21 @@ def test_index_a_folder_and_search_by_text_and_example(zero_shot_model, tmp_path
         np.testing.assert_allclose([hit["score"] for hit in hits], scores[order, column].numpy(), rtol=1e-4)
     like = index.search_like(zero_shot_model, paths[2], top_k=2)[0]
     assert like[0]["path"] == paths[2] and like[0]["score"] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_index_files_get_the_permissions_of_plain_files(zero_shot_model, tmp_path, umask):
+    write_clouds(tmp_path / "clouds", count=2)
+    old = os.umask(umask)
+    try:
+        build_index(zero_shot_model, tmp_path / "clouds", tmp_path / "index", progress=False)
+        (tmp_path / "plain").write_bytes(b"")
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert expected == 0o666 & ~umask
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "index").iterdir()}
+    assert modes == dict.fromkeys(["index.json", "embeddings.safetensors", "items.json"], expected)
 
 
 def test_index_resumes_from_its_chunks(zero_shot_model, tmp_path, monkeypatch):
