@@ -154,3 +154,14 @@ def test_index_a_dataset_keeps_rows_and_labels(zero_shot_model, tmp_path):
     assert index.items == [{"row": i, "label": names[label]} for i, label in enumerate(dataset["label"])]
     hit = index.search_like(zero_shot_model, np.asarray(dataset[5]["points"]), top_k=1)[0][0]
     assert hit["row"] == 5
+
+
+def test_index_a_class_folder_tree_names_the_files(zero_shot_model, tmp_path):
+    from pointclip_hf import load_point_cloud_dataset
+
+    (tmp_path / "tree").mkdir()
+    write_clouds(tmp_path / "tree" / "shape", count=2)
+    dataset = load_point_cloud_dataset(tmp_path / "tree")
+    index = build_index(zero_shot_model, dataset, tmp_path / "index", progress=False)
+    files = sorted(str(p) for p in (tmp_path / "tree" / "shape").glob("*.npy"))
+    assert index.items == [{"row": i, "path": path, "label": "shape"} for i, path in enumerate(files)]

@@ -34,6 +34,7 @@ length of the dataset, or the count and a hash of the file paths). Then one line
 
     {"index": 7, "label": "chair", "label_id": 2, "prediction": "table", "prediction_id": 5, "score": 0.41,
      "correct": false, "top_k": [{"label": "table", "score": 0.41}, ...]}                  (evaluate)
+    (with `"path": "tree/chair/a.ply"` after `"index"` when the dataset has a `path` column, as class-folder trees do)
     {"index": 7, "path": "clouds/a.ply", "prediction": "table", "score": 0.41, "top_k": [...]}   (classify_files)
 
 Lines are flushed after every batch. With `resume=True` (the default) an existing file is checked before anything
