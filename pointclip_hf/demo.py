@@ -21,7 +21,7 @@ from .projection import render_views
 from .visualization import views_to_grid
 
 DEFAULT_LABELS = "cup, table, teddy bear, chair, airplane, lamp"
-SHIPPED_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SHIPPED_EXAMPLES = Path(__file__).resolve().parent / "example_clouds"  # package data: in every install
 INPUT_ERRORS = (ValueError, TypeError, OSError, StrictDataclassError)
 _MAX_PLOTTED_POINTS = 4096
 
@@ -159,7 +159,7 @@ def point_cloud_figure(points: np.ndarray):
 
 
 def example_files(folder: str | os.PathLike | None = None) -> list[str]:
-    """The `.npy` clouds in `folder` (default: the repository's `examples/`, when there is one), sorted."""
+    """The `.npy` clouds in `folder` (default: the mug, table and teddy bear shipped with the package), sorted."""
     folder = Path(folder) if folder is not None else SHIPPED_EXAMPLES
     return [str(path) for path in sorted(folder.glob("*.npy"))] if folder.is_dir() else []
 
