@@ -140,7 +140,7 @@ class PointCLIPProcessor(ProcessorMixin):
 def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> PointCLIPProcessor:
     r"""
     The processor to use with `model`: `processor` when given, else the one attached as `model.processor`, else the one
-    that belongs to the model's source, loaded with the Hub arguments the model was loaded with.
+    that belongs to the model's source, loaded with the Hub arguments the model was loaded with (and then attached).
 
     Args:
         model ([`PointCLIPModel`]):
@@ -149,13 +149,16 @@ def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> P
             An explicit choice.
     """
     processor = processor or getattr(model, "_processor", None)
-    if processor is None:
+    load = processor is None
+    if load:
         processor = PointCLIPProcessor.from_model_source(model.name_or_path, model.config, **model.loading_kwargs)
     if processor.feature_extractor.projection_style != model.config.projection_style:
         raise ValueError(
             f"The processor projects with {processor.feature_extractor.projection_style!r}, the model was built for "
             f"{model.config.projection_style!r}."
         )
+    if load and hasattr(model, "_processor"):  # loaded once per model, as `model.processor`
+        model._processor = processor
     return processor
 
 
