@@ -46,14 +46,14 @@ PIPELINE_REGISTRY.register_pipeline(
     PIPELINE_TASK,
     pipeline_class=PointCloudZeroShotClassificationPipeline,
     pt_model=PointCLIPModel,
-    default={"pt": (DEFAULT_CHECKPOINT, "main")},
+    default={"model": (DEFAULT_CHECKPOINT, "main")},
     type="multimodal",
 )
 PIPELINE_REGISTRY.register_pipeline(
     PART_SEGMENTATION_TASK,
     pipeline_class=PointCloudZeroShotPartSegmentationPipeline,
     pt_model=PointCLIPForZeroShotPartSegmentation,
-    default={"pt": (DEFAULT_CHECKPOINT, "main")},
+    default={"model": (DEFAULT_CHECKPOINT, "main")},
     type="multimodal",
 )
 

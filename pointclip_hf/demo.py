@@ -12,7 +12,7 @@ from huggingface_hub.errors import StrictDataclassError
 from PIL import Image
 from transformers import PreTrainedConfig
 
-from .commands._options import PROJECTIONS, label_list
+from .commands._options import CLASSIFICATION_PROJECTIONS, label_list
 from .dtype_policy import resolve_dtype
 from .labels import check_labels
 from .modeling_pointclip import PointCLIPModel
@@ -22,7 +22,7 @@ from .projection import render_views
 from .visualization import views_to_grid
 
 DEFAULT_LABELS = "cup, table, teddy bear, chair, airplane, lamp"
-SHIPPED_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SHIPPED_EXAMPLES = Path(__file__).resolve().parent / "example_clouds"  # package data: in every install
 INPUT_ERRORS = (ValueError, TypeError, OSError, StrictDataclassError)
 _MAX_PLOTTED_POINTS = 4096
 
@@ -60,7 +60,7 @@ class DemoModels:
     def __post_init__(self):
         config_dict, _ = PreTrainedConfig.get_config_dict(self.model_name_or_path)
         if config_dict.get("model_type") == "clip":
-            self.projections = list(PROJECTIONS)
+            self.projections = list(CLASSIFICATION_PROJECTIONS)
             return
         model = self._load({})
         self.projections = [model.config.projection_style]
@@ -164,7 +164,7 @@ def point_cloud_figure(points: np.ndarray):
 
 
 def example_files(folder: str | os.PathLike | None = None) -> list[str]:
-    """The `.npy` clouds in `folder` (default: the repository's `examples/`, when there is one), sorted."""
+    """The `.npy` clouds in `folder` (default: the mug, table and teddy bear shipped with the package), sorted."""
     folder = Path(folder) if folder is not None else SHIPPED_EXAMPLES
     return [str(path) for path in sorted(folder.glob("*.npy"))] if folder.is_dir() else []
 

@@ -59,11 +59,16 @@ def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: 
     num_classes = logits.shape[-1]
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"Labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}.")
-    if smoothing == 0 or num_classes == 1:
+    if num_classes == 1:
         return F.cross_entropy(logits, labels)
-    target = torch.full_like(logits, smoothing / (num_classes - 1))
-    target.scatter_(1, labels[:, None], 1.0 - smoothing)
-    return -(target * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+    # torch spreads `label_smoothing` over all K classes, DGCNN spreads `smoothing` over the K - 1 others: K / (K - 1).
+    torch_smoothing = smoothing * num_classes / (num_classes - 1)
+    if torch_smoothing > 1:
+        raise ValueError(
+            f"label_smoothing {smoothing} with {num_classes} classes would give the true class less weight than each "
+            f"other class; use at most {(num_classes - 1) / num_classes:g}."
+        )
+    return F.cross_entropy(logits, labels, label_smoothing=torch_smoothing)
 
 
 SENTENCES_PER_TEXT_CALL = 16

@@ -21,7 +21,7 @@ CUSTOM_PIPELINES = {
         "pt": ["AutoModel"],
         "tf": [],
         "type": "multimodal",
-        "default": {"model": {"pt": [DEFAULT_CHECKPOINT, "main"]}},
+        "default": {"model": [DEFAULT_CHECKPOINT, "main"]},
     }
 }
 LABEL_SETS_CACHED_PER_MODEL = 8

@@ -4,7 +4,7 @@ import torch
 
 from .feature_extraction_pointclip import to_point_batch
 from .labels import check_labels
-from .pipeline_pointclip import PointCLIPPipeline
+from .pipeline_pointclip import DEFAULT_CHECKPOINT, PointCLIPPipeline
 from .point_ops import normalize_to_unit_sphere
 from .processing_pointclip import PointCLIPProcessor
 from .projection_part_segmentation import render_part_views
@@ -16,7 +16,7 @@ PART_SEGMENTATION_PIPELINES = {
         "pt": ["AutoModel"],
         "tf": [],
         "type": "multimodal",
-        "default": {"model": {"pt": ["openai/clip-vit-base-patch16", "main"]}},
+        "default": {"model": [DEFAULT_CHECKPOINT, "main"]},
     }
 }
 DEFAULT_OBJECT_NAME = "object"

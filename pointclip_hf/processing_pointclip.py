@@ -158,7 +158,7 @@ class PointCLIPProcessor(ProcessorMixin):
 def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> PointCLIPProcessor:
     r"""
     The processor to use with `model`: `processor` when given, else the one attached as `model.processor`, else the one
-    that belongs to the model's source, loaded with the Hub arguments the model was loaded with.
+    that belongs to the model's source, loaded with the Hub arguments the model was loaded with (and then attached).
 
     Args:
         model ([`PointCLIPModel`]):

@@ -39,6 +39,32 @@ def test_every_default_is_in_the_help():
     assert "(default: 32)" in subparsers.choices["index"].format_help().replace("\n", " ").replace("  ", " ")
 
 
+def test_every_option_says_what_it_is():
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, command in subparsers.choices.items()
+        for action in command._actions
+        if not action.help or action.help.startswith("default:")
+    ]
+    assert not bare
+
+
+def test_part_segmentation_projection_is_offered_only_where_it_works(capsys):
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    offered = {
+        name: action.choices
+        for name, command in subparsers.choices.items()
+        for action in command._actions
+        if "--projection" in action.option_strings
+    }
+    assert set(offered) == {"classify", "train", "evaluate", "search", "ensemble", "index", "render"}
+    assert [name for name, choices in offered.items() if "pointclip_v2_part_segmentation" in choices] == ["render"]
+    with pytest.raises(SystemExit):
+        main(["classify", "cloud.npy", "--labels", "a,b", "--projection", "pointclip_v2_part_segmentation"])
+    assert "invalid choice: 'pointclip_v2_part_segmentation'" in capsys.readouterr().err
+
+
 def warn_and_fail(error):
     def run(args):
         warnings.warn("first line\n  second line", UserWarning, stacklevel=1)

@@ -130,13 +130,16 @@ def test_segment_command_bad_input_exits_2(seg_clip_dir, tmp_path, capsys):  # n
 
 def test_evaluate_parts_command(seg_clip_dir, shapenet_folder, tmp_path, capsys):  # noqa: F811
     output = tmp_path / "report.json"
-    assert main(["evaluate-parts", "--dataset", str(shapenet_folder), "--model", str(seg_clip_dir),
-                 "--output", str(output)]) == 0  # fmt: skip
+    command = ["evaluate-parts", "--dataset", str(shapenet_folder), "--model", str(seg_clip_dir), "--output"]
+    assert main([*command, str(output)]) == 0
     report = json.loads(output.read_text())
     assert report["num_shapes"] == 2
     assert set(report["category_ious"]) == {"table", "airplane"}
     assert 0 <= report["instance_miou"] <= 1
-    assert "instance mIoU" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "instance mIoU" in captured.out and "segmenting" in captured.err
+    assert main([*command, str(tmp_path / "quiet.json"), "--limit", "1", "-q"]) == 0
+    assert "segmenting" not in capsys.readouterr().err
     assert main(["evaluate-parts", "--dataset", str(shapenet_folder), "--model", str(seg_clip_dir),
                  "--official-lookup", "--scrambled-patch-tokens"]) == 0  # fmt: skip
 

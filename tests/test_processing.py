@@ -141,3 +141,11 @@ def test_feature_extractor_loads_through_auto_class(tiny_clip_dir, tmp_path):
     processor_for_model(model).save_pretrained(tmp_path)
     extractor = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert isinstance(extractor, PointCloudProcessor) and extractor.projection_style == "pointclip_v2"
+
+
+def test_the_processor_of_a_model_is_loaded_once(tiny_clip_dir):
+    from pointclip_hf import PointCLIPModel
+
+    model = PointCLIPModel.from_pretrained(tiny_clip_dir)
+    first = processor_for_model(model)  # e.g. embed_point_clouds, then build_index: one load, not one per call
+    assert processor_for_model(model) is first and model.processor is first

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
@@ -81,6 +84,21 @@ def test_index_a_folder_and_search_by_text_and_example(zero_shot_model, tmp_path
     assert like[0]["path"] == paths[2] and like[0]["score"] == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_index_files_get_the_permissions_of_plain_files(zero_shot_model, tmp_path, umask):
+    write_clouds(tmp_path / "clouds", count=2)
+    old = os.umask(umask)
+    try:
+        build_index(zero_shot_model, tmp_path / "clouds", tmp_path / "index", progress=False)
+        (tmp_path / "plain").write_bytes(b"")
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert expected == 0o666 & ~umask
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "index").iterdir()}
+    assert modes == dict.fromkeys(["index.json", "embeddings.safetensors", "items.json"], expected)
+
+
 def test_index_resumes_from_its_chunks(zero_shot_model, tmp_path, monkeypatch):
     write_clouds(tmp_path / "clouds", count=7)
     complete = build_index(zero_shot_model, tmp_path / "clouds", tmp_path / "full", batch_size=2, progress=False)
@@ -136,3 +154,14 @@ def test_index_a_dataset_keeps_rows_and_labels(zero_shot_model, tmp_path):
     assert index.items == [{"row": i, "label": names[label]} for i, label in enumerate(dataset["label"])]
     hit = index.search_like(zero_shot_model, np.asarray(dataset[5]["points"]), top_k=1)[0][0]
     assert hit["row"] == 5
+
+
+def test_index_a_class_folder_tree_names_the_files(zero_shot_model, tmp_path):
+    from pointclip_hf import load_point_cloud_dataset
+
+    (tmp_path / "tree").mkdir()
+    write_clouds(tmp_path / "tree" / "shape", count=2)
+    dataset = load_point_cloud_dataset(tmp_path / "tree")
+    index = build_index(zero_shot_model, dataset, tmp_path / "index", progress=False)
+    files = sorted(str(p) for p in (tmp_path / "tree" / "shape").glob("*.npy"))
+    assert index.items == [{"row": i, "path": path, "label": "shape"} for i, path in enumerate(files)]

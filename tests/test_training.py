@@ -13,6 +13,7 @@ from datasets import Array2D, ClassLabel, Dataset, Features, Value
 from safetensors.torch import load_file
 
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf.modeling_pointclip import smooth_cross_entropy
 from pointclip_hf.training import (
     TrainingConfig,
     augment_point_clouds,
@@ -127,6 +128,22 @@ def test_learning_rate_schedule_matches_dassl(epochs):
     assert ours == pytest.approx(reference_lrs(epochs), rel=1e-12, abs=0)
     assert ours[0] == 1e-5 and ours[1] == 0.01
     assert ours[-1] == pytest.approx(0.01 * (1 + math.cos(math.pi * (epochs - 2) / epochs)) / 2)
+
+
+@pytest.mark.parametrize("num_classes", [2, 4, 40])
+def test_smooth_cross_entropy_is_dgcnn_label_smoothing(num_classes):
+    generator = torch.Generator().manual_seed(num_classes)
+    logits = torch.randn(8, num_classes, generator=generator, dtype=torch.float64) * 5
+    labels = torch.randint(0, num_classes, (8,), generator=generator)
+    smoothing = 0.2
+    target = torch.full_like(logits, smoothing / (num_classes - 1))  # the reference's DGCNN formula, written out
+    target.scatter_(1, labels[:, None], 1 - smoothing)
+    reference = -(target * logits.log_softmax(-1)).sum(-1).mean()
+    assert abs(float(smooth_cross_entropy(logits, labels, smoothing) - reference)) < 1e-12
+    with pytest.raises(ValueError, match="at most 0.5"):
+        smooth_cross_entropy(logits[:, :2], labels.clamp(max=1), 0.6)
+    with pytest.raises(ValueError, match="Labels must lie in"):
+        smooth_cross_entropy(logits, labels + num_classes, smoothing)
 
 
 def test_training_config_json_round_trip():

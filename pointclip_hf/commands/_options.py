@@ -6,7 +6,8 @@ import sys
 
 from ..dtype_policy import DTYPE_CHOICES
 
-PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2", "pointclip_v2_part_segmentation"]
+CLASSIFICATION_PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"]
+PROJECTIONS = [*CLASSIFICATION_PROJECTIONS, "pointclip_v2_part_segmentation"]
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
 
 
@@ -28,7 +29,9 @@ class CommandParser(argparse.ArgumentParser):
 
 def add_model_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--model", default=DEFAULT_MODEL, help="PointCLIP or CLIP checkpoint: Hub id or folder.")
-    command.add_argument("--projection", choices=PROJECTIONS, help="projection style (for a plain CLIP checkpoint)")
+    command.add_argument("--projection", choices=CLASSIFICATION_PROJECTIONS,
+                         help="projection style (default: a PointCLIP checkpoint's own; for a plain CLIP "
+                              "checkpoint pointclip_v1, and pointclip_v1_fewshot in train)")  # fmt: skip
     command.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
     command.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                          help="auto: bfloat16 where the CPU or GPU computes it natively (same top-1, scores within "
@@ -52,7 +55,7 @@ def add_validation_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--validation-split", help="a dataset split to validate on (default: carve one)")
     command.add_argument("--validation-fraction", type=float, default=0.2,
                          help="share of each class carved from --split for validation")
-    command.add_argument("--seed", type=int, default=2)
+    command.add_argument("--seed", type=int, default=2, help="seed of the validation split and the few-shot draw")
 
 
 def load_model(args):

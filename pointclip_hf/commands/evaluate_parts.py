@@ -10,7 +10,7 @@ from .segment import add_segmentation_model_options, load_segmentation_model
 def add_parser(commands) -> None:
     command = commands.add_parser("evaluate-parts", help="part-segmentation mIoU on ShapeNetPart h5 files")
     command.add_argument("--dataset", required=True, help="folder of ShapeNetPart *_{split}*.h5 files")
-    command.add_argument("--split", default="test")
+    command.add_argument("--split", default="test", help="the split to evaluate")
     command.add_argument("--categories", help="comma-separated categories (default: all 16)")
     command.add_argument("--limit", type=int, help="at most this many shapes (the first ones)")
     command.add_argument("--official-lookup", action="store_true", help="the reference's transposed pixels")

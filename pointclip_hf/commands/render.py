@@ -5,10 +5,11 @@ from ._options import PROJECTIONS
 
 def add_parser(commands) -> None:
     command = commands.add_parser("render", help="write the depth views of a cloud as a PNG grid")
-    command.add_argument("file")
+    command.add_argument("file", help="a point-cloud or mesh file")
     command.add_argument("--out", required=True, help="output .png")
-    command.add_argument("--projection", choices=PROJECTIONS)
-    command.add_argument("--num-points", type=int, default=1024)
+    command.add_argument("--projection", choices=PROJECTIONS, default="pointclip_v1",
+                         help="projection style (pointclip_v2_part_segmentation: the views `segment` reads)")
+    command.add_argument("--num-points", type=int, default=1024, help="points kept from the cloud")
     command.add_argument("--no-normalize", action="store_true", help="keep the coordinates as they are")
     command.set_defaults(run=run)
 
@@ -19,7 +20,7 @@ def run(args) -> int:
     from ..visualization import views_to_grid
 
     processor = PointCloudProcessor(
-        projection_style=args.projection or "pointclip_v1", num_points=args.num_points, normalize=not args.no_normalize
+        projection_style=args.projection, num_points=args.num_points, normalize=not args.no_normalize
     )
     views = render_views(processor.prepare_points(args.file), processor.projection_style)[0]
     views_to_grid(views).save(args.out)

@@ -38,6 +38,7 @@ a file whose bytes changed, even with the same size and time, does not). Then on
 
     {"index": 7, "label": "chair", "label_id": 2, "prediction": "table", "prediction_id": 5, "score": 0.41,
      "correct": false, "top_k": [{"label": "table", "score": 0.41}, ...]}                  (evaluate)
+    (with `"path": "tree/chair/a.ply"` after `"index"` when the dataset has a `path` column, as class-folder trees do)
     {"index": 7, "path": "clouds/a.ply", "prediction": "table", "score": 0.41, "top_k": [...]}   (classify_files)
 
 Lines are flushed after every batch; a cloud whose scores are not finite raises before its line is written. With

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from datasets import Value
 
 from ..data import check_point_cloud_dataset
 from ..processing_pointclip import processor_for_model
@@ -107,13 +108,14 @@ def _confusion_matrix(run: PredictionRun, dataset) -> np.ndarray:
     labels = run.labels
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
     ids = {name: i for i, name in enumerate(labels)}
+    paths = list(dataset["path"]) if dataset.features.get("path") == Value("string") else None
 
     def count(record):
         confusion[ids[record["label"]], ids[record["prediction"]]] += 1
 
     def make_records(indices, batch, top_scores, top_ids):
         return [
-            _record(labels, index, label_id, top_scores[row], top_ids[row])
+            _record(labels, index, paths, label_id, top_scores[row], top_ids[row])
             for row, (index, label_id) in enumerate(zip(indices, batch[2].tolist()))
         ]
 
@@ -131,11 +133,13 @@ def _confusion_matrix(run: PredictionRun, dataset) -> np.ndarray:
     return confusion
 
 
-def _record(labels: list[str], index: int, label_id: int, top_scores: list[float], top_ids: list[int]) -> dict:
-    """The predictions-file line of one evaluated cloud."""
+def _record(labels: list[str], index: int, paths: list[str] | None, label_id: int, top_scores: list[float],
+            top_ids: list[int]) -> dict:  # fmt: skip
+    """The predictions-file line of one evaluated cloud (naming its file when the dataset has `paths`)."""
     prediction_id = top_ids[0]
     return {
         "index": index,
+        **({"path": paths[index]} if paths is not None else {}),
         "label": labels[label_id],
         "label_id": label_id,
         "prediction": labels[prediction_id],

@@ -2,7 +2,7 @@
 and view weights, and scored with the community's shape IoU."""
 
 import numpy as np
-from tqdm.auto import tqdm
+from huggingface_hub.utils import tqdm
 
 from ..part_presets import part_preset
 from .part_iou import PartIoUReport, shape_iou

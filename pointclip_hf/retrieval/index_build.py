@@ -115,7 +115,7 @@ def build_index(
 
 def _describe_source(source, extractor):
     """`(items, make_source(indices), data fingerprint)` of a folder, file list or dataset."""
-    from datasets import Dataset
+    from datasets import Dataset, Value
 
     if isinstance(source, Dataset):
         if "points" not in source.column_names:
@@ -123,7 +123,11 @@ def _describe_source(source, extractor):
         label = source.features.get("label")
         names = getattr(label, "names", None)
         labels = source["label"] if names else [None] * len(source)
-        items = [{"row": i, **({"label": names[j]} if names else {})} for i, j in enumerate(labels)]
+        paths = list(source["path"]) if source.features.get("path") == Value("string") else [None] * len(source)
+        items = [
+            {"row": i, **({"path": path} if path is not None else {}), **({"label": names[j]} if names else {})}
+            for i, (j, path) in enumerate(zip(labels, paths))
+        ]
         rows = source.with_format("numpy", columns=["points"])
         return items, lambda indices: DatasetPointsSource(rows, indices, extractor), dataset_fingerprint(source, names)
     paths = _list_files(source)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from huggingface_hub.utils import tqdm
 
 from ..evaluation.part_iou import shape_iou
 from ..modeling_pointclip_part_segmentation import part_scores_per_view, scramble_patch_tokens
