@@ -466,7 +466,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
         `config=PointCLIPConfig(...)`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`,
         `subfolder`, `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same
-        place.
+        place; `sampling=` and `up_axis=` change that processor's point settings (see [`PointCloudProcessor`]).
         Fails loudly when the CLIP or the adapter weights are missing or do not fit.
         """
         return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)

@@ -1,5 +1,6 @@
 """The processor: a [`PointCloudProcessor`] (clouds -> depth images) and a CLIP tokenizer (labels -> prompt tokens)."""
 
+import copy
 import json
 
 import torch
@@ -11,6 +12,7 @@ from .labels import check_labels, check_labels_encode_distinctly
 from .prompts import DEFAULT_TEMPLATES, build_prompts
 
 CLIP_CONTEXT_LENGTH = 77
+POINT_OPTIONS = ("sampling", "up_axis")
 
 
 class PointCLIPProcessor(ProcessorMixin):
@@ -151,12 +153,44 @@ def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> P
     processor = processor or getattr(model, "_processor", None)
     if processor is None:
         processor = PointCLIPProcessor.from_model_source(model.name_or_path, model.config, **model.loading_kwargs)
+        processor = with_point_options(processor, **getattr(model, "point_options", {}))
     if processor.feature_extractor.projection_style != model.config.projection_style:
         raise ValueError(
             f"The processor projects with {processor.feature_extractor.projection_style!r}, the model was built for "
             f"{model.config.projection_style!r}."
         )
     return processor
+
+
+def with_point_options(processor: PointCLIPProcessor, **options) -> PointCLIPProcessor:
+    r"""
+    `processor` with other point settings for its feature extractor: a copy when `options` change any, else
+    `processor` itself.
+
+    Args:
+        processor ([`PointCLIPProcessor`]):
+            The processor.
+        options:
+            New values of [`PointCloudProcessor`] settings named in `POINT_OPTIONS` (`sampling`, `up_axis`).
+    """
+    unknown = sorted(set(options) - set(POINT_OPTIONS))
+    if unknown:
+        raise TypeError(f"Unknown point settings {unknown}; choose among {POINT_OPTIONS}.")
+    extractor = processor.feature_extractor
+    if all(getattr(extractor, key) == value for key, value in options.items()):
+        return processor
+    changed = copy.copy(processor)
+    changed.feature_extractor = PointCloudProcessor(**{**extractor.to_dict(), **options})
+    return changed
+
+
+def pop_point_options(kwargs: dict) -> dict:
+    """Take the point settings of `POINT_OPTIONS` out of `from_pretrained` arguments `kwargs`, checked (a `ValueError`
+    before anything is loaded); those given as `None` are dropped."""
+    options = {key: kwargs.pop(key) for key in POINT_OPTIONS if key in kwargs}
+    options = {key: value for key, value in options.items() if value is not None}
+    PointCloudProcessor(**options)
+    return options
 
 
 def holds_pointclip_processor(source: str, **load_kwargs) -> bool:

@@ -4,6 +4,7 @@ import argparse
 import os
 
 from ..dtype_policy import DTYPE_CHOICES
+from ..point_ops import SAMPLING_METHODS, UP_AXES
 
 PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2", "pointclip_v2_part_segmentation"]
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
@@ -37,6 +38,20 @@ def add_model_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--max-images-per-batch", type=int,
                          help="depth images per image-tower call, whole clouds (default: one cloud on CPU, 128 on GPU)")
     command.add_argument("--compile", action="store_true", help="torch.compile the image tower")
+    add_point_options(command)
+
+
+def add_point_options(command: argparse.ArgumentParser, sampling: bool = True) -> None:
+    """`--up-axis` and (with `sampling`) `--sampling`: how clouds are read, whatever the model."""
+    if sampling:
+        command.add_argument("--sampling", choices=SAMPLING_METHODS,
+                             help="which 1024 points the model sees: random (a seeded subset, whatever order the file "
+                                  "stores them in), fps (farthest-point, slow on large clouds) or first (the "
+                                  "reference's, for pre-shuffled data such as ModelNet) (default: the saved "
+                                  "processor's, else random)")  # fmt: skip
+    command.add_argument("--up-axis", choices=UP_AXES,
+                         help="the axis that points up in the clouds; the model sees it as y (default: the file "
+                              "format's convention, z for .las/.laz, else y)")  # fmt: skip
 
 
 def add_dataset_options(command: argparse.ArgumentParser) -> None:
@@ -55,13 +70,15 @@ def add_validation_options(command: argparse.ArgumentParser) -> None:
 
 
 def load_model(args):
-    """The model named by `--model`, with `--projection`, `--dtype`, `--device`, `--backend` and `--compile` applied."""
+    """The model named by `--model`, with `--projection`, `--dtype`, `--device`, `--backend`, `--compile`,
+    `--sampling` and `--up-axis` applied."""
     from ..dtype_policy import resolve_dtype
     from ..modeling_pointclip import PointCLIPModel
 
     overrides = {"projection_style": args.projection} if getattr(args, "projection", None) else {}
     dtype = resolve_dtype(getattr(args, "dtype", None), getattr(args, "device", None))
-    model = PointCLIPModel.from_pretrained(args.model, dtype=dtype, **overrides)
+    point_options = {key: getattr(args, key, None) for key in ("sampling", "up_axis")}
+    model = PointCLIPModel.from_pretrained(args.model, dtype=dtype, **overrides, **point_options)
     if getattr(args, "max_images_per_batch", None) is not None:
         model.config.max_images_per_batch = args.max_images_per_batch
         model.config.validate_adapter()
