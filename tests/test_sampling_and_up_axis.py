@@ -11,6 +11,7 @@ from real_shapes import motorcycle_scan, pyvista_mesh_path, sorted_along
 
 from pointclip_hf import PointCLIPModel, PointCloudProcessor, load_point_cloud
 from pointclip_hf.cli import main as cli_main
+from pointclip_hf.evaluation.fingerprint import run_fingerprint
 from pointclip_hf.point_ops import UP_AXES, hash_order, sample_indices, turn_y_up
 from pointclip_hf.processing_pointclip import processor_for_model
 
@@ -182,6 +183,7 @@ def test_point_options_reach_the_processor_from_pretrained(tiny_clip_dir, tmp_pa
     extractor = model.processor.feature_extractor
     assert (extractor.sampling, extractor.up_axis) == ("fps", "z")
     assert PointCLIPModel.from_pretrained(tiny_clip_dir).processor.feature_extractor.sampling == "random"
+    assert run_fingerprint(model, model.processor, [], 0, {})["processor"]["up_axis"] == "z", "a resumed run checks it"
     with pytest.raises(ValueError, match="up axis 'up'"):
         PointCLIPModel.from_pretrained(tiny_clip_dir, up_axis="up")
 
