@@ -144,11 +144,6 @@ def gather_points(points: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return points.gather(1, indices[..., None].expand(-1, -1, points.shape[-1]))
 
 
-def select_points(points: torch.Tensor, num_points: int, method: str, seed: int = 0) -> torch.Tensor:
-    """The `num_points` points `[B, num_points, 3]` of each `[B, N, 3]` cloud that [`sample_indices`] picks."""
-    return gather_points(points, sample_indices(points, num_points, method, seed))
-
-
 def check_sampling(method: str) -> None:
     """Raise a `ValueError` naming the choices unless `method` is one of `SAMPLING_METHODS`."""
     if method not in SAMPLING_METHODS:
