@@ -45,13 +45,14 @@ def add_point_options(command: argparse.ArgumentParser, sampling: bool = True) -
     """`--up-axis` and (with `sampling`) `--sampling`: how clouds are read, whatever the model."""
     if sampling:
         command.add_argument("--sampling", choices=SAMPLING_METHODS,
-                             help="which 1024 points the model sees: random (a seeded subset, whatever order the file "
+                             help="which points the model sees: random (a seeded subset, whatever order the file "
                                   "stores them in), fps (farthest-point, slow on large clouds) or first (the "
                                   "reference's, for pre-shuffled data such as ModelNet) (default: the saved "
                                   "processor's, else random)")  # fmt: skip
     command.add_argument("--up-axis", choices=UP_AXES,
-                         help="the axis that points up in the clouds; the model sees it as y (default: the file "
-                              "format's convention, z for .las/.laz, else y)")  # fmt: skip
+                         help="the axis that points up in the clouds (a negative one as --up-axis=-z); the "
+                              "model sees it as y (default: the file format's convention, z for .las/.laz, "
+                              "else y)")  # fmt: skip
 
 
 def add_dataset_options(command: argparse.ArgumentParser) -> None:
