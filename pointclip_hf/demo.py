@@ -17,13 +17,15 @@ from .dtype_policy import resolve_dtype
 from .labels import check_labels
 from .modeling_pointclip import PointCLIPModel
 from .point_cloud_io import SUPPORTED_EXTENSIONS
-from .processing_pointclip import processor_for_model
+from .point_ops import SAMPLING_METHODS, UP_AXES
+from .processing_pointclip import processor_for_model, with_point_options
 from .projection import render_views
 from .visualization import views_to_grid
 
 DEFAULT_LABELS = "cup, table, teddy bear, chair, airplane, lamp"
 SHIPPED_EXAMPLES = Path(__file__).resolve().parent / "example_clouds"  # package data: in every install
 INPUT_ERRORS = (ValueError, TypeError, OSError, StrictDataclassError)
+FORMAT_UP_AXIS = "format"  # the up-axis choice that keeps the file format's convention (up_axis=None)
 _MAX_PLOTTED_POINTS = 4096
 
 
@@ -49,11 +51,14 @@ class DemoModels:
             Where to run the model, e.g. `"cuda"`.
         dtype (`str`, *optional*, defaults to `"auto"`):
             As the CLI's `--dtype`: `"auto"` is bfloat16 where the hardware computes it natively, else float32.
+        point_options (`dict`, *optional*):
+            The processor's point settings (`sampling`, `up_axis`) the page starts with.
     """
 
     model_name_or_path: str
     device: str | None = None
     dtype: str = "auto"
+    point_options: dict = field(default_factory=dict)
     projections: list[str] = field(init=False)
     _models: dict = field(init=False, default_factory=dict)
 
@@ -76,7 +81,9 @@ class DemoModels:
 
     def _load(self, config_overrides: dict) -> PointCLIPModel:
         dtype = resolve_dtype(self.dtype, self.device)
-        model = PointCLIPModel.from_pretrained(self.model_name_or_path, dtype=dtype, **config_overrides).eval()
+        model = PointCLIPModel.from_pretrained(
+            self.model_name_or_path, dtype=dtype, **config_overrides, **self.point_options
+        ).eval()
         model.processor = processor_for_model(model)
         return model.to(self.device) if self.device else model
 
@@ -108,9 +115,11 @@ class DemoResult:
     error: str | None = None
 
 
-def classify_file(models: DemoModels, path: str | None, labels_text: str, projection: str) -> DemoResult:
+def classify_file(models: DemoModels, path: str | None, labels_text: str, projection: str, sampling: str | None = None,
+                  up_axis: str | None = None) -> DemoResult:  # fmt: skip
     r"""
-    Classify one point-cloud file as `pointclip classify FILE --labels ...` does, and render what the model sees.
+    Classify one point-cloud file as `pointclip classify FILE --labels ... [--sampling S] [--up-axis A]` does, and
+    render what the model sees.
 
     Args:
         models ([`DemoModels`]):
@@ -121,6 +130,10 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
             Comma-separated candidate labels.
         projection (`str`):
             One of `models.projections`.
+        sampling (`str`, *optional*):
+            One of `SAMPLING_METHODS`; defaults to the model processor's.
+        up_axis (`str`, *optional*):
+            One of `UP_AXES`, or `"format"` for the file format's convention; defaults to the model processor's.
 
     Returns:
         [`DemoResult`]: the points, views and scores, or only `error` when an input is refused.
@@ -130,13 +143,21 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
     try:
         labels = check_labels(label_list(labels_text or ""))
         model = models.get(projection)
-        predictions = model.classify(path, labels)
-        points = model.processor.feature_extractor.prepare_points(path)
+        processor = _with_choices(model.processor, sampling, up_axis)
+        predictions = model.classify(path, labels, processor=processor)
+        points = processor.feature_extractor.prepare_points(path)
         views = render_views(points, model.config.projection_style)[0]
     except INPUT_ERRORS as error:
         return DemoResult(error=str(error).replace(str(path), os.path.basename(path)))
     scores = {prediction["label"]: prediction["score"] for prediction in predictions}
     return DemoResult(points=points[0].numpy(), views=views_to_grid(views), scores=scores)
+
+
+def _with_choices(processor, sampling: str | None, up_axis: str | None):
+    options = {} if sampling is None else {"sampling": sampling}
+    if up_axis is not None:
+        options["up_axis"] = None if up_axis == FORMAT_UP_AXIS else up_axis
+    return with_point_options(processor, **options)
 
 
 def point_cloud_figure(points: np.ndarray):
@@ -171,8 +192,8 @@ def example_files(folder: str | os.PathLike | None = None) -> list[str]:
 
 def build_demo(models: DemoModels, examples: list[str] | None = None):
     r"""
-    The demo page as a `gradio.Blocks`; its button is also the API endpoint `/classify` (file, labels, projection ->
-    3D plot, views image, label scores, error line).
+    The demo page as a `gradio.Blocks`; its button is also the API endpoint `/classify` (file, labels, projection,
+    sampling, up axis -> 3D plot, views image, label scores, error line).
 
     Args:
         models ([`DemoModels`]):
@@ -209,7 +230,12 @@ def _input_components(gr, models: DemoModels) -> list:
     projection = gr.Dropdown(
         models.projections, value=models.projections[0], label="Projection", interactive=len(models.projections) > 1
     )
-    return [cloud, labels, projection]
+    extractor = models.get(models.projections[0]).processor.feature_extractor
+    with gr.Row():
+        sampling = gr.Dropdown(list(SAMPLING_METHODS), value=extractor.sampling, label="Point sampling")
+        up_axis = gr.Dropdown([("format's (z for .las/.laz, else y)", FORMAT_UP_AXIS), *zip(UP_AXES, UP_AXES)],
+                              value=extractor.up_axis or FORMAT_UP_AXIS, label="Up axis")  # fmt: skip
+    return [cloud, labels, projection, sampling, up_axis]
 
 
 def _output_components(gr) -> list:
@@ -222,8 +248,8 @@ def _output_components(gr) -> list:
 
 
 def _page_handler(gr, models: DemoModels):
-    def classify(path, labels_text, projection):
-        result = classify_file(models, path, labels_text, projection)
+    def classify(path, labels_text, projection, sampling=None, up_axis=None):
+        result = classify_file(models, path, labels_text, projection, sampling, up_axis)
         if result.error is not None:
             return None, None, None, f"**Error:** {result.error}"
         return point_cloud_figure(result.points), result.views, result.scores, ""
@@ -232,7 +258,8 @@ def _page_handler(gr, models: DemoModels):
 
 
 def launch_demo(model_name_or_path: str, port: int | None = None, host: str | None = None, device: str | None = None,
-                dtype: str = "auto", **launch_kwargs):  # fmt: skip
+                dtype: str = "auto", sampling: str | None = None, up_axis: str | None = None,
+                **launch_kwargs):  # fmt: skip
     r"""
     Build the demo for `model_name_or_path` and serve it (blocking unless `prevent_thread_lock=True` is passed).
 
@@ -247,10 +274,13 @@ def launch_demo(model_name_or_path: str, port: int | None = None, host: str | No
             Where to run the model.
         dtype (`str`, *optional*, defaults to `"auto"`):
             See [`DemoModels`].
+        sampling (`str`, *optional*), up_axis (`str`, *optional*):
+            The point settings the page starts with; default: the model processor's.
         launch_kwargs:
             More `gradio.Blocks.launch` arguments.
     """
-    demo = build_demo(DemoModels(model_name_or_path, device=device, dtype=dtype))
+    point_options = {"sampling": sampling, "up_axis": up_axis}
+    demo = build_demo(DemoModels(model_name_or_path, device=device, dtype=dtype, point_options=point_options))
     return demo.launch(server_port=port, server_name=host, **launch_kwargs)
 
 

@@ -14,6 +14,7 @@ from transformers.utils.hub import extract_commit_hash
 from .adapter_weights import load_adapter_into, load_saved_tensors
 from .configuration_pointclip import PointCLIPConfig
 from .local_paths import check_local_path_exists
+from .processing_pointclip import pop_point_options
 from .score_checks import check_scores_discriminate
 
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
@@ -38,10 +39,13 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
         variant (`str`, *optional*):
             The weights variant of the adapter file (`model.{variant}.safetensors`).
         kwargs:
-            Config fields (for a CLIP checkpoint), Hub arguments and any other `from_pretrained` argument.
+            Config fields (for a CLIP checkpoint), point settings of the processor (`sampling`, `up_axis`: kept in
+            `model.point_options` and applied to the processor that `processor_for_model` finds), Hub arguments and
+            any other `from_pretrained` argument.
     """
     source = str(source)
     check_local_path_exists(source, "model folder")
+    point_options = pop_point_options(kwargs)
     hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
     try:
@@ -65,6 +69,7 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     if not is_clip_checkpoint:
         _load_trained_tensors(model, source, base, variant, hub_kwargs, info)
     model.config._name_or_path = model.name_or_path = source
+    model.point_options = point_options
     check_scores_discriminate(model)
     model.loading_kwargs = {key: kwargs[key] for key in LOADING_KWARGS if kwargs.get(key) is not None}
     if type(model).__module__.startswith("transformers_modules"):

@@ -124,6 +124,7 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _processor = None
     loading_kwargs = {}
+    point_options = {}
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -226,10 +227,11 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
         """The [`PointCLIPProcessor`] attached to this model, else the one that belongs to it: loaded once, from the
         same place and with the same Hub arguments as the model (see `PointCLIPProcessor.from_model_source`)."""
         if self._processor is None:
-            from .processing_pointclip import PointCLIPProcessor
+            from .processing_pointclip import PointCLIPProcessor, with_point_options
 
             source, config, loading_kwargs = self.name_or_path, self.config, self.loading_kwargs
-            self._processor = PointCLIPProcessor.from_model_source(source, config, **loading_kwargs)
+            processor = PointCLIPProcessor.from_model_source(source, config, **loading_kwargs)
+            self._processor = with_point_options(processor, **self.point_options)
         return self._processor
 
     @processor.setter
@@ -535,7 +537,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
         `config=PointCLIPConfig(...)`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`,
         `subfolder`, `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same
-        place.
+        place; `sampling=` and `up_axis=` change that processor's point settings (see [`PointCloudProcessor`]).
         Fails loudly when the CLIP or the adapter weights are missing or do not fit.
         """
         return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)

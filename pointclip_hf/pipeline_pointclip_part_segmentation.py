@@ -106,11 +106,12 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
     ['seat', 'seat', 'leg']
     ```
 
-    Every point of the cloud is labelled (no sampling); it is centred and scaled to the unit sphere when the
-    processor's `normalize` is set. Call arguments: `parts`, `object_name`, `prompt_templates` (with `{}` for the part
-    and optionally `{object}`), `part_prompts` (`{part: [sentences]}`), `view_weights`, and two switches that reproduce
-    bugs of the reference's released code, for parity checks only: `transposed_lookup` (its transposed pixel reading)
-    and `scrambled_patch_tokens` (its saved-feature layout, see [`scramble_patch_tokens`]). Both together are the
+    Every point of the cloud is labelled (no sampling); it is turned y up by the processor's `up_axis` (as
+    [`PointCloudProcessor`] does), and centred and scaled to the unit sphere when its `normalize` is set. Call
+    arguments: `parts`, `object_name`, `prompt_templates` (with `{}` for the part and optionally `{object}`),
+    `part_prompts` (`{part: [sentences]}`), `view_weights`, and two switches that reproduce bugs of the reference's
+    released code, for parity checks only: `transposed_lookup` (its transposed pixel reading) and
+    `scrambled_patch_tokens` (its saved-feature layout, see [`scramble_patch_tokens`]). Both together are the
     reference's end-to-end behaviour.
     """
 
@@ -142,7 +143,7 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
 
     def preprocess(self, point_cloud, transposed_lookup=False):
         extractor = self.feature_extractor
-        points = to_point_batch(point_cloud)
+        points = to_point_batch(point_cloud, extractor.up_axis)
         points = (points if isinstance(points, torch.Tensor) else points[0][None]).float()
         if not torch.isfinite(points).all():
             raise ValueError("Point cloud coordinates contain NaN or infinite values.")

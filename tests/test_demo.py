@@ -105,6 +105,17 @@ def test_missing_file_and_unknown_projection_are_named(demo_models):
     assert "not 'pointclip_v3'" in classify_file(demo_models, MUG, LABELS, "pointclip_v3").error
 
 
+def test_sampling_and_up_axis_choices_change_what_the_model_sees(demo_models):
+    default = classify_file(demo_models, MUG, LABELS, "pointclip_v1")
+    chosen = classify_file(demo_models, MUG, LABELS, "pointclip_v1", sampling="first", up_axis="z")
+    expected = PointCloudProcessor(sampling="first", up_axis="z").prepare_points(MUG)[0].numpy()
+    assert np.array_equal(chosen.points, expected)
+    assert np.array_equal(default.points, PointCloudProcessor().prepare_points(MUG)[0].numpy())
+    assert chosen.scores != default.scores
+    by_format = classify_file(demo_models, MUG, LABELS, "pointclip_v1", up_axis="format")
+    assert np.array_equal(by_format.points, default.points)
+
+
 def test_a_saved_pointclip_model_offers_only_its_projection(tiny_clip_dir, tmp_path):
     PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style="pointclip_v2").save_pretrained(tmp_path)
     models = DemoModels(str(tmp_path))

@@ -335,6 +335,13 @@ def test_tiny_clip_segment_end_to_end(chair_result, chair_like):
     assert result["visible"].mean() > 0.9
 
 
+def test_up_axis_turns_the_cloud_before_segmenting(seg_clip_dir, chair_like, chair_result):
+    z_up = np.stack([chair_like[:, 0], -chair_like[:, 2], chair_like[:, 1]], axis=1)  # the chair stored z up
+    model = PointCLIPForZeroShotPartSegmentation.from_pretrained(seg_clip_dir, up_axis="z")
+    result = model.segment(z_up, parts=["back", "seat", "leg"], object_name="chair")
+    assert np.array_equal(result["scores"], chair_result["scores"])
+
+
 def test_segment_results_do_not_depend_on_the_batch(seg_model, golden, chair_like, chair_result):
     other = golden["points"][1, :300].numpy()
     both = seg_model.segment([other, chair_like], parts=["back", "seat", "leg"], object_name="chair")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from pointclip_hf import PointCLIPModel
+from pointclip_hf.cli import main as cli_main
 from pointclip_hf.embeddings import embed_point_clouds, embed_texts
 from pointclip_hf.pipeline_pointclip import label_embeddings
 from pointclip_hf.processing_pointclip import processor_for_model
@@ -142,6 +144,20 @@ def test_index_refuses_another_model_and_damaged_files(zero_shot_model, tiny_cli
         PointCloudIndex.load(tmp_path / "index")
     with pytest.raises(IndexFileError, match="no finished index"):
         PointCloudIndex.load(tmp_path / "clouds")
+
+
+def test_an_index_takes_queries_of_any_up_axis_but_only_its_own_sampling(tiny_clip_dir, tmp_path, capsys):
+    write_clouds(tmp_path / "clouds", count=3)
+    build_index(PointCLIPModel.from_pretrained(tiny_clip_dir, sampling="first"), tmp_path / "clouds",
+                tmp_path / "index", progress=False)  # fmt: skip
+    index = PointCloudIndex.load(tmp_path / "index")
+    z_up_queries = PointCLIPModel.from_pretrained(tiny_clip_dir, sampling="first", up_axis="z")
+    assert len(index.search_text(z_up_queries, ["cube"], top_k=1)[0]) == 1
+    with pytest.raises(IndexFileError, match="another model or processor"):
+        index.search_text(PointCLIPModel.from_pretrained(tiny_clip_dir, sampling="random"), ["cube"])
+    command = ["retrieve", str(tmp_path / "index"), "--model", str(tiny_clip_dir), "--text", "cube", "--json"]
+    assert cli_main(command) == 0, "retrieve loads the model with the sampling the index was built with"
+    assert json.loads(capsys.readouterr().out)[0]["query"] == "cube"
 
 
 def test_index_a_dataset_keeps_rows_and_labels(zero_shot_model, tmp_path):

@@ -42,7 +42,8 @@ def run(args) -> int:
     config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             augment=not args.no_augment, seed=args.seed, progress=True)  # fmt: skip
     model = build_few_shot_model(args.model, class_names_of(pool), projection_style=args.projection or
-                                 "pointclip_v1_fewshot", seed=args.seed)  # fmt: skip
+                                 "pointclip_v1_fewshot", seed=args.seed, sampling=args.sampling,
+                                 up_axis=args.up_axis)  # fmt: skip
     result = train_adapter(model, few_shot, validation, config=config, output_dir=args.output_dir,
                            resume=not args.no_resume)  # fmt: skip
     card = _save_with_card(model, args, config)

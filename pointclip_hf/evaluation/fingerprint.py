@@ -187,6 +187,8 @@ def _processor_settings(processor) -> dict:
         settings.update(image_mean=list(extractor.image_mean), image_std=list(extractor.image_std))
     if extractor.sampling == "random":
         settings["sampling_seed"] = extractor.seed
+    if extractor.up_axis is not None:
+        settings["up_axis"] = extractor.up_axis
     return settings
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from ..pipeline_pointclip import label_embeddings
-from ..point_cloud_io import load_point_cloud
+from ..point_cloud_io import PointCloudFileError
 from ..score_checks import check_finite_logits, check_scores_discriminate
 from .distributed import agree, is_main, rank_and_world_size, same_device
 from .predictions_file import (
@@ -228,11 +228,12 @@ def _merge_on_main_process(run: PredictionRun, world_size: int, merge: bool) -> 
 
 
 def _prepare_one(extractor, cloud, what: str) -> torch.Tensor:
-    """Prepare one cloud; a `ValueError` or `TypeError` is raised again with `what` in front of its message."""
+    """Prepare one cloud (or read and prepare one file); a `ValueError` or `TypeError` is raised again with `what` in
+    front of its message, unless it names the cloud already."""
     try:
         return extractor.prepare_points(cloud, names=[what])[0]
     except (ValueError, TypeError) as error:
-        if str(error).startswith(what):
+        if str(error).startswith(what) or isinstance(error, PointCloudFileError):
             raise
         try:
             wrapped = type(error)(f"{what}: {error}")
@@ -301,7 +302,7 @@ class FileSource(torch.utils.data.Dataset):
     def __getitem__(self, position: int):
         index = self.indices[position]
         path = self.paths[index]
-        return index, _prepare_one(self.extractor, load_point_cloud(path), self.describe(index))
+        return index, _prepare_one(self.extractor, path, self.describe(index))  # read there, by its format's up axis
 
     def describe(self, index: int) -> str:
         """How messages name the file at position `index`."""
