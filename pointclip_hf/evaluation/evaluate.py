@@ -15,6 +15,7 @@ from .fingerprint import dataset_fingerprint, dataset_name, run_fingerprint, run
 from .prediction_loop import PredictionRun, RowSource, run_predictions
 from .predictions_file import PREDICTIONS_FILE, make_header
 from .report import EvaluationReport, build_report
+from .test_time_cache_run import new_test_time_cache_run
 
 DEFAULT_EVAL_TOP_K = 5
 
@@ -32,6 +33,7 @@ def evaluate(
     accelerator=None,
     top_k: int | None = DEFAULT_EVAL_TOP_K,
     processor=None,
+    test_time_cache=False,
 ) -> EvaluationReport:
     """
     Evaluate a model on a labelled dataset. A cloud's features, logits and scores are bitwise identical whatever else
@@ -64,6 +66,10 @@ def evaluate(
             Number of best labels stored per cloud in the predictions file (`None`: all).
         processor ([`PointCLIPProcessor`], *optional*):
             Defaults to `processor_for_model(model)`.
+        test_time_cache (`bool`, `dict` or [`TestTimeCacheConfig`], *optional*, defaults to `False`):
+            Adapt to the stream of clouds with a test-time cache (TDA; `True` for the default settings). A cloud's
+            result then depends on the clouds before it (in dataset order; with several processes, on its own
+            process's shard): outside the batch-invariance guarantee, deterministic for a given order, resumable.
 
     Returns:
         [`EvaluationReport`]: the same on every process.
@@ -78,6 +84,7 @@ def evaluate(
     accelerator = resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
     fingerprint = run_fingerprint(model, processor, labels, k, dataset_fingerprint(dataset, class_names))
+    adaptation = new_test_time_cache_run(test_time_cache, len(labels), fingerprint)
     run = PredictionRun(
         model=model,
         processor=processor,
@@ -92,6 +99,7 @@ def evaluate(
         accelerator=accelerator,
         progress=progress,
         desc="Evaluating",
+        test_time_cache=adaptation,
     )
     confusion = _confusion_matrix(run, dataset)
     report = build_report(confusion, labels, _setup(run, dataset))
@@ -150,4 +158,6 @@ def _setup(run: PredictionRun, dataset) -> dict:
         run.model, run.processor, run.header["fingerprint"], run.accelerator, run.batch_size, run.num_workers
     )
     setup["dataset"].update(name=dataset_name(dataset), split=None if dataset.split is None else str(dataset.split))
+    if run.test_time_cache is not None:
+        setup["test_time_cache"] = run.header["fingerprint"]["test_time_cache"]
     return setup
