@@ -251,6 +251,17 @@ def test_tip_adapter_f_through_train_adapter(tiny_clip_dir):
     assert model.config.cache_alpha == found["alpha"] and model.config.cache_info["search"] == found
 
 
+def test_a_diverging_fine_tuning_is_an_error(tiny_clip_dir):
+    model = zero_shot_model(tiny_clip_dir)
+    support = make_shape_dataset(0, 2, 128)
+    model.build_cache(support, shots=2, alpha=1.0, beta=1e3, search=False, progress=False)
+    with torch.no_grad():
+        model.cache.keys.mul_(2)  # keys far from unit norm, as a runaway fine-tuning leaves them: exp overflows
+    config = TrainingConfig(epochs=3, batch_size=4, augment=False, progress=False)
+    with pytest.raises(FloatingPointError, match="the heads diverged"):
+        train_adapter(model, support, config=config)
+
+
 def test_tip_adapter_f_through_the_trainer(tiny_clip_dir, tmp_path):
     pytest.importorskip("accelerate")
     from transformers import Trainer, TrainingArguments

@@ -27,8 +27,9 @@ def add_parser(commands) -> None:
     build.add_argument("--alpha", type=float, help="use this alpha (with --beta) instead of searching on validation")
     build.add_argument("--beta", type=float, help="use this beta (with --alpha) instead of searching on validation")
     build.add_argument("--fine-tune-epochs", type=int, default=0,
-                       help="then train the keys for this many epochs (Tip-Adapter-F; 0: training-free)")  # fmt: skip
-    build.add_argument("--learning-rate", type=float, default=0.01, help="SGD learning rate of the fine-tuning")
+                       help="then train the keys for this many epochs at alpha = beta = 1 and search alpha and beta "
+                            "again (Tip-Adapter-F; 0: training-free)")  # fmt: skip
+    build.add_argument("--learning-rate", type=float, default=0.001, help="SGD learning rate of the fine-tuning")
     build.add_argument("--batch-size", type=int, default=32)
     build.add_argument("--push-to-hub", metavar="REPO", help="upload the cache, configs and card here")
     build.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
@@ -79,10 +80,12 @@ def _describe_splits(model, args, validation_size: int) -> None:
 
 
 def _fine_tune(model, support, validation, args, search: bool) -> None:
-    """Tip-Adapter-F: train the keys (values fixed) with the few-shot loop, then search alpha and beta again."""
+    """Tip-Adapter-F: train the keys (values fixed) with the few-shot loop at alpha = beta = 1 (Tip-Adapter-F trains
+    at its initial values), then search alpha and beta again."""
     from ..cache_building import search_cache_on_validation
     from ..training import TrainingConfig, train_adapter
 
+    model.config.cache_alpha = model.config.cache_beta = 1.0
     config = TrainingConfig(epochs=args.fine_tune_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             augment=False, seed=args.seed, progress=True)  # fmt: skip
     result = train_adapter(model, support, validation, config=config)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -218,10 +219,16 @@ def _training_step(run: _TrainingRun, index: torch.Tensor, generator: torch.Gene
         features = view_features(run.model, run.feature_extractor, points)
     labels = train.labels[index]
     output = run.model(view_features=features, text_embeds=run.text_embeds, labels=labels)
+    loss = float(output.loss.detach())
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"The training loss is {loss}: the heads diverged. Lower the learning rate (or, for a cache, train at a "
+            "smaller config.cache_alpha and cache_beta, as Tip-Adapter-F trains at its initial values)."
+        )
     run.optimizer.zero_grad(set_to_none=True)
     output.loss.backward()
     run.optimizer.step()
-    return float(output.loss.detach()), int((output.logits.detach().argmax(-1) == labels).sum())
+    return loss, int((output.logits.detach().argmax(-1) == labels).sum())
 
 
 def _train_one_epoch(run: _TrainingRun, epoch: int, generator: torch.Generator) -> dict:
