@@ -52,12 +52,11 @@ def labelled_dataset(source, labels: Sequence[str] | None, label_names: list[str
             raise ValueError(f"The {what} set {os.fspath(source)!r} is a folder or dataset name: do not pass labels.")
         return load_point_cloud_dataset(source, split="train")
     paths = list(source)
-    if labels is None or isinstance(labels, str) or len(list(labels)) != len(paths):
-        raise ValueError(
-            f"The {what} files need one label each: got {len(paths)} files and "
-            f"{'no' if labels is None else len(list(labels)) if not isinstance(labels, str) else 'a string of'} labels."
-        )
-    labels = [str(label) for label in labels]
+    labels = None if labels is None or isinstance(labels, str) else [str(label) for label in labels]
+    if labels is None or len(labels) != len(paths):
+        count = "no list of" if labels is None else len(labels)
+        raise ValueError(f"The {what} files need a list of labels, one per file: got {len(paths)} files and {count} "
+                         "labels.")  # fmt: skip
     names = check_labels(label_names or sorted(set(labels)))
     unknown = sorted(set(labels) - set(names))
     if unknown:
@@ -181,6 +180,7 @@ def build_cache(
     pool, validation, validation_source = _split_support(support, validation, search, validation_fraction, seed)
     _check_support_classes(check_labelled_dataset(pool, "support", class_names), class_names, shots)
     chosen = pool if shots is None else few_shot_subset(pool, shots, seed=seed)
+    validation_info = None if validation is None else {"source": validation_source, "size": len(validation)}
     model.eval()
     _, keys, label_ids = _encode(model, chosen, "support", class_names, batch_size, progress)
     text = label_embeddings(model, processor_for_model(model), class_names)
@@ -190,16 +190,22 @@ def build_cache(
         found = _search(scored, keys, torch.nn.functional.one_hot(label_ids, len(class_names)), betas, alphas)
         alpha, beta = found.alpha, found.beta
     _install(model, class_names, text, keys, label_ids, float(alpha), float(beta))
-    counts = np.bincount(label_ids.cpu().numpy(), minlength=len(class_names))
-    model.config.cache_info = {
+    model.config.cache_info = _cache_info(label_ids, len(class_names), seed, validation_info, found)
+    return dict(model.config.cache_info)
+
+
+def _cache_info(label_ids: torch.Tensor, num_labels: int, seed: int, validation: dict | None, found) -> dict:
+    """How the cache was built, for `config.cache_info`: shots (when every class has as many), seed, validation
+    split, search."""
+    counts = np.bincount(label_ids.cpu().numpy(), minlength=num_labels)
+    return {
         "shots": int(counts[0]) if (counts == counts[0]).all() else None,
-        "num_cached": len(keys),
+        "num_cached": len(label_ids),
         "seed": seed,
-        "validation": None if validation is None else {"source": validation_source, "size": len(validation)},
+        "validation": validation,
         "search": None if found is None else _search_summary(found),
         "fine_tuning": None,
     }
-    return dict(model.config.cache_info)
 
 
 def _check_build_arguments(shots, batch_size) -> None:

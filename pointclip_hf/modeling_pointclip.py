@@ -24,7 +24,8 @@ class PointCLIPOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
             Label-smoothed cross-entropy.
         logits (`torch.FloatTensor` of shape `(batch, labels)`):
-            Class scores, `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`.
+            Class scores, `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`, plus the cache head's
+            `alpha * exp(-beta * (1 - f @ keys.T)) @ values` when the model has one.
         view_features (`torch.FloatTensor` of shape `(batch, views, C)`):
             CLIP image embeddings of the views, before any normalisation.
         point_cloud_embeds (`torch.FloatTensor` of shape `(batch, views, C)`):
@@ -338,7 +339,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             prompt_class_ids (`torch.Tensor` of shape `(prompts,)`, *optional*):
                 The label each prompt belongs to (default: one prompt per label).
             text_embeds (`torch.Tensor` of shape `(labels, C)`, *optional*):
-                Label embeddings.
+                Label embeddings; with a cache head, those of `config.label_names` in that order (the cache's columns).
             view_features (`torch.Tensor` of shape `(batch, views, C)`, *optional*):
                 CLIP view embeddings (e.g. cached, for fast adapter training).
             labels (`torch.LongTensor` of shape `(batch,)`, *optional*):

@@ -67,9 +67,7 @@ def evaluate(
         processor ([`PointCLIPProcessor`], *optional*):
             Defaults to `processor_for_model(model)`.
         test_time_cache (`bool`, `dict` or [`TestTimeCacheConfig`], *optional*, defaults to `False`):
-            Adapt to the stream of clouds with a test-time cache (TDA; `True` for the default settings). A cloud's
-            result then depends on the clouds before it (in dataset order; with several processes, on its own
-            process's shard): outside the batch-invariance guarantee, deterministic for a given order, resumable.
+            Adapt to the clouds in dataset order (TDA, see `pointclip_hf.test_time_cache`): outside the guarantee above.
 
     Returns:
         [`EvaluationReport`]: the same on every process.
@@ -85,22 +83,11 @@ def evaluate(
     k = len(labels) if top_k is None else min(top_k, len(labels))
     fingerprint = run_fingerprint(model, processor, labels, k, dataset_fingerprint(dataset, class_names))
     adaptation = new_test_time_cache_run(test_time_cache, len(labels), fingerprint)
-    run = PredictionRun(
-        model=model,
-        processor=processor,
-        labels=labels,
-        top_k=k,
-        num_items=len(dataset),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        path=output_dir / PREDICTIONS_FILE if output_dir is not None else None,
-        header=make_header("evaluate", fingerprint),
-        resume=resume,
-        accelerator=accelerator,
-        progress=progress,
-        desc="Evaluating",
-        test_time_cache=adaptation,
-    )
+    run = PredictionRun(model=model, processor=processor, labels=labels, top_k=k, num_items=len(dataset),
+                        batch_size=batch_size, num_workers=num_workers,
+                        path=output_dir / PREDICTIONS_FILE if output_dir is not None else None,
+                        header=make_header("evaluate", fingerprint), resume=resume, accelerator=accelerator,
+                        progress=progress, desc="Evaluating", test_time_cache=adaptation)  # fmt: skip
     confusion = _confusion_matrix(run, dataset)
     report = build_report(confusion, labels, _setup(run, dataset))
     if output_dir is not None and is_main(accelerator):

@@ -125,7 +125,7 @@ def search_cache_weights(
         accuracy=best / len(labels),
         baseline_accuracy=float((logits.argmax(-1) == labels).double().mean()),
         num_candidates=correct.numel(),
-        accuracies=correct / len(labels),
+        accuracies=correct.double() / len(labels),
     )
 
 
