@@ -8,18 +8,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from huggingface_hub.errors import StrictDataclassError
 from PIL import Image
 from transformers import PreTrainedConfig
 
+from .cache_model import fused_features
 from .commands._options import CLASSIFICATION_PROJECTIONS, label_list
 from .dtype_policy import resolve_dtype
-from .labels import check_labels
+from .labels import check_labels, check_labels_fit_model
 from .modeling_pointclip import PointCLIPModel
+from .pipeline_pointclip import label_embeddings, model_label_order, scores_to_predictions
 from .point_cloud_io import SUPPORTED_EXTENSIONS
 from .point_ops import SAMPLING_METHODS, UP_AXES
 from .processing_pointclip import processor_for_model, with_point_options
 from .projection import render_views
+from .test_time_cache import TestTimeCache
 from .visualization import views_to_grid
 
 DEFAULT_LABELS = "cup, table, teddy bear, chair, airplane, lamp"
@@ -115,11 +119,42 @@ class DemoResult:
     error: str | None = None
 
 
-def classify_file(models: DemoModels, path: str | None, labels_text: str, projection: str, sampling: str | None = None,
-                  up_axis: str | None = None) -> DemoResult:  # fmt: skip
+@dataclass
+class AdaptiveSession:
     r"""
-    Classify one point-cloud file as `pointclip classify FILE --labels ... [--sampling S] [--up-axis A]` does, and
-    render what the model sees.
+    One demo session's test-time cache (TDA, see `pointclip_hf.test_time_cache`): the clouds classified in the session
+    adapt the scores of the next ones, so a result depends on what came before (outside the batch-invariance
+    guarantee). It starts afresh when the projection or the labels change.
+
+    Args:
+        key (`tuple`, *optional*):
+            The projection and labels the cache belongs to.
+        cache ([`TestTimeCache`], *optional*):
+            The cache.
+    """
+
+    key: tuple | None = None
+    cache: TestTimeCache | None = None
+
+    @torch.inference_mode()
+    def classify(self, model: PointCLIPModel, processor, path: str, labels: list[str], projection: str) -> list[dict]:
+        """The ranked labels of one cloud with the session's cache, which the cloud then joins."""
+        check_labels_fit_model(labels, model.config.label_names)
+        if self.key != (projection, tuple(labels)):
+            self.key, self.cache = (projection, tuple(labels)), TestTimeCache(len(labels))
+        scored, columns = model_label_order(model, labels)
+        pixel_values = processor.feature_extractor(path)["pixel_values"].to(model.device)
+        output = model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor, scored))
+        logits = output.logits if columns is None else output.logits[:, columns]
+        logits = self.cache.adapt(fused_features(output.point_cloud_embeds), logits)
+        return scores_to_predictions(logits, labels, None)[0]
+
+
+def classify_file(models: DemoModels, path: str | None, labels_text: str, projection: str, sampling: str | None = None,
+                  up_axis: str | None = None, session: AdaptiveSession | None = None) -> DemoResult:  # fmt: skip
+    r"""
+    Classify one point-cloud file as `pointclip classify FILE --labels ... [--sampling S] [--up-axis A]` does (with
+    `session`, as `--test-time-cache` does in a stream), and render what the model sees.
 
     Args:
         models ([`DemoModels`]):
@@ -134,6 +169,8 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
             One of `SAMPLING_METHODS`; defaults to the model processor's.
         up_axis (`str`, *optional*):
             One of `UP_AXES`, or `"format"` for the file format's convention; defaults to the model processor's.
+        session ([`AdaptiveSession`], *optional*):
+            The session's test-time cache, when the session switched it on.
 
     Returns:
         [`DemoResult`]: the points, views and scores, or only `error` when an input is refused.
@@ -144,7 +181,10 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
         labels = check_labels(label_list(labels_text or ""))
         model = models.get(projection)
         processor = _with_choices(model.processor, sampling, up_axis)
-        predictions = model.classify(path, labels, processor=processor)
+        if session is None:
+            predictions = model.classify(path, labels, processor=processor)
+        else:
+            predictions = session.classify(model, processor, path, labels, projection)
         points = processor.feature_extractor.prepare_points(path)
         views = render_views(points, model.config.projection_style)[0]
     except INPUT_ERRORS as error:
@@ -216,11 +256,13 @@ def build_demo(models: DemoModels, examples: list[str] | None = None):
             with gr.Column(scale=1):
                 inputs = _input_components(gr, models)
                 button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+                session = _session_option(gr)
                 if examples:
                     gr.Examples([[path] for path in examples], inputs=[inputs[0]], cache_examples=False)
             with gr.Column(scale=2):
                 outputs = _output_components(gr)
-        button.click(_page_handler(gr, models), inputs=inputs, outputs=outputs, api_name="classify")
+        button.click(_page_handler(gr, models), inputs=[*inputs, session], outputs=[*outputs, session],
+                     api_name="classify")  # fmt: skip
     return demo
 
 
@@ -238,6 +280,15 @@ def _input_components(gr, models: DemoModels) -> list:
     return [cloud, labels, projection, sampling, up_axis]
 
 
+def _session_option(gr):
+    """The session's test-time cache (a `gr.State`, `None` while off) and the checkbox that switches it on or off."""
+    session = gr.State(None)
+    switch = gr.Checkbox(label="Test-time cache: the clouds classified in this session adapt the scores of the next "
+                         "ones (results then depend on the order)", value=False, elem_id="test-time-cache")  # fmt: skip
+    switch.change(lambda on: AdaptiveSession() if on else None, inputs=switch, outputs=session, api_name=False)
+    return session
+
+
 def _output_components(gr) -> list:
     error = gr.Markdown(elem_id="error-line")
     scores = gr.Label(label="Labels, ranked", num_top_classes=10, elem_id="scores")
@@ -248,11 +299,11 @@ def _output_components(gr) -> list:
 
 
 def _page_handler(gr, models: DemoModels):
-    def classify(path, labels_text, projection, sampling=None, up_axis=None):
-        result = classify_file(models, path, labels_text, projection, sampling, up_axis)
+    def classify(path, labels_text, projection, sampling=None, up_axis=None, session=None):
+        result = classify_file(models, path, labels_text, projection, sampling, up_axis, session)
         if result.error is not None:
-            return None, None, None, f"**Error:** {result.error}"
-        return point_cloud_figure(result.points), result.views, result.scores, ""
+            return None, None, None, f"**Error:** {result.error}", session
+        return point_cloud_figure(result.points), result.views, result.scores, "", session
 
     return classify
 
@@ -284,5 +335,5 @@ def launch_demo(model_name_or_path: str, port: int | None = None, host: str | No
     return demo.launch(server_port=port, server_name=host, **launch_kwargs)
 
 
-__all__ = ["DemoModels", "DemoResult", "build_demo", "classify_file", "example_files", "launch_demo",
-           "point_cloud_figure"]  # fmt: skip
+__all__ = ["AdaptiveSession", "DemoModels", "DemoResult", "build_demo", "classify_file", "example_files",
+           "launch_demo", "point_cloud_figure"]  # fmt: skip

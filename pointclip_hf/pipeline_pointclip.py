@@ -96,6 +96,28 @@ def label_tokens(model, processor: PointCLIPProcessor, labels, prompt_templates=
     )
 
 
+def model_label_order(model, labels: list[str]) -> tuple[list[str], list[int] | None]:
+    r"""
+    The labels to score and, when they differ from `labels`, the logit column of each given label. A model with a
+    cache head scores its `config.label_names` in their order (the order of the cache's values); other models score
+    the labels as given.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model.
+        labels (`list[str]`):
+            Checked candidate labels (for a cache model, its `config.label_names` in any order).
+
+    Returns:
+        `tuple[list[str], list[int] | None]`: the labels to embed, and the columns that put their logits in the order
+        of `labels` (`None`: already in that order).
+    """
+    if getattr(model, "cache", None) is None or list(labels) == list(model.config.label_names):
+        return list(labels), None
+    scored = list(model.config.label_names)
+    return scored, [scored.index(label) for label in labels]
+
+
 def _text_weights_state(model) -> tuple:
     parameters = [*model.clip.text_model.parameters(), *model.clip.text_projection.parameters()]
     return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parameters)
@@ -240,10 +262,11 @@ class PointCloudZeroShotClassificationPipeline(PointCLIPPipeline):
         return {"points": self.feature_extractor.prepare_points(point_cloud)}
 
     def _forward(self, model_inputs, candidate_labels=None, prompt_templates=None):
-        labels = candidate_labels or self._default_labels()
-        text_embeds = label_embeddings(self.model, self.processor, labels, prompt_templates)
+        scored, columns = model_label_order(self.model, candidate_labels or self._default_labels())
+        text_embeds = label_embeddings(self.model, self.processor, scored, prompt_templates)
         pixel_values = self.feature_extractor.render(model_inputs["points"].to(self.model.device))
-        return {"logits": self.model(pixel_values=pixel_values, text_embeds=text_embeds).logits}
+        logits = self.model(pixel_values=pixel_values, text_embeds=text_embeds).logits
+        return {"logits": logits if columns is None else logits[:, columns]}
 
     def postprocess(self, model_outputs, candidate_labels=None, top_k=None):
         labels = candidate_labels or self._default_labels()

@@ -12,6 +12,9 @@ def add_parser(commands) -> None:
     command.add_argument("--batch-size", type=int, default=32, help="clouds rendered and encoded at once")
     command.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the clouds")
     command.add_argument("--no-resume", action="store_true", help="start afresh instead of resuming")
+    command.add_argument("--test-time-cache", action="store_true",
+                         help="adapt to the clouds as they come (TDA caches): a cloud's result then depends on the "
+                              "clouds before it, outside the batch-invariance guarantee")  # fmt: skip
     add_model_options(command)
     command.set_defaults(run=run)
 
@@ -23,7 +26,8 @@ def run(args) -> int:
     dataset = load_dataset_arg(args, args.split)
     model = load_model(args)
     report = evaluate(model, dataset, batch_size=args.batch_size, num_workers=args.num_workers,
-                      output_dir=args.output_dir, resume=not args.no_resume)  # fmt: skip
+                      output_dir=args.output_dir, resume=not args.no_resume,
+                      test_time_cache=args.test_time_cache)  # fmt: skip
     if is_main_process():
         print(f"accuracy {report.accuracy:.4f} on {report.num_samples} clouds "
               f"(mean class accuracy {report.mean_class_accuracy:.4f})")  # fmt: skip

@@ -14,6 +14,7 @@ from .distributed import gather_records, resolve_accelerator, run_device
 from .fingerprint import files_fingerprint, run_fingerprint
 from .prediction_loop import FileSource, PredictionRun, run_predictions
 from .predictions_file import make_header
+from .test_time_cache_run import new_test_time_cache_run
 
 
 def classify_files(
@@ -29,6 +30,7 @@ def classify_files(
     resume: bool = True,
     accelerator=None,
     processor=None,
+    test_time_cache=False,
 ) -> list[dict]:
     """
     Classify point-cloud files against candidate labels.
@@ -48,8 +50,9 @@ def classify_files(
             A JSON-lines file written incrementally (and resumable, see the package documentation).
         top_k (`int`, *optional*):
             Number of best labels kept per file (`None`: all).
-        batch_size, num_workers, progress, resume, accelerator, processor:
-            As in [`evaluate`].
+        batch_size, num_workers, progress, resume, accelerator, processor, test_time_cache:
+            As in [`evaluate`]. With `test_time_cache` on, a file's scores depend on the files before it (in the
+            sorted order), outside the guarantee above.
 
     Returns:
         `list[dict]`: one record per file, in order: `{"index", "path", "prediction", "score", "top_k": [{"label",
@@ -64,6 +67,7 @@ def classify_files(
     accelerator = resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
     fingerprint = run_fingerprint(model, processor, labels, k, files_fingerprint(paths), run_device(model, accelerator))
+    adaptation = new_test_time_cache_run(test_time_cache, len(labels), fingerprint)
     run = PredictionRun(
         model=model,
         processor=processor,
@@ -78,6 +82,7 @@ def classify_files(
         accelerator=accelerator,
         progress=progress,
         desc="Classifying",
+        test_time_cache=adaptation,
     )
     return _classify(run, paths)
 

@@ -16,6 +16,7 @@ from .fingerprint import dataset_fingerprint, dataset_name, run_fingerprint, run
 from .prediction_loop import PredictionRun, RowSource, run_predictions
 from .predictions_file import PREDICTIONS_FILE, make_header
 from .report import EvaluationReport, build_report
+from .test_time_cache_run import new_test_time_cache_run
 
 DEFAULT_EVAL_TOP_K = 5
 
@@ -33,6 +34,7 @@ def evaluate(
     accelerator=None,
     top_k: int | None = DEFAULT_EVAL_TOP_K,
     processor=None,
+    test_time_cache=False,
 ) -> EvaluationReport:
     """
     Evaluate a model on a labelled dataset. A cloud's features, logits and scores are bitwise identical whatever else
@@ -65,6 +67,8 @@ def evaluate(
             Number of best labels stored per cloud in the predictions file (`None`: all).
         processor ([`PointCLIPProcessor`], *optional*):
             Defaults to `processor_for_model(model)`.
+        test_time_cache (`bool`, `dict` or [`TestTimeCacheConfig`], *optional*, defaults to `False`):
+            Adapt to the clouds in dataset order (TDA, see `pointclip_hf.test_time_cache`): outside the guarantee above.
 
     Returns:
         [`EvaluationReport`]: the same on every process.
@@ -80,21 +84,12 @@ def evaluate(
     k = len(labels) if top_k is None else min(top_k, len(labels))
     data = dataset_fingerprint(dataset, class_names)
     fingerprint = run_fingerprint(model, processor, labels, k, data, run_device(model, accelerator))
-    run = PredictionRun(
-        model=model,
-        processor=processor,
-        labels=labels,
-        top_k=k,
-        num_items=len(dataset),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        path=output_dir / PREDICTIONS_FILE if output_dir is not None else None,
-        header=make_header("evaluate", fingerprint),
-        resume=resume,
-        accelerator=accelerator,
-        progress=progress,
-        desc="Evaluating",
-    )
+    adaptation = new_test_time_cache_run(test_time_cache, len(labels), fingerprint)
+    run = PredictionRun(model=model, processor=processor, labels=labels, top_k=k, num_items=len(dataset),
+                        batch_size=batch_size, num_workers=num_workers,
+                        path=output_dir / PREDICTIONS_FILE if output_dir is not None else None,
+                        header=make_header("evaluate", fingerprint), resume=resume, accelerator=accelerator,
+                        progress=progress, desc="Evaluating", test_time_cache=adaptation)  # fmt: skip
     confusion = _confusion_matrix(run, dataset)
     report = build_report(confusion, labels, _setup(run, dataset))
     if output_dir is not None and is_main(accelerator):
@@ -155,4 +150,6 @@ def _setup(run: PredictionRun, dataset) -> dict:
         run.model, run.processor, run.header["fingerprint"], run.accelerator, run.batch_size, run.num_workers
     )
     setup["dataset"].update(name=dataset_name(dataset), split=None if dataset.split is None else str(dataset.split))
+    if run.test_time_cache is not None:
+        setup["test_time_cache"] = run.header["fingerprint"]["test_time_cache"]
     return setup

@@ -32,35 +32,34 @@ _STATE_KEYS = (
 )  # fmt: skip
 
 
-def adapter_tensors(adapter: torch.nn.Module) -> dict[str, torch.Tensor]:
+def head_tensors(heads: torch.nn.ModuleDict) -> dict[str, torch.Tensor]:
     """
-    A snapshot of the adapter state: copies (never views of the live parameters), fp32, on the CPU.
+    A snapshot of the trained heads: copies (never views of the live parameters), fp32, on the CPU.
 
     Args:
-        adapter (`torch.nn.Module`):
-            The inter-view adapter.
+        heads (`torch.nn.ModuleDict`):
+            `model.trainable_heads()`: the inter-view adapter and the cache, those the model has.
 
     Returns:
-        `dict[str, torch.Tensor]`: its state dict, keys prefixed with `adapter.`.
+        `dict[str, torch.Tensor]`: their state dict, keys as in the model (`adapter.*`, `cache.*`).
     """
     return {
-        f"adapter.{key}": value.detach().to("cpu", torch.float32 if value.is_floating_point() else None, copy=True)
-        for key, value in adapter.state_dict().items()
+        key: value.detach().to("cpu", torch.float32 if value.is_floating_point() else None, copy=True)
+        for key, value in heads.state_dict().items()
     }
 
 
-def load_adapter_tensors(adapter: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+def load_head_tensors(heads: torch.nn.ModuleDict, tensors: dict[str, torch.Tensor]) -> None:
     """
-    Load an `adapter_tensors` snapshot into `adapter`.
+    Load a `head_tensors` snapshot into `heads`.
 
     Args:
-        adapter (`torch.nn.Module`):
-            The inter-view adapter.
+        heads (`torch.nn.ModuleDict`):
+            `model.trainable_heads()`.
         tensors (`dict[str, torch.Tensor]`):
-            The snapshot, keys prefixed with `adapter.`.
+            The snapshot.
     """
-    state = {key.removeprefix("adapter."): value for key, value in tensors.items()}
-    adapter.load_state_dict(state)
+    heads.load_state_dict(tensors)
 
 
 def existing_checkpoint(target: Path) -> Path | None:
@@ -110,7 +109,7 @@ def save_checkpoint(
         directory (`Path`):
             The checkpoint folder.
         model ([`PointCLIPModel`]):
-            Its adapter is saved.
+            Its trained heads (adapter, cache) are saved.
         optimizer (`torch.optim.Optimizer`):
             The SGD optimiser; its momentum buffers and parameter groups are saved.
         generator (`torch.Generator`):
@@ -120,9 +119,10 @@ def save_checkpoint(
         state (`dict`):
             The JSON part (epoch, history, selection, settings, fingerprint); the format version is added.
         best_adapter (`dict`, *optional*):
-            The `adapter_tensors` snapshot of the selected adapter.
+            The `head_tensors` snapshot of the selected heads.
     """
-    parameters = list(model.adapter.parameters())
+    heads = model.trainable_heads()
+    parameters = list(heads.parameters())
     optimizer_state = optimizer.state_dict()
     tensors = {
         f"momentum_buffer.{index}": entry["momentum_buffer"].detach().to("cpu", torch.float32, copy=True)
@@ -138,7 +138,7 @@ def save_checkpoint(
     )
 
     def write(tmp: Path):
-        save_file(adapter_tensors(model.adapter), str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
+        save_file(head_tensors(heads), str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
         save_file(tensors, str(tmp / OPTIMIZER_FILE), metadata={"format": "pt"})
         if best_adapter is not None:
             save_file(best_adapter, str(tmp / BEST_ADAPTER_FILE), metadata={"format": "pt"})
@@ -221,7 +221,7 @@ def load_checkpoint(
         state (`dict`):
             Its `read_checkpoint_state`.
         model ([`PointCLIPModel`]):
-            Receives the adapter weights.
+            Receives the weights of its trained heads.
         optimizer (`torch.optim.Optimizer`):
             Receives the momentum buffers and parameter groups.
         generator (`torch.Generator`):
@@ -230,11 +230,11 @@ def load_checkpoint(
             The training device.
 
     Returns:
-        `dict` or `None`: the `adapter_tensors` snapshot of the selected adapter, if one was saved.
+        `dict` or `None`: the `head_tensors` snapshot of the selected heads, if one was saved.
     """
     adapter, tensors, best = _read_checkpoint_files(directory, device)
     try:
-        load_adapter_tensors(model.adapter, adapter)
+        load_head_tensors(model.trainable_heads(), adapter)
         optimizer.load_state_dict(
             {
                 "state": {
