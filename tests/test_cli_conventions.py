@@ -27,23 +27,32 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"pointclip_hf {pointclip_hf.__version__}"
 
 
+def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command and nested command (`cache build`) of `parser`, by its full name."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                found[f"{prefix}{name}"] = command
+                found.update(commands(command, f"{prefix}{name} "))
+    return found
+
+
 def test_every_default_is_in_the_help():
-    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     missing = [
         f"{name} {action.option_strings}"
-        for name, command in subparsers.choices.items()
+        for name, command in commands(build_parser()).items()
         for action in command._actions
         if action.default not in (None, False, argparse.SUPPRESS) and "default" not in (action.help or "")
     ]
     assert not missing
-    assert "(default: 32)" in subparsers.choices["index"].format_help().replace("\n", " ").replace("  ", " ")
+    assert "(default: 32)" in commands(build_parser())["index"].format_help().replace("\n", " ").replace("  ", " ")
 
 
 def test_every_option_says_what_it_is():
-    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     bare = [
         f"{name} {action.option_strings or action.dest}"
-        for name, command in subparsers.choices.items()
+        for name, command in commands(build_parser()).items()
         for action in command._actions
         if not action.help or action.help.startswith("default:")
     ]

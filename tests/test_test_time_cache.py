@@ -214,8 +214,8 @@ def test_demo_session_option(tiny_clip_dir, tmp_path):
     labels = ", ".join(LABELS)
     plain = [classify_file(models, path, labels, "pointclip_v1").scores for path in paths]
     first, second = AdaptiveSession(), AdaptiveSession()
-    adapted = [classify_file(models, path, labels, "pointclip_v1", first).scores for path in paths]
-    assert [classify_file(models, path, labels, "pointclip_v1", second).scores for path in paths] == adapted
+    adapted = [classify_file(models, path, labels, "pointclip_v1", session=first).scores for path in paths]
+    assert [classify_file(models, path, labels, "pointclip_v1", session=second).scores for path in paths] == adapted
     assert adapted != plain and first.cache.num_seen == 3
-    classify_file(models, paths[0], "cube, sphere", "pointclip_v1", first)
+    classify_file(models, paths[0], "cube, sphere", "pointclip_v1", session=first)
     assert first.cache.num_seen == 1  # other labels: a fresh cache

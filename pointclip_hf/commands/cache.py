@@ -18,7 +18,8 @@ from ._options import (
 
 def add_parser(commands) -> None:
     command = commands.add_parser("cache", help="few-shot cache heads (Tip-Adapter): `pointclip cache build ...`")
-    actions = command.add_subparsers(dest="cache_command", required=True, parser_class=CommandParser)
+    actions = command.add_subparsers(dest="cache_command", required=True, parser_class=CommandParser,
+                                     help="what to do with a cache")
     build = actions.add_parser("build", help="build a cache head from K-shot support clouds (training-free)")
     add_dataset_options(build)
     add_validation_options(build)
@@ -30,7 +31,7 @@ def add_parser(commands) -> None:
                        help="then train the keys for this many epochs at alpha = beta = 1 and search alpha and beta "
                             "again (Tip-Adapter-F; 0: training-free)")  # fmt: skip
     build.add_argument("--learning-rate", type=float, default=0.001, help="SGD learning rate of the fine-tuning")
-    build.add_argument("--batch-size", type=int, default=32)
+    build.add_argument("--batch-size", type=int, default=32, help="clouds per step of the fine-tuning")
     build.add_argument("--push-to-hub", metavar="REPO", help="upload the cache, configs and card here")
     build.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                        help="no progress bars, only warnings and errors")  # fmt: skip
