@@ -1,4 +1,5 @@
-"""Where PointCLIP weights are saved and loaded: only the small adapter (fp32 safetensors), never the frozen CLIP."""
+"""Where PointCLIP weights are saved and loaded: only the small heads (the adapter and the cache, fp32 safetensors),
+never the frozen CLIP."""
 
 import json
 import os
@@ -12,14 +13,16 @@ from transformers.utils import cached_file
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 ADAPTER_PREFIX = "adapter."
+HEAD_PREFIXES = (ADAPTER_PREFIX, "cache.")
 
 
 def adapter_state_dict(state_dict: dict) -> dict:
-    """Keep the `adapter.*` entries of a (possibly full) model state dict, floating tensors cast to fp32."""
+    """Keep the head entries (`adapter.*`, `cache.*`) of a (possibly full) model state dict, floating tensors cast to
+    fp32."""
     return {
         key: value.float() if value.is_floating_point() else value
         for key, value in state_dict.items()
-        if key.startswith(ADAPTER_PREFIX)
+        if key.startswith(HEAD_PREFIXES)
     }
 
 
@@ -105,8 +108,8 @@ def load_saved_tensors(path_or_repo: str | os.PathLike, variant: str | None = No
     files = saved_weight_files(path_or_repo, variant, **hub_kwargs)
     if not files and required:
         raise OSError(
-            f"{path_or_repo} has no {weights_file_name(WEIGHTS_NAME, variant)}: its config asks for a trained adapter, "
-            "but the adapter weights are missing."
+            f"{path_or_repo} has no {weights_file_name(WEIGHTS_NAME, variant)}: its config asks for a trained "
+            "adapter or cache, but their weights are missing."
         )
     tensors = {}
     for path in files:

@@ -4,7 +4,8 @@ Conventions, as `hf` and `transformers` users expect: `--version`; `-q/--quiet` 
 silences progress bars (ours, `datasets`', `transformers`' and the Hub's) and library logging below errors; every help
 text shows its default; `HF_HUB_DISABLE_PROGRESS_BARS=1` silences our bars too; a warning prints as one line; a
 failure prints one line, `pointclip COMMAND: error: ...`, and exits with 2 for a usage or input error (bad argument,
-missing or malformed file, unknown model) and 1 for any other failure (network, Hub, disk, out of memory).
+missing or malformed file, unknown model) and 1 for any other failure (network, Hub, disk, out of memory); Ctrl-C
+prints `pointclip COMMAND: interrupted` and exits with 130, keeping what was written (resumable outputs resume).
 """
 
 import argparse
@@ -14,7 +15,7 @@ import warnings
 
 from . import __version__
 from .commands import COMMANDS
-from .commands._errors import report_failure
+from .commands._errors import report_failure, report_interrupt
 from .commands._options import CommandParser
 
 
@@ -57,6 +58,8 @@ def main(argv=None) -> int:
         warnings.showwarning = _show_warning_in_one_line
         try:
             return args.run(args)
+        except KeyboardInterrupt:
+            return report_interrupt(args.command)
         except Exception as error:  # noqa: BLE001 - every failure ends in one line and an exit code
             return report_failure(args.command, error)
 

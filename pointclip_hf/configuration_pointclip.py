@@ -45,6 +45,17 @@ class PointCLIPConfig(PreTrainedConfig):
         Whether the inter-view adapter sits between the CLIP view features and the normalisation.
     adapter_ratio, adapter_init, adapter_dropout (`float`, *optional*, default to 0.6, 0.5 and 0.075):
         The adapter's residual mix, the initial per-view fusion weight and its dropout (PointCLIP's values).
+    use_cache_head (`bool`, *optional*, defaults to `False`):
+        Whether the model has a cache head (Tip-Adapter): the fused features of few-shot support clouds as keys,
+        their one-hot labels as values, `alpha * exp(-beta * (1 - f @ keys.T)) @ values` added to the logits. Built
+        by `model.build_cache(...)`; it needs `label_names` (the values' column order).
+    cache_size (`int`, *optional*):
+        The number of cached support clouds (the keys); set by `build_cache`.
+    cache_alpha, cache_beta (`float`, *optional*, default to 1.0 and 1.0):
+        The cache's residual weight and affinity sharpness (Tip-Adapter's `alpha` and `beta`), searched on a
+        validation split by `build_cache`.
+    cache_info (`dict`, *optional*):
+        How the cache was built (shots, seed, validation split and search, fine-tuning), for the model card.
     label_smoothing (`float`, *optional*, defaults to 0.2):
         DGCNN-style label smoothing of the training loss (PointCLIP's recipe).
     max_images_per_batch (`int`, *optional*):
@@ -70,6 +81,11 @@ class PointCLIPConfig(PreTrainedConfig):
     adapter_ratio: float | int = 0.6
     adapter_init: float | int = 0.5
     adapter_dropout: float | int = 0.075
+    use_cache_head: bool = False
+    cache_size: int | None = None
+    cache_alpha: float | int = 1.0
+    cache_beta: float | int = 1.0
+    cache_info: dict | None = None
     label_smoothing: float | int = 0.2
     max_images_per_batch: int | None = None
 
@@ -130,6 +146,18 @@ class PointCLIPConfig(PreTrainedConfig):
                 f"max_images_per_batch must be at least 1 and at most {MAX_IMAGES_PER_BATCH} (every image-tower call "
                 f"is padded to this size), got {self.max_images_per_batch}."
             )
+
+    def validate_cache(self):
+        for name in ("cache_alpha", "cache_beta"):
+            value = getattr(self, name)
+            if not 0.0 <= value < float("inf"):  # False for NaN
+                raise ValueError(f"{name} must be a finite, non-negative number, got {value}.")
+        if not self.use_cache_head:
+            return
+        if not self.label_names:
+            raise ValueError("use_cache_head=True needs label_names: the cache's values follow them.")
+        if self.cache_size is None or self.cache_size < 1:
+            raise ValueError(f"use_cache_head=True needs cache_size >= 1 (cached clouds), got {self.cache_size}.")
 
     @property
     def custom_pipelines(self) -> dict:

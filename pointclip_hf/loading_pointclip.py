@@ -12,8 +12,10 @@ from transformers.utils import CONFIG_NAME, cached_file
 from transformers.utils.hub import extract_commit_hash
 
 from .adapter_weights import load_adapter_into, load_saved_tensors
+from .cache_model import CACHE_PREFIX, CacheModel, load_cache_into
 from .configuration_pointclip import PointCLIPConfig
 from .local_paths import check_local_path_exists
+from .processing_pointclip import pop_point_options
 from .score_checks import check_scores_discriminate
 from .weights_fingerprint import weights_state
 
@@ -39,10 +41,13 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
         variant (`str`, *optional*):
             The weights variant of the adapter file (`model.{variant}.safetensors`).
         kwargs:
-            Config fields (for a CLIP checkpoint), Hub arguments and any other `from_pretrained` argument.
+            Config fields (for a CLIP checkpoint), point settings of the processor (`sampling`, `up_axis`: kept in
+            `model.point_options` and applied to the processor that `processor_for_model` finds), Hub arguments and
+            any other `from_pretrained` argument.
     """
     source = str(source)
     check_local_path_exists(source, "model folder")
+    point_options = pop_point_options(kwargs)
     hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
     try:
@@ -67,6 +72,7 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
         _load_trained_tensors(model, source, base, variant, hub_kwargs, info)
     model.config._name_or_path = model.name_or_path = source
     model.loaded_weights_state = weights_state(model.clip)  # tells weights changed after loading apart (ONNX cache)
+    model.point_options = point_options
     check_scores_discriminate(model)
     model.loading_kwargs = {key: kwargs[key] for key in LOADING_KWARGS if kwargs.get(key) is not None}
     if type(model).__module__.startswith("transformers_modules"):
@@ -145,13 +151,17 @@ def _base_checkpoint(source: str, config: PointCLIPConfig, is_clip_checkpoint: b
 
 
 def _load_trained_tensors(model, source: str, base: str, variant, hub_kwargs: dict, info: dict) -> None:
-    """Load the adapter and the label embeddings saved in `source` (when its CLIP came from elsewhere)."""
+    """Load the adapter, the cache and the label embeddings saved in `source` (when its CLIP came from elsewhere)."""
     needs_adapter = model.adapter is not None
-    if base == source and not needs_adapter:
+    cache = getattr(model, "cache", None)
+    if base == source and not needs_adapter and cache is None:
         return
-    tensors = load_saved_tensors(source, variant=variant, required=needs_adapter and base != source, **hub_kwargs)
+    required = (needs_adapter or cache is not None) and base != source
+    tensors = load_saved_tensors(source, variant=variant, required=required, **hub_kwargs)
     if "label_text_embeds" in tensors:
         model.set_label_text_embeds(tensors.pop("label_text_embeds"))
+    if cache is not None:
+        _load_cache(cache, tensors, source)
     if not needs_adapter:
         return
     adapter = {key.removeprefix("adapter."): value for key, value in tensors.items() if key.startswith("adapter.")}
@@ -159,6 +169,14 @@ def _load_trained_tensors(model, source: str, base: str, variant, hub_kwargs: di
         load_adapter_into(model.adapter, adapter, source)
     elif base != source or any(key.startswith("adapter.") for key in info["missing_keys"]):
         raise OSError(f"{source} asks for an adapter but holds no adapter weights.")
+
+
+def _load_cache(cache: CacheModel, tensors: dict, source: str) -> None:
+    """Load the `cache.*` tensors saved in `source` into the model's cache head."""
+    saved = {key.removeprefix(CACHE_PREFIX): value for key, value in tensors.items() if key.startswith(CACHE_PREFIX)}
+    if not saved:
+        raise OSError(f"{source} asks for a cache (config.use_cache_head) but holds no cache tensors.")
+    load_cache_into(cache, saved, source)
 
 
 def _check_clip_weights_finite(model, base: str) -> None:

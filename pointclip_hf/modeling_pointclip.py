@@ -13,6 +13,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .adapter_weights import adapter_state_dict
+from .cache_model import CacheModel, fused_features
 from .configuration_pointclip import PointCLIPConfig
 from .cpu_threads import map_on_cpu_threads, run_on_cpu_thread
 from .inter_view_adapter import InterViewAdapter
@@ -26,7 +27,8 @@ class PointCLIPOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
             Label-smoothed cross-entropy.
         logits (`torch.FloatTensor` of shape `(batch, labels)`):
-            Class scores, `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`.
+            Class scores, `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`, plus the cache head's
+            `alpha * exp(-beta * (1 - f @ keys.T)) @ values` when the model has one.
         view_features (`torch.FloatTensor` of shape `(batch, views, C)`):
             CLIP image embeddings of the views, before any normalisation.
         point_cloud_embeds (`torch.FloatTensor` of shape `(batch, views, C)`):
@@ -59,11 +61,16 @@ def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: 
     num_classes = logits.shape[-1]
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"Labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}.")
-    if smoothing == 0 or num_classes == 1:
+    if num_classes == 1:
         return F.cross_entropy(logits, labels)
-    target = torch.full_like(logits, smoothing / (num_classes - 1))
-    target.scatter_(1, labels[:, None], 1.0 - smoothing)
-    return -(target * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+    # torch spreads `label_smoothing` over all K classes, DGCNN spreads `smoothing` over the K - 1 others: K / (K - 1).
+    torch_smoothing = smoothing * num_classes / (num_classes - 1)
+    if torch_smoothing > 1:
+        raise ValueError(
+            f"label_smoothing {smoothing} with {num_classes} classes would give the true class less weight than each "
+            f"other class; use at most {(num_classes - 1) / num_classes:g}."
+        )
+    return F.cross_entropy(logits, labels, label_smoothing=torch_smoothing)
 
 
 SENTENCES_PER_TEXT_CALL = 16
@@ -113,12 +120,13 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
     _no_split_modules = ["CLIPEncoderLayer", "CLIPTextEmbeddings", "CLIPVisionEmbeddings"]
-    _keys_to_ignore_on_load_missing = [r"^adapter\."]
+    _keys_to_ignore_on_load_missing = [r"^adapter\.", r"^cache\."]
     _keys_to_ignore_on_load_unexpected = [r"^label_text_embeds$"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _processor = None
     loading_kwargs = {}
+    point_options = {}
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -128,6 +136,9 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
                 init.kaiming_uniform_(linear.weight, a=math.sqrt(5))
                 bound = 1.0 / math.sqrt(linear.in_features)
                 init.uniform_(linear.bias, -bound, bound)
+        if isinstance(module, CacheModel):  # filled by build_cache or the saved cache
+            init.zeros_(module.keys)
+            init.zeros_(module.values)
 
     def encode_in_fixed_calls(self, pixel_values: torch.Tensor, encode) -> torch.Tensor:
         r"""
@@ -221,10 +232,11 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
         """The [`PointCLIPProcessor`] attached to this model, else the one that belongs to it: loaded once, from the
         same place and with the same Hub arguments as the model (see `PointCLIPProcessor.from_model_source`)."""
         if self._processor is None:
-            from .processing_pointclip import PointCLIPProcessor
+            from .processing_pointclip import PointCLIPProcessor, with_point_options
 
             source, config, loading_kwargs = self.name_or_path, self.config, self.loading_kwargs
-            self._processor = PointCLIPProcessor.from_model_source(source, config, **loading_kwargs)
+            processor = PointCLIPProcessor.from_model_source(source, config, **loading_kwargs)
+            self._processor = with_point_options(processor, **self.point_options)
         return self._processor
 
     @processor.setter
@@ -279,6 +291,9 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
                 init=config.adapter_init,
                 dropout=config.adapter_dropout,
             )
+        self.cache = None
+        if config.use_cache_head:
+            self.cache = CacheModel(config.cache_size, config.num_views * config.embed_dim, len(config.label_names))
         self.label_text_embeds = None
         self.loading_kwargs = {}
         self.post_init()
@@ -388,7 +403,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             prompt_class_ids (`torch.Tensor` of shape `(prompts,)`, *optional*):
                 The label each prompt belongs to (default: one prompt per label).
             text_embeds (`torch.Tensor` of shape `(labels, C)`, *optional*):
-                Label embeddings.
+                Label embeddings; with a cache head, those of `config.label_names` in that order (the cache's columns).
             view_features (`torch.Tensor` of shape `(batch, views, C)`, *optional*):
                 CLIP view embeddings (e.g. cached, for fast adapter training).
             labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
@@ -416,7 +431,72 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
 
     def _scores(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         scale = self.clip.logit_scale.exp().to(embeds.dtype) / math.sqrt(embeds.shape[1])
-        return scale * torch.cat([torch.einsum("bvc,kc->bk", cloud, text_embeds) for cloud in embeds.split(1)])
+        logits = scale * torch.cat([torch.einsum("bvc,kc->bk", cloud, text_embeds) for cloud in embeds.split(1)])
+        return self._add_cache_logits(logits, embeds)
+
+    def _add_cache_logits(self, logits: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        """`logits` plus the cache head's `alpha * exp(-beta * (1 - f @ keys.T)) @ values`, whose columns follow
+        `config.label_names`: the text rows must be in that order."""
+        if self.cache is None:
+            return logits
+        if logits.shape[-1] != self.cache.values.shape[1]:
+            raise ValueError(
+                f"This model's cache scores its {self.cache.values.shape[1]} config.label_names, got "
+                f"{logits.shape[-1]} labels: give the text of config.label_names, in that order."
+            )
+        cache_logits = self.cache(fused_features(embeds), float(self.config.cache_beta))
+        return logits + (float(self.config.cache_alpha) * cache_logits).to(logits.dtype)
+
+    def set_cache(self, keys: torch.Tensor, label_ids: torch.Tensor) -> None:
+        r"""
+        Give the model a cache head (Tip-Adapter) holding `keys` and the one-hot `label_ids`, replacing any earlier
+        cache; `config.use_cache_head` and `config.cache_size` follow. [`~PointCLIPModel.build_cache`] calls it.
+
+        Args:
+            keys (`torch.Tensor` of shape `(entries, views * C)`):
+                L2-normalised fused features of the support clouds (see `cache_model.fused_features`).
+            label_ids (`torch.Tensor` of shape `(entries,)`):
+                Their classes, as indices into `config.label_names`.
+        """
+        num_labels = len(self.config.label_names or [])
+        width = self.config.num_views * self.config.embed_dim
+        if keys.ndim != 2 or keys.shape[1] != width or len(label_ids) != len(keys) or not len(keys):
+            raise ValueError(f"Cache keys must have shape (entries >= 1, {width}) with one label id each, got "
+                             f"{tuple(keys.shape)} and {len(label_ids)} label ids.")  # fmt: skip
+        if not num_labels or label_ids.min() < 0 or label_ids.max() >= num_labels:
+            raise ValueError(f"Cache label ids must index config.label_names ({num_labels} labels).")
+        cache = CacheModel(len(keys), width, num_labels).to(self.device)
+        cache.set_entries(keys.to(self.device), label_ids.to(self.device))
+        self.cache = cache
+        self.config.use_cache_head, self.config.cache_size = True, len(keys)
+
+    def trainable_heads(self) -> torch.nn.ModuleDict:
+        """The heads few-shot training updates, those the model has: the inter-view adapter and the cache (its keys,
+        Tip-Adapter-F). Their state-dict keys are the model's own (`adapter.*`, `cache.*`)."""
+        heads = {"adapter": self.adapter, "cache": self.cache}
+        return torch.nn.ModuleDict({name: head for name, head in heads.items() if head is not None})
+
+    def build_cache(self, support, labels=None, **kwargs):
+        r"""
+        Build the cache head (Tip-Adapter) from few-shot support clouds and search its `alpha` and `beta` on a
+        validation split: see [`pointclip_hf.cache_building.build_cache`] for every argument.
+
+        Args:
+            support (`datasets.Dataset`, a folder or a list of files):
+                Labelled support clouds (columns `points` and `label`), or point-cloud files with `labels`.
+            labels (`list[str]`, *optional*):
+                One class name per file, when `support` is files.
+            kwargs:
+                `shots`, `seed`, `validation`, `validation_fraction`, `search`, `alpha`, `beta`, ...
+
+        Returns:
+            `dict`: how the cache was built (also stored as `config.cache_info`).
+        """
+        try:
+            from pointclip_hf.cache_building import build_cache
+        except ImportError:
+            raise ImportError("build_cache needs the pointclip_hf package: pip install pointclip_hf.") from None
+        return build_cache(self, support, labels, **kwargs)
 
     def compile_image_tower(self, **compile_kwargs) -> "PointCLIPModel":
         """Opt in to `torch.compile` for CLIP's image tower, the part that dominates the cost; `compile_kwargs` go to
@@ -530,7 +610,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
         `config=PointCLIPConfig(...)`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`,
         `subfolder`, `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same
-        place.
+        place; `sampling=` and `up_axis=` change that processor's point settings (see [`PointCloudProcessor`]).
         Fails loudly when the CLIP or the adapter weights are missing or do not fit.
         """
         return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)

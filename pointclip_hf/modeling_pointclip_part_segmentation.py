@@ -37,6 +37,26 @@ class PointCLIPPartSegmentationOutput(ModelOutput):
     text_embeds: torch.FloatTensor | None = None
 
 
+def scramble_patch_tokens(patch_features: torch.Tensor) -> torch.Tensor:
+    r"""
+    The patch "tokens" the reference's head actually scores: a bug of the released code, reproduced for parity only.
+    `zeroshot_seg/main.py` saves each view's patch map channel-first (`[C, grid, grid]`, i.e. `[N, 10, 512, 14, 14]`)
+    and `post_search.py` reads it back with `reshape(-1, 10, 196, 512)`, a reshape where a permute was needed. So
+    "token" `j` holds the flat entries `j * C` to `(j + 1) * C - 1` of the channel-first map, which are a few channels
+    of every patch (for ViT-B/16, channels `2.6 j` to `2.6 (j + 1)` of all 196 patches), and is no longer normalised.
+
+    Args:
+        patch_features (`torch.Tensor` of shape `(..., grid * grid, C)`):
+            Patch embeddings, the patches in row-major order.
+
+    Returns:
+        `torch.Tensor` of the same shape: each view's `(C, grid * grid)` channel-first map read as `(grid * grid, C)`.
+        For 196 patches and 512 channels this is exactly the reference's read-back; for other sizes (where the
+        reference's hard-coded reshape would mix clouds or fail) it is the same mistake within each view.
+    """
+    return patch_features.transpose(-1, -2).reshape(patch_features.shape)
+
+
 def part_logits_at_points(
     patch_features: torch.Tensor,
     text_embeds: torch.Tensor,
@@ -175,6 +195,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         text_embeds: torch.Tensor | None = None,
         patch_features: torch.Tensor | None = None,
         view_weights: torch.Tensor | None = None,
+        scrambled_patch_tokens: bool = False,
         return_dict: bool | None = None,
     ) -> PointCLIPPartSegmentationOutput | tuple:
         r"""
@@ -197,6 +218,10 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
                 Normalised patch embeddings (e.g. cached).
             view_weights (`torch.Tensor` of shape `(views,)`, *optional*):
                 Defaults to `config.view_weights`, else all 1.
+            scrambled_patch_tokens (`bool`, *optional*, defaults to `False`):
+                Score the reference's scrambled patch tokens ([`scramble_patch_tokens`], a bug of its released code)
+                instead of the patches, for parity with its outputs only. `patch_features` in the output stay the
+                true patch embeddings.
             return_dict (`bool`, *optional*):
                 Return a [`PointCLIPPartSegmentationOutput`] (default) or a tuple.
         """
@@ -208,7 +233,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         self._check_points(patch_features, point_pixels, point_visible)
         logits = run_on_cpu_thread(
             part_logits_at_points,
-            patch_features,
+            scramble_patch_tokens(patch_features) if scrambled_patch_tokens else patch_features,
             text_embeds,
             point_pixels.to(patch_features.device),
             point_visible.to(patch_features.device),
@@ -266,7 +291,8 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
             processor ([`PointCLIPProcessor`], *optional*):
                 Defaults to `model.processor`, else the one that belongs to the model.
             pipeline_kwargs:
-                More pipeline arguments (`prompt_templates`, `part_prompts`, `view_weights`, `transposed_lookup`).
+                More pipeline arguments (`prompt_templates`, `part_prompts`, `view_weights`, `transposed_lookup`,
+                `scrambled_patch_tokens`).
 
         Returns:
             For one cloud a `dict` with `parts`, per-point `labels` (part names), `label_ids` `(N,)` and `scores`
@@ -315,4 +341,5 @@ __all__ = [
     "PointCLIPPartSegmentationOutput",
     "part_logits_at_points",
     "part_scores_per_view",
+    "scramble_patch_tokens",
 ]

@@ -1,5 +1,6 @@
 """The processor: a [`PointCloudProcessor`] (clouds -> depth images) and a CLIP tokenizer (labels -> prompt tokens)."""
 
+import copy
 import json
 
 import torch
@@ -12,6 +13,7 @@ from .prompts import DEFAULT_TEMPLATES, build_prompts
 
 CLIP_CONTEXT_LENGTH = 77
 PROCESSOR_CONFIG_FILES = f"{PROCESSOR_NAME}, {FEATURE_EXTRACTOR_NAME} or tokenizer_config.json"
+POINT_OPTIONS = ("sampling", "up_axis")
 
 
 class PointCLIPProcessor(ProcessorMixin):
@@ -158,7 +160,7 @@ class PointCLIPProcessor(ProcessorMixin):
 def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> PointCLIPProcessor:
     r"""
     The processor to use with `model`: `processor` when given, else the one attached as `model.processor`, else the one
-    that belongs to the model's source, loaded with the Hub arguments the model was loaded with.
+    that belongs to the model's source, loaded with the Hub arguments the model was loaded with (and then attached).
 
     Args:
         model ([`PointCLIPModel`]):
@@ -173,6 +175,37 @@ def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> P
             f"{model.config.projection_style!r}."
         )
     return processor
+
+
+def with_point_options(processor: PointCLIPProcessor, **options) -> PointCLIPProcessor:
+    r"""
+    `processor` with other point settings for its feature extractor: a copy when `options` change any, else
+    `processor` itself.
+
+    Args:
+        processor ([`PointCLIPProcessor`]):
+            The processor.
+        options:
+            New values of [`PointCloudProcessor`] settings named in `POINT_OPTIONS` (`sampling`, `up_axis`).
+    """
+    unknown = sorted(set(options) - set(POINT_OPTIONS))
+    if unknown:
+        raise TypeError(f"Unknown point settings {unknown}; choose among {POINT_OPTIONS}.")
+    extractor = processor.feature_extractor
+    if all(getattr(extractor, key) == value for key, value in options.items()):
+        return processor
+    changed = copy.copy(processor)
+    changed.feature_extractor = PointCloudProcessor(**{**extractor.to_dict(), **options})
+    return changed
+
+
+def pop_point_options(kwargs: dict) -> dict:
+    """Take the point settings of `POINT_OPTIONS` out of `from_pretrained` arguments `kwargs`, checked (a `ValueError`
+    before anything is loaded); those given as `None` are dropped."""
+    options = {key: kwargs.pop(key) for key in POINT_OPTIONS if key in kwargs}
+    options = {key: value for key, value in options.items() if value is not None}
+    PointCloudProcessor(**options)
+    return options
 
 
 def holds_pointclip_processor(source: str, **load_kwargs) -> bool:

@@ -49,11 +49,13 @@ def logit_scale_problem(model) -> str | None:
 
 def head_problem(model) -> str | None:
     """Why the classification head (adapter, normalisation, view weights, scale) of a [`PointCLIPModel`] gives NaN or
-    equal logits for `PROBE_LABELS` random labels on fixed pseudo-random view features (`None` when it does not)."""
+    equal logits for `PROBE_LABELS` random labels (a cache head's own label count) on fixed pseudo-random view
+    features (`None` when it does not)."""
     generator = torch.Generator().manual_seed(0)
     shape = (1, model.config.num_views, model.config.embed_dim)
+    num_labels = model.cache.values.shape[1] if model.cache is not None else PROBE_LABELS
     view_features = torch.randn(shape, generator=generator).to(model.device, model.dtype)
-    text_embeds = torch.randn(PROBE_LABELS, shape[-1], generator=generator).to(model.device, model.dtype)
+    text_embeds = torch.randn(num_labels, shape[-1], generator=generator).to(model.device, model.dtype)
     with _adapter_in_eval_mode(model), torch.no_grad():
         problem = _adapter_problem(model, view_features)
         logits = model.forward(view_features=view_features, text_embeds=text_embeds).logits  # no forward hooks

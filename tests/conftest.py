@@ -82,6 +82,19 @@ def tiny_clip_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def hub_with_default_clip(local_hub, tiny_clip_dir):
+    """The local Hub server with the tiny CLIP uploaded as the package's default checkpoint."""
+    from huggingface_hub import HfApi
+
+    from pointclip_hf.pipeline_pointclip import DEFAULT_CHECKPOINT
+
+    api = HfApi()
+    api.create_repo(DEFAULT_CHECKPOINT)
+    api.upload_folder(repo_id=DEFAULT_CHECKPOINT, folder_path=str(tiny_clip_dir))
+    return local_hub
+
+
 @pytest.fixture(scope="session")
 def zero_shot_model(tiny_clip_dir):
     return pointclip_hf.PointCLIPModel.from_pretrained(tiny_clip_dir)

@@ -54,13 +54,15 @@ def test_nested_work_runs_inline():
     assert outer.startswith("pointclip-cpu") and inner == [outer] * 3
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def wide_model():
     return build_model(build_wide_clip(), "pointclip_v1_fewshot", use_adapter=True)
 
 
-@pytest.mark.parametrize("count", [1, 2, 3])
-def test_scores_and_label_embeddings_do_not_depend_on_the_thread_count(wide_model, threads, count):
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("count", [2, 3])
+def test_scores_and_label_embeddings_do_not_depend_on_the_thread_count(wide_model, threads, count, dtype):
+    wide_model = wide_model.to(dtype)
     rng = np.random.default_rng(5)
     clouds = [rng.normal(size=(400, 3)).astype(np.float32) for _ in range(3)]
     processor = processor_for_model(wide_model)

@@ -100,8 +100,20 @@ def test_bad_labels_show_in_the_page(client, labels, message):
 
 
 def test_missing_file_and_unknown_projection_are_named(demo_models):
+    assert demo_models.projections == ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"]  # the ones that classify
     assert "No point-cloud file" in classify_file(demo_models, None, LABELS, "pointclip_v1").error
     assert "not 'pointclip_v3'" in classify_file(demo_models, MUG, LABELS, "pointclip_v3").error
+
+
+def test_sampling_and_up_axis_choices_change_what_the_model_sees(demo_models):
+    default = classify_file(demo_models, MUG, LABELS, "pointclip_v1")
+    chosen = classify_file(demo_models, MUG, LABELS, "pointclip_v1", sampling="first", up_axis="z")
+    expected = PointCloudProcessor(sampling="first", up_axis="z").prepare_points(MUG)[0].numpy()
+    assert np.array_equal(chosen.points, expected)
+    assert np.array_equal(default.points, PointCloudProcessor().prepare_points(MUG)[0].numpy())
+    assert chosen.scores != default.scores
+    by_format = classify_file(demo_models, MUG, LABELS, "pointclip_v1", up_axis="format")
+    assert np.array_equal(by_format.points, default.points)
 
 
 def test_a_saved_pointclip_model_offers_only_its_projection(tiny_clip_dir, tmp_path):
@@ -123,7 +135,8 @@ def test_space_app_builds_the_demo_from_its_metadata(tiny_clip_dir, monkeypatch)
     card = SpaceCard.load(space / "README.md").data
     assert card.sdk == "gradio" and (space / card.app_file).is_file()
     assert card.sdk_version.split(".")[0] == gradio.__version__.split(".")[0]
-    assert "pointclip_hf[demo]" in (space / "requirements.txt").read_text().split()
+    requirements = (space / "requirements.txt").read_text().split()
+    assert any(line.startswith("./pointclip_hf-") and line.endswith(".whl[demo,las,pcd]") for line in requirements)
     monkeypatch.setenv("POINTCLIP_MODEL", str(tiny_clip_dir))
     demo = runpy.run_path(str(space / card.app_file))["demo"]
     assert isinstance(demo, gradio.Blocks)

@@ -1,6 +1,7 @@
 """How a `pointclip` command ends on an error: one line on stderr, `pointclip COMMAND: error: ...`, and exit code 2 for
 a usage or input error (the user can fix the command: a bad argument, a missing or malformed file, an unknown model)
-or 1 for any other failure (network, Hub, disk, out of memory, a bug)."""
+or 1 for any other failure (network, Hub, disk, out of memory, a bug). Ctrl-C ends it with one line and exit code 130,
+as shells report a SIGINT; what was written so far is kept (commands with resumable output continue from it)."""
 
 import errno
 import sys
@@ -19,6 +20,7 @@ from ._options import CommandError
 
 EXIT_INPUT_ERROR = 2
 EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
 INPUT_ERRORS = (CommandError, ValueError, TypeError, StrictDataclassError)
 MISSING_ON_THE_HUB = (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, HFValidationError)
 HTTP_CLIENTS = ("httpx", "httpx2")  # transport errors of the HTTP clients of datasets and huggingface_hub
@@ -66,6 +68,12 @@ def _causes(error: BaseException) -> list[BaseException]:
         if cause is None or cause in chain:
             return chain
         chain.append(cause)
+
+
+def report_interrupt(command: str) -> int:
+    """Print that `command` was interrupted (Ctrl-C), as one line; return the exit code."""
+    print(f"pointclip {command}: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def _is_network_error(error: BaseException) -> bool:
