@@ -43,9 +43,6 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-
-from conftest import byte_level_vocab  # noqa: E402  (the offline byte-level CLIP vocabulary of the tests)
 
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
 from pointclip_hf.cache_model import fused_features  # noqa: E402
@@ -59,6 +56,7 @@ from pointclip_hf.encoding import encode_split, prepare_split  # noqa: E402
 from pointclip_hf.pipeline_pointclip import label_embeddings  # noqa: E402
 from pointclip_hf.processing_pointclip import processor_for_model  # noqa: E402
 from pointclip_hf.test_time_cache import TestTimeCache  # noqa: E402
+from pointclip_hf.testing_utils import byte_level_vocab  # noqa: E402
 from pointclip_hf.training import TrainingConfig, train_adapter  # noqa: E402
 from pointclip_hf.tuning import search_cache_weights  # noqa: E402
 from pointclip_hf.tuning.cache_search import cache_search_grid  # noqa: E402

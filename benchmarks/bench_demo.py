@@ -17,7 +17,6 @@ import argparse
 import os
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,11 +26,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from transformers import CLIPConfig, CLIPModel  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import build_tiny_clip, build_tiny_tokenizer  # noqa: E402  (the tests' offline tiny CLIP and tokenizer)
-
 from pointclip_hf.commands._options import PROJECTIONS  # noqa: E402
 from pointclip_hf.demo import DemoModels, build_demo, classify_file, point_cloud_figure  # noqa: E402
+from pointclip_hf.testing_utils import build_tiny_clip, build_tiny_tokenizer  # noqa: E402
 
 CLOUD = str(Path(__file__).resolve().parent.parent / "examples" / "mug.npy")
 LABELS = "cup, table, teddy bear, chair, airplane, lamp"

@@ -10,7 +10,7 @@ What it builds
     One model is built per architecture; switching projection style swaps in a fresh `PointCLIPConfig` (same CLIP).
 
 Tokenizer and prompt length (text cost depends on the sequence length only)
-    A byte-level CLIPTokenizer without merges, like `tests/conftest.py::build_tiny_tokenizer`, that always pads /
+    A byte-level CLIPTokenizer without merges, like `testing_utils.build_tiny_tokenizer`, that always pads /
     truncates to a fixed length L. By default L is the length the real CLIP BPE tokenizer gives with this package's
     `padding=True` (pad to the longest of the 40 ModelNet40 prompts, start/end tokens included), estimated by hand:
     12 for "point cloud depth map of a {}." (pointclip_v1), 10 for "point cloud of a big {}." (fewshot), 18 for
@@ -73,23 +73,20 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import transformers  # noqa: E402
+from machine import cpu_description, load_average, reset_peak_resident, resident_mib  # noqa: E402
+from tower_variants import BACKENDS, compare_variants  # noqa: E402
 from transformers import CLIPConfig, CLIPTokenizer  # noqa: E402
 
 import pointclip_hf  # noqa: E402
+from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
 from pointclip_hf.cpu_threads import map_on_cpu_threads, num_worker_threads  # noqa: E402
 from pointclip_hf.dtype_policy import DTYPE_CHOICES, dtype_name, resolve_dtype  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import byte_level_vocab  # noqa: E402  (the offline byte-level CLIP vocabulary of the tests)
-from machine import cpu_description, load_average, reset_peak_resident, resident_mib  # noqa: E402
-from tower_variants import BACKENDS, compare_variants  # noqa: E402
-
-from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
 from pointclip_hf.pipeline_pointclip import (
     _LABEL_EMBEDDINGS,
     label_embeddings,
     scores_to_predictions,  # noqa: E402
 )
+from pointclip_hf.testing_utils import byte_level_vocab  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STYLES = ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2")

@@ -1,7 +1,7 @@
 """Which points to keep of a large cloud: time and coverage of the sampling candidates on real shapes, stored in
 spatial order (sorted along one axis, as scanners and LAS tiles store points), at one thread.
 
-Shapes (from the `test` extra, read offline; see tests/real_shapes.py): pyvista's airplane mesh (z up), sampled by
+Shapes (from the `test` extra, read offline; see `testing_utils`): pyvista's airplane mesh (z up), sampled by
 area to 100,000 and 1,000,000 points, and the Middlebury Motorcycle scan back-projected from its disparity (about
 111,000 points, up is -y). Each cloud is turned y up and stored sorted by height.
 
@@ -28,18 +28,15 @@ import argparse
 import os
 import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from real_shapes import motorcycle_scan, pyvista_mesh_path, sorted_along  # noqa: E402
-
 from pointclip_hf import load_point_cloud, render_views  # noqa: E402
 from pointclip_hf.point_ops import normalize_to_unit_sphere, sample_indices, turn_y_up  # noqa: E402
+from pointclip_hf.testing_utils import motorcycle_scan, pyvista_mesh_path, sorted_along  # noqa: E402
 
 NUM_SAMPLES = 1024
 VOXELS_PER_SIDE = 32

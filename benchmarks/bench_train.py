@@ -15,19 +15,15 @@ cached path is reported separately. Example:
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from datasets import Array2D, ClassLabel, Dataset, Features
 from transformers import CLIPConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from conftest import build_tiny_tokenizer  # noqa: E402  (an offline byte-level CLIP tokenizer)
-
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
+from pointclip_hf.testing_utils import build_tiny_tokenizer  # noqa: E402
 from pointclip_hf.training import TrainingConfig, train_adapter  # noqa: E402
 
 STYLE = "pointclip_v1_fewshot"  # 10 views

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -46,11 +45,9 @@ from machine import interleaved
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO_ROOT / "tests"))
-from conftest import synthetic_cloud  # noqa: E402
-
 from pointclip_hf.dtype_policy import dtype_name, resolve_dtype  # noqa: E402
 from pointclip_hf.pipeline_pointclip import label_embeddings  # noqa: E402
+from pointclip_hf.testing_utils import synthetic_cloud  # noqa: E402
 
 BACKENDS = (
     "torch", "sdpa-math", "eager-attention", "channels-last", "compile", "torch-int8", "onnxruntime", "onnxruntime-int8"

@@ -1,4 +1,4 @@
-"""Which points the model sees and which way is up, on shapes people made or scanned (tests/real_shapes.py): the
+"""Which points the model sees and which way is up, on shapes people made or scanned (`testing_utils`): the
 default sampling does not depend on the order a file stores its points in, and `up_axis` (or a file format's own
 convention) turns z-up and other clouds y up, exactly."""
 
@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
-from real_shapes import motorcycle_scan, pyvista_mesh_path, sorted_along
 
 from pointclip_hf import PointCLIPModel, PointCloudProcessor, load_point_cloud
 from pointclip_hf.cli import main as cli_main
 from pointclip_hf.evaluation.fingerprint import run_fingerprint
 from pointclip_hf.point_ops import UP_AXES, hash_order, sample_indices, turn_y_up
 from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.testing_utils import motorcycle_scan, pyvista_mesh_path, sorted_along
 
 LABELS = ["motorcycle", "airplane", "chair", "lamp"]
 # Sorted and shuffled, the same cloud is centred on a mean summed in another order: float32 rounding of the
