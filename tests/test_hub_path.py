@@ -26,6 +26,7 @@ MODEL_FILES = {
     "feature_extraction_pointclip.py", "inter_view_adapter.py", "labels.py", "loading_pointclip.py", "local_paths.py",
     "modeling_pointclip.py", "pipeline_pointclip.py", "point_cloud_checks.py", "point_ops.py",
     "processing_pointclip.py", "projection.py", "projection_part_segmentation.py", "prompts.py", "score_checks.py",
+    "weights_fingerprint.py",
 }  # fmt: skip
 
 
