@@ -92,6 +92,9 @@ class _WatchedLoader(importlib.abc.Loader):
     def __init__(self, loader: importlib.abc.Loader, register: Callable[[], None] | None):
         self.loader, self.register = loader, register
 
+    def __getattr__(self, name: str):  # get_code, get_source, is_package, ... (runpy, inspect, importlib.resources)
+        return getattr(self.loader, name)
+
     def create_module(self, spec):
         return self.loader.create_module(spec)
 
