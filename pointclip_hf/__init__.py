@@ -1,118 +1,120 @@
-"""pointclip_hf: CLIP for 3D point clouds (PointCLIP and PointCLIP V2), the Hugging Face way."""
+"""pointclip_hf: CLIP for 3D point clouds (PointCLIP and PointCLIP V2), the Hugging Face way.
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
-from transformers.pipelines import PIPELINE_REGISTRY
+`import pointclip_hf` loads neither torch nor transformers: each name below is imported on first use, as in
+transformers' and huggingface_hub's lazy `__init__`. The package registers its config, models, processors and
+pipelines with transformers' Auto classes and pipeline registry when transformers loads those (`auto_registration`),
+so `AutoModel.from_pretrained(...)` and `pipeline("point-cloud-zero-shot-classification")` work after this import.
+Everything else lives in its module (`pointclip_hf.evaluation.evaluate`, `pointclip_hf.training.build_few_shot_model`,
+...); the older top-level names still resolve, lazily, for code written against them.
+"""
 
-from .cache_building import build_cache, search_cache_on_validation
-from .configuration_pointclip import PointCLIPConfig
-from .data import few_shot_subset, load_point_cloud_dataset, train_validation_split
-from .dtype_policy import fastest_safe_dtype, resolve_dtype
-from .embeddings import PointCloudEmbeddings, embed_point_clouds, embed_texts
-from .encoding import encode_dataset
-from .evaluation import EvaluationReport, classify_files, evaluate
-from .inter_view_adapter import InterViewAdapter, convert_reference_adapter
-from .io import PointCloudFileError, load_point_cloud
-from .model_card import build_model_card
-from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
-from .modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation, PointCLIPPartSegmentationOutput
-from .onnx_image_tower import use_onnx_image_tower
-from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
-from .pipeline_pointclip_part_segmentation import PART_SEGMENTATION_TASK, PointCloudZeroShotPartSegmentationPipeline
-from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor, processor_for_model
-from .projection import render_views
-from .projection_part_segmentation import PartViews, render_part_views
-from .prompts import TEMPLATE_SETS, load_class_prompts
-from .retrieval import PointCloudIndex, build_index
-from .test_time_cache import TestTimeCache, TestTimeCacheConfig
-from .training import TrainingConfig, build_few_shot_model, train_adapter
-from .tuning import (
-    ensemble_logits,
-    load_logits,
-    pointclip_logits,
-    search_cache_weights,
-    search_ensemble_weight,
-    search_prompts,
-    search_view_weights,
-    tune_on_validation,
-)
+from __future__ import annotations
 
-AutoConfig.register("pointclip", PointCLIPConfig, exist_ok=True)
-AutoModel.register(PointCLIPConfig, PointCLIPModel, exist_ok=True)
-AutoFeatureExtractor.register(PointCLIPConfig, PointCloudProcessor, exist_ok=True)
-AutoProcessor.register(PointCLIPConfig, PointCLIPProcessor, exist_ok=True)
-PointCLIPConfig.register_for_auto_class()
-PointCLIPModel.register_for_auto_class("AutoModel")
-PointCloudProcessor.register_for_auto_class("AutoFeatureExtractor")
-PointCLIPProcessor.register_for_auto_class("AutoProcessor")
-PointCLIPForZeroShotPartSegmentation.register_for_auto_class("AutoModel")
-PIPELINE_REGISTRY.register_pipeline(
-    PIPELINE_TASK,
-    pipeline_class=PointCloudZeroShotClassificationPipeline,
-    pt_model=PointCLIPModel,
-    default={"model": (DEFAULT_CHECKPOINT, "main")},
-    type="multimodal",
-)
-PIPELINE_REGISTRY.register_pipeline(
-    PART_SEGMENTATION_TASK,
-    pipeline_class=PointCloudZeroShotPartSegmentationPipeline,
-    pt_model=PointCLIPForZeroShotPartSegmentation,
-    default={"model": (DEFAULT_CHECKPOINT, "main")},
-    type="multimodal",
-)
+import importlib
+from typing import TYPE_CHECKING
+
+from .auto_registration import register_when_transformers_loads
 
 __version__ = "0.1.0"
+
+_MODULE_OF = {  # every name `import pointclip_hf` resolves, and its module; the first 15 are __all__
+    "PointCLIPConfig": ".configuration_pointclip",
+    "PointCLIPModel": ".modeling_pointclip",
+    "PointCLIPOutput": ".modeling_pointclip",
+    "PointCLIPPreTrainedModel": ".modeling_pointclip",
+    "PointCLIPForZeroShotPartSegmentation": ".modeling_pointclip_part_segmentation",
+    "PointCloudProcessor": ".processing_pointclip",
+    "PointCLIPProcessor": ".processing_pointclip",
+    "PointCloudZeroShotClassificationPipeline": ".pipeline_pointclip",
+    "PointCloudZeroShotPartSegmentationPipeline": ".pipeline_pointclip_part_segmentation",
+    "PointCloudFileError": ".io",
+    "load_point_cloud": ".io",
+    "load_point_cloud_dataset": ".data",
+    "render_views": ".projection",
+    "TrainingConfig": ".training",
+    "train_adapter": ".training",
+    "DEFAULT_CHECKPOINT": ".pipeline_pointclip",
+    "PIPELINE_TASK": ".pipeline_pointclip",
+    "PART_SEGMENTATION_TASK": ".pipeline_pointclip_part_segmentation",
+    "PointCLIPPartSegmentationOutput": ".modeling_pointclip_part_segmentation",
+    "PartViews": ".projection_part_segmentation",
+    "render_part_views": ".projection_part_segmentation",
+    "processor_for_model": ".processing_pointclip",
+    "TEMPLATE_SETS": ".prompts",
+    "load_class_prompts": ".prompts",
+    "InterViewAdapter": ".inter_view_adapter",
+    "convert_reference_adapter": ".inter_view_adapter",
+    "build_few_shot_model": ".training",
+    "build_cache": ".cache_building",
+    "search_cache_on_validation": ".cache_building",
+    "TestTimeCache": ".test_time_cache",
+    "TestTimeCacheConfig": ".test_time_cache",
+    "few_shot_subset": ".data",
+    "train_validation_split": ".data",
+    "fastest_safe_dtype": ".dtype_policy",
+    "resolve_dtype": ".dtype_policy",
+    "PointCloudEmbeddings": ".embeddings",
+    "embed_point_clouds": ".embeddings",
+    "embed_texts": ".embeddings",
+    "encode_dataset": ".encoding",
+    "EvaluationReport": ".evaluation",
+    "classify_files": ".evaluation",
+    "evaluate": ".evaluation",
+    "build_model_card": ".model_card",
+    "use_onnx_image_tower": ".onnx_image_tower",
+    "PointCloudIndex": ".retrieval",
+    "build_index": ".retrieval",
+    "ensemble_logits": ".tuning",
+    "load_logits": ".tuning",
+    "pointclip_logits": ".tuning",
+    "search_cache_weights": ".tuning",
+    "search_ensemble_weight": ".tuning",
+    "search_prompts": ".tuning",
+    "search_view_weights": ".tuning",
+    "tune_on_validation": ".tuning",
+}
 __all__ = [
-    "PART_SEGMENTATION_TASK",
-    "PIPELINE_TASK",
-    "TEMPLATE_SETS",
-    "EvaluationReport",
-    "InterViewAdapter",
-    "PartViews",
-    "PointCLIPForZeroShotPartSegmentation",
-    "PointCLIPPartSegmentationOutput",
     "PointCLIPConfig",
     "PointCLIPModel",
     "PointCLIPOutput",
     "PointCLIPPreTrainedModel",
-    "PointCLIPProcessor",
-    "PointCloudEmbeddings",
-    "PointCloudFileError",
-    "PointCloudIndex",
+    "PointCLIPForZeroShotPartSegmentation",
     "PointCloudProcessor",
+    "PointCLIPProcessor",
     "PointCloudZeroShotClassificationPipeline",
     "PointCloudZeroShotPartSegmentationPipeline",
-    "TestTimeCache",
-    "TestTimeCacheConfig",
-    "TrainingConfig",
-    "build_cache",
-    "build_few_shot_model",
-    "build_index",
-    "build_model_card",
-    "classify_files",
-    "convert_reference_adapter",
-    "embed_point_clouds",
-    "embed_texts",
-    "encode_dataset",
-    "ensemble_logits",
-    "evaluate",
-    "fastest_safe_dtype",
-    "few_shot_subset",
-    "load_class_prompts",
-    "load_logits",
+    "PointCloudFileError",
     "load_point_cloud",
     "load_point_cloud_dataset",
-    "pointclip_logits",
-    "processor_for_model",
-    "render_part_views",
     "render_views",
-    "resolve_dtype",
-    "search_cache_on_validation",
-    "search_cache_weights",
-    "search_ensemble_weight",
-    "search_prompts",
-    "search_view_weights",
+    "TrainingConfig",
     "train_adapter",
-    "train_validation_split",
-    "tune_on_validation",
-    "use_onnx_image_tower",
 ]
+
+
+def __getattr__(name: str):
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pointclip_hf' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_MODULE_OF])
+
+
+if TYPE_CHECKING:
+    from .configuration_pointclip import PointCLIPConfig
+    from .data import load_point_cloud_dataset
+    from .io import PointCloudFileError, load_point_cloud
+    from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
+    from .modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
+    from .pipeline_pointclip import PointCloudZeroShotClassificationPipeline
+    from .pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
+    from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor
+    from .projection import render_views
+    from .training import TrainingConfig, train_adapter
+
+register_when_transformers_loads()

@@ -15,7 +15,6 @@ import warnings
 
 from . import __version__
 from .commands import COMMANDS
-from .commands._errors import report_failure, report_interrupt
 from .commands._options import CommandParser
 
 
@@ -59,8 +58,12 @@ def main(argv=None) -> int:
         try:
             return args.run(args)
         except KeyboardInterrupt:
+            from .commands._errors import report_interrupt
+
             return report_interrupt(args.command)
         except Exception as error:  # noqa: BLE001 - every failure ends in one line and an exit code
+            from .commands._errors import report_failure  # huggingface_hub's errors: loaded only on a failure
+
             return report_failure(args.command, error)
 
 

@@ -65,6 +65,8 @@ class PointCLIPConfig(PreTrainedConfig):
         of its batch, and even one cloud costs a whole call.
     """
 
+    _auto_class = "AutoConfig"  # save_pretrained writes it into the auto_map
+
     model_type = "pointclip"
     sub_configs_defaults = {"clip_config": CLIPConfig}
 

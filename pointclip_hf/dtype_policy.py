@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
+from .choices import DTYPE_ALIASES, DTYPE_CHOICES
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-DTYPE_CHOICES = ["auto", *DTYPES, *DTYPE_ALIASES]
 
 _X86_NATIVE_BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
 _ARM_NATIVE_BF16_FLAGS = {"bf16"}

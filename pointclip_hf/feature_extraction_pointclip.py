@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from transformers import BatchFeature, FeatureExtractionMixin
 
+from .choices import DEFAULT_SAMPLING
 from .cpu_threads import cat_on_cpu_threads, num_worker_threads
 from .point_cloud_checks import check_point_clouds, check_rendered_views
 from .point_ops import (
-    DEFAULT_SAMPLING,
     check_sampling,
     check_up_axis,
     gather_points,
@@ -168,6 +168,8 @@ class PointCloudProcessor(FeatureExtractionMixin):
             turned to +y, the up axis the projections (and ModelNet) use. `None` (the default) takes a file's format
             convention (`.las`/`.laz`: z up; `.glb`/`.gltf`: y up) and y for arrays and all other files.
     """
+
+    _auto_class = "AutoFeatureExtractor"  # save_pretrained writes it into the auto_map
 
     model_input_names = ["pixel_values"]
 

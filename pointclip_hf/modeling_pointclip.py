@@ -279,6 +279,8 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             The configuration.
     """
 
+    _auto_class = "AutoModel"  # save_pretrained writes it into the auto_map
+
     def __init__(self, config: PointCLIPConfig):
         super().__init__(config)
         self.clip = CLIPModel(config.clip_config)

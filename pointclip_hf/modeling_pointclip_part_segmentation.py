@@ -148,6 +148,8 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
             The configuration; `projection_style` should be `"pointclip_v2_part_segmentation"`.
     """
 
+    _auto_class = "AutoModel"  # save_pretrained writes it into the auto_map
+
     def __init__(self, config: PointCLIPConfig):
         super().__init__(config)
         self.clip = CLIPModel(config.clip_config)

@@ -5,8 +5,8 @@ import warnings
 
 import torch
 
-SAMPLING_METHODS = ("random", "fps", "first")
-DEFAULT_SAMPLING = "random"
+from .choices import SAMPLING_METHODS, UP_AXES
+
 FPS_WARNING_UPDATES = 3e7  # about a second on one CPU thread
 _LOW_32_BITS = 0xFFFFFFFF
 # The proper rotation that turns each up axis into +y: which input axis becomes x, y, z, and the signs they take.
@@ -18,7 +18,6 @@ _TO_Y_UP = {
     "x": ((1, 0, 2), (-1, 1, 1)),
     "-x": ((1, 0, 2), (1, -1, 1)),
 }
-UP_AXES = tuple(_TO_Y_UP)
 
 
 def check_up_axis(up_axis: str | None) -> None:

@@ -32,6 +32,8 @@ class PointCLIPProcessor(ProcessorMixin):
             Per-class sentences that replace the templates for the classes they name.
     """
 
+    _auto_class = "AutoProcessor"  # save_pretrained writes it into the auto_map
+
     def __init__(self, feature_extractor=None, tokenizer=None, prompt_templates=None, class_prompts=None):
         self.prompt_templates = list(prompt_templates or DEFAULT_TEMPLATES[feature_extractor.projection_style])
         self.class_prompts = class_prompts

@@ -4,8 +4,7 @@ import argparse
 import os
 import sys
 
-from ..dtype_policy import DTYPE_CHOICES
-from ..point_ops import SAMPLING_METHODS, UP_AXES
+from ..choices import DTYPE_CHOICES, SAMPLING_METHODS, UP_AXES
 
 CLASSIFICATION_PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"]
 PROJECTIONS = [*CLASSIFICATION_PROJECTIONS, "pointclip_v2_part_segmentation"]

@@ -16,8 +16,8 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
+    from ..choices import DEFAULT_SAMPLING
     from ..feature_extraction_pointclip import PointCloudProcessor
-    from ..point_ops import DEFAULT_SAMPLING
     from ..projection import render_views
     from ..visualization import views_to_grid
 

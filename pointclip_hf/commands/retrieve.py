@@ -2,7 +2,7 @@
 
 import json
 
-from ..dtype_policy import DTYPE_CHOICES, resolve_dtype
+from ..choices import DTYPE_CHOICES
 from ._options import CommandError, add_point_options
 
 
@@ -44,6 +44,7 @@ def run(args) -> int:
 def _index_model(args, fingerprint: dict):
     """The `--model`, or the model the index names, with the projection and sampling the index was built with, and
     `--up-axis` for the `--like` files."""
+    from ..dtype_policy import resolve_dtype
     from ..modeling_pointclip import PointCLIPModel
 
     name = args.model or fingerprint.get("model")

@@ -1,0 +1,8 @@
+"""The names users choose from, importable without torch: the command line builds its parser from them before
+anything heavy loads. Each name's meaning lives with the code that acts on it (`dtype_policy`, `point_ops`)."""
+
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DTYPE_CHOICES = ["auto", *DTYPE_ALIASES.values(), *DTYPE_ALIASES]
+SAMPLING_METHODS = ("random", "fps", "first")
+DEFAULT_SAMPLING = "random"
+UP_AXES = ("y", "-y", "z", "-z", "x", "-x")
