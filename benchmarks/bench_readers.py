@@ -14,7 +14,6 @@ carry x, y, z and one float scalar; the mesh is an icosphere of 327,680 faces.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import platform
 import statistics
@@ -118,10 +117,12 @@ def write_files(folder: Path, num_points: int) -> dict[str, tuple[Path, dict[str
     np.save(add("npy", "c.npy", {"numpy.load": np.load}), points)
     np.savez(add("npz", "c.npz", {"numpy.load": lambda p: np.load(p)["points"]}), points=points)
     text = "\n".join(f"{x:.6f} {y:.6f} {z:.6f} {s:.6f}" for x, y, z, s in points.tolist()) + "\n"
-    add("xyz", "c.xyz", {"numpy.loadtxt": lambda p: _np_loadtxt(p, None), "pandas": lambda p: _pandas(p, " "),
-                         "pyarrow": lambda p: _pyarrow(p, " ")}).write_text(text)  # fmt: skip
-    add("csv", "c.csv", {"numpy.loadtxt": lambda p: _np_loadtxt(p, ",", 1), "pandas": lambda p: _pandas(p, ",", 1),
-                         "pyarrow": lambda p: _pyarrow(p, ",", 1)}).write_text("x,y,z,s\n" + text.replace(" ", ","))  # fmt: skip
+    for name, separator, header in (("xyz", " ", ""), ("csv", ",", "x,y,z,s\n")):
+        skip = 1 if header else 0
+        readers = {"numpy.loadtxt": lambda p, s=separator.strip() or None, k=skip: _np_loadtxt(p, s, k),
+                   "pandas": lambda p, s=separator, k=skip: _pandas(p, s, k),
+                   "pyarrow": lambda p, s=separator, k=skip: _pyarrow(p, s, k)}  # fmt: skip
+        add(name, f"c.{name}", readers).write_text(header + text.replace(" ", separator))
 
     vertex = np.empty(num_points, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4"), ("scalar", "f4")])
     for i, name in enumerate(vertex.dtype.names):

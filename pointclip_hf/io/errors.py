@@ -68,7 +68,8 @@ def check_file_size(num_bytes: int, kind: str) -> None:
     cap = max_cloud_bytes()
     if num_bytes > cap:
         raise FormatError(
-            f"{kind} file of {num_bytes:,} bytes is over the {cap:,}-byte cap (raise POINTCLIP_MAX_CLOUD_BYTES to allow)"
+            f"{kind} file of {num_bytes:,} bytes is over the {cap:,}-byte cap "
+            "(raise POINTCLIP_MAX_CLOUD_BYTES to allow)"
         )
 
 
