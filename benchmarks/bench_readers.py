@@ -60,8 +60,8 @@ def _trimesh_samples(path: Path):
     return trimesh.sample.sample_surface(mesh, 2048, seed=0)[0]
 
 
-def _np_loadtxt(path: Path, delimiter: str | None, skip: int = 0):
-    return np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64)
+def _np_loadtxt(path: Path, delimiter: str, skip: int = 0):
+    return np.loadtxt(path, delimiter=delimiter.strip() or None, skiprows=skip, dtype=np.float64)
 
 
 def _pandas(path: Path, sep: str, skip: int = 0, rows: int | None = None):
@@ -119,7 +119,7 @@ def write_files(folder: Path, num_points: int) -> dict[str, tuple[Path, dict[str
     text = "\n".join(f"{x:.6f} {y:.6f} {z:.6f} {s:.6f}" for x, y, z, s in points.tolist()) + "\n"
     for name, separator, header in (("xyz", " ", ""), ("csv", ",", "x,y,z,s\n")):
         skip = 1 if header else 0
-        readers = {"numpy.loadtxt": lambda p, s=separator.strip() or None, k=skip: _np_loadtxt(p, s, k),
+        readers = {"numpy.loadtxt": lambda p, s=separator, k=skip: _np_loadtxt(p, s, k),
                    "pandas": lambda p, s=separator, k=skip: _pandas(p, s, k),
                    "pyarrow": lambda p, s=separator, k=skip: _pyarrow(p, s, k)}  # fmt: skip
         add(name, f"c.{name}", readers).write_text(header + text.replace(" ", separator))
