@@ -13,9 +13,10 @@ from PIL import Image
 from transformers import PreTrainedConfig
 
 from .commands._options import PROJECTIONS, label_list
+from .io.errors import max_cloud_bytes
 from .labels import check_labels
 from .modeling_pointclip import PointCLIPModel
-from .point_cloud_io import SUPPORTED_EXTENSIONS
+from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
 from .processing_pointclip import processor_for_model
 from .projection import render_views
 from .visualization import views_to_grid
@@ -125,8 +126,9 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
     try:
         labels = check_labels(label_list(labels_text or ""))
         model = models.get(projection)
-        predictions = model.classify(path, labels)
-        points = model.processor.feature_extractor.prepare_points(path)
+        cloud = load_point_cloud(path)  # read once: the scores and the views come from the same points
+        predictions = model.classify(cloud, labels)
+        points = model.processor.feature_extractor.prepare_points(cloud)
         views = render_views(points, model.config.projection_style)[0]
     except INPUT_ERRORS as error:
         return DemoResult(error=str(error).replace(str(path), os.path.basename(path)))
@@ -241,9 +243,11 @@ def launch_demo(model_name_or_path: str, port: int | None = None, host: str | No
         device (`str`, *optional*):
             Where to run the model.
         launch_kwargs:
-            More `gradio.Blocks.launch` arguments.
+            More `gradio.Blocks.launch` arguments. `max_file_size` (the largest upload) defaults to the readers' cap,
+            `POINTCLIP_MAX_CLOUD_BYTES` (1 GiB).
     """
     demo = build_demo(DemoModels(model_name_or_path, device=device))
+    launch_kwargs.setdefault("max_file_size", max_cloud_bytes())
     return demo.launch(server_port=port, server_name=host, **launch_kwargs)
 
 

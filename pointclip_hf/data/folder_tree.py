@@ -7,7 +7,8 @@ with `pointclip_hf.point_cloud_io.load_point_cloud` (meshes are sampled to point
     root/<class_name>/*.npy              (no splits: the whole tree, whatever `split` says)
 
 Class names are the sorted class folder names, taken over all splits so that ids agree between splits (or the
-given `class_names`, which must include every folder name).
+given `class_names`, which must include every folder name). Clouds are stored in float32; one that float32 cannot
+resolve where it lies (a georeferenced scan, which the reader returns in float64) is stored centred on its mean.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def _read_cloud(file: Path, num_points: int | None, row: int) -> np.ndarray:
     points = load_point_cloud(file)
     xyz = np.ascontiguousarray(points[:num_points, :3] if num_points else points[:, :3])
     check_point_clouds(torch.from_numpy(xyz)[None], normalize=False, names=[f"row {row} ({str(file)!r})"])
+    if xyz.dtype == np.float64:  # far from the origin for its size (georeferenced): float32 would blur it uncentred
+        xyz = xyz - xyz.mean(axis=0)
     return xyz.astype(np.float32)
 
 
