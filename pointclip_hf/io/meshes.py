@@ -36,7 +36,7 @@ def _load_with_trimesh(path: Path, ext: str) -> tuple[np.ndarray, np.ndarray]:
         _check_binary_stl_size(path)
     if ext in (".glb", ".gltf"):
         _check_external_files(path, ext)
-    options = {"skip_materials": True} if ext in (".obj", ".glb", ".gltf") else {}
+    options = {"skip_materials": True} if ext in (".obj", ".glb", ".gltf", ".ply") else {}  # no texture files read
     try:
         scene = trimesh.load_scene(str(path), file_type=ext[1:], process=False, **options)
         return _scene_triangles(trimesh, scene)
