@@ -375,3 +375,19 @@ def test_reader_table_parse_matches_the_line_parser(tmp_path):
     for name in ("a.csv", "b.txt"):
         np.testing.assert_allclose(load_point_cloud(tmp_path / name), rows, rtol=1e-7)
 
+
+
+def test_binary_clouds_come_back_in_memory_not_mapped(tmp_path):
+    """The memory-mapped PLY and the in-place PCD reads still hand back an array of their own."""
+    from plyfile import PlyData, PlyElement
+
+    xyz = object_cloud(n=100).astype(np.float32)
+    vertex = np.empty(100, dtype=[("x", "f4"), ("y", "f4"), ("z", "f4")])
+    vertex["x"], vertex["y"], vertex["z"] = xyz.T
+    PlyData([PlyElement.describe(vertex, "vertex")]).write(str(tmp_path / "b.ply"))
+    header = "FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 100\nHEIGHT 1\nPOINTS 100\nDATA binary\n"
+    (tmp_path / "b.pcd").write_bytes(header.encode() + xyz.tobytes())
+    for name in ("b.ply", "b.pcd"):
+        points = load_point_cloud(tmp_path / name)
+        assert points.flags.owndata and points.flags.writeable and type(points) is np.ndarray
+        np.testing.assert_array_equal(points, xyz)

@@ -89,3 +89,10 @@ def check_numeric_dtype(dtype: np.dtype) -> None:
         )
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise FormatError(f"expected a real numeric array, got dtype {dtype}")
+
+
+def float_dtype_for(dtypes) -> type:
+    """`np.float32` when float32 holds every value of `dtypes` exactly (floats of up to 4 bytes, integers of up to 2),
+    else `np.float64`."""
+    wide = any(np.dtype(d).itemsize > (4 if np.dtype(d).kind == "f" else 2) for d in dtypes)
+    return np.float64 if wide else np.float32

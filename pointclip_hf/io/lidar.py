@@ -62,8 +62,11 @@ def load_las(path: Path) -> np.ndarray:
     if count == 0:
         raise FormatError("file contains zero points")
     out = np.empty((count, 4))
-    out[:, 0], out[:, 1], out[:, 2] = points.x, points.y, points.z
-    out[:, 3] = points.intensity
+    records = points.points.array
+    for column, (name, scale, offset) in enumerate(zip("XYZ", points.header.scales, points.header.offsets)):
+        np.multiply(records[name], scale, out=out[:, column])  # laspy's scaling, without its temporaries
+        out[:, column] += offset
+    out[:, 3] = records["intensity"]
     return out
 
 

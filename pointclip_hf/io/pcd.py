@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.recfunctions import structured_to_unstructured
 
+from .arrays import float_dtype_for
 from .errors import FormatError, check_declared_size
 from .text import parse_rows, read_table
 
@@ -38,16 +39,23 @@ def load_pcd(data: bytes) -> np.ndarray:
         return values[:, _column_order(header)] if _plain(header) else _assemble(header, _ascii_columns(header, values))
     if header.mode == "binary":
         records = _binary_records(header, body)
-    elif header.mode == "binary_compressed":
-        records = _compressed_records(header, body)
-    else:
-        raise FormatError(f"unsupported PCD DATA type {header.mode!r}")
-    if _plain(header):  # one pass over the records
-        order = [f"f{i}" for i in _column_order(header)]
-        wide = any(records.dtype[name].base.itemsize > (4 if records.dtype[name].base.kind == "f" else 2)
-                   for name in order)  # fmt: skip
-        return structured_to_unstructured(records[order], dtype=np.float64 if wide else np.float32)
-    return _assemble(header, _record_columns(header, records))
+        if _plain(header):  # one pass over the records
+            order = [f"f{i}" for i in _column_order(header)]
+            dtype = float_dtype_for(records.dtype[name] for name in order)
+            columns = structured_to_unstructured(records[order], dtype=dtype)
+            return columns if columns.flags.owndata else np.array(columns)  # writable, not a view of the bytes
+        return _assemble(header, _record_columns(header, records))
+    if header.mode == "binary_compressed":
+        fields = _compressed_fields(header, body)
+        if _plain(header):  # one pass over the decompressed fields
+            order = _column_order(header)
+            out = np.empty((header.points, len(order)), dtype=float_dtype_for(fields[i].dtype for i in order))
+            for column, index in enumerate(order):
+                out[:, column] = fields[index][:, 0]
+            return out
+        names = [name for name, _, _ in header.fields]
+        return _assemble(header, {name: field for name, field in zip(names, fields) if name != "_"})
+    raise FormatError(f"unsupported PCD DATA type {header.mode!r}")
 
 
 def _plain(header: PCDHeader) -> bool:
@@ -168,8 +176,8 @@ def _binary_records(header: PCDHeader, body: memoryview) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype, count=header.points)
 
 
-def _compressed_records(header: PCDHeader, body: memoryview) -> np.ndarray:
-    """Decompress LZF field-major data into point records, after checking its declared sizes."""
+def _compressed_fields(header: PCDHeader, body: memoryview) -> list[np.ndarray]:
+    """Decompress LZF field-major data, after checking its declared sizes: one `[points, count]` array per field."""
     if len(body) < 8:
         raise FormatError("PCD binary_compressed data lacks its size words")
     stored, expanded = struct.unpack("<II", body[:8])
@@ -185,15 +193,12 @@ def _compressed_records(header: PCDHeader, body: memoryview) -> np.ndarray:
     raw = _lzf().decompress(bytes(body[8 : 8 + stored]), expanded) if expanded else b""
     if raw is None or len(raw) != expanded:
         raise FormatError("PCD binary_compressed data is corrupt (LZF decompression failed)")
-    records = np.empty(header.points, dtype=dtype)
-    offset = 0
-    for i, (_, code, count) in enumerate(header.fields):
-        size = header.points * count * np.dtype(code).itemsize
-        records[f"f{i}"] = np.frombuffer(raw, dtype="<" + code, count=header.points * count, offset=offset).reshape(
-            header.points, count
-        )
-        offset += size
-    return records
+    fields, offset = [], 0
+    for _, code, count in header.fields:
+        field = np.frombuffer(raw, dtype="<" + code, count=header.points * count, offset=offset)
+        fields.append(field.reshape(header.points, count))
+        offset += header.points * count * np.dtype(code).itemsize
+    return fields
 
 
 def _lzf():

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.recfunctions import structured_to_unstructured
 
+from .arrays import float_dtype_for
 from .errors import FormatError, check_declared_size
 from .meshes import load_mesh
 from .text import read_table
@@ -61,8 +62,9 @@ def load_ply(path: Path, num_samples: int, seed: int) -> np.ndarray:
     if table is not None:
         return table[:, [names.index(name) for name in order]]
     rows = _plyfile_vertex(path)[order]
-    wide = any(rows.dtype[name].itemsize > (4 if rows.dtype[name].kind == "f" else 2) for name in order)
-    return structured_to_unstructured(rows, dtype=np.float64 if wide else np.float32)  # one pass over the file
+    dtype = float_dtype_for(rows.dtype[name] for name in order)
+    columns = structured_to_unstructured(rows, dtype=dtype)  # a view of the mapped file when the types allow
+    return columns if columns.flags.owndata else np.array(columns)  # one pass over the file, into memory
 
 
 def _read_header(path: Path) -> tuple[str, int]:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import load_npy, load_npz
+from .arrays import float_dtype_for, load_npy, load_npz
 from .errors import FormatError, PointCloudFileError
 from .lidar import LIDAR_EXTENSIONS, load_las
 from .meshes import MESH_EXTENSIONS, load_mesh
@@ -112,6 +112,9 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
         raise FormatError("file contains zero points")
     if not points.dtype.isnative:
         points = points.astype(points.dtype.newbyteorder("="))
+    if float_dtype_for([points.dtype]) == np.float32:  # float32 holds every value: one summing pass checks them all
+        points = np.ascontiguousarray(points, dtype=np.float32)
+        return points if np.isfinite(np.add.reduce(points, axis=None)) else _finite_rows(points, drop_invalid)
     points = np.ascontiguousarray(points)
     low, high = _column_range(points)
     if not (np.isfinite(low[:3]).all() and np.isfinite(high[:3]).all()):
@@ -122,8 +125,7 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
         row = int(np.flatnonzero((np.abs(points[:, :3]) > _FLOAT32_MAX).any(axis=1))[0])
         raise FormatError(f"point {row} has a coordinate beyond the float32 range (|value| > 3.4e38)")
     extent = float((high[:3] - low[:3]).max())
-    keep_float64 = points.dtype.itemsize > 4 or points.dtype.kind in "iu" and points.dtype.itemsize > 2
-    dtype = np.float64 if keep_float64 and largest > extent * 2.0 ** (23 - FLOAT32_STEPS_BITS) else np.float32
+    dtype = np.float64 if largest > extent * 2.0 ** (23 - FLOAT32_STEPS_BITS) else np.float32
     with np.errstate(over="ignore", invalid="ignore"):
         return np.ascontiguousarray(points, dtype=dtype)
 
@@ -145,7 +147,11 @@ def _column_range(points: np.ndarray, block_rows: int = 1024) -> tuple[np.ndarra
 
 
 def _finite_rows(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
+    """`points` without its rows of non-finite x, y, z when `drop_invalid` (refused otherwise; a sum that overflowed
+    over finite values leaves them as they are)."""
     finite = np.isfinite(points[:, :3]).all(axis=1)
+    if finite.all():
+        return points
     if not drop_invalid:
         raise FormatError(f"point {int(np.flatnonzero(~finite)[0])} has a NaN or infinite coordinate")
     if not finite.any():

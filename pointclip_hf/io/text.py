@@ -26,8 +26,7 @@ def load_text(path: Path, ext: str) -> np.ndarray:
     check_file_size(path.stat().st_size, "text")
     data = path.read_bytes().removeprefix(_BOM)
     start, declared = _first_data_row(data, ext)
-    end = data.find(b"\n", start)
-    table = read_table(data[start:], "," if b"," in data[start : end if end >= 0 else None] else r"\s+")
+    table = read_table(data[start:], commas=True)
     if table is None:  # malformed somewhere: the line-by-line parser names the row
         table = _parse_lines(data[start:])
     if declared is not None and declared != len(table):
@@ -90,21 +89,43 @@ def _is_number(field: str) -> bool:
     return True
 
 
-def read_table(data: bytes, separator: str = r"\s+", rows: int | None = None) -> np.ndarray | None:
+def read_table(data: bytes, rows: int | None = None, commas: bool = False) -> np.ndarray | None:
     """The numbers of `data` as a float64 table `[rows, columns]`, by pandas' C parser (`#` comments and blank lines
     skipped), or `None` where it cannot vouch for the result: a malformed, ragged or non-UTF-8 row, or a NaN (which
     may be a missing field). The caller then parses line by line and names the problem.
 
+    Rows separated by single spaces (or commas) are parsed as such, twice as fast as any whitespace; other rows, or
+    rows where that fails, as whitespace-separated.
+
     Args:
         data (`bytes`): the text.
-        separator (`str`, *optional*, defaults to `r"\\s+"`): `r"\\s+"` (any whitespace) or `","`.
         rows (`int`, *optional*): read only the first `rows` rows.
+        commas (`bool`, *optional*, defaults to `False`): fields may be separated by commas (and spaces).
     """
+    end = data.find(b"\n", 0, 1 << 16)
+    first = data[: end if end >= 0 else 1 << 16].rstrip(b"\r")
+    if commas and b"," in first:
+        separators = [","]
+    elif re.fullmatch(rb"\S+( \S+)*", first):
+        separators = [" ", r"\s+"]
+    else:
+        separators = [r"\s+"]
+    options = {"comment": "#"} if b"#" in data else {}
+    if b", " in first:
+        options["skipinitialspace"] = True
+    for separator in separators:
+        table = _pandas_table(data, separator, rows, options)
+        if table is not None:
+            return table
+    return None
+
+
+def _pandas_table(data: bytes, separator: str, rows: int | None, options: dict) -> np.ndarray | None:
     import pandas
 
     try:
-        frame = pandas.read_csv(io.BytesIO(data), sep=separator, header=None, comment="#", dtype=np.float64,
-                                nrows=rows, engine="c", skipinitialspace=True)  # fmt: skip
+        frame = pandas.read_csv(io.BytesIO(data), sep=separator, header=None, dtype=np.float64, nrows=rows,
+                                engine="c", **options)  # fmt: skip
     except (ValueError, pandas.errors.ParserError, pandas.errors.EmptyDataError):  # UnicodeDecodeError included
         return None
     table = frame.to_numpy(dtype=np.float64)
