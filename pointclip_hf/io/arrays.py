@@ -10,6 +10,10 @@ import numpy as np
 
 from .errors import FormatError, check_declared_size
 
+FLOAT32_STEPS_BITS = 16
+"""A reader returns float64 when float32 would resolve the cloud's extent into fewer than 2**16 steps: coordinates far
+from the origin for the cloud's size, as georeferenced scans have (a 200 m tile at UTM northing 4,500,000)."""
+
 NPZ_KEYS = ("points", "xyz", "data")
 """Members tried, in order, when reading a `.npz` archive; otherwise its only array."""
 
@@ -96,3 +100,9 @@ def float_dtype_for(dtypes) -> type:
     else `np.float64`."""
     wide = any(np.dtype(d).itemsize > (4 if np.dtype(d).kind == "f" else 2) for d in dtypes)
     return np.float64 if wide else np.float32
+
+
+def needs_float64(largest: float, extent: float) -> bool:
+    """Whether a cloud whose largest |coordinate| is `largest` and whose extent is `extent` needs float64: float32
+    steps there are `largest * 2**-23`, too coarse when fewer than `2**FLOAT32_STEPS_BITS` span the extent."""
+    return largest > extent * 2.0 ** (23 - FLOAT32_STEPS_BITS)

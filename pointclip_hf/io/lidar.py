@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import needs_float64
 from .errors import FormatError, check_declared_size
 
 LIDAR_EXTENSIONS = (".las", ".laz")
@@ -39,7 +40,7 @@ class LASLayout:
 
 
 def load_las(path: Path) -> np.ndarray:
-    """The scaled `x, y, z` of a LAS/LAZ file, then its intensity, as float64 `[N, 4]`."""
+    """The scaled `x, y, z` of a LAS/LAZ file, then its intensity, `[N, 4]`."""
     laspy = _laspy()
     layout = _check_layout(path)
     try:
@@ -61,11 +62,22 @@ def load_las(path: Path) -> np.ndarray:
         raise FormatError(f"could not read the LAS/LAZ file ({type(error).__name__}: {error})") from None
     if count == 0:
         raise FormatError("file contains zero points")
-    out = np.empty((count, 4))
-    records = points.points.array
-    for column, (name, scale, offset) in enumerate(zip("XYZ", points.header.scales, points.header.offsets)):
-        np.multiply(records[name], scale, out=out[:, column])  # laspy's scaling, without its temporaries
-        out[:, column] += offset
+    return _scaled_columns(points.points.array, points.header)
+
+
+def _scaled_columns(records: np.ndarray, header) -> np.ndarray:
+    """`x, y, z` (laspy's `X * scale + offset`) and intensity, in float32 when the header's bounds show float32
+    resolves the cloud, else float64, so that no pass over the points is needed to find out (scaled integers are
+    finite; bounds that a writer got wrong can only cost precision)."""
+    scales, offsets = np.asarray(header.scales, float), np.asarray(header.offsets, float)
+    if not (np.isfinite(scales).all() and np.isfinite(offsets).all()):
+        raise FormatError(f"LAS header has non-finite scales {scales} or offsets {offsets}")
+    low, high = np.asarray(header.mins, float), np.asarray(header.maxs, float)
+    largest = float(np.maximum(np.abs(low), np.abs(high)).max())
+    wide = not np.isfinite(largest) or needs_float64(largest, float((high - low).max()))
+    out = np.empty((len(records), 4), dtype=np.float64 if wide else np.float32)
+    for column, (name, scale, offset) in enumerate(zip("XYZ", scales, offsets)):
+        out[:, column] = records[name] * scale + offset
     out[:, 3] = records["intensity"]
     return out
 

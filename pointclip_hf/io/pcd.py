@@ -39,11 +39,13 @@ def load_pcd(data: bytes) -> np.ndarray:
         return values[:, _column_order(header)] if _plain(header) else _assemble(header, _ascii_columns(header, values))
     if header.mode == "binary":
         records = _binary_records(header, body)
-        if _plain(header):  # one pass over the records
+        if _plain(header) and len({code for _, code, _ in header.fields}) == 1:  # one table: columns picked, copied
+            table = records.view("<" + header.fields[0][1]).reshape(header.points, len(header.fields))
+            return table[:, _column_order(header)]
+        if _plain(header):
             order = [f"f{i}" for i in _column_order(header)]
             dtype = float_dtype_for(records.dtype[name] for name in order)
-            columns = structured_to_unstructured(records[order], dtype=dtype)
-            return columns if columns.flags.owndata else np.array(columns)  # writable, not a view of the bytes
+            return np.array(structured_to_unstructured(records[order], dtype=dtype))  # writable, not the bytes
         return _assemble(header, _record_columns(header, records))
     if header.mode == "binary_compressed":
         fields = _compressed_fields(header, body)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import float_dtype_for, load_npy, load_npz
+from .arrays import float_dtype_for, load_npy, load_npz, needs_float64
 from .errors import FormatError, PointCloudFileError
 from .lidar import LIDAR_EXTENSIONS, load_las
 from .meshes import MESH_EXTENSIONS, load_mesh
@@ -36,9 +36,9 @@ def load_point_cloud(path: str | os.PathLike, num_mesh_samples: int = 2048, seed
 
     Returns:
         `np.ndarray` of shape `(N, C)`, C-contiguous, `C >= 3`: `x, y, z`, then the other per-point channels the
-        file carries. float32, except float64 for a file stored in 64-bit values whose cloud float32 cannot resolve at
-        its own scale (fewer than `2**FLOAT32_STEPS_BITS` steps across it: a georeferenced scan far from the origin);
-        the processor centres such a cloud in float64 before it casts.
+        file carries. float32, except float64 for a file stored in wider values whose cloud float32 cannot resolve
+        at its own scale (fewer than `2**arrays.FLOAT32_STEPS_BITS` steps across it: a georeferenced scan far from
+        the origin); the processor centres such a cloud in float64 before it casts.
 
     Raises:
         FileNotFoundError: `path` does not exist.
@@ -124,15 +124,9 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
     if largest > _FLOAT32_MAX:
         row = int(np.flatnonzero((np.abs(points[:, :3]) > _FLOAT32_MAX).any(axis=1))[0])
         raise FormatError(f"point {row} has a coordinate beyond the float32 range (|value| > 3.4e38)")
-    extent = float((high[:3] - low[:3]).max())
-    dtype = np.float64 if largest > extent * 2.0 ** (23 - FLOAT32_STEPS_BITS) else np.float32
+    dtype = np.float64 if needs_float64(largest, float((high[:3] - low[:3]).max())) else np.float32
     with np.errstate(over="ignore", invalid="ignore"):
         return np.ascontiguousarray(points, dtype=dtype)
-
-
-FLOAT32_STEPS_BITS = 16
-"""A reader returns float64 when float32 would resolve the cloud's extent into fewer than 2**16 steps: coordinates far
-from the origin for the cloud's size, as georeferenced scans have (a 200 m tile at UTM northing 4,500,000)."""
 
 
 def _column_range(points: np.ndarray, block_rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
