@@ -76,8 +76,9 @@ def _scaled_columns(records: np.ndarray, header) -> np.ndarray:
     largest = float(np.maximum(np.abs(low), np.abs(high)).max())
     wide = not np.isfinite(largest) or needs_float64(largest, float((high - low).max()))
     out = np.empty((len(records), 4), dtype=np.float64 if wide else np.float32)
-    for column, (name, scale, offset) in enumerate(zip("XYZ", scales, offsets)):
-        out[:, column] = records[name] * scale + offset
+    with np.errstate(over="ignore", invalid="ignore"):  # a value beyond float32 becomes inf, refused as such
+        for column, (name, scale, offset) in enumerate(zip("XYZ", scales, offsets)):
+            out[:, column] = records[name] * scale + offset
     out[:, 3] = records["intensity"]
     return out
 

@@ -114,7 +114,9 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
         points = points.astype(points.dtype.newbyteorder("="))
     if float_dtype_for([points.dtype]) == np.float32:  # float32 holds every value: one summing pass checks them all
         points = np.ascontiguousarray(points, dtype=np.float32)
-        return points if np.isfinite(np.add.reduce(points, axis=None)) else _finite_rows(points, drop_invalid)
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.add.reduce(points, axis=None)
+        return points if np.isfinite(total) else _finite_rows(points, drop_invalid)
     points = np.ascontiguousarray(points)
     low, high = _column_range(points)
     if not (np.isfinite(low[:3]).all() and np.isfinite(high[:3]).all()):
