@@ -376,7 +376,6 @@ def test_reader_table_parse_matches_the_line_parser(tmp_path):
         np.testing.assert_allclose(load_point_cloud(tmp_path / name), rows, rtol=1e-7)
 
 
-
 def test_binary_clouds_come_back_in_memory_not_mapped(tmp_path):
     """The memory-mapped PLY and the in-place PCD reads still hand back an array of their own."""
     from plyfile import PlyData, PlyElement

@@ -18,6 +18,7 @@ NPZ_KEYS = ("points", "xyz", "data")
 """Members tried, in order, when reading a `.npz` archive; otherwise its only array."""
 
 _MAX_HEADER_BYTES = 10_000
+_READ_BLOCK_BYTES = 1 << 18
 
 
 def load_npy(path: Path) -> np.ndarray:
@@ -79,10 +80,22 @@ def _read_npy_stream(handle: BinaryIO, what: str, stored_bytes: int) -> np.ndarr
     if num_bytes > stored_bytes:
         raise FormatError(f"{what} is truncated: its header declares shape {shape} ({num_bytes:,} bytes)")
     flat = np.empty(count, dtype=dtype)
-    received = handle.readinto(memoryview(flat).cast("B")) if num_bytes else 0
+    received = _read_into(handle, memoryview(flat).cast("B"))
     if received != num_bytes:
         raise FormatError(f"{what} is truncated: header declares {num_bytes:,} bytes, {received:,} follow")
     return flat.reshape(shape, order="F" if fortran_order else "C")
+
+
+def _read_into(handle: BinaryIO, buffer: memoryview) -> int:
+    """Fill `buffer` from `handle` block by block (a zip member asked for all of it at once joins copies of the whole
+    member); return the bytes received."""
+    received = 0
+    while received < len(buffer):
+        block = handle.readinto(buffer[received : received + _READ_BLOCK_BYTES])
+        if not block:
+            break
+        received += block
+    return received
 
 
 def check_numeric_dtype(dtype: np.dtype) -> None:

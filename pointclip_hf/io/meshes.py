@@ -84,13 +84,13 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, num_samples: int, se
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise FormatError(f"a mesh face refers to a vertex outside 0..{len(vertices) - 1}")
     vertices = np.asarray(vertices, dtype=np.float64)
-    bad = ~np.isfinite(vertices).all(axis=1)
-    if bad.any():
+    if not np.isfinite(vertices).all():
+        bad = ~np.isfinite(vertices).all(axis=1)
         first = int(np.flatnonzero(bad)[0])
         raise FormatError(f"mesh has {int(bad.sum())} vertices with NaN or infinite coordinates (first: {first})")
     origins, seconds, thirds = (vertices[faces[:, corner]] for corner in range(3))
-    crosses = np.cross(seconds - origins, thirds - seconds)  # as trimesh's face areas
-    cumulative = np.cumsum(np.sqrt((crosses**2).sum(axis=1)) / 2.0)
+    crosses = np.cross(seconds - origins, thirds - seconds)  # as trimesh's face areas, summed in the same order
+    cumulative = np.cumsum(np.sqrt(crosses[:, 0] ** 2 + crosses[:, 1] ** 2 + crosses[:, 2] ** 2) / 2.0)
     area = float(cumulative[-1])
     if not np.isfinite(area) or area <= 0.0:
         raise FormatError(f"mesh has zero or invalid surface area ({area})")

@@ -39,9 +39,10 @@ def load_pcd(data: bytes) -> np.ndarray:
         return values[:, _column_order(header)] if _plain(header) else _assemble(header, _ascii_columns(header, values))
     if header.mode == "binary":
         records = _binary_records(header, body)
-        if _plain(header) and len({code for _, code, _ in header.fields}) == 1:  # one table: columns picked, copied
+        if _plain(header) and len({code for _, code, _ in header.fields}) == 1:  # one table, copied aligned
             table = records.view("<" + header.fields[0][1]).reshape(header.points, len(header.fields))
-            return table[:, _column_order(header)]
+            order = _column_order(header)
+            return table.copy() if order == list(range(len(header.fields))) else np.take(table, order, axis=1)
         if _plain(header):
             order = [f"f{i}" for i in _column_order(header)]
             dtype = float_dtype_for(records.dtype[name] for name in order)
@@ -86,7 +87,7 @@ def _parse_header(data: bytes) -> tuple[PCDHeader, memoryview]:
             key, *values = line.split()
             entries[key.upper()] = values
     header = PCDHeader(_fields(entries), _point_count(entries), (entries.get("DATA") or [""])[0].lower())
-    return header, memoryview(data)[match.end():]  # binary bodies are read in place
+    return header, memoryview(data)[match.end() :]  # binary bodies are read in place
 
 
 def _fields(entries: dict[str, list[str]]) -> list[tuple[str, str, int]]:

@@ -102,7 +102,8 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
     """Check the shape and the coordinates; return native float32, or float64 when float32 would blur the cloud.
 
     Rows with non-finite x, y, z are dropped when `drop_invalid`, else refused. The checks reduce whole contiguous
-    blocks (a strided per-column reduction costs ten times the read of a `.npy`).
+    blocks (a strided per-column reduction of a row-major array costs ten times the read of a `.npy`), or the columns
+    of a column-major one.
     """
     if points.ndim != 2:
         raise FormatError(f"expected a 2-D [N, C] array, got shape {points.shape}")
@@ -117,7 +118,8 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
             total = np.add.reduce(points, axis=None)
         return points if np.isfinite(total) else _finite_rows(points, drop_invalid)
-    points = np.ascontiguousarray(points)
+    if not points.flags.f_contiguous:  # a pandas table is column-major: kept so until the one cast below
+        points = np.ascontiguousarray(points)
     low, high = _column_range(points)
     if not (np.isfinite(low[:3]).all() and np.isfinite(high[:3]).all()):
         points = _finite_rows(points, drop_invalid)
@@ -128,11 +130,25 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
         raise FormatError(f"point {row} has a coordinate beyond the float32 range (|value| > 3.4e38)")
     dtype = np.float64 if needs_float64(largest, float((high[:3] - low[:3]).max())) else np.float32
     with np.errstate(over="ignore", invalid="ignore"):
+        return _row_major(points, dtype)
+
+
+def _row_major(points: np.ndarray, dtype: type) -> np.ndarray:
+    """`points` C-contiguous in `dtype`; a column-major table is copied column by column (twice as fast as numpy's
+    strided cast of the whole)."""
+    if points.flags.c_contiguous or not points.flags.f_contiguous:
         return np.ascontiguousarray(points, dtype=dtype)
+    out = np.empty(points.shape, dtype=dtype)
+    for column in range(points.shape[1]):
+        out[:, column] = points[:, column]
+    return out
 
 
 def _column_range(points: np.ndarray, block_rows: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """Per-column minimum and maximum of a C-contiguous `[N, C]` array (NaN propagates), reduced block-wise."""
+    """Per-column minimum and maximum of a C- or F-contiguous `[N, C]` array (NaN propagates); a C-contiguous one is
+    reduced block-wise."""
+    if points.flags.f_contiguous and not points.flags.c_contiguous:
+        return points.min(axis=0), points.max(axis=0)
     rows = len(points) // block_rows * block_rows
     blocks = points[:rows].reshape(-1, block_rows * points.shape[1])
     parts_low, parts_high = [points[rows:]], [points[rows:]]
