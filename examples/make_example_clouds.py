@@ -1,4 +1,5 @@
-"""Regenerate the example point clouds in this folder from pybullet's data files.
+"""Regenerate the example point clouds (shipped in `pointclip_hf/example_clouds/`, linked from `examples/`) from
+pybullet's data files.
 
 Usage::
 
@@ -24,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 import trimesh
+
+PACKAGE_CLOUDS = Path(__file__).resolve().parents[1] / "pointclip_hf" / "example_clouds"
 
 # pybullet / URDF worlds are z-up; ModelNet (and PointCLIP's views) are y-up.
 Z_UP_TO_Y_UP = np.array(
@@ -99,8 +102,8 @@ def make_cloud(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pybullet_data", type=Path, help="path to the pybullet_data folder")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                        help="output folder (default: this script's folder)")
+    parser.add_argument("--out", type=Path, default=PACKAGE_CLOUDS,
+                        help="output folder (default: the package's example_clouds/, linked from examples/)")
     parser.add_argument("--num-points", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

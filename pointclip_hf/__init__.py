@@ -3,6 +3,7 @@
 from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProcessor
 from transformers.pipelines import PIPELINE_REGISTRY
 
+from .cache_building import build_cache, search_cache_on_validation
 from .configuration_pointclip import PointCLIPConfig
 from .data import few_shot_subset, load_point_cloud_dataset, train_validation_split
 from .dtype_policy import fastest_safe_dtype, resolve_dtype
@@ -22,11 +23,13 @@ from .projection import render_views
 from .projection_part_segmentation import PartViews, render_part_views
 from .prompts import TEMPLATE_SETS, load_class_prompts
 from .retrieval import PointCloudIndex, build_index
+from .test_time_cache import TestTimeCache, TestTimeCacheConfig
 from .training import TrainingConfig, build_few_shot_model, train_adapter
 from .tuning import (
     ensemble_logits,
     load_logits,
     pointclip_logits,
+    search_cache_weights,
     search_ensemble_weight,
     search_prompts,
     search_view_weights,
@@ -46,14 +49,14 @@ PIPELINE_REGISTRY.register_pipeline(
     PIPELINE_TASK,
     pipeline_class=PointCloudZeroShotClassificationPipeline,
     pt_model=PointCLIPModel,
-    default={"pt": (DEFAULT_CHECKPOINT, "main")},
+    default={"model": (DEFAULT_CHECKPOINT, "main")},
     type="multimodal",
 )
 PIPELINE_REGISTRY.register_pipeline(
     PART_SEGMENTATION_TASK,
     pipeline_class=PointCloudZeroShotPartSegmentationPipeline,
     pt_model=PointCLIPForZeroShotPartSegmentation,
-    default={"pt": (DEFAULT_CHECKPOINT, "main")},
+    default={"model": (DEFAULT_CHECKPOINT, "main")},
     type="multimodal",
 )
 
@@ -78,7 +81,10 @@ __all__ = [
     "PointCloudProcessor",
     "PointCloudZeroShotClassificationPipeline",
     "PointCloudZeroShotPartSegmentationPipeline",
+    "TestTimeCache",
+    "TestTimeCacheConfig",
     "TrainingConfig",
+    "build_cache",
     "build_few_shot_model",
     "build_index",
     "build_model_card",
@@ -100,6 +106,8 @@ __all__ = [
     "render_part_views",
     "render_views",
     "resolve_dtype",
+    "search_cache_on_validation",
+    "search_cache_weights",
     "search_ensemble_weight",
     "search_prompts",
     "search_view_weights",

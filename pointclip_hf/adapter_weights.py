@@ -1,7 +1,9 @@
-"""Where PointCLIP weights are saved and loaded: only the small adapter (fp32 safetensors), never the frozen CLIP."""
+"""Where PointCLIP weights are saved and loaded: only the small heads (the adapter and the cache, fp32 safetensors),
+never the frozen CLIP."""
 
 import json
 import os
+from pathlib import PurePath
 
 import torch
 from safetensors import SafetensorError
@@ -11,14 +13,16 @@ from transformers.utils import cached_file
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 ADAPTER_PREFIX = "adapter."
+HEAD_PREFIXES = (ADAPTER_PREFIX, "cache.")
 
 
 def adapter_state_dict(state_dict: dict) -> dict:
-    """Keep the `adapter.*` entries of a (possibly full) model state dict, floating tensors cast to fp32."""
+    """Keep the head entries (`adapter.*`, `cache.*`) of a (possibly full) model state dict, floating tensors cast to
+    fp32."""
     return {
         key: value.float() if value.is_floating_point() else value
         for key, value in state_dict.items()
-        if key.startswith(ADAPTER_PREFIX)
+        if key.startswith(HEAD_PREFIXES)
     }
 
 
@@ -53,12 +57,34 @@ def saved_weight_files(path_or_repo: str | os.PathLike, variant: str | None = No
                         _raise_exceptions_for_missing_entries=False, **hub_kwargs)  # fmt: skip
     if index is None:
         return []
+    return [cached_file(path_or_repo, shard, **hub_kwargs) for shard in shard_names(index)]
+
+
+def shard_names(index: str) -> list[str]:
+    """
+    The shard files a weights index names, each checked to stay inside the model folder (no absolute path, no `..`)
+    before any of them is opened. The names are checked as written, not resolved: in the Hub cache every file is a
+    symbolic link into the cache's blob store.
+
+    Args:
+        index (`str`):
+            The local path of `model.safetensors.index.json`.
+
+    Raises:
+        `ValueError` naming `index` when it is not a valid index or a shard name leaves the folder.
+    """
     try:
         with open(index, encoding="utf-8") as handle:
             shards = sorted(set(json.load(handle)["weight_map"].values()))
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(f"The weights index {index} is not a valid index file ({error}).") from None
-    return [cached_file(path_or_repo, shard, **hub_kwargs) for shard in shards]
+    for shard in shards:
+        if not isinstance(shard, str) or not shard or PurePath(shard).anchor or ".." in PurePath(shard).parts:
+            raise ValueError(
+                f"The weights index {index} names a shard outside the model folder ({shard!r}): shard names must be "
+                "file names inside the folder."
+            )
+    return shards
 
 
 def load_saved_tensors(path_or_repo: str | os.PathLike, variant: str | None = None, required: bool = True,
@@ -82,8 +108,8 @@ def load_saved_tensors(path_or_repo: str | os.PathLike, variant: str | None = No
     files = saved_weight_files(path_or_repo, variant, **hub_kwargs)
     if not files and required:
         raise OSError(
-            f"{path_or_repo} has no {weights_file_name(WEIGHTS_NAME, variant)}: its config asks for a trained adapter, "
-            "but the adapter weights are missing."
+            f"{path_or_repo} has no {weights_file_name(WEIGHTS_NAME, variant)}: its config asks for a trained "
+            "adapter or cache, but their weights are missing."
         )
     tensors = {}
     for path in files:

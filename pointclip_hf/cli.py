@@ -4,7 +4,8 @@ Conventions, as `hf` and `transformers` users expect: `--version`; `-q/--quiet` 
 silences progress bars (ours, `datasets`', `transformers`' and the Hub's) and library logging below errors; every help
 text shows its default; `HF_HUB_DISABLE_PROGRESS_BARS=1` silences our bars too; a warning prints as one line; a
 failure prints one line, `pointclip COMMAND: error: ...`, and exits with 2 for a usage or input error (bad argument,
-missing or malformed file, unknown model) and 1 for any other failure (network, Hub, disk, out of memory).
+missing or malformed file, unknown model) and 1 for any other failure (network, Hub, disk, out of memory); Ctrl-C
+prints `pointclip COMMAND: interrupted` and exits with 130, keeping what was written (resumable outputs resume).
 """
 
 import argparse
@@ -14,7 +15,7 @@ import warnings
 
 from . import __version__
 from .commands import COMMANDS
-from .commands._errors import report_failure
+from .commands._errors import report_failure, report_interrupt
 from .commands._options import CommandParser
 
 
@@ -23,21 +24,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pointclip", description=description)
     parser.add_argument("--version", action="version", version=f"pointclip_hf {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only warnings and errors")
+    parser.add_argument("--threads", type=_positive_int, help=THREADS_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     for command in COMMANDS:
         command.add_parser(subparsers)
     for command_parser in subparsers.choices.values():
         command_parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                                     help="no progress bars, only warnings and errors")  # fmt: skip
+        command_parser.add_argument("--threads", type=_positive_int, default=argparse.SUPPRESS, help=THREADS_HELP)
     return parser
+
+
+THREADS_HELP = (
+    "CPU threads: clouds computed at once, each on one thread (default: torch's, one per core); results do not depend "
+    "on it"
+)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with warnings.catch_warnings(), _quiet() if args.quiet else contextlib.nullcontext():
         warnings.showwarning = _show_warning_in_one_line
         try:
             return args.run(args)
+        except KeyboardInterrupt:
+            return report_interrupt(args.command)
         except Exception as error:  # noqa: BLE001 - every failure ends in one line and an exit code
             return report_failure(args.command, error)
 

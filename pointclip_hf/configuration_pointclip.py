@@ -8,6 +8,8 @@ from .projection import get_projection_style
 from .prompts import DEFAULT_TEMPLATES, check_prompt_template
 
 MAX_VIEW_WEIGHT = 100.0
+MIN_LARGEST_VIEW_WEIGHT = 1e-3
+MAX_IMAGES_PER_BATCH = 1024
 
 
 @strict
@@ -29,8 +31,9 @@ class PointCLIPConfig(PreTrainedConfig):
     num_views (`int`, *optional*):
         Number of views; derived from `projection_style` and checked against it.
     view_weights (`list[float]`, *optional*):
-        Weight per view in `[0, 100]` (all 1 when unset), as searched by `pointclip_hf.tuning`; only their ratios
-        matter, and larger values would overflow half-precision logits.
+        Weight per view in `[0, 100]` (all 1 when unset), as searched by `pointclip_hf.tuning`, the largest at least
+        0.001; only their ratios matter for the ranking, but they scale the logits: larger values would overflow
+        half-precision logits, smaller ones make every label score the same.
     prompt_templates (`list[str]`, *optional*):
         Templates with one `{}` for the label; several are averaged CLIP-style. Defaults to the style's template.
     class_prompts (`dict[str, list[str]]`, *optional*):
@@ -42,12 +45,24 @@ class PointCLIPConfig(PreTrainedConfig):
         Whether the inter-view adapter sits between the CLIP view features and the normalisation.
     adapter_ratio, adapter_init, adapter_dropout (`float`, *optional*, default to 0.6, 0.5 and 0.075):
         The adapter's residual mix, the initial per-view fusion weight and its dropout (PointCLIP's values).
+    use_cache_head (`bool`, *optional*, defaults to `False`):
+        Whether the model has a cache head (Tip-Adapter): the fused features of few-shot support clouds as keys,
+        their one-hot labels as values, `alpha * exp(-beta * (1 - f @ keys.T)) @ values` added to the logits. Built
+        by `model.build_cache(...)`; it needs `label_names` (the values' column order).
+    cache_size (`int`, *optional*):
+        The number of cached support clouds (the keys); set by `build_cache`.
+    cache_alpha, cache_beta (`float`, *optional*, default to 1.0 and 1.0):
+        The cache's residual weight and affinity sharpness (Tip-Adapter's `alpha` and `beta`), searched on a
+        validation split by `build_cache`.
+    cache_info (`dict`, *optional*):
+        How the cache was built (shots, seed, validation split and search, fine-tuning), for the model card.
     label_smoothing (`float`, *optional*, defaults to 0.2):
         DGCNN-style label smoothing of the training loss (PointCLIP's recipe).
     max_images_per_batch (`int`, *optional*):
-        Depth images per call of the CLIP image tower, rounded down to whole clouds (at least one). By default one
-        cloud per call on CPU and 128 images on accelerators. Every call has the same shape (the last one is padded
-        with blank clouds), so a cloud's results never depend on the rest of its batch.
+        Depth images per call of the CLIP image tower, rounded down to whole clouds (at least one), at most
+        `MAX_IMAGES_PER_BATCH` (1024). By default one cloud per call on CPU and 128 images on accelerators. Every call
+        has the same shape (the last one is padded with blank clouds), so a cloud's results never depend on the rest
+        of its batch, and even one cloud costs a whole call.
     """
 
     model_type = "pointclip"
@@ -66,6 +81,11 @@ class PointCLIPConfig(PreTrainedConfig):
     adapter_ratio: float | int = 0.6
     adapter_init: float | int = 0.5
     adapter_dropout: float | int = 0.075
+    use_cache_head: bool = False
+    cache_size: int | None = None
+    cache_alpha: float | int = 1.0
+    cache_beta: float | int = 1.0
+    cache_info: dict | None = None
     label_smoothing: float | int = 0.2
     max_images_per_batch: int | None = None
 
@@ -97,8 +117,11 @@ class PointCLIPConfig(PreTrainedConfig):
                     f"view_weights must be finite, non-negative and at most {MAX_VIEW_WEIGHT:g} (larger ones overflow "
                     f"the logits), got {self.view_weights}."
                 )
-            if not any(w > 0 for w in self.view_weights):
-                raise ValueError("view_weights are all zero: every view would be ignored.")
+            if max(self.view_weights) < MIN_LARGEST_VIEW_WEIGHT:
+                raise ValueError(
+                    f"view_weights are all zero or below {MIN_LARGEST_VIEW_WEIGHT:g} (they scale the logits: every "
+                    f"label would score the same), got {self.view_weights}."
+                )
 
     def validate_prompts(self):
         if not self.prompt_templates:
@@ -118,8 +141,23 @@ class PointCLIPConfig(PreTrainedConfig):
             raise ValueError(f"adapter_dropout must lie in [0, 1), got {self.adapter_dropout}.")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
-        if self.max_images_per_batch is not None and self.max_images_per_batch < 1:
-            raise ValueError(f"max_images_per_batch must be at least 1, got {self.max_images_per_batch}.")
+        if self.max_images_per_batch is not None and not 1 <= self.max_images_per_batch <= MAX_IMAGES_PER_BATCH:
+            raise ValueError(
+                f"max_images_per_batch must be at least 1 and at most {MAX_IMAGES_PER_BATCH} (every image-tower call "
+                f"is padded to this size), got {self.max_images_per_batch}."
+            )
+
+    def validate_cache(self):
+        for name in ("cache_alpha", "cache_beta"):
+            value = getattr(self, name)
+            if not 0.0 <= value < float("inf"):  # False for NaN
+                raise ValueError(f"{name} must be a finite, non-negative number, got {value}.")
+        if not self.use_cache_head:
+            return
+        if not self.label_names:
+            raise ValueError("use_cache_head=True needs label_names: the cache's values follow them.")
+        if self.cache_size is None or self.cache_size < 1:
+            raise ValueError(f"use_cache_head=True needs cache_size >= 1 (cached clouds), got {self.cache_size}.")
 
     @property
     def custom_pipelines(self) -> dict:

@@ -8,22 +8,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from huggingface_hub.errors import StrictDataclassError
 from PIL import Image
 from transformers import PreTrainedConfig
 
-from .commands._options import PROJECTIONS, label_list
+from .cache_model import fused_features
+from .commands._options import CLASSIFICATION_PROJECTIONS, label_list
+from .dtype_policy import resolve_dtype
+from .feature_extraction_pointclip import file_up_axis
 from .io.errors import max_cloud_bytes
-from .labels import check_labels
+from .labels import check_labels, check_labels_fit_model
 from .modeling_pointclip import PointCLIPModel
+from .pipeline_pointclip import label_embeddings, model_label_order, scores_to_predictions
 from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
-from .processing_pointclip import processor_for_model
+from .point_ops import SAMPLING_METHODS, UP_AXES
+from .processing_pointclip import processor_for_model, with_point_options
 from .projection import render_views
+from .test_time_cache import TestTimeCache
 from .visualization import views_to_grid
 
 DEFAULT_LABELS = "cup, table, teddy bear, chair, airplane, lamp"
-SHIPPED_EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SHIPPED_EXAMPLES = Path(__file__).resolve().parent / "example_clouds"  # package data: in every install
 INPUT_ERRORS = (ValueError, TypeError, OSError, StrictDataclassError)
+FORMAT_UP_AXIS = "format"  # the up-axis choice that keeps the file format's convention (up_axis=None)
 _MAX_PLOTTED_POINTS = 4096
 
 
@@ -47,17 +55,23 @@ class DemoModels:
             A Hub id or folder of a CLIP or PointCLIP checkpoint.
         device (`str`, *optional*):
             Where to run the model, e.g. `"cuda"`.
+        dtype (`str`, *optional*, defaults to `"auto"`):
+            As the CLI's `--dtype`: `"auto"` is bfloat16 where the hardware computes it natively, else float32.
+        point_options (`dict`, *optional*):
+            The processor's point settings (`sampling`, `up_axis`) the page starts with.
     """
 
     model_name_or_path: str
     device: str | None = None
+    dtype: str = "auto"
+    point_options: dict = field(default_factory=dict)
     projections: list[str] = field(init=False)
     _models: dict = field(init=False, default_factory=dict)
 
     def __post_init__(self):
         config_dict, _ = PreTrainedConfig.get_config_dict(self.model_name_or_path)
         if config_dict.get("model_type") == "clip":
-            self.projections = list(PROJECTIONS)
+            self.projections = list(CLASSIFICATION_PROJECTIONS)
             return
         model = self._load({})
         self.projections = [model.config.projection_style]
@@ -72,7 +86,10 @@ class DemoModels:
         return self._models[projection]
 
     def _load(self, config_overrides: dict) -> PointCLIPModel:
-        model = PointCLIPModel.from_pretrained(self.model_name_or_path, **config_overrides).eval()
+        dtype = resolve_dtype(self.dtype, self.device)
+        model = PointCLIPModel.from_pretrained(
+            self.model_name_or_path, dtype=dtype, **config_overrides, **self.point_options
+        ).eval()
         model.processor = processor_for_model(model)
         return model.to(self.device) if self.device else model
 
@@ -104,9 +121,42 @@ class DemoResult:
     error: str | None = None
 
 
-def classify_file(models: DemoModels, path: str | None, labels_text: str, projection: str) -> DemoResult:
+@dataclass
+class AdaptiveSession:
     r"""
-    Classify one point-cloud file as `pointclip classify FILE --labels ...` does, and render what the model sees.
+    One demo session's test-time cache (TDA, see `pointclip_hf.test_time_cache`): the clouds classified in the session
+    adapt the scores of the next ones, so a result depends on what came before (outside the batch-invariance
+    guarantee). It starts afresh when the projection or the labels change.
+
+    Args:
+        key (`tuple`, *optional*):
+            The projection and labels the cache belongs to.
+        cache ([`TestTimeCache`], *optional*):
+            The cache.
+    """
+
+    key: tuple | None = None
+    cache: TestTimeCache | None = None
+
+    @torch.inference_mode()
+    def classify(self, model: PointCLIPModel, processor, cloud, labels: list[str], projection: str) -> list[dict]:
+        """The ranked labels of one cloud with the session's cache, which the cloud then joins."""
+        check_labels_fit_model(labels, model.config.label_names)
+        if self.key != (projection, tuple(labels)):
+            self.key, self.cache = (projection, tuple(labels)), TestTimeCache(len(labels))
+        scored, columns = model_label_order(model, labels)
+        pixel_values = processor.feature_extractor(cloud)["pixel_values"].to(model.device)
+        output = model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor, scored))
+        logits = output.logits if columns is None else output.logits[:, columns]
+        logits = self.cache.adapt(fused_features(output.point_cloud_embeds), logits)
+        return scores_to_predictions(logits, labels, None)[0]
+
+
+def classify_file(models: DemoModels, path: str | None, labels_text: str, projection: str, sampling: str | None = None,
+                  up_axis: str | None = None, session: AdaptiveSession | None = None) -> DemoResult:  # fmt: skip
+    r"""
+    Classify one point-cloud file as `pointclip classify FILE --labels ... [--sampling S] [--up-axis A]` does (with
+    `session`, as `--test-time-cache` does in a stream), and render what the model sees.
 
     Args:
         models ([`DemoModels`]):
@@ -117,6 +167,12 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
             Comma-separated candidate labels.
         projection (`str`):
             One of `models.projections`.
+        sampling (`str`, *optional*):
+            One of `SAMPLING_METHODS`; defaults to the model processor's.
+        up_axis (`str`, *optional*):
+            One of `UP_AXES`, or `"format"` for the file format's convention; defaults to the model processor's.
+        session ([`AdaptiveSession`], *optional*):
+            The session's test-time cache, when the session switched it on.
 
     Returns:
         [`DemoResult`]: the points, views and scores, or only `error` when an input is refused.
@@ -126,14 +182,28 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
     try:
         labels = check_labels(label_list(labels_text or ""))
         model = models.get(projection)
+        processor = _with_choices(model.processor, path, sampling, up_axis)
         cloud = load_point_cloud(path)  # read once: the scores and the views come from the same points
-        predictions = model.classify(cloud, labels)
-        points = model.processor.feature_extractor.prepare_points(cloud)
+        if session is None:
+            predictions = model.classify(cloud, labels, processor=processor)
+        else:
+            predictions = session.classify(model, processor, cloud, labels, projection)
+        points = processor.feature_extractor.prepare_points(cloud)
         views = render_views(points, model.config.projection_style)[0]
     except INPUT_ERRORS as error:
         return DemoResult(error=str(error).replace(str(path), os.path.basename(path)))
     scores = {prediction["label"]: prediction["score"] for prediction in predictions}
     return DemoResult(points=points[0].numpy(), views=views_to_grid(views), scores=scores)
+
+
+def _with_choices(processor, path: str, sampling: str | None, up_axis: str | None):
+    """`processor` with the page's point settings. The cloud is passed on as an array, so the format's up axis (the
+    `"format"` choice, or a processor's `None`) is resolved from `path` here."""
+    options = {} if sampling is None else {"sampling": sampling}
+    if up_axis is None:
+        up_axis = processor.feature_extractor.up_axis
+    options["up_axis"] = file_up_axis(path) if up_axis in (None, FORMAT_UP_AXIS) else up_axis
+    return with_point_options(processor, **options)
 
 
 def point_cloud_figure(points: np.ndarray):
@@ -161,15 +231,15 @@ def point_cloud_figure(points: np.ndarray):
 
 
 def example_files(folder: str | os.PathLike | None = None) -> list[str]:
-    """The `.npy` clouds in `folder` (default: the repository's `examples/`, when there is one), sorted."""
+    """The `.npy` clouds in `folder` (default: the mug, table and teddy bear shipped with the package), sorted."""
     folder = Path(folder) if folder is not None else SHIPPED_EXAMPLES
     return [str(path) for path in sorted(folder.glob("*.npy"))] if folder.is_dir() else []
 
 
 def build_demo(models: DemoModels, examples: list[str] | None = None):
     r"""
-    The demo page as a `gradio.Blocks`; its button is also the API endpoint `/classify` (file, labels, projection ->
-    3D plot, views image, label scores, error line).
+    The demo page as a `gradio.Blocks`; its button is also the API endpoint `/classify` (file, labels, projection,
+    sampling, up axis -> 3D plot, views image, label scores, error line).
 
     Args:
         models ([`DemoModels`]):
@@ -192,11 +262,13 @@ def build_demo(models: DemoModels, examples: list[str] | None = None):
             with gr.Column(scale=1):
                 inputs = _input_components(gr, models)
                 button = gr.Button("Classify", variant="primary", elem_id="classify-button")
+                session = _session_option(gr)
                 if examples:
                     gr.Examples([[path] for path in examples], inputs=[inputs[0]], cache_examples=False)
             with gr.Column(scale=2):
                 outputs = _output_components(gr)
-        button.click(_page_handler(gr, models), inputs=inputs, outputs=outputs, api_name="classify")
+        button.click(_page_handler(gr, models), inputs=[*inputs, session], outputs=[*outputs, session],
+                     api_name="classify")  # fmt: skip
     return demo
 
 
@@ -206,7 +278,21 @@ def _input_components(gr, models: DemoModels) -> list:
     projection = gr.Dropdown(
         models.projections, value=models.projections[0], label="Projection", interactive=len(models.projections) > 1
     )
-    return [cloud, labels, projection]
+    extractor = models.get(models.projections[0]).processor.feature_extractor
+    with gr.Row():
+        sampling = gr.Dropdown(list(SAMPLING_METHODS), value=extractor.sampling, label="Point sampling")
+        up_axis = gr.Dropdown([("format's (z for .las/.laz, else y)", FORMAT_UP_AXIS), *zip(UP_AXES, UP_AXES)],
+                              value=extractor.up_axis or FORMAT_UP_AXIS, label="Up axis")  # fmt: skip
+    return [cloud, labels, projection, sampling, up_axis]
+
+
+def _session_option(gr):
+    """The session's test-time cache (a `gr.State`, `None` while off) and the checkbox that switches it on or off."""
+    session = gr.State(None)
+    switch = gr.Checkbox(label="Test-time cache: the clouds classified in this session adapt the scores of the next "
+                         "ones (results then depend on the order)", value=False, elem_id="test-time-cache")  # fmt: skip
+    switch.change(lambda on: AdaptiveSession() if on else None, inputs=switch, outputs=session, api_name=False)
+    return session
 
 
 def _output_components(gr) -> list:
@@ -219,16 +305,17 @@ def _output_components(gr) -> list:
 
 
 def _page_handler(gr, models: DemoModels):
-    def classify(path, labels_text, projection):
-        result = classify_file(models, path, labels_text, projection)
+    def classify(path, labels_text, projection, sampling=None, up_axis=None, session=None):
+        result = classify_file(models, path, labels_text, projection, sampling, up_axis, session)
         if result.error is not None:
-            return None, None, None, f"**Error:** {result.error}"
-        return point_cloud_figure(result.points), result.views, result.scores, ""
+            return None, None, None, f"**Error:** {result.error}", session
+        return point_cloud_figure(result.points), result.views, result.scores, "", session
 
     return classify
 
 
 def launch_demo(model_name_or_path: str, port: int | None = None, host: str | None = None, device: str | None = None,
+                dtype: str = "auto", sampling: str | None = None, up_axis: str | None = None,
                 **launch_kwargs):  # fmt: skip
     r"""
     Build the demo for `model_name_or_path` and serve it (blocking unless `prevent_thread_lock=True` is passed).
@@ -242,14 +329,19 @@ def launch_demo(model_name_or_path: str, port: int | None = None, host: str | No
             The address to listen on (Gradio's default, 127.0.0.1, when `None`).
         device (`str`, *optional*):
             Where to run the model.
+        dtype (`str`, *optional*, defaults to `"auto"`):
+            See [`DemoModels`].
+        sampling (`str`, *optional*), up_axis (`str`, *optional*):
+            The point settings the page starts with; default: the model processor's.
         launch_kwargs:
             More `gradio.Blocks.launch` arguments. `max_file_size` (the largest upload) defaults to the readers' cap,
             `POINTCLIP_MAX_CLOUD_BYTES` (1 GiB).
     """
-    demo = build_demo(DemoModels(model_name_or_path, device=device))
+    point_options = {"sampling": sampling, "up_axis": up_axis}
+    demo = build_demo(DemoModels(model_name_or_path, device=device, dtype=dtype, point_options=point_options))
     launch_kwargs.setdefault("max_file_size", max_cloud_bytes())
     return demo.launch(server_port=port, server_name=host, **launch_kwargs)
 
 
-__all__ = ["DemoModels", "DemoResult", "build_demo", "classify_file", "example_files", "launch_demo",
-           "point_cloud_figure"]  # fmt: skip
+__all__ = ["AdaptiveSession", "DemoModels", "DemoResult", "build_demo", "classify_file", "example_files",
+           "launch_demo", "point_cloud_figure"]  # fmt: skip

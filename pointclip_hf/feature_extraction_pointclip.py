@@ -7,12 +7,31 @@ import torch
 import torch.nn.functional as F
 from transformers import BatchFeature, FeatureExtractionMixin
 
+from .cpu_threads import map_on_cpu_threads, num_worker_threads
 from .point_cloud_checks import check_point_clouds, check_rendered_views
-from .point_ops import SAMPLING_METHODS, normalize_to_unit_sphere, select_points, warn_if_slow_farthest_point_sampling
+from .point_ops import (
+    DEFAULT_SAMPLING,
+    check_sampling,
+    check_up_axis,
+    gather_points,
+    normalize_to_unit_sphere,
+    sample_indices,
+    turn_y_up,
+    warn_if_slow_farthest_point_sampling,
+)
 from .projection import get_projection_style, render_views
 
 CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+MAX_NUM_POINTS = 1_000_000
+MAX_IMAGE_SIZE = 1024
+# The up axis a file format prescribes (LAS: z up, geographic; glTF 2.0: +y up); other formats say nothing (y assumed).
+FILE_FORMAT_UP_AXES = {".las": "z", ".laz": "z", ".glb": "y", ".gltf": "y"}
+
+
+def file_up_axis(path) -> str:
+    """The up axis of a point-cloud file by its format's convention (`FILE_FORMAT_UP_AXES`), else `"y"`."""
+    return FILE_FORMAT_UP_AXES.get(os.path.splitext(os.fspath(path))[1].lower(), "y")
 
 
 def read_point_cloud_file(path) -> np.ndarray:
@@ -24,9 +43,11 @@ def read_point_cloud_file(path) -> np.ndarray:
     return load_point_cloud(path)
 
 
-def _as_cloud_tensor(cloud, index: int) -> torch.Tensor:
-    """One cloud (array, tensor, nested list or file path) -> float tensor `[N, C]`, checked."""
+def _as_cloud_tensor(cloud, index: int, up_axis: str | None) -> torch.Tensor:
+    """One cloud (array, tensor, nested list or file path) -> float tensor `[N, 3]`, checked, turned y up (`up_axis`,
+    else a file's convention, else y)."""
     if isinstance(cloud, (str, os.PathLike)):
+        up_axis = up_axis or file_up_axis(cloud)
         cloud = read_point_cloud_file(cloud)
     if not isinstance(cloud, torch.Tensor):
         cloud = _array_to_tensor(cloud, f"Point cloud {index}")
@@ -38,15 +59,16 @@ def _as_cloud_tensor(cloud, index: int) -> torch.Tensor:
         raise ValueError(f"Point cloud {index} has {cloud.shape[1]} channels per point; at least 3 (x, y, z) needed.")
     if cloud.shape[0] == 0:
         raise ValueError(f"Point cloud {index} is empty (0 points).")
-    return cloud[:, :3]
+    return turn_y_up(cloud[:, :3], up_axis or "y")
 
 
 def _array_to_tensor(values, name: str) -> torch.Tensor:
     """An array-like as a tensor, whatever its byte order and strides (`cloud[::-1]`, big-endian files)."""
     try:
         array = np.asarray(values)
-    except ValueError as error:
-        raise ValueError(f"{name} is not a rectangular array ({error}).") from None
+    except ValueError:
+        message = f"{name} is ragged (nested lists of different lengths); give a numeric [N, 3] array."
+        raise ValueError(message) from None
     if array.dtype == object:
         raise TypeError(f"{name} has object dtype (ragged nested lists?); give a numeric [N, 3] array.")
     if not array.dtype.isnative:
@@ -64,15 +86,25 @@ def is_single_point_cloud(point_clouds) -> bool:
         first = point_clouds[0]
         if isinstance(first, (list, tuple)):
             return not first or not isinstance(first[0], (list, tuple, np.ndarray, torch.Tensor))
-        return not isinstance(first, (torch.Tensor, np.ndarray, str, os.PathLike))
+        return first is not None and not isinstance(first, (torch.Tensor, np.ndarray, str, os.PathLike))
     return False
 
 
-def to_point_batch(point_clouds) -> torch.Tensor | list[torch.Tensor]:
+def check_no_missing_clouds(point_clouds) -> None:
+    """Raise unless the batch `point_clouds` (a list or tuple of clouds) is non-empty and holds no `None`."""
+    if not point_clouds:
+        raise ValueError("No point clouds given (empty list).")
+    missing = [index for index, cloud in enumerate(point_clouds) if cloud is None]
+    if missing:
+        raise TypeError(f"Point cloud {missing[0]} is None; give an [N, 3] array, tensor or file path.")
+
+
+def to_point_batch(point_clouds, up_axis: str | None = None) -> torch.Tensor | list[torch.Tensor]:
     """
     Accept one cloud `[N, C]` or a batch (`[B, N, C]`, or a list of clouds of any sizes) as numpy arrays, tensors,
-    nested lists or file paths. Extra channels beyond x, y, z (normals, colours) are dropped. Returns a `[B, N, 3]`
-    tensor when the clouds share one size, else a list of `[N_i, 3]` tensors.
+    nested lists or file paths. Extra channels beyond x, y, z (normals, colours) are dropped, and each cloud is turned
+    so that its up axis (`up_axis`; when `None`, a file's format convention (`file_up_axis`), else y) points along +y.
+    Returns a `[B, N, 3]` tensor when the clouds share one size, else a list of `[N_i, 3]` tensors.
     """
     if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim == 3:
         batch = point_clouds
@@ -84,16 +116,16 @@ def to_point_batch(point_clouds) -> torch.Tensor | list[torch.Tensor]:
             raise ValueError(f"Point clouds have {batch.shape[2]} channels per point; at least 3 (x, y, z) needed.")
         if batch.shape[0] == 0 or batch.shape[1] == 0:
             raise ValueError(f"Point cloud batch of shape {tuple(batch.shape)} is empty.")
-        return batch[..., :3]
+        return turn_y_up(batch[..., :3], up_axis or "y")
     if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim > 3:
         raise ValueError(f"Point clouds have shape {tuple(point_clouds.shape)}; expected [N, 3] or [B, N, 3].")
     if not isinstance(point_clouds, (list, tuple, str, os.PathLike, torch.Tensor, np.ndarray)):
         raise TypeError(f"Cannot read point clouds from a {type(point_clouds).__name__}.")
-    if isinstance(point_clouds, (list, tuple)) and not point_clouds:
-        raise ValueError("No point clouds given (empty list).")
     if is_single_point_cloud(point_clouds):
         point_clouds = [point_clouds]
-    clouds = [_as_cloud_tensor(cloud, index) for index, cloud in enumerate(point_clouds)]
+    else:
+        check_no_missing_clouds(point_clouds)
+    clouds = [_as_cloud_tensor(cloud, index, up_axis) for index, cloud in enumerate(point_clouds)]
     if len({cloud.shape[0] for cloud in clouds}) == 1 and len({cloud.dtype for cloud in clouds}) == 1:
         return torch.stack(clouds)
     return clouds
@@ -103,19 +135,38 @@ class PointCloudProcessor(FeatureExtractionMixin):
     r"""
     Turns point clouds into the multi-view images CLIP's image tower reads.
 
-    Steps: drop channels beyond x, y, z; optionally centre and scale each cloud to the unit sphere; pick `num_points`
-    points; render the views of `projection_style` (`pointclip_hf.render_views`); resize them bilinearly
-    (`align_corners=True`) to `image_size`; repeat to 3 channels; optionally apply CLIP's mean/std (off by default,
-    as the reference feeds raw depths).
+    Steps: drop channels beyond x, y, z; turn each cloud y up; optionally centre and scale each cloud to the unit
+    sphere; pick `num_points` points; render the views of `projection_style` (`pointclip_hf.render_views`); resize
+    them bilinearly (`align_corners=True`) to `image_size`; repeat to 3 channels; optionally apply CLIP's mean/std
+    (off by default, as the reference feeds raw depths).
 
     Args:
-        projection_style: `"pointclip_v1"`, `"pointclip_v1_fewshot"` or `"pointclip_v2"`.
-        num_points: points kept per cloud (1024 in the reference).
-        sampling: `"first"` (the reference: the first stored points), `"random"` (seeded) or `"fps"`.
-        normalize: centre on the mean and scale the farthest point to radius 1 (the reference data were already).
-        image_size: CLIP's input size `S`.
-        clip_normalize: apply CLIP's image mean/std to the depth images.
-        seed: seed of the `"random"` sampling.
+        projection_style (`str`, *optional*, defaults to `"pointclip_v1"`):
+            `"pointclip_v1"`, `"pointclip_v1_fewshot"` or `"pointclip_v2"`.
+        num_points (`int`, *optional*, defaults to 1024):
+            Points kept per cloud (1024 in the reference), at most `MAX_NUM_POINTS` (1,000,000).
+        sampling (`str`, *optional*, defaults to `"random"`):
+            How they are picked: `"random"` (a seeded pseudo-random subset that depends only on the set of points,
+            not on the order a file stores them in), `"fps"` (farthest-point sampling from the first stored point:
+            even spacing, but slow on large clouds and drawn to outliers) or `"first"` (the reference: the first
+            stored points, right only for clouds stored in random order, as ModelNet's are). Saved configurations
+            record it, so those saved when `"first"` was the default keep it.
+        normalize (`bool`, *optional*, defaults to `True`):
+            Centre on the mean and scale the farthest point to radius 1 (the reference data were already).
+        image_size (`int`, *optional*, defaults to 224):
+            CLIP's input size `S`, at most `MAX_IMAGE_SIZE` (1024).
+        clip_normalize (`bool`, *optional*, defaults to `False`):
+            Apply CLIP's image mean/std to the depth images.
+        image_mean (`list[float]`, *optional*):
+            The mean of `clip_normalize`, defaults to CLIP's.
+        image_std (`list[float]`, *optional*):
+            The standard deviation of `clip_normalize`, defaults to CLIP's.
+        seed (`int`, *optional*, defaults to 0):
+            Seed of the `"random"` sampling.
+        up_axis (`str`, *optional*):
+            The axis that points up in the input clouds, one of `"y"`, `"z"`, `"x"`, `"-y"`, `"-z"`, `"-x"`: it is
+            turned to +y, the up axis the projections (and ModelNet) use. `None` (the default) takes a file's format
+            convention (`.las`/`.laz`: z up; `.glb`/`.gltf`: y up) and y for arrays and all other files.
     """
 
     model_input_names = ["pixel_values"]
@@ -124,21 +175,27 @@ class PointCloudProcessor(FeatureExtractionMixin):
         self,
         projection_style: str = "pointclip_v1",
         num_points: int = 1024,
-        sampling: str = "first",
+        sampling: str = DEFAULT_SAMPLING,
         normalize: bool = True,
         image_size: int = 224,
         clip_normalize: bool = False,
         image_mean: list[float] | None = None,
         image_std: list[float] | None = None,
         seed: int = 0,
+        up_axis: str | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         get_projection_style(projection_style)
-        if sampling not in SAMPLING_METHODS:
-            raise ValueError(f"Unknown sampling method {sampling!r}; choose one of {SAMPLING_METHODS}.")
-        if num_points < 1 or image_size < 1:
-            raise ValueError(f"num_points and image_size must be positive, got {num_points} and {image_size}.")
+        check_sampling(sampling)
+        check_up_axis(up_axis)
+        if not 1 <= num_points <= MAX_NUM_POINTS:
+            raise ValueError(
+                f"num_points must be positive and at most {MAX_NUM_POINTS} (every cloud is sampled to it), got "
+                f"{num_points}."
+            )
+        if not 1 <= image_size <= MAX_IMAGE_SIZE:
+            raise ValueError(f"image_size must be positive and at most {MAX_IMAGE_SIZE}, got {image_size}.")
         self.projection_style = projection_style
         self.num_points = num_points
         self.sampling = sampling
@@ -148,6 +205,7 @@ class PointCloudProcessor(FeatureExtractionMixin):
         self.image_mean = list(image_mean or CLIP_IMAGE_MEAN)
         self.image_std = list(image_std or CLIP_IMAGE_STD)
         self.seed = seed
+        self.up_axis = up_axis
 
     @property
     def num_views(self) -> int:
@@ -155,7 +213,9 @@ class PointCloudProcessor(FeatureExtractionMixin):
 
     def prepare_points(self, point_clouds, device: torch.device | str | None = None, names=None) -> torch.Tensor:
         """
-        Clouds in any accepted form -> checked (`pointclip_hf.point_cloud_checks`), normalised and sampled.
+        Clouds in any accepted form -> turned y up, checked (`pointclip_hf.point_cloud_checks`), normalised and
+        sampled, each cloud on its own (on a single-threaded CPU worker, see `pointclip_hf.cpu_threads`), so that its
+        points never depend on the batch or the thread count.
 
         Args:
             point_clouds: one cloud `[N, C]` or a batch, as numpy arrays, tensors, nested lists or file paths.
@@ -165,37 +225,46 @@ class PointCloudProcessor(FeatureExtractionMixin):
         Returns:
             `torch.Tensor` of shape `(batch, num_points, 3)`, float32.
         """
-        batch = to_point_batch(point_clouds)
-        clouds = [batch] if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
-        names = list(names) if names is not None else [f"Point cloud {i}" for i in range(sum(map(len, clouds)))]
-        prepared, first_index = [], 0
-        for cloud in clouds:  # one pass for a stacked batch; one per cloud only when their sizes differ
-            cloud = cloud.to(device=device if device is not None else cloud.device)
-            check_point_clouds(cloud, self.normalize, names[first_index : first_index + len(cloud)])
-            first_index += len(cloud)
-            cloud = cloud if cloud.dtype in (torch.float32, torch.float64) else cloud.float()
-            if self.sampling == "fps":
-                warn_if_slow_farthest_point_sampling(cloud.shape[1], self.num_points)
-            if self.normalize:
-                cloud = normalize_to_unit_sphere(cloud)
-            prepared.append(select_points(cloud, self.num_points, self.sampling, self.seed))
-        return torch.cat(prepared).float()
+        batch = to_point_batch(point_clouds, self.up_axis)
+        clouds = list(batch.split(1)) if isinstance(batch, torch.Tensor) else [cloud[None] for cloud in batch]
+        names = list(names) if names is not None else [f"Point cloud {i}" for i in range(len(clouds))]
+        clouds = [cloud.to(device=device if device is not None else cloud.device) for cloud in clouds]
+        prepared = map_on_cpu_threads(lambda item: self._prepare_cloud(*item), zip(clouds, names), clouds[0].device)
+        return torch.cat(prepared)
+
+    def _prepare_cloud(self, cloud: torch.Tensor, name: str) -> torch.Tensor:
+        check_point_clouds(cloud, self.normalize, [name])
+        cloud = cloud if cloud.dtype in (torch.float32, torch.float64) else cloud.float()
+        if self.sampling == "fps":
+            warn_if_slow_farthest_point_sampling(cloud.shape[1], self.num_points)
+        indices = sample_indices(cloud, self.num_points, self.sampling, self.seed)
+        if self.normalize:
+            cloud = normalize_to_unit_sphere(cloud)
+        return gather_points(cloud, indices).float()
 
     def render(self, points: torch.Tensor, names=None) -> torch.Tensor:
-        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]`; a cloud rendered blank in every view
-        raises a `ValueError` that names it (`names[i]`, default `"Point cloud {i}"`)."""
+        """Prepared clouds `[B, N, 3]` -> CLIP pixel values `[B, V, 3, S, S]` (the 3 channels an expanded view of
+        one), rendered in groups of clouds on the CPU workers; a cloud rendered blank in every view raises a
+        `ValueError` that names it (`names[i]`, default `"Point cloud {i}"`)."""
+        names = list(names) if names is not None else [f"Point cloud {i}" for i in range(len(points))]
+        group = max(1, -(-len(points) // num_worker_threads(points.device)))
+        groups = zip(points.split(group), (names[start : start + group] for start in range(0, len(points), group)))
+        images = torch.cat(map_on_cpu_threads(lambda item: self._render_group(*item), groups, points.device))
+        return images.expand(-1, -1, 3, -1, -1)
+
+    def _render_group(self, points: torch.Tensor, names: list[str]) -> torch.Tensor:
         views = render_views(points, self.projection_style)
         check_rendered_views(views, get_projection_style(self.projection_style).background, names)
         batch, num_views, height, width = views.shape
         images = views.reshape(batch * num_views, 1, height, width)
         if (height, width) != (self.image_size, self.image_size):
             images = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=True)
-        images = images.expand(-1, 3, -1, -1)
         if self.clip_normalize:
+            images = images.expand(-1, 3, -1, -1)
             mean = torch.tensor(self.image_mean, dtype=images.dtype, device=images.device)[:, None, None]
             std = torch.tensor(self.image_std, dtype=images.dtype, device=images.device)[:, None, None]
             images = (images - mean) / std
-        return images.reshape(batch, num_views, 3, self.image_size, self.image_size)
+        return images.reshape(batch, num_views, -1, self.image_size, self.image_size)
 
     def __call__(self, point_clouds, return_tensors: str | None = "pt", device=None, **kwargs) -> BatchFeature:
         """

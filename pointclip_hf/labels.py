@@ -1,28 +1,37 @@
 """The label rules, in one place: which candidate labels are usable, whether their prompts encode them distinctly,
-and whether they fit a trained adapter."""
+and whether they fit a trained adapter.
+
+A label is any non-empty string; what decides whether two labels are told apart is what the model reads, the token
+ids of their prompts ([`check_labels_encode_distinctly`]), not a rule of ours. CLIP's tokenizer applies NFC, turns
+every run of whitespace into one space (a no-break or ideographic space included) and lowercases, so `Cup`/`cup` or
+`teddy bear` spelt with a space and with a no-break space tie; `straße`/`strasse`, `ς`/`σ`, a BOM, a bidi mark or an
+emoji ZWJ sequence give distinct tokens and are accepted.
+"""
 
 from collections.abc import Iterable
 
 import torch
 
 
-def label_prompt_key(label: str) -> str:
-    """The form of `label` that its prompts read: underscores as spaces (as the reference formats templates), runs of
-    whitespace as one space, no case (CLIP's tokenizer lowercases). Two labels with one key would always tie."""
-    return " ".join(label.replace("_", " ").split()).casefold()
+def display_label(label: str) -> str:
+    """`label` as one line of text for tables, images and terminal output: characters that do not print (line breaks,
+    tabs, other control or format characters) escaped as Python writes them (`"b\\nad"`)."""
+    return label if label.isprintable() else repr(label)[1:-1]
 
 
 def check_labels(labels) -> list[str]:
     """
-    Return `labels` as a list of strings, or raise if they cannot be told apart by the model.
+    Return `labels` as a list of strings, or raise if they are not candidate labels: what can be decided without the
+    tokenizer. Labels that differ as strings but give the same prompt tokens are refused later, by
+    [`check_labels_encode_distinctly`].
 
     Args:
         labels (`list[str]` or `str`):
             Candidate labels, or one comma-separated string.
 
     Raises:
-        `ValueError` when `labels` is missing or empty, holds empty strings or two labels that give the same prompts
-        (`Cup`/`cup`, `teddy_bear`/`teddy bear`, a trailing space); `TypeError` when it is not a list of strings.
+        `ValueError` when `labels` is missing or empty, holds a label that is empty once its prompt reads it (only
+        whitespace or underscores) or the same string twice; `TypeError` when it is not a list of strings.
     """
     if labels is None:
         raise ValueError("No labels given: pass candidate labels as a list of strings or a comma-separated string.")
@@ -36,13 +45,10 @@ def check_labels(labels) -> list[str]:
     not_strings = [label for label in labels if not isinstance(label, str)]
     if not_strings:
         raise TypeError(f"Labels must be strings, got {not_strings[:5]!r}.")
-    empty = [label for label in labels if not label_prompt_key(label)]
+    empty = [label for label in labels if not label.replace("_", " ").strip()]  # prompts read "_" as a space
     if empty:
-        raise ValueError(f"Labels must be non-empty strings, got {empty!r}.")
-    unprintable = [label for label in labels if not label.isprintable()]
-    if unprintable:
-        raise ValueError(f"Labels must be printable text (no newlines, tabs, control characters), got {unprintable!r}.")
-    _raise_on_shared_keys(labels, [label_prompt_key(label) for label in labels], "read the same in a prompt")
+        raise ValueError(f"Labels must be non-empty strings (not only whitespace or underscores), got {empty!r}.")
+    _raise_on_shared_keys(labels, labels, "are the same string")
     return labels
 
 

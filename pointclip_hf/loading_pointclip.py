@@ -1,16 +1,22 @@
 """How a PointCLIP model is loaded: its config, the base CLIP at its recorded commit, then the adapter weights."""
 
 
+import os
+
 import torch
-from huggingface_hub.errors import StrictDataclassError
+from huggingface_hub import is_offline_mode
+from huggingface_hub.errors import OfflineModeIsEnabled, StrictDataclassError
 from safetensors import SafetensorError
 from transformers import CLIPConfig, PreTrainedConfig
 from transformers.utils import CONFIG_NAME, cached_file
 from transformers.utils.hub import extract_commit_hash
 
 from .adapter_weights import load_adapter_into, load_saved_tensors
+from .cache_model import CACHE_PREFIX, CacheModel, load_cache_into
 from .configuration_pointclip import PointCLIPConfig
 from .local_paths import check_local_path_exists
+from .processing_pointclip import pop_point_options
+from .score_checks import check_scores_discriminate
 
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 LOADING_KWARGS = (*HUB_KWARGS, "trust_remote_code")
@@ -34,21 +40,28 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
         variant (`str`, *optional*):
             The weights variant of the adapter file (`model.{variant}.safetensors`).
         kwargs:
-            Config fields (for a CLIP checkpoint), Hub arguments and any other `from_pretrained` argument.
+            Config fields (for a CLIP checkpoint), point settings of the processor (`sampling`, `up_axis`: kept in
+            `model.point_options` and applied to the processor that `processor_for_model` finds), Hub arguments and
+            any other `from_pretrained` argument.
     """
     source = str(source)
     check_local_path_exists(source, "model folder")
+    point_options = pop_point_options(kwargs)
     hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
     try:
         config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
     except StrictDataclassError as error:  # a field of config.json (or an override) out of range: one line
-        raise ValueError(f"The config of {source} is invalid: {' '.join(str(error).split())}") from None
+        raise ValueError(f"The config.json of {source} is invalid: {' '.join(str(error).split())}") from None
+    except OSError as error:
+        raise_if_not_cached_offline(error, source, source, hub_kwargs)
+        raise
     if clip_model_name_or_path is not None:
         config.clip_model_name_or_path, config.clip_revision = clip_model_name_or_path, None
     base, base_kwargs = _base_checkpoint(source, config, is_clip_checkpoint, kwargs)
     want_info = base_kwargs.pop("output_loading_info", False)
-    model, info = _load_base_weights(base_from_pretrained, base, model_args, config, base_kwargs)
+    described = base if base == source else f"The base CLIP {base} (config.clip_model_name_or_path of {source})"
+    model, info = _load_base_weights(base_from_pretrained, base, described, model_args, config, base_kwargs)
     model.clip.requires_grad_(False)
     missing_clip = [key for key in info["missing_keys"] if not key.startswith("adapter.")]
     if missing_clip:
@@ -57,6 +70,8 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     if not is_clip_checkpoint:
         _load_trained_tensors(model, source, base, variant, hub_kwargs, info)
     model.config._name_or_path = model.name_or_path = source
+    model.point_options = point_options
+    check_scores_discriminate(model)
     model.loading_kwargs = {key: kwargs[key] for key in LOADING_KWARGS if kwargs.get(key) is not None}
     if type(model).__module__.startswith("transformers_modules"):
         model.loading_kwargs["trust_remote_code"] = True
@@ -96,13 +111,22 @@ def _commit_of(source: str, hub_kwargs: dict) -> str | None:
     return extract_commit_hash(cached_file(source, CONFIG_NAME, **hub_kwargs), None)
 
 
-def _load_base_weights(base_from_pretrained, base: str, model_args, config, base_kwargs: dict):
+def _load_base_weights(base_from_pretrained, base: str, described: str, model_args, config, base_kwargs: dict):
     """The model with the CLIP weights of `base` (safetensors only: a pickled `pytorch_model.bin` is never read), and
-    transformers' loading info; damaged weights or weights that do not fit the config are one `ValueError`."""
+    transformers' loading info; damaged weights or weights that do not fit the config are one `ValueError`, missing
+    ones one `OSError` naming `base` (as `described`) and its commit."""
     try:
         return base_from_pretrained(
             base, *model_args, config=config, output_loading_info=True, use_safetensors=True, **base_kwargs
         )
+    except OSError as error:
+        raise_if_not_cached_offline(error, base, described, base_kwargs)
+        if "does not appear to have a file named" not in str(error):
+            raise
+        raise OSError(
+            f"{described}{_at_commit(base_kwargs.get('revision'))} holds no model.safetensors (nor a sharded index): "
+            "pointclip_hf reads CLIP weights only from safetensors, never a pickled pytorch_model.bin."
+        ) from None
     except SafetensorError as error:
         raise ValueError(f"The CLIP weights in {base} are not a valid safetensors file ({error}).") from None
     except RuntimeError as error:
@@ -115,6 +139,9 @@ def _base_checkpoint(source: str, config: PointCLIPConfig, is_clip_checkpoint: b
     """Where the CLIP weights come from, and the arguments to load them with: the base CLIP at its recorded commit."""
     if is_clip_checkpoint or config.clip_model_name_or_path is None:
         return source, dict(kwargs)
+    check_local_path_exists(
+        config.clip_model_name_or_path, f"base CLIP folder (config.clip_model_name_or_path of {source})"
+    )
     base_kwargs = {key: value for key, value in kwargs.items() if key not in ("revision", "subfolder")}
     if config.clip_revision is not None:
         base_kwargs["revision"] = config.clip_revision
@@ -122,13 +149,17 @@ def _base_checkpoint(source: str, config: PointCLIPConfig, is_clip_checkpoint: b
 
 
 def _load_trained_tensors(model, source: str, base: str, variant, hub_kwargs: dict, info: dict) -> None:
-    """Load the adapter and the label embeddings saved in `source` (when its CLIP came from elsewhere)."""
+    """Load the adapter, the cache and the label embeddings saved in `source` (when its CLIP came from elsewhere)."""
     needs_adapter = model.adapter is not None
-    if base == source and not needs_adapter:
+    cache = getattr(model, "cache", None)
+    if base == source and not needs_adapter and cache is None:
         return
-    tensors = load_saved_tensors(source, variant=variant, required=needs_adapter and base != source, **hub_kwargs)
+    required = (needs_adapter or cache is not None) and base != source
+    tensors = load_saved_tensors(source, variant=variant, required=required, **hub_kwargs)
     if "label_text_embeds" in tensors:
         model.set_label_text_embeds(tensors.pop("label_text_embeds"))
+    if cache is not None:
+        _load_cache(cache, tensors, source)
     if not needs_adapter:
         return
     adapter = {key.removeprefix("adapter."): value for key, value in tensors.items() if key.startswith("adapter.")}
@@ -138,9 +169,46 @@ def _load_trained_tensors(model, source: str, base: str, variant, hub_kwargs: di
         raise OSError(f"{source} asks for an adapter but holds no adapter weights.")
 
 
+def _load_cache(cache: CacheModel, tensors: dict, source: str) -> None:
+    """Load the `cache.*` tensors saved in `source` into the model's cache head."""
+    saved = {key.removeprefix(CACHE_PREFIX): value for key, value in tensors.items() if key.startswith(CACHE_PREFIX)}
+    if not saved:
+        raise OSError(f"{source} asks for a cache (config.use_cache_head) but holds no cache tensors.")
+    load_cache_into(cache, saved, source)
+
+
 def _check_clip_weights_finite(model, base: str) -> None:
     """Raise a `ValueError` naming the first CLIP weights of `base` that hold NaN or infinite values."""
     broken = [name for name, tensor in model.clip.state_dict().items()
               if tensor.is_floating_point() and not torch.isfinite(tensor).all()]  # fmt: skip
     if broken:
         raise ValueError(f"The CLIP weights in {base} hold NaN or infinite values (in {broken[:3]}).")
+
+
+def raise_if_not_cached_offline(error: OSError, name: str, described: str, hub_kwargs: dict) -> None:
+    r"""
+    Raise one line saying that `name` (at its revision) is not in the local Hugging Face cache while offline mode is
+    on, when that is why `error` happened: transformers then speaks of a failed connection or of `use_safetensors`.
+
+    Args:
+        error (`OSError`):
+            What loading `name` raised.
+        name (`str`):
+            The Hub repo id (a local folder is never the reason).
+        described (`str`):
+            How the message names it (e.g. as the base CLIP of a PointCLIP folder).
+        hub_kwargs (`dict`):
+            The Hub arguments it was loaded with: its `revision`, and `local_files_only` (which counts as offline).
+    """
+    offline = is_offline_mode() or hub_kwargs.get("local_files_only")
+    if not offline or os.path.isdir(name):
+        return
+    switch = "HF_HUB_OFFLINE is set" if is_offline_mode() else "local_files_only=True"
+    raise OfflineModeIsEnabled(
+        f"{described}{_at_commit(hub_kwargs.get('revision'))} is not in the local Hugging Face cache, and offline mode "
+        f"is on ({switch}): load it once online, or point to a local folder."
+    ) from error
+
+
+def _at_commit(revision: str | None) -> str:
+    return f" at commit {revision}" if revision else ""

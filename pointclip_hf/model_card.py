@@ -23,7 +23,8 @@ LIBRARY_NAME = "pointclip_hf"
 TAGS = ["point-cloud", "pointclip", "clip", "few-shot", "zero-shot-classification", "3d"]
 PIPELINE_TAG = "other"  # the Hub has no point-cloud task; "zero-shot-classification" would show a text widget
 TASK_NAME = "Zero-shot point cloud classification"
-PAPERS = {"pointclip": "2112.02413", "pointclip_v2": "2211.11682"}  # arXiv ids: the Hub links the paper pages
+# arXiv ids: the Hub links the paper pages
+PAPERS = {"pointclip": "2112.02413", "pointclip_v2": "2211.11682", "tip_adapter": "2111.03930"}
 KNOWN_DATASETS = {"modelnet40": "jxie/modelnet40", "scanobjectnn": "jxie/scanobjectnn"}
 BASE_MODEL_LICENSES = {
     "openai/clip-vit-base-patch32": "mit",
@@ -108,13 +109,15 @@ def build_model_card(
 
 def _card_metadata(config: PointCLIPConfig, evaluation: dict | None, dataset_name, model_name: str) -> ModelCardData:
     """The card's YAML: base model and its license, library, tags with the papers, datasets, task, model-index."""
-    use_adapter = bool(config.use_adapter)
+    few_shot = bool(config.use_adapter or config.use_cache_head)
     base_model = config.clip_model_name_or_path
     eval_results = _eval_results(evaluation, dataset_name)
-    tags = list(TAGS) if use_adapter else [tag for tag in TAGS if tag != "few-shot"]
+    tags = list(TAGS) if few_shot else [tag for tag in TAGS if tag != "few-shot"]
     tags += [f"arxiv:{PAPERS['pointclip']}"]
     if config.projection_style == "pointclip_v2":
         tags.append(f"arxiv:{PAPERS['pointclip_v2']}")
+    if config.use_cache_head:
+        tags += ["tip-adapter", f"arxiv:{PAPERS['tip_adapter']}"]
     return ModelCardData(
         base_model=base_model,
         library_name=LIBRARY_NAME,
@@ -124,7 +127,7 @@ def _card_metadata(config: PointCLIPConfig, evaluation: dict | None, dataset_nam
         pipeline_tag=PIPELINE_TAG,
         model_name=model_name if eval_results else None,
         eval_results=eval_results or None,
-        **({"base_model_relation": "adapter"} if use_adapter else {}),
+        **({"base_model_relation": "adapter"} if few_shot else {}),
     )
 
 
@@ -149,6 +152,11 @@ def _model_variables(config: PointCLIPConfig) -> dict:
         label_names=label_names,
         num_labels=len(label_names) if label_names else None,
         labels_python=repr(label_names) if label_names else '["chair", "table", "airplane"]  # any class names',
+        use_cache_head=bool(config.use_cache_head),
+        cache_size=config.cache_size,
+        cache_alpha=f"{config.cache_alpha:g}",
+        cache_beta=f"{config.cache_beta:g}",
+        cache_rows=_cache_rows(config.cache_info or {}),
     )
 
 
@@ -263,6 +271,33 @@ def _selection_text(training, best_validation_accuracy) -> str | None:
     if isinstance(training, dict) and "best_epoch" in training:
         return "the adapter of the last epoch (no validation set)."
     return None
+
+
+def _cache_rows(info: dict) -> list[tuple[str, str]]:
+    """How a cache was built, as (what, how) lines from `config.cache_info`."""
+    rows = []
+    if info.get("shots"):
+        rows.append(("Support", info.get("support") or f"{info['shots']} clouds per class"))
+    if info.get("seed") is not None:
+        rows.append(("Seed", f"{info['seed']} (the draw of the support clouds)"))
+    validation = info.get("validation")
+    if validation:
+        rows.append(("Validation split", f"{validation['source']}, {validation['size']} clouds (never the test split)"))
+    search = info.get("search")
+    if search:
+        rows.append(("alpha and beta", (
+            f"searched on the validation split over Tip-Adapter's grid ({search['num_candidates']} pairs): "
+            f"validation accuracy {_percent(search['validation_accuracy'])} with the cache, "
+            f"{_percent(search['validation_accuracy_without_cache'])} without")))  # fmt: skip
+    else:
+        rows.append(("alpha and beta", "set by hand, not searched"))
+    tuning = info.get("fine_tuning")
+    if tuning:
+        rows.append(("Fine-tuning (Tip-Adapter-F)", f"keys trained {tuning['epochs']} epochs (SGD, learning rate "
+                     f"{tuning['learning_rate']:g}), values fixed; selected epoch {tuning['best_epoch']}"))  # fmt: skip
+    else:
+        rows.append(("Fine-tuning", "none: the keys are the support features (training-free Tip-Adapter)"))
+    return rows
 
 
 def _adapter_parameters(config: PointCLIPConfig) -> int:

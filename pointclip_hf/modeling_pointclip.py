@@ -2,6 +2,8 @@
 compared with CLIP text embeddings of prompts. Pixel values (or view features) and text in, logits and loss out."""
 
 import math
+import zlib
+from array import array
 from dataclasses import dataclass
 
 import torch
@@ -11,7 +13,9 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .adapter_weights import adapter_state_dict
+from .cache_model import CacheModel, fused_features
 from .configuration_pointclip import PointCLIPConfig
+from .cpu_threads import map_on_cpu_threads, run_on_cpu_thread
 from .inter_view_adapter import InterViewAdapter
 from .loading_pointclip import load_pointclip_model
 
@@ -23,7 +27,8 @@ class PointCLIPOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `labels` are given):
             Label-smoothed cross-entropy.
         logits (`torch.FloatTensor` of shape `(batch, labels)`):
-            Class scores, `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`.
+            Class scores, `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`, plus the cache head's
+            `alpha * exp(-beta * (1 - f @ keys.T)) @ values` when the model has one.
         view_features (`torch.FloatTensor` of shape `(batch, views, C)`):
             CLIP image embeddings of the views, before any normalisation.
         point_cloud_embeds (`torch.FloatTensor` of shape `(batch, views, C)`):
@@ -38,26 +43,6 @@ class PointCLIPOutput(ModelOutput):
     view_features: torch.FloatTensor | None = None
     point_cloud_embeds: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
-
-
-def project_rows(features: torch.Tensor, projection: torch.nn.Linear) -> torch.Tensor:
-    r"""
-    CLIP's final projection (a bias-free linear layer) with row results that do not depend on the thread count. CPU
-    matrix kernels split the reduction across threads when a call has few rows, which changes the last bits; in
-    float64 every order of the sum rounds to the same float32 result, at a negligible cost for these few rows.
-
-    Args:
-        features (`torch.Tensor` of shape `(rows, hidden)`):
-            Pooled tower outputs.
-        projection (`torch.nn.Linear`):
-            `visual_projection` or `text_projection`.
-
-    Returns:
-        `torch.Tensor` of shape `(rows, C)` in the dtype of `features`.
-    """
-    if features.device.type != "cpu":
-        return projection(features)
-    return (features.double() @ projection.weight.double().T).to(features.dtype)
 
 
 def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: float) -> torch.Tensor:
@@ -76,11 +61,57 @@ def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: 
     num_classes = logits.shape[-1]
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(f"Labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}.")
-    if smoothing == 0 or num_classes == 1:
+    if num_classes == 1:
         return F.cross_entropy(logits, labels)
-    target = torch.full_like(logits, smoothing / (num_classes - 1))
-    target.scatter_(1, labels[:, None], 1.0 - smoothing)
-    return -(target * logits.log_softmax(dim=-1)).sum(dim=-1).mean()
+    # torch spreads `label_smoothing` over all K classes, DGCNN spreads `smoothing` over the K - 1 others: K / (K - 1).
+    torch_smoothing = smoothing * num_classes / (num_classes - 1)
+    if torch_smoothing > 1:
+        raise ValueError(
+            f"label_smoothing {smoothing} with {num_classes} classes would give the true class less weight than each "
+            f"other class; use at most {(num_classes - 1) / num_classes:g}."
+        )
+    return F.cross_entropy(logits, labels, label_smoothing=torch_smoothing)
+
+
+SENTENCES_PER_TEXT_CALL = 16
+TOKENS_PER_LENGTH_STEP = 8
+
+
+def text_tower_calls(sentences: list[list[int]], context_length: int) -> list[tuple[int, list[int | None]]]:
+    r"""
+    Group tokenised sentences into text-tower calls of a fixed shape: `SENTENCES_PER_TEXT_CALL` rows, padded to the
+    sentence length rounded up to `TOKENS_PER_LENGTH_STEP` tokens. A sentence's row is a checksum of its tokens, so its
+    call shape, row and padding are functions of the sentence alone, and its embedding never depends on the others.
+
+    Args:
+        sentences (`list[list[int]]`):
+            The token ids of each sentence, without padding.
+        context_length (`int`):
+            The text tower's longest input.
+
+    Returns:
+        `list[tuple[int, list[int | None]]]`: per call, its padded length and, per row, the index of its sentence or
+        `None` for an empty row.
+    """
+    rows_by_length = {}
+    for index, tokens in enumerate(sentences):
+        length = min(context_length, -(-len(tokens) // TOKENS_PER_LENGTH_STEP) * TOKENS_PER_LENGTH_STEP)
+        row = zlib.crc32(array("q", tokens).tobytes()) % SENTENCES_PER_TEXT_CALL
+        rows_by_length.setdefault(length, [[] for _ in range(SENTENCES_PER_TEXT_CALL)])[row].append(index)
+    return [
+        (length, [queue[depth] if depth < len(queue) else None for queue in rows])
+        for length, rows in sorted(rows_by_length.items())
+        for depth in range(max(map(len, rows)))
+    ]
+
+
+def _label_embeds(sentence_embeds: torch.Tensor, prompt_class_ids: torch.Tensor | None) -> torch.Tensor:
+    """Normalised means of the normalised sentence embeddings of each label (one sentence per label by default)."""
+    if prompt_class_ids is not None:
+        num_labels = int(prompt_class_ids.max()) + 1
+        summed = sentence_embeds.new_zeros(num_labels, sentence_embeds.shape[-1])
+        sentence_embeds = summed.index_add_(0, prompt_class_ids.to(sentence_embeds.device), sentence_embeds)
+    return F.normalize(sentence_embeds, dim=-1)
 
 
 class PointCLIPPreTrainedModel(PreTrainedModel):
@@ -89,10 +120,13 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     input_modalities = ("image", "text")
     _no_split_modules = ["CLIPEncoderLayer", "CLIPTextEmbeddings", "CLIPVisionEmbeddings"]
-    _keys_to_ignore_on_load_missing = [r"^adapter\."]
+    _keys_to_ignore_on_load_missing = [r"^adapter\.", r"^cache\."]
     _keys_to_ignore_on_load_unexpected = [r"^label_text_embeds$"]
     supports_gradient_checkpointing = True
     _supports_sdpa = True
+    _processor = None
+    loading_kwargs = {}
+    point_options = {}
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -102,17 +136,23 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
                 init.kaiming_uniform_(linear.weight, a=math.sqrt(5))
                 bound = 1.0 / math.sqrt(linear.in_features)
                 init.uniform_(linear.bias, -bound, bound)
+        if isinstance(module, CacheModel):  # filled by build_cache or the saved cache
+            init.zeros_(module.keys)
+            init.zeros_(module.values)
 
     def encode_in_fixed_calls(self, pixel_values: torch.Tensor, encode) -> torch.Tensor:
         r"""
-        Run `encode` on the images of whole clouds, a fixed number of clouds per call (the last call padded with blank
-        clouds whose outputs are dropped), so that a cloud's outputs never depend on the rest of its batch.
+        Run `encode` on the images of whole clouds in calls whose shape and content never depend on the rest of the
+        batch. On the CPU each call holds half a cloud's views and runs on a single-threaded worker
+        ([`~cpu_threads.map_on_cpu_threads`]), so the bits do not depend on the thread count either. Elsewhere each call
+        holds `max_images_per_batch // views` whole clouds (128 images by default), the last call padded with blank
+        clouds whose outputs are dropped.
 
         Args:
             pixel_values (`torch.Tensor` of shape `(batch, views, 3, S, S)`):
                 Depth images.
             encode (`Callable`):
-                Images `(clouds_per_call * views, 3, S, S)` -> one output per image.
+                Images `(images_per_call, 3, S, S)` in the model's dtype -> one output per image.
 
         Returns:
             `torch.Tensor` of shape `(batch, views, ...)`.
@@ -125,19 +165,98 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
                 f"pixel_values hold {views} views but this model ({self.config.projection_style}) expects "
                 f"{self.config.num_views}: the processor and the model use different projections."
             )
-        clouds = pixel_values.to(device=self.device, dtype=self.dtype)
-        clouds_per_call = self.clouds_per_tower_call()
-        padding = -batch % clouds_per_call
+        images = pixel_values.to(self.device).flatten(0, 1)
+        images_per_call = self.images_per_tower_call()
+        padding = -len(images) % images_per_call
         if padding:
-            clouds = torch.cat([clouds, clouds.new_zeros(padding, *clouds.shape[1:])])
-        outputs = torch.cat([encode(group.flatten(0, 1)) for group in clouds.split(clouds_per_call)])
-        return outputs.reshape(batch + padding, views, *outputs.shape[1:])[:batch]
+            images = torch.cat([images, images.new_zeros(padding, *images.shape[1:])])
+        calls = images.split(images_per_call)
+        outputs = torch.cat(map_on_cpu_threads(lambda call: encode(call.to(self.dtype)), calls, self.device))
+        return outputs[: batch * views].reshape(batch, views, *outputs.shape[1:])
 
-    def clouds_per_tower_call(self) -> int:
-        """Whole clouds per image-tower call: `config.max_images_per_batch // num_views` (at least 1) when set, else one
-        cloud on CPU (no padding, and CPU kernels gain nothing from bigger calls) and 128 images' worth elsewhere."""
-        max_images = self.config.max_images_per_batch or (self.config.num_views if self.device.type == "cpu" else 128)
-        return max(1, max_images // self.config.num_views)
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        prompt_class_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        r"""
+        Normalised label embeddings from tokenised prompts: each sentence is encoded and normalised, the sentences of a
+        label are averaged and normalised again. A sentence's embedding depends on its own tokens alone: it goes into a
+        text-tower call of a fixed shape (see [`text_tower_calls`]) at a row chosen by its tokens.
+
+        Args:
+            input_ids (`torch.Tensor` of shape `(prompts, length)`):
+                Token ids of the prompt sentences.
+            attention_mask (`torch.Tensor` of shape `(prompts, length)`, *optional*):
+                1 for tokens, 0 for right padding.
+            prompt_class_ids (`torch.Tensor` of shape `(prompts,)`, *optional*):
+                The label each sentence belongs to; by default one sentence per label.
+
+        Returns:
+            `torch.Tensor` of shape `(labels, C)`.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        sentences = [ids[:length] for ids, length in zip(input_ids.tolist(), attention_mask.sum(-1).tolist())]
+        calls = text_tower_calls(sentences, self.config.clip_config.text_config.max_position_embeddings)
+        outputs = map_on_cpu_threads(
+            lambda call: self._encode_sentences(call[0], [None if i is None else sentences[i] for i in call[1]]),
+            calls,
+            self.device,
+        )
+        rows = torch.tensor([-1 if index is None else index for _, call in calls for index in call])
+        filled = (rows >= 0).nonzero().squeeze(1)
+        position_of_sentence = torch.empty_like(filled)
+        position_of_sentence[rows[filled]] = filled
+        sentence_embeds = torch.cat(outputs)[position_of_sentence.to(self.device)]
+        return run_on_cpu_thread(_label_embeds, sentence_embeds, prompt_class_ids, device=self.device)
+
+    def _encode_sentences(self, length: int, rows: list[list[int] | None]) -> torch.Tensor:
+        """The normalised embeddings of one call's rows of `length` tokens; an empty row (`None`) holds a copy of
+        another sentence, and its output is dropped by the caller."""
+        filler = next(tokens for tokens in rows if tokens is not None)
+        input_ids = torch.zeros(len(rows), length, dtype=torch.long)
+        attention_mask = torch.zeros_like(input_ids)
+        for row, tokens in enumerate(rows):
+            tokens = filler if tokens is None else tokens
+            input_ids[row, : len(tokens)] = torch.tensor(tokens)
+            attention_mask[row, : len(tokens)] = 1
+        pooled = self.clip.text_model(
+            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+        ).pooler_output
+        return F.normalize(self.clip.text_projection(pooled), dim=-1)
+
+    @property
+    def processor(self):
+        """The [`PointCLIPProcessor`] attached to this model, else the one that belongs to it: loaded once, from the
+        same place and with the same Hub arguments as the model (see `PointCLIPProcessor.from_model_source`)."""
+        if self._processor is None:
+            from .processing_pointclip import PointCLIPProcessor, with_point_options
+
+            source, config, loading_kwargs = self.name_or_path, self.config, self.loading_kwargs
+            processor = PointCLIPProcessor.from_model_source(source, config, **loading_kwargs)
+            self._processor = with_point_options(processor, **self.point_options)
+        return self._processor
+
+    @processor.setter
+    def processor(self, processor) -> None:
+        self._processor = processor
+
+    def images_per_tower_call(self) -> int:
+        """Images per image-tower call: half a cloud's views on the CPU (whole clouds when the number of views is odd),
+        else `config.max_images_per_batch` (default 128) rounded down to whole clouds."""
+        views = self.config.num_views
+        if self.device.type == "cpu":
+            return views // 2 if views % 2 == 0 else views
+        return max(1, (self.config.max_images_per_batch or 128) // views) * views
+
+    def processor_to_store(self):
+        """The processor `save_pretrained` writes beside a whole model (`config.clip_model_name_or_path = None`): no
+        base CLIP holds its tokenizer then, so without it the saved folder could not classify. `None` otherwise."""
+        if self.config.clip_model_name_or_path is not None:
+            return None
+        return self.processor
 
 
 class PointCLIPModel(PointCLIPPreTrainedModel):
@@ -172,9 +291,11 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
                 init=config.adapter_init,
                 dropout=config.adapter_dropout,
             )
+        self.cache = None
+        if config.use_cache_head:
+            self.cache = CacheModel(config.cache_size, config.num_views * config.embed_dim, len(config.label_names))
         self.label_text_embeds = None
         self.loading_kwargs = {}
-        self._processor = None
         self.post_init()
         self.clip.requires_grad_(False)
 
@@ -194,8 +315,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         return self.encode_in_fixed_calls(pixel_values, self._encode_images)
 
     def _encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.clip.vision_model(pixel_values=images).pooler_output
-        return project_rows(pooled, self.clip.visual_projection)
+        return self.clip.visual_projection(self.clip.vision_model(pixel_values=images).pooler_output)
 
     def get_point_cloud_embeds(self, view_features: torch.Tensor, apply_view_weights: bool = True) -> torch.Tensor:
         r"""
@@ -213,6 +333,9 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             `torch.Tensor` of shape `(batch, views, C)`: one block per view of the embedding (flatten it for the
             reference's `(batch, views * C)` vector).
         """
+        return run_on_cpu_thread(self._embed_views, view_features, apply_view_weights, device=view_features.device)
+
+    def _embed_views(self, view_features: torch.Tensor, apply_view_weights: bool) -> torch.Tensor:
         if self.adapter is not None:
             adapted = self._adapt(view_features.to(self.adapter.view_fusion_weights.dtype))
             embeds = adapted / adapted.flatten(1).norm(dim=-1).clamp_min(1e-12)[:, None, None]
@@ -227,57 +350,6 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         if self.adapter.training:  # batch statistics: a training step belongs to its batch
             return self.adapter(view_features)
         return torch.cat([self.adapter(cloud) for cloud in view_features.split(1)])
-
-    def get_text_features(
-        self,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        prompt_class_ids: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        r"""
-        Normalised label embeddings from tokenised prompts: each sentence is encoded on its own (without its padding,
-        so its embedding does not depend on the other sentences) and normalised; the sentences of a label are averaged
-        and normalised again.
-
-        Args:
-            input_ids (`torch.Tensor` of shape `(prompts, length)`):
-                Token ids of the prompt sentences.
-            attention_mask (`torch.Tensor` of shape `(prompts, length)`, *optional*):
-                1 for tokens, 0 for right padding.
-            prompt_class_ids (`torch.Tensor` of shape `(prompts,)`, *optional*):
-                The label each sentence belongs to; by default one sentence per label.
-
-        Returns:
-            `torch.Tensor` of shape `(labels, C)`.
-        """
-        if attention_mask is None:
-            attention_mask = torch.ones_like(input_ids)
-        pooled = torch.cat(
-            [
-                self.clip.text_model(input_ids=ids[None, :length]).pooler_output
-                for ids, length in zip(input_ids, attention_mask.sum(-1).tolist())
-            ]
-        )
-        sentence_embeds = F.normalize(project_rows(pooled, self.clip.text_projection), dim=-1)
-        if prompt_class_ids is not None:
-            num_labels = int(prompt_class_ids.max()) + 1
-            summed = sentence_embeds.new_zeros(num_labels, sentence_embeds.shape[-1])
-            sentence_embeds = summed.index_add_(0, prompt_class_ids.to(sentence_embeds.device), sentence_embeds)
-        return F.normalize(sentence_embeds, dim=-1)
-
-    @property
-    def processor(self):
-        """The [`PointCLIPProcessor`] attached to this model, else the one that belongs to it: loaded once, from the
-        same place and with the same Hub arguments as the model (see `processor_for_model`)."""
-        if self._processor is None:
-            from .processing_pointclip import processor_for_model
-
-            self._processor = processor_for_model(self)
-        return self._processor
-
-    @processor.setter
-    def processor(self, processor) -> None:
-        self._processor = processor
 
     def set_label_text_embeds(self, text_embeds: torch.Tensor) -> None:
         r"""
@@ -331,7 +403,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             prompt_class_ids (`torch.Tensor` of shape `(prompts,)`, *optional*):
                 The label each prompt belongs to (default: one prompt per label).
             text_embeds (`torch.Tensor` of shape `(labels, C)`, *optional*):
-                Label embeddings.
+                Label embeddings; with a cache head, those of `config.label_names` in that order (the cache's columns).
             view_features (`torch.Tensor` of shape `(batch, views, C)`, *optional*):
                 CLIP view embeddings (e.g. cached, for fast adapter training).
             labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
@@ -347,9 +419,8 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         embeds = self.get_point_cloud_embeds(view_features)
         if text_embeds.shape[-1] != embeds.shape[-1]:
             raise ValueError(f"text_embeds have width {text_embeds.shape[-1]}, the image features {embeds.shape[-1]}.")
-        scale = self.clip.logit_scale.exp().to(embeds.dtype) / math.sqrt(embeds.shape[1])
         text_embeds = text_embeds.to(embeds.dtype)
-        logits = scale * torch.cat([torch.einsum("bvc,kc->bk", cloud, text_embeds) for cloud in embeds.split(1)])
+        logits = run_on_cpu_thread(self._scores, embeds, text_embeds, device=embeds.device)
         loss = None
         if labels is not None:
             loss = smooth_cross_entropy(logits.float(), labels.to(logits.device), self.config.label_smoothing)
@@ -357,6 +428,75 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             loss=loss, logits=logits, view_features=view_features, point_cloud_embeds=embeds, text_embeds=text_embeds
         )
         return output if return_dict is not False else output.to_tuple()
+
+    def _scores(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+        scale = self.clip.logit_scale.exp().to(embeds.dtype) / math.sqrt(embeds.shape[1])
+        logits = scale * torch.cat([torch.einsum("bvc,kc->bk", cloud, text_embeds) for cloud in embeds.split(1)])
+        return self._add_cache_logits(logits, embeds)
+
+    def _add_cache_logits(self, logits: torch.Tensor, embeds: torch.Tensor) -> torch.Tensor:
+        """`logits` plus the cache head's `alpha * exp(-beta * (1 - f @ keys.T)) @ values`, whose columns follow
+        `config.label_names`: the text rows must be in that order."""
+        if self.cache is None:
+            return logits
+        if logits.shape[-1] != self.cache.values.shape[1]:
+            raise ValueError(
+                f"This model's cache scores its {self.cache.values.shape[1]} config.label_names, got "
+                f"{logits.shape[-1]} labels: give the text of config.label_names, in that order."
+            )
+        cache_logits = self.cache(fused_features(embeds), float(self.config.cache_beta))
+        return logits + (float(self.config.cache_alpha) * cache_logits).to(logits.dtype)
+
+    def set_cache(self, keys: torch.Tensor, label_ids: torch.Tensor) -> None:
+        r"""
+        Give the model a cache head (Tip-Adapter) holding `keys` and the one-hot `label_ids`, replacing any earlier
+        cache; `config.use_cache_head` and `config.cache_size` follow. [`~PointCLIPModel.build_cache`] calls it.
+
+        Args:
+            keys (`torch.Tensor` of shape `(entries, views * C)`):
+                L2-normalised fused features of the support clouds (see `cache_model.fused_features`).
+            label_ids (`torch.Tensor` of shape `(entries,)`):
+                Their classes, as indices into `config.label_names`.
+        """
+        num_labels = len(self.config.label_names or [])
+        width = self.config.num_views * self.config.embed_dim
+        if keys.ndim != 2 or keys.shape[1] != width or len(label_ids) != len(keys) or not len(keys):
+            raise ValueError(f"Cache keys must have shape (entries >= 1, {width}) with one label id each, got "
+                             f"{tuple(keys.shape)} and {len(label_ids)} label ids.")  # fmt: skip
+        if not num_labels or label_ids.min() < 0 or label_ids.max() >= num_labels:
+            raise ValueError(f"Cache label ids must index config.label_names ({num_labels} labels).")
+        cache = CacheModel(len(keys), width, num_labels).to(self.device)
+        cache.set_entries(keys.to(self.device), label_ids.to(self.device))
+        self.cache = cache
+        self.config.use_cache_head, self.config.cache_size = True, len(keys)
+
+    def trainable_heads(self) -> torch.nn.ModuleDict:
+        """The heads few-shot training updates, those the model has: the inter-view adapter and the cache (its keys,
+        Tip-Adapter-F). Their state-dict keys are the model's own (`adapter.*`, `cache.*`)."""
+        heads = {"adapter": self.adapter, "cache": self.cache}
+        return torch.nn.ModuleDict({name: head for name, head in heads.items() if head is not None})
+
+    def build_cache(self, support, labels=None, **kwargs):
+        r"""
+        Build the cache head (Tip-Adapter) from few-shot support clouds and search its `alpha` and `beta` on a
+        validation split: see [`pointclip_hf.cache_building.build_cache`] for every argument.
+
+        Args:
+            support (`datasets.Dataset`, a folder or a list of files):
+                Labelled support clouds (columns `points` and `label`), or point-cloud files with `labels`.
+            labels (`list[str]`, *optional*):
+                One class name per file, when `support` is files.
+            kwargs:
+                `shots`, `seed`, `validation`, `validation_fraction`, `search`, `alpha`, `beta`, ...
+
+        Returns:
+            `dict`: how the cache was built (also stored as `config.cache_info`).
+        """
+        try:
+            from pointclip_hf.cache_building import build_cache
+        except ImportError:
+            raise ImportError("build_cache needs the pointclip_hf package: pip install pointclip_hf.") from None
+        return build_cache(self, support, labels, **kwargs)
 
     def compile_image_tower(self, **compile_kwargs) -> "PointCLIPModel":
         """Opt in to `torch.compile` for CLIP's image tower, the part that dominates the cost; `compile_kwargs` go to
@@ -416,14 +556,15 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         Save `config.json` and `model.safetensors` (sharded or with a `variant` as transformers does). The weights
         hold only the adapter (fp32) and the label embeddings, whatever `state_dict` a caller such as `Trainer` passes:
         the frozen CLIP is referenced by `config.clip_model_name_or_path` at `config.clip_revision`. Only when that is
-        `None` are the CLIP weights stored too. With `push_to_hub=True` the folder is then uploaded as
-        [`~PointCLIPModel.push_to_hub`] does.
+        `None` are the CLIP weights stored too, with the processor (and so the tokenizer). With `push_to_hub=True` the
+        folder is then uploaded as [`~PointCLIPModel.push_to_hub`] does.
 
         Raises:
             `ValueError`: when CLIP weights were made trainable (they would be silently lost): freeze them, or set
             `config.clip_model_name_or_path = None` to store the whole model.
         """
         self._check_clip_is_frozen()
+        processor = self.processor_to_store()
         state_dict = state_dict if state_dict is not None else self.state_dict()
         if self.config.clip_model_name_or_path is not None:
             state_dict = adapter_state_dict(state_dict)
@@ -433,7 +574,10 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             return self.push_to_hub(kwargs.pop("repo_id", None) or str(save_directory).rstrip("/").split("/")[-1],
                                     save_directory=save_directory, **kwargs)  # fmt: skip
         self.config.custom_pipelines = _custom_pipelines()
-        return super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
+        saved = super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
+        if processor is not None:
+            processor.save_pretrained(save_directory)
+        return saved
 
     def _check_clip_is_frozen(self) -> None:
         trainable = [name for name, parameter in self.clip.named_parameters() if parameter.requires_grad]
@@ -466,7 +610,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
         `config=PointCLIPConfig(...)`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`,
         `subfolder`, `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same
-        place.
+        place; `sampling=` and `up_axis=` change that processor's point settings (see [`PointCloudProcessor`]).
         Fails loudly when the CLIP or the adapter weights are missing or do not fit.
         """
         return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)

@@ -9,8 +9,9 @@ from transformers import CLIPModel
 from transformers.utils import ModelOutput
 
 from .configuration_pointclip import PointCLIPConfig
+from .cpu_threads import run_on_cpu_thread
 from .loading_pointclip import load_pointclip_model
-from .modeling_pointclip import PointCLIPModel, PointCLIPPreTrainedModel, project_rows
+from .modeling_pointclip import PointCLIPModel, PointCLIPPreTrainedModel
 from .projection_part_segmentation import PART_SEGMENTATION_STYLE
 
 # The reference head's smoothing of the patch score maps: ReplicationPad2d([2, 3, 2, 3]) then AvgPool2d(6, stride 1).
@@ -34,6 +35,26 @@ class PointCLIPPartSegmentationOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     patch_features: torch.FloatTensor | None = None
     text_embeds: torch.FloatTensor | None = None
+
+
+def scramble_patch_tokens(patch_features: torch.Tensor) -> torch.Tensor:
+    r"""
+    The patch "tokens" the reference's head actually scores: a bug of the released code, reproduced for parity only.
+    `zeroshot_seg/main.py` saves each view's patch map channel-first (`[C, grid, grid]`, i.e. `[N, 10, 512, 14, 14]`)
+    and `post_search.py` reads it back with `reshape(-1, 10, 196, 512)`, a reshape where a permute was needed. So
+    "token" `j` holds the flat entries `j * C` to `(j + 1) * C - 1` of the channel-first map, which are a few channels
+    of every patch (for ViT-B/16, channels `2.6 j` to `2.6 (j + 1)` of all 196 patches), and is no longer normalised.
+
+    Args:
+        patch_features (`torch.Tensor` of shape `(..., grid * grid, C)`):
+            Patch embeddings, the patches in row-major order.
+
+    Returns:
+        `torch.Tensor` of the same shape: each view's `(C, grid * grid)` channel-first map read as `(grid * grid, C)`.
+        For 196 patches and 512 channels this is exactly the reference's read-back; for other sizes (where the
+        reference's hard-coded reshape would mix clouds or fail) it is the same mistake within each view.
+    """
+    return patch_features.transpose(-1, -2).reshape(patch_features.shape)
 
 
 def part_logits_at_points(
@@ -133,11 +154,9 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         self.adapter = None
         self.label_text_embeds = None
         self.loading_kwargs = {}
-        self.processor = None
         self.post_init()
         self.clip.requires_grad_(False)
 
-    get_text_features = PointCLIPModel.get_text_features
     _check_clip_is_frozen = PointCLIPModel._check_clip_is_frozen
 
     @property
@@ -163,8 +182,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
     def _encode_patches(self, images: torch.Tensor) -> torch.Tensor:
         vision = self.clip.vision_model
         tokens = vision.post_layernorm(vision(pixel_values=images).last_hidden_state[:, 1:])
-        projected = project_rows(tokens.flatten(0, 1), self.clip.visual_projection)
-        return F.normalize(projected, dim=-1).view(*tokens.shape[:2], -1)
+        return F.normalize(self.clip.visual_projection(tokens), dim=-1)
 
     def forward(
         self,
@@ -177,6 +195,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         text_embeds: torch.Tensor | None = None,
         patch_features: torch.Tensor | None = None,
         view_weights: torch.Tensor | None = None,
+        scrambled_patch_tokens: bool = False,
         return_dict: bool | None = None,
     ) -> PointCLIPPartSegmentationOutput | tuple:
         r"""
@@ -199,6 +218,10 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
                 Normalised patch embeddings (e.g. cached).
             view_weights (`torch.Tensor` of shape `(views,)`, *optional*):
                 Defaults to `config.view_weights`, else all 1.
+            scrambled_patch_tokens (`bool`, *optional*, defaults to `False`):
+                Score the reference's scrambled patch tokens ([`scramble_patch_tokens`], a bug of its released code)
+                instead of the patches, for parity with its outputs only. `patch_features` in the output stay the
+                true patch embeddings.
             return_dict (`bool`, *optional*):
                 Return a [`PointCLIPPartSegmentationOutput`] (default) or a tuple.
         """
@@ -208,14 +231,16 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
             patch_features = self.get_patch_features(pixel_values)
         text_embeds = self._part_embeddings(input_ids, attention_mask, prompt_class_ids, text_embeds)
         self._check_points(patch_features, point_pixels, point_visible)
-        logits = part_logits_at_points(
-            patch_features,
+        logits = run_on_cpu_thread(
+            part_logits_at_points,
+            scramble_patch_tokens(patch_features) if scrambled_patch_tokens else patch_features,
             text_embeds,
             point_pixels.to(patch_features.device),
             point_visible.to(patch_features.device),
             self._view_weights(view_weights, patch_features),
             image_size=self.config.clip_config.vision_config.image_size,
             scale=self.clip.logit_scale.exp().to(patch_features.dtype),
+            device=patch_features.device,
         )
         output = PointCLIPPartSegmentationOutput(logits=logits, patch_features=patch_features, text_embeds=text_embeds)
         return output if return_dict is not False else output.to_tuple()
@@ -266,7 +291,8 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
             processor ([`PointCLIPProcessor`], *optional*):
                 Defaults to `model.processor`, else the one that belongs to the model.
             pipeline_kwargs:
-                More pipeline arguments (`prompt_templates`, `part_prompts`, `view_weights`, `transposed_lookup`).
+                More pipeline arguments (`prompt_templates`, `part_prompts`, `view_weights`, `transposed_lookup`,
+                `scrambled_patch_tokens`).
 
         Returns:
             For one cloud a `dict` with `parts`, per-point `labels` (part names), `label_ids` `(N,)` and `scores`
@@ -282,17 +308,21 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
     def save_pretrained(self, save_directory, state_dict: dict | None = None, **kwargs):
         r"""
         Save `config.json` and the weights. The frozen CLIP is referenced by `config.clip_model_name_or_path` and not
-        stored; only when that is `None` are the CLIP weights saved. The config names the part-segmentation pipeline,
-        so `pipeline(model=folder, trust_remote_code=True)` finds it.
+        stored; only when that is `None` are the CLIP weights saved, with the processor. The config names the
+        part-segmentation pipeline, so `pipeline(model=folder, trust_remote_code=True)` finds it.
         """
         from .pipeline_pointclip_part_segmentation import PART_SEGMENTATION_PIPELINES
 
         self._check_clip_is_frozen()
+        processor = self.processor_to_store()
         self.config.custom_pipelines = PART_SEGMENTATION_PIPELINES
         state_dict = state_dict if state_dict is not None else self.state_dict()
         if self.config.clip_model_name_or_path is not None:
             state_dict = {}
-        return super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
+        saved = super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
+        if processor is not None:
+            processor.save_pretrained(save_directory)
+        return saved
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -311,4 +341,5 @@ __all__ = [
     "PointCLIPPartSegmentationOutput",
     "part_logits_at_points",
     "part_scores_per_view",
+    "scramble_patch_tokens",
 ]

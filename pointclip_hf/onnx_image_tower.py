@@ -3,7 +3,7 @@
 The tower is exported once per weights and input shape to `cache_dir` (default `$HF_HOME/pointclip_hf/onnx`,
 next to the Hugging Face model cache), keyed by a SHA-256 of the tower's config, weights, input shape and the
 torch/onnx versions, and reused from there. The exported graph has a fixed batch size: the model's tower calls all
-hold `clouds_per_tower_call() * num_views` images (the last call padded), so a cloud's features still never depend
+hold `images_per_tower_call()` images (half a cloud on the CPU), so a cloud's features still never depend
 on the rest of the batch. Everything else (projection, text tower, projections, logits) stays in torch.
 
 ONNX Runtime runs the tower in float32 on the CPU execution provider; its features agree with torch float32
@@ -52,7 +52,7 @@ class OnnxImageTower(torch.nn.Module):
         self.input_shape = (batch_size, 3, image_size, image_size)
         self.onnx_path = export_image_tower(vision_model, self.input_shape, cache_dir)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
+        options.intra_op_num_threads = 1  # called from the single-threaded CPU workers, several at once
         self.session = ort.InferenceSession(
             str(self.onnx_path), options, providers=providers or ["CPUExecutionProvider"]
         )
@@ -102,7 +102,7 @@ def use_onnx_image_tower(model, cache_dir=None, providers=None):
     vision_model = model.clip.vision_model
     if isinstance(vision_model, OnnxImageTower):
         return model
-    batch_size = model.clouds_per_tower_call() * model.config.num_views
+    batch_size = model.images_per_tower_call()
     model.clip.vision_model = OnnxImageTower(vision_model.eval(), batch_size, cache_dir, providers)
     return model
 

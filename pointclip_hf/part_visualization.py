@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
+from plyfile import PlyData, PlyElement
 
 from .atomic_files import write_file_atomically
 
@@ -17,6 +18,9 @@ PART_PALETTE: tuple[tuple[int, int, int], ...] = (
     (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
 )  # fmt: skip
 _PAD = 4
+_PART_VERTEX = np.dtype(
+    [("x", "f4"), ("y", "f4"), ("z", "f4"), ("red", "u1"), ("green", "u1"), ("blue", "u1"), ("part", "i4")]
+)
 
 
 def part_colors(label_ids) -> np.ndarray:
@@ -46,14 +50,15 @@ def write_part_ply(path: str | os.PathLike, points, label_ids, parts) -> None:
             Part names.
     """
     points, label_ids = np.asarray(points, dtype=np.float32)[:, :3], np.asarray(label_ids, dtype=np.int64)
-    colors = part_colors(label_ids)
-    header = ["ply", "format ascii 1.0", *(f"comment part {line}" for line in part_legend(parts)),
-              f"element vertex {len(points)}", "property float x", "property float y", "property float z",
-              "property uchar red", "property uchar green", "property uchar blue", "property int part",
-              "end_header"]  # fmt: skip
-    rows = [f"{x:.6g} {y:.6g} {z:.6g} {r} {g} {b} {p}" for (x, y, z), (r, g, b), p in
-            zip(points.tolist(), colors.tolist(), label_ids.tolist())]  # fmt: skip
-    write_file_atomically(Path(path), ("\n".join(header + rows) + "\n").encode("utf-8"))
+    vertices = np.empty(len(points), dtype=_PART_VERTEX)
+    vertices["x"], vertices["y"], vertices["z"] = points.T
+    vertices["red"], vertices["green"], vertices["blue"] = part_colors(label_ids).T
+    vertices["part"] = label_ids
+    ply = PlyData([PlyElement.describe(vertices, "vertex")], text=True,
+                  comments=[f"part {line}" for line in part_legend(parts)])  # fmt: skip
+    buffer = io.BytesIO()
+    ply.write(buffer)
+    write_file_atomically(Path(path), buffer.getvalue())
 
 
 def part_views_image(images: torch.Tensor, pixels: torch.Tensor, visible: torch.Tensor, label_ids, parts,

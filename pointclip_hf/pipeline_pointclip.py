@@ -7,10 +7,11 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
-from .feature_extraction_pointclip import is_single_point_cloud
+from .feature_extraction_pointclip import check_no_missing_clouds, is_single_point_cloud, to_point_batch
 from .labels import check_labels, check_labels_fit_model
 from .processing_pointclip import PointCLIPProcessor, processor_for_model
 from .prompts import check_prompt_template
+from .score_checks import check_finite_logits, check_scores_discriminate
 
 PIPELINE_TASK = "point-cloud-zero-shot-classification"
 DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch16"
@@ -20,18 +21,20 @@ CUSTOM_PIPELINES = {
         "pt": ["AutoModel"],
         "tf": [],
         "type": "multimodal",
-        "default": {"model": {"pt": [DEFAULT_CHECKPOINT, "main"]}},
+        "default": {"model": [DEFAULT_CHECKPOINT, "main"]},
     }
 }
+LABEL_SETS_CACHED_PER_MODEL = 8
 _LABEL_EMBEDDINGS = weakref.WeakKeyDictionary()
-_CACHE_SIZE = 8
 
 
 def label_embeddings(model, processor: PointCLIPProcessor, labels, prompt_templates=None) -> torch.Tensor:
     r"""
-    Normalised text embeddings of `labels` with the model's prompts, cached per model. The cache key holds the exact
-    sentences and the identity, version, dtype and device of every text-tower weight, so a change of labels, prompts or
-    weights is never served stale. A label's embedding depends only on its own sentences (each is encoded alone).
+    Normalised text embeddings of `labels` with the model's prompts, cached per model (the last
+    `LABEL_SETS_CACHED_PER_MODEL` label sets). The cache key holds the labels, the templates, their per-class sentences,
+    the tokenizer and the identity, version, dtype and device of every text-tower weight, so a change of any of them is
+    never served stale. A label's embedding depends only on its own sentences (see
+    [`~PointCLIPPreTrainedModel.get_text_features`]).
 
     Args:
         model ([`PointCLIPModel`]):
@@ -47,24 +50,72 @@ def label_embeddings(model, processor: PointCLIPProcessor, labels, prompt_templa
         `torch.Tensor` of shape `(labels, C)` on the model's device.
     """
     labels = check_labels(labels)
-    templates = list(prompt_templates or model.config.prompt_templates)
-    max_length = model.config.clip_config.text_config.max_position_embeddings
-    tokens = processor.tokenize_labels(
-        labels, templates, model.config.class_prompts, max_length=max_length, device=model.device
+    templates = tuple(prompt_templates or model.config.prompt_templates)
+    class_prompts = model.config.class_prompts
+    key = (
+        tuple(labels),
+        templates,
+        tuple(sorted((name, tuple(sentences)) for name, sentences in (class_prompts or {}).items())),
+        id(processor.tokenizer),
+        _text_weights_state(model),
     )
-    key = (_token_key(tokens), _text_weights_state(model))
     cache = _LABEL_EMBEDDINGS.setdefault(model, {})
     if key not in cache:
+        tokens = label_tokens(model, processor, labels, list(templates))
         with torch.inference_mode(False), torch.no_grad():  # a plain tensor, usable later in training graphs
             embeds = model.get_text_features(**tokens)
-        if len(cache) >= _CACHE_SIZE:
+        if len(cache) >= LABEL_SETS_CACHED_PER_MODEL:
             cache.pop(next(iter(cache)))
         cache[key] = embeds
     return cache[key]
 
 
-def _token_key(tokens: dict) -> tuple:
-    return tuple(str(tokens[name].tolist()) for name in ("input_ids", "attention_mask", "prompt_class_ids"))
+def label_tokens(model, processor: PointCLIPProcessor, labels, prompt_templates=None) -> dict:
+    r"""
+    The tokens of the prompts of `labels` that [`label_embeddings`] encodes, on the model's device; labels whose prompts
+    give the same tokens are refused here.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model whose prompt templates, class prompts and context length apply.
+        processor ([`PointCLIPProcessor`]):
+            Its tokenizer turns the prompts into tokens.
+        labels (`list[str]`):
+            Candidate labels.
+        prompt_templates (`list[str]`, *optional*):
+            Templates to use instead of `model.config.prompt_templates`.
+
+    Returns:
+        `dict`: as [`PointCLIPProcessor.tokenize_labels`] returns it.
+    """
+    labels = check_labels(labels)
+    templates = list(prompt_templates or model.config.prompt_templates)
+    max_length = model.config.clip_config.text_config.max_position_embeddings
+    return processor.tokenize_labels(
+        labels, templates, model.config.class_prompts, max_length=max_length, device=model.device
+    )
+
+
+def model_label_order(model, labels: list[str]) -> tuple[list[str], list[int] | None]:
+    r"""
+    The labels to score and, when they differ from `labels`, the logit column of each given label. A model with a
+    cache head scores its `config.label_names` in their order (the order of the cache's values); other models score
+    the labels as given.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model.
+        labels (`list[str]`):
+            Checked candidate labels (for a cache model, its `config.label_names` in any order).
+
+    Returns:
+        `tuple[list[str], list[int] | None]`: the labels to embed, and the columns that put their logits in the order
+        of `labels` (`None`: already in that order).
+    """
+    if getattr(model, "cache", None) is None or list(labels) == list(model.config.label_names):
+        return list(labels), None
+    scored = list(model.config.label_names)
+    return scored, [scored.index(label) for label in labels]
 
 
 def _text_weights_state(model) -> tuple:
@@ -121,6 +172,7 @@ class PointCLIPPipeline(Pipeline):
         for component in ("tokenizer", "feature_extractor", "image_processor", "video_processor"):
             kwargs.pop(component, None)
         processor = processor_for_model(model, processor)
+        check_scores_discriminate(model)
         super().__init__(
             model=model,
             processor=processor,
@@ -133,11 +185,13 @@ class PointCLIPPipeline(Pipeline):
         """One cloud (an `(N, 3+)` array, tensor, nested list or file path) gives one result; a list of clouds or a
         `(B, N, 3+)` array gives one result per cloud."""
         if isinstance(point_clouds, (np.ndarray, torch.Tensor)) and point_clouds.ndim == 3:
+            if len(point_clouds) == 0:
+                raise ValueError(f"No point clouds given (a batch of shape {tuple(point_clouds.shape)}).")
             point_clouds = list(point_clouds)
         elif isinstance(point_clouds, (list, tuple)) and is_single_point_cloud(point_clouds):
-            point_clouds = np.asarray(point_clouds)
-        elif isinstance(point_clouds, (list, tuple)) and not point_clouds:
-            raise ValueError("No point clouds given (empty list).")
+            point_clouds = to_point_batch(point_clouds)[0]
+        elif isinstance(point_clouds, (list, tuple)):
+            check_no_missing_clouds(point_clouds)
         return super().__call__(point_clouds, **kwargs)
 
 
@@ -205,15 +259,18 @@ class PointCloudZeroShotClassificationPipeline(PointCLIPPipeline):
         return list(self.model.config.label_names)
 
     def preprocess(self, point_cloud):
-        return {"pixel_values": self.feature_extractor(point_cloud)["pixel_values"]}
+        return {"points": self.feature_extractor.prepare_points(point_cloud)}
 
     def _forward(self, model_inputs, candidate_labels=None, prompt_templates=None):
-        labels = candidate_labels or self._default_labels()
-        text_embeds = label_embeddings(self.model, self.processor, labels, prompt_templates)
-        return {"logits": self.model(pixel_values=model_inputs["pixel_values"], text_embeds=text_embeds).logits}
+        scored, columns = model_label_order(self.model, candidate_labels or self._default_labels())
+        text_embeds = label_embeddings(self.model, self.processor, scored, prompt_templates)
+        pixel_values = self.feature_extractor.render(model_inputs["points"].to(self.model.device))
+        logits = self.model(pixel_values=pixel_values, text_embeds=text_embeds).logits
+        return {"logits": logits if columns is None else logits[:, columns]}
 
     def postprocess(self, model_outputs, candidate_labels=None, top_k=None):
         labels = candidate_labels or self._default_labels()
+        check_finite_logits(model_outputs["logits"], self.model, ["a point cloud"])
         return scores_to_predictions(model_outputs["logits"], labels, top_k)[0]
 
 

@@ -4,7 +4,7 @@ import torch
 
 from .feature_extraction_pointclip import to_point_batch
 from .labels import check_labels
-from .pipeline_pointclip import PointCLIPPipeline
+from .pipeline_pointclip import DEFAULT_CHECKPOINT, PointCLIPPipeline
 from .point_ops import normalize_to_unit_sphere
 from .processing_pointclip import PointCLIPProcessor
 from .projection_part_segmentation import render_part_views
@@ -16,7 +16,7 @@ PART_SEGMENTATION_PIPELINES = {
         "pt": ["AutoModel"],
         "tf": [],
         "type": "multimodal",
-        "default": {"model": {"pt": ["openai/clip-vit-base-patch16", "main"]}},
+        "default": {"model": [DEFAULT_CHECKPOINT, "main"]},
     }
 }
 DEFAULT_OBJECT_NAME = "object"
@@ -106,10 +106,13 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
     ['seat', 'seat', 'leg']
     ```
 
-    Every point of the cloud is labelled (no sampling); it is centred and scaled to the unit sphere when the
-    processor's `normalize` is set. Call arguments: `parts`, `object_name`, `prompt_templates` (with `{}` for the part
-    and optionally `{object}`), `part_prompts` (`{part: [sentences]}`), `view_weights` and `transposed_lookup` (the
-    reference's transposed pixel reading, for parity checks only).
+    Every point of the cloud is labelled (no sampling); it is turned y up by the processor's `up_axis` (as
+    [`PointCloudProcessor`] does), and centred and scaled to the unit sphere when its `normalize` is set. Call
+    arguments: `parts`, `object_name`, `prompt_templates` (with `{}` for the part and optionally `{object}`),
+    `part_prompts` (`{part: [sentences]}`), `view_weights`, and two switches that reproduce bugs of the reference's
+    released code, for parity checks only: `transposed_lookup` (its transposed pixel reading) and
+    `scrambled_patch_tokens` (its saved-feature layout, see [`scramble_patch_tokens`]). Both together are the
+    reference's end-to-end behaviour.
     """
 
     def __init__(self, model, processor=None, **kwargs):
@@ -117,11 +120,13 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
         self._text_cache = {}
 
     def _sanitize_parameters(self, parts=None, object_name=None, prompt_templates=None, part_prompts=None,
-                             view_weights=None, transposed_lookup=None, **unknown):  # fmt: skip
+                             view_weights=None, transposed_lookup=None, scrambled_patch_tokens=None,
+                             **unknown):  # fmt: skip
         if unknown:
             raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}.")
         preprocess = {"transposed_lookup": bool(transposed_lookup)}
-        forward = {"object_name": object_name, "prompt_templates": prompt_templates, "part_prompts": part_prompts}
+        forward = {"object_name": object_name, "prompt_templates": prompt_templates, "part_prompts": part_prompts,
+                   "scrambled_patch_tokens": bool(scrambled_patch_tokens)}  # fmt: skip
         if parts is not None:
             forward["parts"] = check_parts(parts)
         if view_weights is not None:
@@ -138,7 +143,7 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
 
     def preprocess(self, point_cloud, transposed_lookup=False):
         extractor = self.feature_extractor
-        points = to_point_batch(point_cloud)
+        points = to_point_batch(point_cloud, extractor.up_axis)
         points = (points if isinstance(points, torch.Tensor) else points[0][None]).float()
         if not torch.isfinite(points).all():
             raise ValueError("Point cloud coordinates contain NaN or infinite values.")
@@ -152,14 +157,15 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
         return {"pixel_values": pixel_values, "point_pixels": views.pixels, "point_visible": views.visible}
 
     def _forward(self, model_inputs, parts=None, object_name=None, prompt_templates=None, part_prompts=None,
-                 view_weights=None):  # fmt: skip
+                 view_weights=None, scrambled_patch_tokens=False):  # fmt: skip
         if parts is None:
             raise ValueError("Give parts: at least 2 part names.")
         key = (tuple(parts), object_name, tuple(prompt_templates or ()), repr(part_prompts))
         if key not in self._text_cache:
             self._text_cache = {key: part_embeddings(self.model, self.processor, parts, object_name,
                                                      prompt_templates, part_prompts)}  # fmt: skip
-        output = self.model(**model_inputs, text_embeds=self._text_cache[key], view_weights=view_weights)
+        output = self.model(**model_inputs, text_embeds=self._text_cache[key], view_weights=view_weights,
+                            scrambled_patch_tokens=scrambled_patch_tokens)  # fmt: skip
         weights = self.model._view_weights(view_weights, output.patch_features)
         visible = (model_inputs["point_visible"].to(weights.device) & (weights > 0)[:, None]).any(dim=1)
         if not visible.any():

@@ -1,16 +1,19 @@
 """The processor: a [`PointCloudProcessor`] (clouds -> depth images) and a CLIP tokenizer (labels -> prompt tokens)."""
 
+import copy
 import json
 
 import torch
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
-from transformers.utils import PROCESSOR_NAME, cached_file
+from transformers.utils import FEATURE_EXTRACTOR_NAME, PROCESSOR_NAME, cached_file
 
 from .feature_extraction_pointclip import PointCloudProcessor
 from .labels import check_labels, check_labels_encode_distinctly
 from .prompts import DEFAULT_TEMPLATES, build_prompts
 
 CLIP_CONTEXT_LENGTH = 77
+PROCESSOR_CONFIG_FILES = f"{PROCESSOR_NAME}, {FEATURE_EXTRACTOR_NAME} or tokenizer_config.json"
+POINT_OPTIONS = ("sampling", "up_axis")
 
 
 class PointCLIPProcessor(ProcessorMixin):
@@ -110,6 +113,21 @@ class PointCLIPProcessor(ProcessorMixin):
         return BatchFeature(outputs)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "PointCLIPProcessor":
+        """
+        Load a saved processor as [`~ProcessorMixin.from_pretrained`] does, with `trust_remote_code=False` unless
+        `True` is passed: an `auto_map` in the folder's tokenizer or feature-extractor config never runs its code (nor
+        asks on standard input whether to).
+        """
+        source = str(pretrained_model_name_or_path)
+        try:
+            return super().from_pretrained(source, **with_explicit_trust(kwargs))
+        except ValueError as error:
+            raise_if_code_refused(error, source, PROCESSOR_CONFIG_FILES)
+            message = " ".join(str(error).split())
+            raise ValueError(f"The processor saved in {source} ({PROCESSOR_NAME}) is invalid: {message}") from None
+
+    @classmethod
     def from_model_source(cls, source: str, config, **load_kwargs) -> "PointCLIPProcessor":
         """
         The processor that belongs to a model: the one saved beside it, else one built from the model's config (its
@@ -122,8 +140,10 @@ class PointCLIPProcessor(ProcessorMixin):
                 The model's configuration.
             load_kwargs:
                 The Hub arguments the model was loaded with (`revision`, `token`, `cache_dir`, `local_files_only`,
-                `subfolder`, `trust_remote_code`, ...), used for every file read here.
+                `subfolder`, `trust_remote_code`, ...), used for every file read here. Code saved in `source` (an
+                `auto_map` in its tokenizer or processor config) runs only with `trust_remote_code=True`.
         """
+        load_kwargs = with_explicit_trust(load_kwargs)
         if holds_pointclip_processor(source, **load_kwargs):
             return cls.from_pretrained(source, **load_kwargs)
         tokenizer = load_base_tokenizer(source, config, load_kwargs)
@@ -140,7 +160,7 @@ class PointCLIPProcessor(ProcessorMixin):
 def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> PointCLIPProcessor:
     r"""
     The processor to use with `model`: `processor` when given, else the one attached as `model.processor`, else the one
-    that belongs to the model's source, loaded with the Hub arguments the model was loaded with.
+    that belongs to the model's source, loaded with the Hub arguments the model was loaded with (and then attached).
 
     Args:
         model ([`PointCLIPModel`]):
@@ -148,15 +168,44 @@ def processor_for_model(model, processor: PointCLIPProcessor | None = None) -> P
         processor ([`PointCLIPProcessor`], *optional*):
             An explicit choice.
     """
-    processor = processor or getattr(model, "_processor", None)
-    if processor is None:
-        processor = PointCLIPProcessor.from_model_source(model.name_or_path, model.config, **model.loading_kwargs)
+    processor = processor or model.processor
     if processor.feature_extractor.projection_style != model.config.projection_style:
         raise ValueError(
             f"The processor projects with {processor.feature_extractor.projection_style!r}, the model was built for "
             f"{model.config.projection_style!r}."
         )
     return processor
+
+
+def with_point_options(processor: PointCLIPProcessor, **options) -> PointCLIPProcessor:
+    r"""
+    `processor` with other point settings for its feature extractor: a copy when `options` change any, else
+    `processor` itself.
+
+    Args:
+        processor ([`PointCLIPProcessor`]):
+            The processor.
+        options:
+            New values of [`PointCloudProcessor`] settings named in `POINT_OPTIONS` (`sampling`, `up_axis`).
+    """
+    unknown = sorted(set(options) - set(POINT_OPTIONS))
+    if unknown:
+        raise TypeError(f"Unknown point settings {unknown}; choose among {POINT_OPTIONS}.")
+    extractor = processor.feature_extractor
+    if all(getattr(extractor, key) == value for key, value in options.items()):
+        return processor
+    changed = copy.copy(processor)
+    changed.feature_extractor = PointCloudProcessor(**{**extractor.to_dict(), **options})
+    return changed
+
+
+def pop_point_options(kwargs: dict) -> dict:
+    """Take the point settings of `POINT_OPTIONS` out of `from_pretrained` arguments `kwargs`, checked (a `ValueError`
+    before anything is loaded); those given as `None` are dropped."""
+    options = {key: kwargs.pop(key) for key in POINT_OPTIONS if key in kwargs}
+    options = {key: value for key, value in options.items() if value is not None}
+    PointCloudProcessor(**options)
+    return options
 
 
 def holds_pointclip_processor(source: str, **load_kwargs) -> bool:
@@ -170,17 +219,34 @@ def holds_pointclip_processor(source: str, **load_kwargs) -> bool:
     return isinstance(saved, dict) and saved.get("processor_class") == "PointCLIPProcessor"
 
 
+def with_explicit_trust(load_kwargs: dict) -> dict:
+    """`load_kwargs` with `trust_remote_code` always given: `True` only when the user passed `True`. transformers' Auto
+    classes ask `[y/N]` on standard input (and import the folder's module on `y`) when it is left unset."""
+    return {**load_kwargs, "trust_remote_code": load_kwargs.get("trust_remote_code") is True}
+
+
+def raise_if_code_refused(error: ValueError, source: str, files: str) -> None:
+    """Turn transformers' refusal to run the code an `auto_map` in `files` of `source` names into one line."""
+    if "trust_remote_code=True" in str(error):
+        raise ValueError(
+            f"{source} asks to run code saved with it (an auto_map in {files}); pointclip_hf runs a model folder's "
+            "code only when you pass trust_remote_code=True and trust its author."
+        ) from None
+
+
 def load_base_tokenizer(source: str, config, load_kwargs: dict):
-    """The tokenizer saved in `source`, else the one of the base CLIP at its recorded revision."""
+    """The tokenizer saved in `source`, else the one of the base CLIP at its recorded revision (`load_kwargs` hold an
+    explicit `trust_remote_code`, see `with_explicit_trust`)."""
     candidates = [(source, load_kwargs)]
     if config.clip_model_name_or_path and config.clip_model_name_or_path != source:
         base_kwargs = {key: value for key, value in load_kwargs.items() if key not in ("revision", "subfolder")}
         candidates.append((config.clip_model_name_or_path, {**base_kwargs, "revision": config.clip_revision}))
     for candidate, kwargs in candidates:
-        kwargs = {key: value for key, value in kwargs.items() if key != "trust_remote_code"}
         try:
             return AutoTokenizer.from_pretrained(candidate, **kwargs)
-        except (OSError, ValueError):
+        except (OSError, ValueError) as error:
+            if isinstance(error, ValueError):
+                raise_if_code_refused(error, candidate, "tokenizer_config.json")
             continue
     raise OSError(
         f"No tokenizer found in {[name for name, _ in candidates]}; pass processor=PointCLIPProcessor(...) explicitly."

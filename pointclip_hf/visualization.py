@@ -14,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic_files import write_file_atomically
+from .labels import display_label
 
 _MAX_NAMED_CLASSES = 40
 _MAX_COUNTED_CLASSES = 20
@@ -103,7 +104,7 @@ def save_confusion_matrix_image(
     """
     matrix = np.asarray(matrix, dtype=np.int64)
     fractions = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    names = [str(name) for name in label_names] if matrix.shape[0] <= _MAX_NAMED_CLASSES else []
+    names = [display_label(str(name)) for name in label_names] if matrix.shape[0] <= _MAX_NAMED_CLASSES else []
     layout = _ConfusionLayout.measure(matrix.shape[0], names, title or "")
     image = Image.new("RGB", (layout.width, layout.height), "white")
     draw = _draw_cells(image, fractions, layout)

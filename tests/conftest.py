@@ -82,6 +82,19 @@ def tiny_clip_dir(tmp_path_factory):
     return path
 
 
+@pytest.fixture
+def hub_with_default_clip(local_hub, tiny_clip_dir):
+    """The local Hub server with the tiny CLIP uploaded as the package's default checkpoint."""
+    from huggingface_hub import HfApi
+
+    from pointclip_hf.pipeline_pointclip import DEFAULT_CHECKPOINT
+
+    api = HfApi()
+    api.create_repo(DEFAULT_CHECKPOINT)
+    api.upload_folder(repo_id=DEFAULT_CHECKPOINT, folder_path=str(tiny_clip_dir))
+    return local_hub
+
+
 @pytest.fixture(scope="session")
 def zero_shot_model(tiny_clip_dir):
     return pointclip_hf.PointCLIPModel.from_pretrained(tiny_clip_dir)
@@ -123,3 +136,14 @@ def make_shape_dataset(seed: int, per_class: int, num_points: int = 256) -> Data
             labels.append(label)
     features = Features({"points": Array2D((None, 3), "float32"), "label": ClassLabel(names=SHAPE_CLASSES)})
     return Dataset.from_dict({"points": points, "label": labels}, features=features)
+
+
+@pytest.fixture
+def class_folder(tmp_path, example_clouds):
+    """A class-folder dataset: root/<class>/*.npy, 3 clouds per class."""
+    root = tmp_path / "shapes"
+    for name, cloud in zip(["box", "chair"], example_clouds):
+        (root / name).mkdir(parents=True)
+        for i in range(3):
+            np.save(root / name / f"{i}.npy", cloud[np.random.default_rng(i).permutation(1024)])
+    return root

@@ -60,17 +60,6 @@ def test_console_script_is_installed(tiny_clip_dir):
     assert "mug.npy: " in done.stdout
 
 
-@pytest.fixture
-def class_folder(tmp_path, example_clouds):
-    """A class-folder dataset: root/<class>/*.npy, 3 clouds per class."""
-    root = tmp_path / "shapes"
-    for name, cloud in zip(["box", "chair"], example_clouds):
-        (root / name).mkdir(parents=True)
-        for i in range(3):
-            np.save(root / name / f"{i}.npy", cloud[np.random.default_rng(i).permutation(1024)])
-    return root
-
-
 def test_evaluate_writes_report_and_confusion_matrix(tiny_clip_dir, class_folder, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["evaluate", "--dataset", str(class_folder), "--split", "train", "--model", str(tiny_clip_dir),
@@ -80,7 +69,8 @@ def test_evaluate_writes_report_and_confusion_matrix(tiny_clip_dir, class_folder
     assert report["num_samples"] == 6 and f"accuracy {report['accuracy']:.4f}" in printed
     assert report["setup"]["projection_style"] == "pointclip_v1" and "projection pointclip_v1" in printed
     assert Image.open(out / "confusion_matrix.png").size[0] > 50
-    assert len((out / "predictions.jsonl").read_text().splitlines()) == 7  # header + 6 clouds
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()[1:]]
+    assert [record["path"] for record in records] == sorted(str(p) for p in class_folder.rglob("*.npy"))  # 6 clouds
 
 
 def test_classify_folder_streams_json_lines(tiny_clip_dir, class_folder, tmp_path, capsys, zero_shot_model):

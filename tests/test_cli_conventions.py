@@ -27,16 +27,51 @@ def test_version(capsys):
     assert capsys.readouterr().out.strip() == f"pointclip_hf {pointclip_hf.__version__}"
 
 
+def commands(parser: argparse.ArgumentParser, prefix: str = "") -> dict[str, argparse.ArgumentParser]:
+    """Every command and nested command (`cache build`) of `parser`, by its full name."""
+    found = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, command in action.choices.items():
+                found[f"{prefix}{name}"] = command
+                found.update(commands(command, f"{prefix}{name} "))
+    return found
+
+
 def test_every_default_is_in_the_help():
-    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     missing = [
         f"{name} {action.option_strings}"
-        for name, command in subparsers.choices.items()
+        for name, command in commands(build_parser()).items()
         for action in command._actions
         if action.default not in (None, False, argparse.SUPPRESS) and "default" not in (action.help or "")
     ]
     assert not missing
-    assert "(default: 32)" in subparsers.choices["index"].format_help().replace("\n", " ").replace("  ", " ")
+    assert "(default: 32)" in commands(build_parser())["index"].format_help().replace("\n", " ").replace("  ", " ")
+
+
+def test_every_option_says_what_it_is():
+    bare = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, command in commands(build_parser()).items()
+        for action in command._actions
+        if not action.help or action.help.startswith("default:")
+    ]
+    assert not bare
+
+
+def test_part_segmentation_projection_is_offered_only_where_it_works(capsys):
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    offered = {
+        name: action.choices
+        for name, command in subparsers.choices.items()
+        for action in command._actions
+        if "--projection" in action.option_strings
+    }
+    assert set(offered) == {"classify", "train", "evaluate", "search", "ensemble", "index", "render"}
+    assert [name for name, choices in offered.items() if "pointclip_v2_part_segmentation" in choices] == ["render"]
+    with pytest.raises(SystemExit):
+        main(["classify", "cloud.npy", "--labels", "a,b", "--projection", "pointclip_v2_part_segmentation"])
+    assert "invalid choice: 'pointclip_v2_part_segmentation'" in capsys.readouterr().err
 
 
 def warn_and_fail(error):

@@ -104,6 +104,15 @@ def test_cli_dtype_auto_follows_the_policy(tiny_clip_dir, capsys, monkeypatch):
     assert {entry["dtype"] for entry in classify_json(capsys, tiny_clip_dir, "--dtype", "auto")} == {"float32"}
 
 
+def test_cli_default_is_auto_and_is_printed(tiny_clip_dir, capsys, monkeypatch):
+    monkeypatch.setattr(dtype_policy, "cpu_has_native_bfloat16", lambda: True)
+    files = [str(EXAMPLES / "mug.npy")]
+    assert main(["classify", *files, "--labels", "cup,table", "--model", str(tiny_clip_dir), "--json"]) == 0
+    captured = capsys.readouterr()
+    assert {entry["dtype"] for entry in json.loads(captured.out)} == {"bfloat16"}
+    assert "Computing in bfloat16 (--dtype auto; --dtype float32 gives the official numbers)." in captured.err
+
+
 def test_cli_rejects_bad_backend_combinations(tiny_clip_dir, capsys):
     files = [str(EXAMPLES / "mug.npy"), "--labels", "cup,table", "--model", str(tiny_clip_dir)]
     files += ["--backend", "onnxruntime"]

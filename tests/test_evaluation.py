@@ -171,7 +171,7 @@ def test_report_files_and_setup(model, dataset, reference_run, tmp_path):
     assert setup["projection_style"] == "pointclip_v1" and setup["num_views"] == 6
     assert setup["prompt_templates"] == list(model.config.prompt_templates)
     assert setup["label_names"] == LABELS and setup["use_adapter"] is False and setup["dtype"] == "float32"
-    assert setup["num_points"] == 256 and setup["sampling"] == "first" and setup["image_size"] == 32
+    assert setup["num_points"] == 256 and setup["sampling"] == "random" and setup["image_size"] == 32
     assert setup["dataset"]["num_samples"] == 11 and setup["runtime"]["num_processes"] == 1
     assert len(setup["config_sha256"]) == 64
 

@@ -22,10 +22,10 @@ from pointclip_hf.training import build_few_shot_model
 BASE = "openai-tiny/clip"
 REPO = "user/pointclip-hub-path"
 MODEL_FILES = {
-    "adapter_weights.py", "configuration_pointclip.py", "feature_extraction_pointclip.py", "inter_view_adapter.py",
-    "labels.py", "loading_pointclip.py", "local_paths.py", "modeling_pointclip.py", "pipeline_pointclip.py",
-    "point_cloud_checks.py", "point_ops.py", "processing_pointclip.py", "projection.py",
-    "projection_part_segmentation.py", "prompts.py",
+    "adapter_weights.py", "cache_model.py", "configuration_pointclip.py", "cpu_threads.py", "dtype_policy.py",
+    "feature_extraction_pointclip.py", "inter_view_adapter.py", "labels.py", "loading_pointclip.py", "local_paths.py",
+    "modeling_pointclip.py", "pipeline_pointclip.py", "point_cloud_checks.py", "point_ops.py",
+    "processing_pointclip.py", "projection.py", "projection_part_segmentation.py", "prompts.py", "score_checks.py",
 }  # fmt: skip
 
 

@@ -1,19 +1,22 @@
 """Part segmentation: golden parity with the reference in its transposed mode, the correct lookup by default, the head,
-a planted synthetic object, the tiny CLIP end to end, the pipeline and bad input."""
+the reference's scrambled patch tokens and its whole pipeline end to end, a planted synthetic object, the tiny CLIP
+end to end, the pipeline and bad input."""
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from conftest import build_tiny_tokenizer
+from official_part_segmentation_golden import build_official_size_clip, clip_checksum, segmentation_model
 from transformers import CLIPConfig, CLIPModel, pipeline
 
 import pointclip_hf
 from pointclip_hf import PointCLIPForZeroShotPartSegmentation, render_part_views
-from pointclip_hf.modeling_pointclip_part_segmentation import part_logits_at_points
+from pointclip_hf.modeling_pointclip_part_segmentation import part_logits_at_points, scramble_patch_tokens
 from pointclip_hf.projection import render_views
-from pointclip_hf.projection_part_segmentation import crop_for_clip, render_part_depth
+from pointclip_hf.projection_part_segmentation import PartViews, crop_for_clip, render_part_depth
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -87,6 +90,98 @@ def test_head_matches_reference(golden):
     )
     assert torch.allclose(logits, golden["head_point_logits"], atol=1e-4, rtol=1e-5)
     assert torch.equal(logits.argmax(-1), golden["head_point_seg"])
+
+
+# The reference's whole pipeline end to end: its projection, a seeded CLIP of ViT-B/16's shape, its saved-feature layout
+# and its head with its prompts and view weights (tests/official_part_segmentation_golden.py made the golden).
+
+
+def test_scrambled_tokens_are_the_reference_read_back():
+    features = torch.randn(2, 10, 196, 512)
+    saved = features.reshape(2, 10, 14, 14, 512).permute(0, 1, 4, 2, 3)  # main.py: [N, 10, C, 14, 14]
+    assert torch.equal(scramble_patch_tokens(features), saved.reshape(-1, 10, 196, 512))  # post_search.py
+
+
+@pytest.fixture(scope="module")
+def end_to_end():
+    with np.load(FIXTURES / "v2_part_segmentation_end_to_end.npz") as arrays:
+        golden = {name: torch.from_numpy(arrays[name]) for name in arrays.files}
+    return golden | json.loads((FIXTURES / "v2_part_segmentation_end_to_end.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def official_size_model(end_to_end):
+    clip = build_official_size_clip()
+    assert clip_checksum(clip) == pytest.approx(end_to_end["clip_checksum"], rel=1e-12), "not the golden's CLIP"
+    return segmentation_model(clip)
+
+
+@pytest.fixture(scope="module")
+def end_to_end_views(end_to_end, golden, official_views):
+    """Our views of the 4 clouds in the reference's (transposed) mode; the first 2 are those of `official_views`."""
+    assert torch.equal(end_to_end["points"][:2], golden["points"])
+    rest = render_part_views(end_to_end["points"][2:], transposed_lookup=True)
+    return PartViews(*(torch.cat(pair) for pair in zip(official_views, rest)))
+
+
+@pytest.fixture(scope="module")
+def end_to_end_outputs(end_to_end, official_size_model, end_to_end_views):
+    """Per cloud, our official-order mode (transposed lookup and scrambled tokens) on the golden's prompt tokens."""
+    views = end_to_end_views
+    outputs = []
+    for cloud in range(len(end_to_end["categories"])):
+        with torch.no_grad():
+            outputs.append(official_size_model(
+                pixel_values=views.images[cloud : cloud + 1, :, None].expand(-1, -1, 3, -1, -1),
+                point_pixels=views.pixels[cloud : cloud + 1], point_visible=views.visible[cloud : cloud + 1],
+                input_ids=end_to_end[f"token_ids_{cloud}"].long(), view_weights=end_to_end["view_weights"][cloud],
+                scrambled_patch_tokens=True,
+            ))  # fmt: skip
+    return outputs
+
+
+def test_end_to_end_views_and_text_match_the_reference(end_to_end, end_to_end_views, end_to_end_outputs):
+    for cloud, output in enumerate(end_to_end_outputs):
+        assert torch.equal(end_to_end_views.pixels[cloud], end_to_end[f"point_loc_clip_{cloud}"].long())
+        assert torch.equal(end_to_end_views.visible[cloud], end_to_end[f"is_seen_{cloud}"])
+        assert torch.allclose(output.text_embeds, end_to_end[f"text_features_{cloud}"], atol=1e-6)
+
+
+def test_end_to_end_scrambled_tokens_match_the_reference(end_to_end, end_to_end_outputs):
+    for cloud, output in enumerate(end_to_end_outputs):
+        patch_logits = 100 * scramble_patch_tokens(output.patch_features[0]) @ output.text_embeds.T
+        assert torch.allclose(patch_logits, end_to_end[f"patch_logits_{cloud}"], atol=1e-4)
+
+
+def test_official_order_mode_gives_the_reference_parts(end_to_end, end_to_end_outputs):
+    """The same logits, and the same part for every point but 16: the airplane's and the chair's points seen in no
+    view, whose 4 logits are all 0; the reference's `torch.topk` breaks that tie at part 2 (on CPU), our argmax at
+    part 0. The other ties break alike: the mug's unseen points (2 parts) and the table's "leg or support" and
+    "drawer", whose prompts are the same sentence."""
+    differing_points = 0
+    for cloud, output in enumerate(end_to_end_outputs):
+        reference = end_to_end[f"point_logits_{cloud}"]
+        assert torch.allclose(output.logits[0], reference, atol=1e-4)
+        parts = output.logits[0].argmax(-1)
+        is_best = reference == reference.amax(-1, keepdim=True)
+        assert is_best.gather(1, parts[:, None]).all()
+        differing = reference[parts != end_to_end[f"point_parts_{cloud}"]]
+        assert (differing == 0).all()
+        differing_points += len(differing)
+    assert differing_points == 16
+
+
+def test_correct_tokens_disagree_with_the_reference(end_to_end, official_size_model, end_to_end_views,
+                                                    end_to_end_outputs):  # fmt: skip
+    same = []
+    for cloud, output in enumerate(end_to_end_outputs):
+        correct = official_size_model(
+            patch_features=output.patch_features, point_pixels=end_to_end_views.pixels[cloud : cloud + 1],
+            point_visible=end_to_end_views.visible[cloud : cloud + 1], text_embeds=output.text_embeds,
+            view_weights=end_to_end["view_weights"][cloud],
+        )  # fmt: skip
+        same.append((correct.logits[0].argmax(-1) == end_to_end[f"point_parts_{cloud}"]).float().mean())
+    assert torch.stack(same).mean() < 0.5
 
 
 # The correct lookup.
@@ -240,6 +335,13 @@ def test_tiny_clip_segment_end_to_end(chair_result, chair_like):
     assert result["visible"].mean() > 0.9
 
 
+def test_up_axis_turns_the_cloud_before_segmenting(seg_clip_dir, chair_like, chair_result):
+    z_up = np.stack([chair_like[:, 0], -chair_like[:, 2], chair_like[:, 1]], axis=1)  # the chair stored z up
+    model = PointCLIPForZeroShotPartSegmentation.from_pretrained(seg_clip_dir, up_axis="z")
+    result = model.segment(z_up, parts=["back", "seat", "leg"], object_name="chair")
+    assert np.array_equal(result["scores"], chair_result["scores"])
+
+
 def test_segment_results_do_not_depend_on_the_batch(seg_model, golden, chair_like, chair_result):
     other = golden["points"][1, :300].numpy()
     both = seg_model.segment([other, chair_like], parts=["back", "seat", "leg"], object_name="chair")
@@ -258,6 +360,12 @@ def test_pipeline_round_trip(seg_model, chair_like, chair_result):
 def test_official_lookup_on_request(seg_model, chair_like, chair_result):
     official = seg_model.segment(chair_like, parts=["back", "seat", "leg"], object_name="chair", transposed_lookup=True)
     assert not np.allclose(official["scores"], chair_result["scores"])
+
+
+def test_scrambled_patch_tokens_on_request(seg_model, chair_like, chair_result):
+    scrambled = seg_model.segment(chair_like, parts=["back", "seat", "leg"], object_name="chair",
+                                  scrambled_patch_tokens=True)  # fmt: skip
+    assert not np.allclose(scrambled["scores"], chair_result["scores"])
 
 
 # Bad input.

@@ -130,13 +130,18 @@ def test_segment_command_bad_input_exits_2(seg_clip_dir, tmp_path, capsys):  # n
 
 def test_evaluate_parts_command(seg_clip_dir, shapenet_folder, tmp_path, capsys):  # noqa: F811
     output = tmp_path / "report.json"
-    assert main(["evaluate-parts", "--dataset", str(shapenet_folder), "--model", str(seg_clip_dir),
-                 "--output", str(output)]) == 0  # fmt: skip
+    command = ["evaluate-parts", "--dataset", str(shapenet_folder), "--model", str(seg_clip_dir), "--output"]
+    assert main([*command, str(output)]) == 0
     report = json.loads(output.read_text())
     assert report["num_shapes"] == 2
     assert set(report["category_ious"]) == {"table", "airplane"}
     assert 0 <= report["instance_miou"] <= 1
-    assert "instance mIoU" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "instance mIoU" in captured.out and "segmenting" in captured.err
+    assert main([*command, str(tmp_path / "quiet.json"), "--limit", "1", "-q"]) == 0
+    assert "segmenting" not in capsys.readouterr().err
+    assert main(["evaluate-parts", "--dataset", str(shapenet_folder), "--model", str(seg_clip_dir),
+                 "--official-lookup", "--scrambled-patch-tokens"]) == 0  # fmt: skip
 
 
 # Saving.
@@ -180,6 +185,20 @@ def test_part_view_weight_search_finds_the_side_views(planted_cache):
     assert result.baseline_miou < 1.0
     assert result.miou == 1.0
     assert result.view_weights[:4] == [0.0] * 4
+
+
+def test_part_search_cache_of_scrambled_tokens(seg_model):  # noqa: F811
+    import torch
+
+    from pointclip_hf.modeling_pointclip_part_segmentation import scramble_patch_tokens
+    from pointclip_hf.tuning.part_search import encode_part_views
+
+    points, labels = _box_on_legs(num_points=256)
+    clouds, part_labels = [points[0].numpy()], [labels.numpy()]
+    correct = encode_part_views(seg_model, clouds, part_labels)
+    scrambled = encode_part_views(seg_model, clouds, part_labels, scrambled_patch_tokens=True)
+    assert torch.equal(scrambled.patch_features[0], scramble_patch_tokens(correct.patch_features[0]))
+    assert not torch.equal(scrambled.patch_features[0], correct.patch_features[0])
 
 
 def test_part_prompt_search_picks_the_right_sentence(planted_cache):

@@ -7,7 +7,13 @@ import torch
 from transformers import pipeline
 from transformers.pipelines import PIPELINE_REGISTRY
 
-from pointclip_hf import PIPELINE_TASK, PointCLIPModel, PointCloudZeroShotClassificationPipeline
+from pointclip_hf import (
+    PART_SEGMENTATION_TASK,
+    PIPELINE_TASK,
+    PointCLIPForZeroShotPartSegmentation,
+    PointCLIPModel,
+    PointCloudZeroShotClassificationPipeline,
+)
 
 LABELS = ["cube", "sphere", "cone"]
 
@@ -20,7 +26,17 @@ def pipe(tiny_clip_dir):
 def test_registered_with_a_default_model():
     task = PIPELINE_REGISTRY.check_task(PIPELINE_TASK)[1]
     assert task["impl"] is PointCloudZeroShotClassificationPipeline
-    assert task["default"]["model"]["pt"][0] == "openai/clip-vit-base-patch16"
+    assert task["default"]["model"] == ("openai/clip-vit-base-patch16", "main")
+
+
+def test_no_model_loads_the_default_checkpoint(hub_with_default_clip, example_clouds):
+    pipe = pipeline(PIPELINE_TASK)  # the default checkpoint, served by the local Hub as the tiny CLIP
+    assert isinstance(pipe.model, PointCLIPModel)
+    assert pipe.model.config.clip_model_name_or_path == "openai/clip-vit-base-patch16"
+    assert sorted(p["label"] for p in pipe(example_clouds[0], candidate_labels=LABELS)) == sorted(LABELS)
+    segmenter = pipeline(PART_SEGMENTATION_TASK)
+    assert isinstance(segmenter.model, PointCLIPForZeroShotPartSegmentation)
+    assert segmenter.model.config.clip_model_name_or_path == "openai/clip-vit-base-patch16"
 
 
 def test_one_result_per_cloud(pipe, example_clouds):

@@ -30,8 +30,8 @@ def cloud(n, seed, channels=3):
     return np.random.default_rng(seed).uniform(-1, 1, size=(n, channels)).astype(np.float32)
 
 
-def assert_schema(ds, names):
-    assert set(ds.column_names) == {"points", "label"}
+def assert_schema(ds, names, extra_columns=()):
+    assert set(ds.column_names) == {"points", "label", *extra_columns}
     assert isinstance(ds.features["points"], Array2D)
     assert ds.features["points"].shape == (None, 3)
     assert ds.features["points"].dtype == "float32"
@@ -221,8 +221,9 @@ def test_folder_tree_npy_and_off(tmp_path):
     (root / "table" / "notes.md").write_text("ignored")
     (root / "table" / "meta.json").write_text("{}")  # metadata beside clouds: still a class-folder tree
     ds = load_point_cloud_dataset(root)
-    assert_schema(ds, ["chair", "table"])  # sorted
+    assert_schema(ds, ["chair", "table"], extra_columns=["path"])  # sorted
     assert ds["label"] == [0, 0, 1]
+    assert list(ds["path"]) == [str(root / name) for name in ("chair/c0.npy", "chair/c1.npy", "table/t0.off")]
     rows = ds.with_format("torch")
     assert rows[0]["points"].shape == (10, 3) and rows[0]["points"].dtype == torch.float32
     assert rows[1]["points"].shape == (7, 3)
@@ -259,7 +260,7 @@ def test_folder_tree_modelnet_zip_layout(tmp_path):
             write_off(root / klass / split / f"{klass}_0001.off", 0.0)
     write_off(root / "cup" / "train" / "cup_0002.off", 1.0)
     train = load_point_cloud_dataset(root, "train", num_points=32)
-    assert_schema(train, ["bowl", "cup"])
+    assert_schema(train, ["bowl", "cup"], extra_columns=["path"])
     assert train["label"] == [0, 1, 1]
     assert train.with_format("torch")[:]["points"].shape == (3, 32, 3)
     assert len(load_point_cloud_dataset(root, "test")) == 2

@@ -13,7 +13,8 @@ from pointclip_hf.processing_pointclip import processor_for_model
 
 @pytest.mark.parametrize("style, views", [("pointclip_v1", 6), ("pointclip_v1_fewshot", 10), ("pointclip_v2", 10)])
 def test_pixel_values_shape_and_reference_resize(style, views, example_clouds):
-    processor = PointCloudProcessor(projection_style=style, image_size=224, normalize=False)  # the reference's path
+    reference_path = dict(normalize=False, sampling="first")
+    processor = PointCloudProcessor(projection_style=style, image_size=224, **reference_path)
     pixel_values = processor(example_clouds)["pixel_values"]
     assert pixel_values.shape == (2, views, 3, 224, 224) and pixel_values.dtype == torch.float32
     native = render_views(torch.from_numpy(example_clouds), style)
@@ -24,7 +25,7 @@ def test_pixel_values_shape_and_reference_resize(style, views, example_clouds):
 
 def test_reference_data_pass_through_unchanged(example_clouds):
     """Without normalisation, 'first' sampling of 1024 points hands the reference clouds over untouched."""
-    processor = PointCloudProcessor(normalize=False)
+    processor = PointCloudProcessor(normalize=False, sampling="first")
     assert torch.equal(processor.prepare_points(example_clouds), torch.from_numpy(example_clouds))
 
 
@@ -141,3 +142,11 @@ def test_feature_extractor_loads_through_auto_class(tiny_clip_dir, tmp_path):
     processor_for_model(model).save_pretrained(tmp_path)
     extractor = AutoFeatureExtractor.from_pretrained(tmp_path)
     assert isinstance(extractor, PointCloudProcessor) and extractor.projection_style == "pointclip_v2"
+
+
+def test_the_processor_of_a_model_is_loaded_once(tiny_clip_dir):
+    from pointclip_hf import PointCLIPModel
+
+    model = PointCLIPModel.from_pretrained(tiny_clip_dir)
+    first = processor_for_model(model)  # e.g. embed_point_clouds, then build_index: one load, not one per call
+    assert processor_for_model(model) is first and model.processor is first

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
+import stat
+
 import numpy as np
 import pytest
 import torch
 
 from pointclip_hf import PointCLIPModel
+from pointclip_hf.cli import main as cli_main
 from pointclip_hf.embeddings import embed_point_clouds, embed_texts
 from pointclip_hf.pipeline_pointclip import label_embeddings
 from pointclip_hf.processing_pointclip import processor_for_model
@@ -81,6 +86,21 @@ def test_index_a_folder_and_search_by_text_and_example(zero_shot_model, tmp_path
     assert like[0]["path"] == paths[2] and like[0]["score"] == pytest.approx(1.0, abs=1e-5)
 
 
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_index_files_get_the_permissions_of_plain_files(zero_shot_model, tmp_path, umask):
+    write_clouds(tmp_path / "clouds", count=2)
+    old = os.umask(umask)
+    try:
+        build_index(zero_shot_model, tmp_path / "clouds", tmp_path / "index", progress=False)
+        (tmp_path / "plain").write_bytes(b"")
+    finally:
+        os.umask(old)
+    expected = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    assert expected == 0o666 & ~umask
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "index").iterdir()}
+    assert modes == dict.fromkeys(["index.json", "embeddings.safetensors", "items.json"], expected)
+
+
 def test_index_resumes_from_its_chunks(zero_shot_model, tmp_path, monkeypatch):
     write_clouds(tmp_path / "clouds", count=7)
     complete = build_index(zero_shot_model, tmp_path / "clouds", tmp_path / "full", batch_size=2, progress=False)
@@ -126,6 +146,20 @@ def test_index_refuses_another_model_and_damaged_files(zero_shot_model, tiny_cli
         PointCloudIndex.load(tmp_path / "clouds")
 
 
+def test_an_index_takes_queries_of_any_up_axis_but_only_its_own_sampling(tiny_clip_dir, tmp_path, capsys):
+    write_clouds(tmp_path / "clouds", count=3)
+    build_index(PointCLIPModel.from_pretrained(tiny_clip_dir, sampling="first"), tmp_path / "clouds",
+                tmp_path / "index", progress=False)  # fmt: skip
+    index = PointCloudIndex.load(tmp_path / "index")
+    z_up_queries = PointCLIPModel.from_pretrained(tiny_clip_dir, sampling="first", up_axis="z")
+    assert len(index.search_text(z_up_queries, ["cube"], top_k=1)[0]) == 1
+    with pytest.raises(IndexFileError, match="another model or processor"):
+        index.search_text(PointCLIPModel.from_pretrained(tiny_clip_dir, sampling="random"), ["cube"])
+    command = ["retrieve", str(tmp_path / "index"), "--model", str(tiny_clip_dir), "--text", "cube", "--json"]
+    assert cli_main(command) == 0, "retrieve loads the model with the sampling the index was built with"
+    assert json.loads(capsys.readouterr().out)[0]["query"] == "cube"
+
+
 def test_index_a_dataset_keeps_rows_and_labels(zero_shot_model, tmp_path):
     from conftest import make_shape_dataset
 
@@ -136,3 +170,14 @@ def test_index_a_dataset_keeps_rows_and_labels(zero_shot_model, tmp_path):
     assert index.items == [{"row": i, "label": names[label]} for i, label in enumerate(dataset["label"])]
     hit = index.search_like(zero_shot_model, np.asarray(dataset[5]["points"]), top_k=1)[0][0]
     assert hit["row"] == 5
+
+
+def test_index_a_class_folder_tree_names_the_files(zero_shot_model, tmp_path):
+    from pointclip_hf import load_point_cloud_dataset
+
+    (tmp_path / "tree").mkdir()
+    write_clouds(tmp_path / "tree" / "shape", count=2)
+    dataset = load_point_cloud_dataset(tmp_path / "tree")
+    index = build_index(zero_shot_model, dataset, tmp_path / "index", progress=False)
+    files = sorted(str(p) for p in (tmp_path / "tree" / "shape").glob("*.npy"))
+    assert index.items == [{"row": i, "path": path, "label": "shape"} for i, path in enumerate(files)]

@@ -1,6 +1,7 @@
 """The `pointclip` subcommands, one module each: `add_parser(subparsers)` declares it, `run(args)` runs it."""
 
 from . import (
+    cache,
     classify,
     demo,
     ensemble,
@@ -15,4 +16,6 @@ from . import (
     train,
 )
 
-COMMANDS = [classify, evaluate, train, push, search, ensemble, render, segment, evaluate_parts, index, retrieve, demo]
+COMMANDS = [
+    classify, evaluate, train, cache, push, search, ensemble, render, segment, evaluate_parts, index, retrieve, demo
+]

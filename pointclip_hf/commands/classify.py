@@ -10,11 +10,15 @@ def add_parser(commands) -> None:
     command = commands.add_parser("classify", help="zero-shot (or few-shot) classification of point-cloud files")
     command.add_argument("files", nargs="+", help="point-cloud or mesh files (.npy .ply .pcd .off .obj .stl ...)")
     command.add_argument("--labels", help="comma-separated candidate labels (default: a trained adapter's classes)")
-    command.add_argument("--top-k", type=int, default=None)
-    command.add_argument("--batch-size", type=int, default=32)
+    command.add_argument("--top-k", type=int, help="labels printed per file (default: all)")
+    command.add_argument("--batch-size", type=int, default=32, help="clouds rendered and encoded at once")
     command.add_argument("--json", action="store_true", help="print JSON")
     command.add_argument("--output", help="also write JSON lines here, incrementally (resumes an interrupted run)")
+    command.add_argument("--no-resume", action="store_true", help="with --output: start afresh instead of resuming")
     command.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the files")
+    command.add_argument("--test-time-cache", action="store_true",
+                         help="adapt to the files as they come (TDA caches): a file's scores then depend on the files "
+                              "before it, outside the batch-invariance guarantee")  # fmt: skip
     add_model_options(command)
     command.set_defaults(run=run)
 
@@ -31,7 +35,7 @@ def run(args) -> int:
     if args.labels is None and not model.config.label_names:
         raise CommandError("--labels is required for a zero-shot model (only trained adapters know their classes).")
     labels = check_labels(label_list(args.labels) if args.labels is not None else model.config.label_names)
-    streaming = args.output or args.num_workers or any(os.path.isdir(f) for f in args.files)
+    streaming = args.output or args.num_workers or args.test_time_cache or any(os.path.isdir(f) for f in args.files)
     if streaming:  # folders and long lists: stream through a DataLoader, write JSON lines, resume
         files, results = _classify_streaming(model, args, labels)
         if not is_main_process():
@@ -48,7 +52,8 @@ def _classify_streaming(model, args, labels) -> tuple[list[str], list[list[dict]
 
     files = args.files[0] if len(args.files) == 1 else list(args.files)
     records = classify_files(model, files, labels, batch_size=args.batch_size, num_workers=args.num_workers,
-                             output_path=args.output, top_k=args.top_k, progress=not args.json)  # fmt: skip
+                             output_path=args.output, top_k=args.top_k, progress=not args.json,
+                             resume=not args.no_resume, test_time_cache=args.test_time_cache)  # fmt: skip
     return [record["path"] for record in records], [record["top_k"] for record in records]
 
 
@@ -60,6 +65,8 @@ def _print_results(files: list[str], results: list[list[dict]], as_json: bool, m
         run = {"dtype": dtype_name(model.dtype), "backend": image_tower_backend(model)}
         print(json.dumps([{"file": f, **run, "predictions": r} for f, r in zip(files, results)], indent=2))
         return
+    from ..labels import display_label
+
     for path, predictions in zip(files, results):
-        ranked = ", ".join(f"{p['label']} {p['score']:.3f}" for p in predictions)
+        ranked = ", ".join(f"{display_label(p['label'])} {p['score']:.3f}" for p in predictions)
         print(f"{os.fsencode(path).decode(errors='replace')}: {ranked}")  # a non-UTF-8 file name shows as U+FFFD

@@ -1,6 +1,7 @@
 """`pointclip demo [--model ID_OR_PATH] [--port N]`: the Gradio demo in the browser."""
 
-from ._options import DEFAULT_MODEL, CommandError
+from ..dtype_policy import DTYPE_CHOICES
+from ._options import DEFAULT_MODEL, CommandError, add_point_options
 
 
 def add_parser(commands) -> None:
@@ -10,6 +11,9 @@ def add_parser(commands) -> None:
     command.add_argument("--port", type=int, help="port to serve on (default: 7860, or the next free one)")
     command.add_argument("--host", help="address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)")
     command.add_argument("--device", help="e.g. cpu, cuda (default: cpu)")
+    command.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
+                         help="auto: bfloat16 where the CPU or GPU computes it natively, else float32")  # fmt: skip
+    add_point_options(command)
     command.set_defaults(run=run)
 
 
@@ -20,5 +24,6 @@ def run(args) -> int:
         import_gradio()
     except ImportError as error:
         raise CommandError(str(error)) from None
-    launch_demo(args.model, port=args.port, host=args.host, device=args.device)
+    launch_demo(args.model, port=args.port, host=args.host, device=args.device, dtype=args.dtype,
+                sampling=args.sampling, up_axis=args.up_axis)  # fmt: skip
     return 0

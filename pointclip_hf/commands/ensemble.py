@@ -13,8 +13,8 @@ def add_parser(commands) -> None:
     command.add_argument("--validation-logits", required=True, help=".npy/.npz/.safetensors logits on that split")
     command.add_argument("--test-split", help="split to report the ensemble on")
     command.add_argument("--test-logits", help="the other network's logits on the test split")
-    command.add_argument("--batch-size", type=int, default=32)
-    command.add_argument("--output-dir", default="pointclip-ensemble")
+    command.add_argument("--batch-size", type=int, default=32, help="clouds rendered and encoded at once")
+    command.add_argument("--output-dir", default="pointclip-ensemble", help="where ensemble.json is written")
     add_model_options(command)
     command.set_defaults(run=run)
 

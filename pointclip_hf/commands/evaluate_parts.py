@@ -10,10 +10,12 @@ from .segment import add_segmentation_model_options, load_segmentation_model
 def add_parser(commands) -> None:
     command = commands.add_parser("evaluate-parts", help="part-segmentation mIoU on ShapeNetPart h5 files")
     command.add_argument("--dataset", required=True, help="folder of ShapeNetPart *_{split}*.h5 files")
-    command.add_argument("--split", default="test")
+    command.add_argument("--split", default="test", help="the split to evaluate")
     command.add_argument("--categories", help="comma-separated categories (default: all 16)")
     command.add_argument("--limit", type=int, help="at most this many shapes (the first ones)")
     command.add_argument("--official-lookup", action="store_true", help="the reference's transposed pixels")
+    command.add_argument("--scrambled-patch-tokens", action="store_true",
+                         help="the reference's scrambled patch tokens (its saved-feature bug)")
     command.add_argument("--model-view-weights", action="store_true",
                          help="use the model's view weights instead of the reference's per-category ones")
     command.add_argument("--part-prompts", help="JSON file of {category: {part: [sentences]}}")
@@ -33,6 +35,7 @@ def run(args) -> int:
         dataset = dataset.select(range(min(args.limit, len(dataset))))
     part_prompts = _load_library(args.part_prompts) if args.part_prompts else None
     report = evaluate_part_segmentation(load_segmentation_model(args), dataset, transposed_lookup=args.official_lookup,
+                                        scrambled_patch_tokens=args.scrambled_patch_tokens,
                                         reference_view_weights=not args.model_view_weights,
                                         part_prompts=part_prompts, progress=True)  # fmt: skip
     print(f"instance mIoU {100 * report.instance_miou:.2f}, category mIoU {100 * report.category_miou:.2f} "

@@ -3,7 +3,7 @@
 import json
 
 from ..dtype_policy import DTYPE_CHOICES, resolve_dtype
-from ._options import CommandError
+from ._options import CommandError, add_point_options
 
 
 def add_parser(commands) -> None:
@@ -17,8 +17,9 @@ def add_parser(commands) -> None:
                          help="exact search with torch, or faiss when installed")  # fmt: skip
     command.add_argument("--model", help="the model the index was built with (default: the one it names)")
     command.add_argument("--device", help="e.g. cpu, cuda, cuda:1")
-    command.add_argument("--dtype", choices=DTYPE_CHOICES, help="as for classify (default: the checkpoint's dtype)")
+    command.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto", help="as for classify")
     command.add_argument("--json", action="store_true", help="print JSON")
+    add_point_options(command, sampling=False)
     command.set_defaults(run=run)
 
 
@@ -41,13 +42,15 @@ def run(args) -> int:
 
 
 def _index_model(args, fingerprint: dict):
-    """The `--model`, or the model the index names, with the projection the index was built with."""
+    """The `--model`, or the model the index names, with the projection and sampling the index was built with, and
+    `--up-axis` for the `--like` files."""
     from ..modeling_pointclip import PointCLIPModel
 
     name = args.model or fingerprint.get("model")
-    projection = fingerprint.get("processor", {}).get("projection_style")
+    settings = fingerprint.get("processor", {})
     dtype = resolve_dtype(args.dtype, args.device)
-    model = PointCLIPModel.from_pretrained(name, dtype=dtype, projection_style=projection)
+    model = PointCLIPModel.from_pretrained(name, dtype=dtype, projection_style=settings.get("projection_style"),
+                                           sampling=settings.get("sampling"), up_axis=args.up_axis)  # fmt: skip
     return model.to(args.device) if args.device else model
 
 

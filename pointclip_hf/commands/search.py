@@ -22,7 +22,7 @@ def add_parser(commands) -> None:
     command.add_argument("--no-weights", action="store_true", help="skip the view-weight search")
     command.add_argument("--grid", default="0.25,0.5,0.75,1.0", help="candidate view weights")
     command.add_argument("--fix", help="views with fixed weights, e.g. 0=0.75,1=0.75,2=0.75 (as PointCLIP V2)")
-    command.add_argument("--batch-size", type=int, default=32)
+    command.add_argument("--batch-size", type=int, default=32, help="clouds rendered and encoded at once")
     command.add_argument("--output-dir", required=True, help="where the tuned model is saved")
     add_model_options(command)
     command.set_defaults(run=run)

@@ -1,7 +1,7 @@
 """`pointclip segment FILE --object chair --parts back,seat,leg --out parts.ply`: zero-shot part segmentation of a
 cloud, written as a coloured PLY, optionally with a picture of the views coloured by part."""
 
-from ._options import CommandError, label_list
+from ._options import CommandError, add_point_options, label_list
 
 
 def add_parser(commands) -> None:
@@ -17,7 +17,11 @@ def add_parser(commands) -> None:
     command.add_argument("--view-weights", help="10 comma-separated weights (default: the model's or the preset's)")
     command.add_argument("--official-lookup", action="store_true",
                          help="read the reference's transposed pixels (for comparison with its figures only)")
+    command.add_argument("--scrambled-patch-tokens", action="store_true",
+                         help="score the reference's scrambled patch tokens (its saved-feature bug; with "
+                              "--official-lookup, its end-to-end behaviour; for comparison only)")  # fmt: skip
     add_segmentation_model_options(command)
+    add_point_options(command, sampling=False)
     command.set_defaults(run=run)
 
 
@@ -31,21 +35,24 @@ def add_segmentation_model_options(command) -> None:
 def load_segmentation_model(args):
     from ..modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
 
-    model = PointCLIPForZeroShotPartSegmentation.from_pretrained(args.model)
+    model = PointCLIPForZeroShotPartSegmentation.from_pretrained(args.model, up_axis=getattr(args, "up_axis", None))
     return model.to(args.device) if args.device else model
 
 
 def run(args) -> int:
+    from ..feature_extraction_pointclip import file_up_axis
     from ..part_prompts import load_part_prompts
     from ..point_cloud_io import load_point_cloud
 
     parts, view_weights = _parts_and_weights(args)
     part_prompts = load_part_prompts(args.part_prompts, args.object) if args.part_prompts else None
     points = load_point_cloud(args.file)
+    args.up_axis = args.up_axis or file_up_axis(args.file)  # the points are passed on as an array, which is y up
     model = load_segmentation_model(args)
     result = model.segment(points, parts=parts, object_name=args.object, part_prompts=part_prompts,
                            prompt_templates=args.prompt_template, view_weights=view_weights,
-                           transposed_lookup=args.official_lookup)  # fmt: skip
+                           transposed_lookup=args.official_lookup,
+                           scrambled_patch_tokens=args.scrambled_patch_tokens)  # fmt: skip
     _write_outputs(args, model, points, result)
     return 0
 
@@ -73,18 +80,18 @@ def _write_outputs(args, model, points, result) -> None:
     for line, count in zip(part_legend(result["parts"]), counts):
         print(f"  {line}: {count}")
     if args.views:
-        views = _render(model, points, args.official_lookup)
+        views = _render(model, points, args.up_axis, args.official_lookup)
         save_image(part_views_image(views.images[0], views.pixels[0], views.visible[0], result["label_ids"],
                                     result["parts"]), args.views)  # fmt: skip
         print(f"Wrote the views coloured by part to {args.views}")
 
 
-def _render(model, points, transposed_lookup: bool):
+def _render(model, points, up_axis: str, transposed_lookup: bool):
     import torch
 
-    from ..point_ops import normalize_to_unit_sphere
+    from ..point_ops import normalize_to_unit_sphere, turn_y_up
     from ..projection_part_segmentation import render_part_views
 
-    cloud = normalize_to_unit_sphere(torch.as_tensor(points[:, :3], dtype=torch.float32)[None])
+    cloud = normalize_to_unit_sphere(turn_y_up(torch.as_tensor(points[:, :3], dtype=torch.float32)[None], up_axis))
     size = model.config.clip_config.vision_config.image_size
     return render_part_views(cloud, image_size=size, transposed_lookup=transposed_lookup)

@@ -18,12 +18,15 @@ def add_parser(commands) -> None:
     add_validation_options(command)
     command.add_argument("--shots", type=int, default=16, help="training examples per class")
     command.add_argument("--replace", action="store_true", help="sample with replacement for classes with < shots")
-    command.add_argument("--output-dir", required=True)
-    command.add_argument("--epochs", type=int, default=250)
-    command.add_argument("--batch-size", type=int, default=32)
-    command.add_argument("--learning-rate", type=float, default=0.01)
+    command.add_argument("--output-dir", required=True,
+                         help="where the checkpoints (resumed from), the best adapter and its card are written")
+    command.add_argument("--epochs", type=int, default=250, help="passes over the few-shot set")
+    command.add_argument("--batch-size", type=int, default=32, help="clouds per optimiser step")
+    command.add_argument("--learning-rate", type=float, default=0.01, help="SGD learning rate after the warm-up epoch")
     command.add_argument("--no-augment", action="store_true", help="no scale/shift augmentation (caches features)")
     command.add_argument("--push-to-hub", metavar="REPO", help="upload the adapter, configs and card here")
+    command.add_argument("--no-resume", action="store_true",
+                         help="start afresh instead of resuming from --output-dir/checkpoint")  # fmt: skip
     add_model_options(command)
     command.set_defaults(run=run)
 
@@ -39,8 +42,10 @@ def run(args) -> int:
     config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                             augment=not args.no_augment, seed=args.seed, progress=True)  # fmt: skip
     model = build_few_shot_model(args.model, class_names_of(pool), projection_style=args.projection or
-                                 "pointclip_v1_fewshot", seed=args.seed)  # fmt: skip
-    result = train_adapter(model, few_shot, validation, config=config, output_dir=args.output_dir)
+                                 "pointclip_v1_fewshot", seed=args.seed, sampling=args.sampling,
+                                 up_axis=args.up_axis)  # fmt: skip
+    result = train_adapter(model, few_shot, validation, config=config, output_dir=args.output_dir,
+                           resume=not args.no_resume)  # fmt: skip
     card = _save_with_card(model, args, config)
     print(f"best validation accuracy {result.best_validation_accuracy} at epoch {result.best_epoch}; "
           f"adapter saved in {args.output_dir}")  # fmt: skip

@@ -8,7 +8,7 @@ Every loader returns the same schema (see `point_features`):
 
 `Array2D((None, 3))` allows clouds of different sizes; `dataset.with_format("torch")` gives an `[N, 3]` float32
 tensor per row and `[B, N, 3]` per batch when the sizes match (a list of tensors otherwise). Extra channels (normals,
-colours) are dropped and so are all other columns.
+colours) are dropped and so are all other columns, except the `path` of each file in a class-folder tree.
 
 Modules
 -------

@@ -7,8 +7,10 @@ with `pointclip_hf.point_cloud_io.load_point_cloud` (meshes are sampled to point
     root/<class_name>/*.npy              (no splits: the whole tree, whatever `split` says)
 
 Class names are the sorted class folder names, taken over all splits so that ids agree between splits (or the
-given `class_names`, which must include every folder name). Clouds are stored in float32; one that float32 cannot
-resolve where it lies (a georeferenced scan, which the reader returns in float64) is stored centred on its mean.
+given `class_names`, which must include every folder name). Besides the schema's `points` and `label`, a `path`
+column names each cloud's file, so that predictions and indexes can say which file a row is. Clouds are stored in
+float32; one that float32 cannot resolve where it lies (a georeferenced scan, which the reader returns in float64) is
+stored centred on its mean.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from datasets import Dataset
+from datasets import Dataset, Value
 
 from ..labels import check_labels
 from ..point_cloud_checks import check_point_clouds
@@ -49,7 +51,7 @@ def load_folder_tree(root: Path, split: str, class_names: list[str] | None, num_
             Keep only the first `num_points` points of each cloud.
 
     Returns:
-        `datasets.Dataset`: with the schema of `pointclip_hf.data.point_features`.
+        `datasets.Dataset`: with the schema of `pointclip_hf.data.point_features`, plus `path` (the file of each row).
     """
     found, files_of, layout = _tree_layout(root, split)
     if not any(files_of.values()):
@@ -63,14 +65,16 @@ def load_folder_tree(root: Path, split: str, class_names: list[str] | None, num_
             raise ValueError(f"class folders {missing} in {str(root)!r} are not in class_names {class_names}")
     names = check_labels(class_names if class_names is not None else found)
     index = {name: i for i, name in enumerate(names)}
-    clouds, labels = [], []
+    clouds, labels, paths = [], [], []
     for name in found:
         for file in files_of[name]:
             clouds.append(_read_cloud(file, num_points, row=len(clouds)))
             labels.append(index[name])
-    return Dataset.from_dict(
-        {"points": clouds, "label": np.asarray(labels, dtype=np.int64)}, features=point_features(names), split=split
-    )
+            paths.append(str(file))
+    features = point_features(names)
+    features["path"] = Value("string")
+    rows = {"points": clouds, "label": np.asarray(labels, dtype=np.int64), "path": paths}
+    return Dataset.from_dict(rows, features=features, split=split)
 
 
 def _tree_layout(root: Path, split: str) -> tuple[list[str], dict[str, list[Path]], str]:

@@ -28,20 +28,28 @@ flat in the number of clouds (`classify_files` returns its records, which natura
 Predictions file (JSON lines)
 -----------------------------
 The first line is a header `{"header": {"format", "task", "fingerprint"}}`. The fingerprint holds everything that
-determines the predictions: the model (`name_or_path`, a hash of its config, a hash of the adapter weights, its
-dtype), the processor's point and image settings, the labels, `top_k`, and the data (the `datasets` fingerprint and
-length of the dataset, or the count and a hash of the file paths). Then one line per cloud, in index order::
+determines the predictions: the model by its content, not its path (hashes of its config without paths, of the CLIP
+weights, of the adapter weights and of the prompt tokens), its dtype, the compute (`compute`: device type, image-tower
+backend, and the kernels: the GPU's name on CUDA, torch's CPU capability and the CPU's bf16/fp16/int8 matrix features
+on a CPU; not the thread count, which does not change CPU results), the processor's point and image settings, the
+labels, `top_k`, and the data (the `datasets` fingerprint and length of the dataset, or the count, a hash of the file
+paths and a hash of the files' bytes: xxHash3-128, so a file touched or copied with the same bytes still resumes and
+a file whose bytes changed, even with the same size and time, does not). Then one line per cloud, in index order::
 
     {"index": 7, "label": "chair", "label_id": 2, "prediction": "table", "prediction_id": 5, "score": 0.41,
      "correct": false, "top_k": [{"label": "table", "score": 0.41}, ...]}                  (evaluate)
+    (with `"path": "tree/chair/a.ply"` after `"index"` when the dataset has a `path` column, as class-folder trees do)
     {"index": 7, "path": "clouds/a.ply", "prediction": "table", "score": 0.41, "top_k": [...]}   (classify_files)
 
-Lines are flushed after every batch. With `resume=True` (the default) an existing file is checked before anything
-is written to it: a header from another run (other model, config, adapter, dtype, processor, labels, data) raises a
-`ValueError` naming what differs and leaves the file untouched; a last line without its newline (the run died while
-writing it) is cut off and recomputed; any other damage (a malformed line before the end, an index out of order)
-raises. Because the loader keeps the order, the records of a file are always exactly the first indices of the work
-it holds, so resuming means continuing right after them. `resume=False` starts afresh and overwrites.
+Lines are flushed after every batch; a cloud whose scores are not finite raises before its line is written. With
+`resume=True` (the default) an existing file is checked before anything is written to it: a header from another run
+(other model, config, adapter, dtype, compute, processor, labels, data) raises a `ValueError` naming each field that
+differs with both values, and leaves the file untouched; a last line without its newline (the run died while writing
+it, or was interrupted with Ctrl-C) is cut off and recomputed; any other damage (a malformed line before the end, an
+index out of order, a label that is not one of the run's, a score that is not a number in `[0, 1]`) raises. Because
+the loader keeps the order, the records of a file are always exactly the first indices of the work it holds, so
+resuming means continuing right after them. `resume=False` (`--no-resume` on the command line) starts afresh and
+overwrites. A write that fails (a full disk) raises an `OSError` naming the file.
 
 Scale-out with accelerate
 -------------------------

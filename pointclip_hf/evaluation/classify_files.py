@@ -10,10 +10,11 @@ from ..labels import check_labels
 from ..point_cloud_io import SUPPORTED_EXTENSIONS
 from ..processing_pointclip import processor_for_model
 from .checks import check_loop_arguments, check_model_labels, check_output_file, check_processor
-from .distributed import gather_records, resolve_accelerator
+from .distributed import gather_records, resolve_accelerator, run_device
 from .fingerprint import files_fingerprint, run_fingerprint
 from .prediction_loop import FileSource, PredictionRun, run_predictions
 from .predictions_file import make_header
+from .test_time_cache_run import new_test_time_cache_run
 
 
 def classify_files(
@@ -29,6 +30,7 @@ def classify_files(
     resume: bool = True,
     accelerator=None,
     processor=None,
+    test_time_cache=False,
 ) -> list[dict]:
     """
     Classify point-cloud files against candidate labels.
@@ -48,8 +50,9 @@ def classify_files(
             A JSON-lines file written incrementally (and resumable, see the package documentation).
         top_k (`int`, *optional*):
             Number of best labels kept per file (`None`: all).
-        batch_size, num_workers, progress, resume, accelerator, processor:
-            As in [`evaluate`].
+        batch_size, num_workers, progress, resume, accelerator, processor, test_time_cache:
+            As in [`evaluate`]. With `test_time_cache` on, a file's scores depend on the files before it (in the
+            sorted order), outside the guarantee above.
 
     Returns:
         `list[dict]`: one record per file, in order: `{"index", "path", "prediction", "score", "top_k": [{"label",
@@ -63,6 +66,8 @@ def classify_files(
     check_processor(model, processor)
     accelerator = resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
+    fingerprint = run_fingerprint(model, processor, labels, k, files_fingerprint(paths), run_device(model, accelerator))
+    adaptation = new_test_time_cache_run(test_time_cache, len(labels), fingerprint)
     run = PredictionRun(
         model=model,
         processor=processor,
@@ -72,11 +77,12 @@ def classify_files(
         batch_size=batch_size,
         num_workers=num_workers,
         path=output_path,
-        header=make_header("classify_files", run_fingerprint(model, processor, labels, k, files_fingerprint(paths))),
+        header=make_header("classify_files", fingerprint),
         resume=resume,
         accelerator=accelerator,
         progress=progress,
         desc="Classifying",
+        test_time_cache=adaptation,
     )
     return _classify(run, paths)
 

@@ -84,6 +84,11 @@ def is_main(accelerator) -> bool:
     return accelerator is None or accelerator.is_main_process
 
 
+def run_device(model, accelerator) -> torch.device:
+    """Where the run computes: the accelerator's device (the model is moved there), else the model's."""
+    return model.device if accelerator is None else accelerator.device
+
+
 def same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.type == "cpu" or (a.index or 0) == (b.index or 0))
 

@@ -6,15 +6,17 @@ import os
 from collections.abc import Sequence
 
 import numpy as np
+from datasets import Value
 
 from ..data import check_point_cloud_dataset
 from ..processing_pointclip import processor_for_model
 from .checks import check_loop_arguments, check_model_labels, check_output_dir, check_processor, dataset_labels
-from .distributed import is_main, resolve_accelerator, sum_across_processes, wait_for_everyone
+from .distributed import is_main, resolve_accelerator, run_device, sum_across_processes, wait_for_everyone
 from .fingerprint import dataset_fingerprint, dataset_name, run_fingerprint, run_setup
 from .prediction_loop import PredictionRun, RowSource, run_predictions
 from .predictions_file import PREDICTIONS_FILE, make_header
 from .report import EvaluationReport, build_report
+from .test_time_cache_run import new_test_time_cache_run
 
 DEFAULT_EVAL_TOP_K = 5
 
@@ -32,6 +34,7 @@ def evaluate(
     accelerator=None,
     top_k: int | None = DEFAULT_EVAL_TOP_K,
     processor=None,
+    test_time_cache=False,
 ) -> EvaluationReport:
     """
     Evaluate a model on a labelled dataset. A cloud's features, logits and scores are bitwise identical whatever else
@@ -64,6 +67,8 @@ def evaluate(
             Number of best labels stored per cloud in the predictions file (`None`: all).
         processor ([`PointCLIPProcessor`], *optional*):
             Defaults to `processor_for_model(model)`.
+        test_time_cache (`bool`, `dict` or [`TestTimeCacheConfig`], *optional*, defaults to `False`):
+            Adapt to the clouds in dataset order (TDA, see `pointclip_hf.test_time_cache`): outside the guarantee above.
 
     Returns:
         [`EvaluationReport`]: the same on every process.
@@ -77,22 +82,14 @@ def evaluate(
     check_processor(model, processor)
     accelerator = resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
-    fingerprint = run_fingerprint(model, processor, labels, k, dataset_fingerprint(dataset, class_names))
-    run = PredictionRun(
-        model=model,
-        processor=processor,
-        labels=labels,
-        top_k=k,
-        num_items=len(dataset),
-        batch_size=batch_size,
-        num_workers=num_workers,
-        path=output_dir / PREDICTIONS_FILE if output_dir is not None else None,
-        header=make_header("evaluate", fingerprint),
-        resume=resume,
-        accelerator=accelerator,
-        progress=progress,
-        desc="Evaluating",
-    )
+    data = dataset_fingerprint(dataset, class_names)
+    fingerprint = run_fingerprint(model, processor, labels, k, data, run_device(model, accelerator))
+    adaptation = new_test_time_cache_run(test_time_cache, len(labels), fingerprint)
+    run = PredictionRun(model=model, processor=processor, labels=labels, top_k=k, num_items=len(dataset),
+                        batch_size=batch_size, num_workers=num_workers,
+                        path=output_dir / PREDICTIONS_FILE if output_dir is not None else None,
+                        header=make_header("evaluate", fingerprint), resume=resume, accelerator=accelerator,
+                        progress=progress, desc="Evaluating", test_time_cache=adaptation)  # fmt: skip
     confusion = _confusion_matrix(run, dataset)
     report = build_report(confusion, labels, _setup(run, dataset))
     if output_dir is not None and is_main(accelerator):
@@ -106,13 +103,14 @@ def _confusion_matrix(run: PredictionRun, dataset) -> np.ndarray:
     labels = run.labels
     confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
     ids = {name: i for i, name in enumerate(labels)}
+    paths = list(dataset["path"]) if dataset.features.get("path") == Value("string") else None
 
     def count(record):
         confusion[ids[record["label"]], ids[record["prediction"]]] += 1
 
     def make_records(indices, batch, top_scores, top_ids):
         return [
-            _record(labels, index, label_id, top_scores[row], top_ids[row])
+            _record(labels, index, paths, label_id, top_scores[row], top_ids[row])
             for row, (index, label_id) in enumerate(zip(indices, batch[2].tolist()))
         ]
 
@@ -130,11 +128,13 @@ def _confusion_matrix(run: PredictionRun, dataset) -> np.ndarray:
     return confusion
 
 
-def _record(labels: list[str], index: int, label_id: int, top_scores: list[float], top_ids: list[int]) -> dict:
-    """The predictions-file line of one evaluated cloud."""
+def _record(labels: list[str], index: int, paths: list[str] | None, label_id: int, top_scores: list[float],
+            top_ids: list[int]) -> dict:  # fmt: skip
+    """The predictions-file line of one evaluated cloud (naming its file when the dataset has `paths`)."""
     prediction_id = top_ids[0]
     return {
         "index": index,
+        **({"path": paths[index]} if paths is not None else {}),
         "label": labels[label_id],
         "label_id": label_id,
         "prediction": labels[prediction_id],
@@ -150,4 +150,6 @@ def _setup(run: PredictionRun, dataset) -> dict:
         run.model, run.processor, run.header["fingerprint"], run.accelerator, run.batch_size, run.num_workers
     )
     setup["dataset"].update(name=dataset_name(dataset), split=None if dataset.split is None else str(dataset.split))
+    if run.test_time_cache is not None:
+        setup["test_time_cache"] = run.header["fingerprint"]["test_time_cache"]
     return setup

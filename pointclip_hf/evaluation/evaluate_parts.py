@@ -2,14 +2,15 @@
 and view weights, and scored with the community's shape IoU."""
 
 import numpy as np
-from tqdm.auto import tqdm
+from huggingface_hub.utils import tqdm
 
 from ..part_presets import part_preset
 from .part_iou import PartIoUReport, shape_iou
 
 
 def evaluate_part_segmentation(model, dataset, processor=None, transposed_lookup: bool = False,
-                               reference_view_weights: bool = True, prompt_templates=None, part_prompts=None,
+                               scrambled_patch_tokens: bool = False, reference_view_weights: bool = True,
+                               prompt_templates=None, part_prompts=None,
                                progress: bool = False) -> PartIoUReport:  # fmt: skip
     r"""
     Segment every shape of `dataset` and report instance and category mIoU.
@@ -23,7 +24,10 @@ def evaluate_part_segmentation(model, dataset, processor=None, transposed_lookup
         processor ([`PointCLIPProcessor`], *optional*):
             Defaults to the model's.
         transposed_lookup (`bool`, *optional*, defaults to `False`):
-            Read the reference's transposed pixels (to reproduce its figures).
+            Read the reference's transposed pixels (with `scrambled_patch_tokens`, to reproduce its figures).
+        scrambled_patch_tokens (`bool`, *optional*, defaults to `False`):
+            Score the reference's scrambled patch tokens (its saved-feature layout bug; with `transposed_lookup`, its
+            end-to-end behaviour).
         reference_view_weights (`bool`, *optional*, defaults to `True`):
             Use the reference's per-category view weights; otherwise the model's.
         prompt_templates (`list[str]`, *optional*):
@@ -49,6 +53,7 @@ def evaluate_part_segmentation(model, dataset, processor=None, transposed_lookup
             object_name=preset.category,
             view_weights=list(preset.view_weights) if reference_view_weights else None,
             transposed_lookup=transposed_lookup,
+            scrambled_patch_tokens=scrambled_patch_tokens,
             prompt_templates=prompt_templates,
             part_prompts=(part_prompts or {}).get(preset.category),
         )

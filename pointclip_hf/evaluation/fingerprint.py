@@ -9,12 +9,23 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import platform
+import stat
 
 import torch
+import xxhash
 
-from ..weights_fingerprint import clip_weights_sha256
+from ..dtype_policy import cpu_flags, dtype_name
+from ..onnx_image_tower import image_tower_backend
+from ..pipeline_pointclip import label_tokens
+from ..weights_fingerprint import clip_weights_sha256, tensors_sha256
 
 MAX_INLINE_PROMPT_CHARS = 20_000
+_HASH_CHUNK_BYTES = 1 << 20
+_VOLATILE_CONFIG_KEYS = ("transformers_version", "dtype", "torch_dtype", "clip_model_name_or_path", "clip_revision")
+# CPU features that select other bf16/fp16/int8 matrix kernels within one torch capability level.
+_KERNEL_CPU_FLAGS = {"avx512_bf16", "avx512_fp16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_fp16", "amx_int8",
+                     "amx_tile", "bf16", "i8mm", "sve", "sve2"}  # fmt: skip
 
 
 def dataset_fingerprint(dataset, class_names: list[str] | None) -> dict:
@@ -28,46 +39,90 @@ def dataset_fingerprint(dataset, class_names: list[str] | None) -> dict:
 
 
 def files_fingerprint(paths: list[str]) -> dict:
-    """The data part of the fingerprint for a list of files: their count, a hash of their paths, and a hash of their
-    sizes and modification times (a file whose content changed since the last run is not served a stale score)."""
+    """
+    The data part of the fingerprint for a list of files: their count, a hash of their paths and a hash of their
+    contents (xxHash3-128 of every file's bytes, about 1 ms for a 1M-point `.npy`: see
+    `benchmarks/bench_resume_fingerprint.py`). A file whose bytes changed is never served its old score; one touched,
+    copied or restored with the same bytes still resumes.
+
+    Args:
+        paths (`list[str]`):
+            The files, in the order of the run.
+    """
+    contents = hashlib.sha256()
+    for path in paths:
+        contents.update(f"{file_content_hash(path)}\n".encode())
     return {
         "kind": "files",
         "num_files": len(paths),
         "paths_sha256": hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape")).hexdigest(),
-        "stats_sha256": hashlib.sha256("\n".join(_file_stat(path) for path in paths).encode("utf-8")).hexdigest(),
+        "contents_sha256": contents.hexdigest(),
     }
 
 
-def _file_stat(path: str) -> str:
+def file_content_hash(path: str | os.PathLike) -> str:
+    """The xxHash3-128 hex digest of a regular file's bytes; `"unreadable"` for anything else (a missing file, a
+    FIFO, a device), which its reader then reports."""
     try:
-        stat = os.stat(path)
+        with open(path, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return "unreadable"
+            digest = xxhash.xxh3_128()
+            while chunk := handle.read(_HASH_CHUNK_BYTES):
+                digest.update(chunk)
     except OSError:
-        return "missing"
-    return f"{stat.st_size} {stat.st_mtime_ns}"
+        return "unreadable"
+    return digest.hexdigest()
 
 
-def run_fingerprint(model, processor, labels: list[str], k: int, data: dict) -> dict:
+def compute_fingerprint(model, device: torch.device) -> dict:
     """
-    Everything that determines the predictions.
+    What makes the same model give other bits on another machine: the device type, the image tower's backend and the
+    kernels they run (the GPU's name on CUDA; on a CPU, torch's kernel level and the matrix-unit features that bf16
+    and fp16 products use). The thread count is not in it: CPU results do not depend on it.
 
     Args:
         model ([`PointCLIPModel`]):
-            The model; its `name_or_path`, config (hashed), adapter and CLIP weights (hashed) and dtype are recorded.
+            The model.
+        device (`torch.device`):
+            Where the run computes.
+    """
+    identity = {"device_type": device.type, "image_tower_backend": image_tower_backend(model)}
+    if device.type == "cuda":
+        identity["gpu"] = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        features = sorted(cpu_flags() & _KERNEL_CPU_FLAGS)
+        identity["cpu_kernels"] = " ".join([platform.machine(), torch.backends.cpu.get_cpu_capability(), *features])
+    return identity
+
+
+def run_fingerprint(model, processor, labels: list[str], k: int, data: dict, device=None) -> dict:
+    """
+    Everything that determines the predictions. The model is known by its content (config, CLIP weights, adapter,
+    the tokens of its prompts), not by the path it was loaded from.
+
+    Args:
+        model ([`PointCLIPModel`]):
+            The model; its config (without paths), adapter and CLIP weights (hashed) and dtype are recorded.
         processor ([`PointCLIPProcessor`]):
-            The processor; its point and image settings are recorded.
+            The processor; its point and image settings and the hash of the prompt tokens are recorded.
         labels (`list[str]`):
-            The candidate labels, in order.
+            The candidate labels, in order (none for a retrieval index: no prompt tokens are hashed then).
         k (`int`):
             The number of best labels stored per cloud.
         data (`dict`):
             From [`dataset_fingerprint`] or [`files_fingerprint`].
+        device (`torch.device`, *optional*, defaults to the model's device):
+            Where the run computes (see [`compute_fingerprint`]).
     """
+    device = model.device if device is None else torch.device(device)
     return {
-        "model": str(model.name_or_path),
         "config_sha256": _sha256_json(_strip_volatile(model.config.to_dict())),
         "adapter_sha256": _adapter_sha256(model),
         "clip_weights_sha256": clip_weights_sha256(model),
-        "dtype": str(model.dtype).replace("torch.", ""),
+        "prompt_tokens_sha256": tensors_sha256(label_tokens(model, processor, labels)) if labels else None,
+        "dtype": dtype_name(model.dtype),
+        "compute": compute_fingerprint(model, device),
         "processor": _processor_settings(processor),
         "labels": list(labels),
         "top_k": k,
@@ -132,13 +187,13 @@ def _processor_settings(processor) -> dict:
         settings.update(image_mean=list(extractor.image_mean), image_std=list(extractor.image_std))
     if extractor.sampling == "random":
         settings["sampling_seed"] = extractor.seed
+    if extractor.up_axis is not None:
+        settings["up_axis"] = extractor.up_axis
     return settings
 
 
 def _runtime(model, accelerator, batch_size: int, num_workers: int) -> dict:
     import transformers
-
-    from ..onnx_image_tower import image_tower_backend
 
     return {
         "device": str(model.device),
@@ -155,12 +210,13 @@ def _runtime(model, accelerator, batch_size: int, num_workers: int) -> dict:
 
 
 def _strip_volatile(value):
-    """A config dict without the entries that change with the library version or the dtype of the weights."""
+    """A config dict without the entries that change with the library version, the dtype of the weights or the path
+    they were loaded from (the weights and tokens are hashed by content instead)."""
     if isinstance(value, dict):
         return {
             str(key): _strip_volatile(item)
             for key, item in value.items()
-            if not str(key).startswith("_") and key not in ("transformers_version", "dtype", "torch_dtype")
+            if not str(key).startswith("_") and key not in _VOLATILE_CONFIG_KEYS
         }
     if isinstance(value, (list, tuple)):
         return [_strip_volatile(item) for item in value]

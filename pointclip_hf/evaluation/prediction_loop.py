@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
-from ..pipeline_pointclip import label_embeddings
-from ..point_cloud_io import load_point_cloud
+from ..pipeline_pointclip import label_embeddings, model_label_order
+from ..point_cloud_io import PointCloudFileError
+from ..score_checks import check_finite_logits, check_scores_discriminate
 from .distributed import agree, is_main, rank_and_world_size, same_device
 from .predictions_file import (
     Consume,
@@ -29,6 +30,7 @@ from .predictions_file import (
     shard_header,
     shard_path,
 )
+from .test_time_cache_run import TestTimeCacheRun
 
 MakeSource = Callable[[range], torch.utils.data.Dataset]
 MakeRecords = Callable[[list[int], list, list[list[float]], list[list[int]]], list[dict]]
@@ -62,6 +64,8 @@ class PredictionRun:
             Shares the work across processes.
         progress (`bool`):
             Show a tqdm bar on the main process, labelled `desc`.
+        test_time_cache ([`TestTimeCacheRun`], *optional*):
+            Adapts the logits in arrival order (TDA), saved beside the predictions file; `None`: off.
     """
 
     model: object
@@ -77,6 +81,7 @@ class PredictionRun:
     accelerator: object
     progress: bool
     desc: str
+    test_time_cache: TestTimeCacheRun | None = None
 
 
 def run_predictions(run: PredictionRun, make_source: MakeSource, make_records: MakeRecords, consume: Consume) -> None:
@@ -124,6 +129,8 @@ def _open_output(run: PredictionRun, shard: range, rank: int, world_size: int, c
     """`(file to append to or None, bytes of it to keep, records done)`; a failure on any process raises on all."""
     target, keep, done, error = None, 0, 0, None
     try:
+        if run.test_time_cache is not None:
+            run.test_time_cache.prepare(run.path, run.header, run.resume, rank, world_size)
         if run.path is not None and not run.resume:
             target = run.path if world_size == 1 else shard_path(run.path, rank)
         elif run.path is not None:
@@ -132,6 +139,8 @@ def _open_output(run: PredictionRun, shard: range, rank: int, world_size: int, c
                 done = len(shard)
             else:
                 target, keep, done = opened
+        if run.test_time_cache is not None:
+            run.test_time_cache.check_resumed(done)
     except Exception as caught:  # noqa: BLE001 - re-raised on every process by agree
         error = caught
     agree(run.accelerator, error)
@@ -170,7 +179,9 @@ def _predict(
     loader = torch.utils.data.DataLoader(
         source, batch_size=run.batch_size, shuffle=False, num_workers=run.num_workers, pin_memory=device.type == "cuda"
     )
-    text_embeds = label_embeddings(model, processor, run.labels)
+    scored, columns = model_label_order(model, run.labels)
+    text_embeds = label_embeddings(model, processor, scored)
+    check_scores_discriminate(model)
     was_training = model.training
     model.eval()
     try:
@@ -179,11 +190,17 @@ def _predict(
                 indices = batch[0].tolist()
                 names = [source.describe(index) for index in indices]
                 pixel_values = processor.feature_extractor.render(batch[1].to(device, non_blocking=True), names)
-                logits = model(pixel_values=pixel_values, text_embeds=text_embeds).logits
+                output = model(pixel_values=pixel_values, text_embeds=text_embeds)
+                check_finite_logits(output.logits, model, names)
+                logits = output.logits if columns is None else output.logits[:, columns]
+                if run.test_time_cache is not None:
+                    logits = run.test_time_cache.adapt(output, logits)
                 top_scores, top_ids = logits.float().softmax(dim=-1).topk(run.top_k, dim=-1)
                 records = make_records(indices, batch, top_scores.tolist(), top_ids.tolist())
                 if writer is not None:
                     writer.write(records)
+                if run.test_time_cache is not None:
+                    run.test_time_cache.save(len(records), writer)
                 for record in records:
                     consume(record)
                 bar.update(len(indices))
@@ -225,11 +242,12 @@ def _merge_on_main_process(run: PredictionRun, world_size: int, merge: bool) -> 
 
 
 def _prepare_one(extractor, cloud, what: str) -> torch.Tensor:
-    """Prepare one cloud; a `ValueError` or `TypeError` is raised again with `what` in front of its message."""
+    """Prepare one cloud (or read and prepare one file); a `ValueError` or `TypeError` is raised again with `what` in
+    front of its message, unless it names the cloud already."""
     try:
         return extractor.prepare_points(cloud, names=[what])[0]
     except (ValueError, TypeError) as error:
-        if str(error).startswith(what):
+        if str(error).startswith(what) or isinstance(error, PointCloudFileError):
             raise
         try:
             wrapped = type(error)(f"{what}: {error}")
@@ -298,7 +316,7 @@ class FileSource(torch.utils.data.Dataset):
     def __getitem__(self, position: int):
         index = self.indices[position]
         path = self.paths[index]
-        return index, _prepare_one(self.extractor, load_point_cloud(path), self.describe(index))
+        return index, _prepare_one(self.extractor, path, self.describe(index))  # read there, by its format's up axis
 
     def describe(self, index: int) -> str:
         """How messages name the file at position `index`."""

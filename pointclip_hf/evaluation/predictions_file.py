@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import heapq
 import json
+import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from ..atomic_files import write_file_atomically
+from ..atomic_files import naming_the_file, write_file_atomically
 
 FORMAT = "pointclip-predictions/1"
 PREDICTIONS_FILE = "predictions.jsonl"
+# How a refusal to resume says how to start afresh, whichever surface the user called.
+START_AFRESH = "pass resume=False (--no-resume on the command line)"
 
 Consume = Callable[[dict], None]
 
@@ -74,7 +77,7 @@ def _read_header(path: Path) -> dict | None:
     except (ValueError, KeyError, TypeError):
         raise ValueError(
             f"{str(path)!r} is not a PointCLIP predictions file (its first line is not our header); it was not "
-            "modified. Choose another output location, or pass resume=False to overwrite it."
+            f"modified. Choose another output location, or {START_AFRESH} to overwrite it."
         ) from None
     return header
 
@@ -113,36 +116,69 @@ def scan_predictions(path: Path, header: dict, expected: Sequence[int], consume:
         raise ValueError(
             f"{str(path)!r} holds predictions of a different run, so it cannot be resumed: "
             + "; ".join(_differences(found, header))
-            + ". The file was not modified; pass resume=False to overwrite it, or choose another output location."
+            + f". The file was not modified; {START_AFRESH} to overwrite it, or choose another output location."
         )
-    return _read_records(path, expected, consume)
+    return _read_records(path, expected, set(header["fingerprint"]["labels"]), consume)
 
 
-def _read_records(path: Path, expected: Sequence[int], consume: Consume | None) -> tuple[int, int]:
+def _read_records(path: Path, expected: Sequence[int], labels: set[str], consume: Consume | None) -> tuple[int, int]:
     keep, count = 0, 0
     with open(path, "rb") as handle:
         keep = len(handle.readline())
         for number, line in enumerate(handle, start=2):
             if not line.endswith(b"\n"):
                 break
-            try:
-                record = json.loads(line)
-                index = record["index"]
-            except (ValueError, KeyError, TypeError):
-                raise ValueError(
-                    f"{str(path)!r} is damaged at line {number} (not a prediction record); it was not modified."
-                ) from None
-            if count >= len(expected) or index != expected[count]:
+            record = _parse_object(line)
+            problem = _record_problem(record, labels)
+            if problem is None and (count >= len(expected) or record["index"] != expected[count]):
                 wanted = f"cloud {expected[count]}" if count < len(expected) else "no further record"
+                problem = f"a record of cloud {record['index']} where {wanted} was expected"
+            if problem is not None:
                 raise ValueError(
-                    f"{str(path)!r} is damaged at line {number}: a record of cloud {index} where {wanted} was "
-                    "expected; it was not modified."
+                    f"{str(path)!r} is damaged at line {number}: {problem}; it was not modified (delete it, or "
+                    f"{START_AFRESH} to overwrite it)."
                 )
             if consume is not None:
                 consume(record)
             count += 1
             keep += len(line)
     return keep, count
+
+
+def _parse_object(line: bytes) -> dict | None:
+    """The JSON object on `line`, or `None` for anything else."""
+    try:
+        value = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _record_problem(record: dict | None, labels: set[str]) -> str | None:
+    """What makes a line unusable as a prediction record of a run with `labels` (`None`: nothing): it must have an
+    integer `index`, name only known labels, and hold finite scores in `[0, 1]`."""
+    if record is None or not _is_index(record.get("index")):
+        return "not a prediction record"
+    top_k = record.get("top_k")
+    if not isinstance(top_k, list) or not all(isinstance(entry, dict) for entry in top_k):
+        return "not a prediction record (no top_k list)"
+    names = [record.get("prediction"), *(entry.get("label") for entry in top_k)]
+    names += [record["label"]] if "label" in record else []
+    unknown = [name for name in names if not isinstance(name, str) or name not in labels]
+    if unknown:
+        return f"a record of cloud {record['index']} names the label {_short(unknown[0])}, not one of this run's"
+    scores = [record.get("score"), *(entry.get("score") for entry in top_k)]
+    if not all(_is_probability(score) for score in scores):
+        return f"a record of cloud {record['index']} holds a score that is not a number in [0, 1] (NaN?)"
+    return None
+
+
+def _is_index(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_probability(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
 
 
 def _short(value, limit: int = 160) -> str:
@@ -199,7 +235,7 @@ def open_for_resume(
         if other_world is not None and other_world != world_size:
             raise ValueError(
                 f"{str(other)!r} is a shard of an interrupted run of {other_world} processes, but this run has "
-                f"{world_size}; resume with {other_world} processes, or pass resume=False."
+                f"{world_size}; resume with {other_world} processes, or {START_AFRESH}."
             )
     mine = shard_path(path, rank)
     if mine.exists():
@@ -215,7 +251,7 @@ def _resume_single_process(
         sizes = {str(_shard_world_size(other)) for other in found.values()}
         raise ValueError(
             f"Found shard files {sorted(str(other) for other in found.values())} of an interrupted run of "
-            f"{' or '.join(sorted(sizes))} processes; resume it with that many processes, or pass resume=False."
+            f"{' or '.join(sorted(sizes))} processes; resume it with that many processes, or {START_AFRESH}."
         )
     if path.exists():
         keep, done = scan_predictions(path, header, shard, consume)
@@ -234,7 +270,7 @@ def _reuse_finished_file(path: Path, header: dict, num_items: int, rank: int, wo
     if done != num_items:
         raise ValueError(
             f"{str(path)!r} holds an unfinished run of a single process ({done} of {num_items} clouds); resume it with "
-            "one process, or pass resume=False."
+            f"one process, or {START_AFRESH}."
         )
 
 
@@ -252,21 +288,25 @@ class PredictionsWriter:
     """
 
     def __init__(self, path: Path, header: dict, keep: int):
-        if keep == 0:
-            self.handle = open(path, "wb")
-            self.handle.write(_encode_line({"header": header}))
-            self.handle.flush()
-        else:
-            self.handle = open(path, "r+b")
-            self.handle.truncate(keep)
-            self.handle.seek(keep)
+        self.path = path
+        with naming_the_file(path):
+            if keep == 0:
+                self.handle = open(path, "wb")
+                self.handle.write(_encode_line({"header": header}))
+                self.handle.flush()
+            else:
+                self.handle = open(path, "r+b")
+                self.handle.truncate(keep)
+                self.handle.seek(keep)
 
     def write(self, records: list[dict]) -> None:
-        self.handle.write(b"".join(_encode_line(record) for record in records))
-        self.handle.flush()
+        with naming_the_file(self.path):
+            self.handle.write(b"".join(_encode_line(record) for record in records))
+            self.handle.flush()
 
     def close(self) -> None:
-        self.handle.close()
+        with naming_the_file(self.path):
+            self.handle.close()
 
 
 def merge_shards(final: Path, shards: list[Path], header: dict, num_items: int) -> None:

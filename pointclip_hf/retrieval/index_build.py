@@ -115,7 +115,7 @@ def build_index(
 
 def _describe_source(source, extractor):
     """`(items, make_source(indices), data fingerprint)` of a folder, file list or dataset."""
-    from datasets import Dataset
+    from datasets import Dataset, Value
 
     if isinstance(source, Dataset):
         if "points" not in source.column_names:
@@ -123,7 +123,11 @@ def _describe_source(source, extractor):
         label = source.features.get("label")
         names = getattr(label, "names", None)
         labels = source["label"] if names else [None] * len(source)
-        items = [{"row": i, **({"label": names[j]} if names else {})} for i, j in enumerate(labels)]
+        paths = list(source["path"]) if source.features.get("path") == Value("string") else [None] * len(source)
+        items = [
+            {"row": i, **({"path": path} if path is not None else {}), **({"label": names[j]} if names else {})}
+            for i, (j, path) in enumerate(zip(labels, paths))
+        ]
         rows = source.with_format("numpy", columns=["points"])
         return items, lambda indices: DatasetPointsSource(rows, indices, extractor), dataset_fingerprint(source, names)
     paths = _list_files(source)
@@ -132,7 +136,7 @@ def _describe_source(source, extractor):
 
 
 def _index_header(model, processor, data: dict, num_items: int) -> dict:
-    fingerprint = run_fingerprint(model, processor, [], 0, data)
+    fingerprint = {"model": str(model.name_or_path), **run_fingerprint(model, processor, [], 0, data)}
     fingerprint.pop("labels")
     fingerprint.pop("top_k")
     width = model.config.num_views * model.config.embed_dim
@@ -151,7 +155,7 @@ def _open_folder(folder: Path, header: dict, resume: bool) -> None:
             "fingerprint", {}).get(key))  # fmt: skip
         raise IndexFileError(
             f"The index in {str(folder)!r} was built from another {', '.join(changed) or 'setup'}; use another "
-            "--output folder or --no-resume to rebuild it."
+            "--output folder, or --no-resume (resume=False in Python) to rebuild it."
         )
 
 

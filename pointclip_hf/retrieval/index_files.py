@@ -4,14 +4,13 @@ complete, and while it is built, `chunks/` of safetensors files each holding the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save, save_file
 
-from ..atomic_files import write_file_atomically
+from ..atomic_files import save_file_atomically, write_file_atomically
 
 HEADER_FILE = "index.json"
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -58,7 +57,9 @@ def read_chunks(folder: Path, num_items: int, width: int | None = None) -> dict[
         try:
             part = load_file(path)
         except Exception as error:  # safetensors raises its own error types for damaged files
-            raise IndexFileError(f"Index chunk {str(path)!r} is damaged ({error}); rebuild with --no-resume.") from None
+            raise IndexFileError(
+                f"Index chunk {str(path)!r} is damaged ({error}); rebuild with --no-resume (resume=False in Python)."
+            ) from None
         _check_chunk(path, part, num_items, width)
         parts.append(part)
     if not parts:
@@ -79,22 +80,10 @@ def _check_chunk(path: Path, part: dict, num_items: int, width: int | None) -> N
 
 def write_complete(folder: Path, embeds: torch.Tensor, logit_scale: torch.Tensor, items: list[dict]) -> None:
     """Write the finished index (embeddings, then items) and remove the chunks."""
-    _save_file_atomically({"embeds": embeds.float().contiguous(), "logit_scale": logit_scale.float().contiguous()},
-                          folder / EMBEDDINGS_FILE)  # fmt: skip
+    tensors = {"embeds": embeds.float().contiguous(), "logit_scale": logit_scale.float().contiguous()}
+    save_file_atomically(folder / EMBEDDINGS_FILE, lambda temporary: save_file(tensors, temporary))  # no copy in memory
     write_file_atomically(folder / ITEMS_FILE, json.dumps(items).encode("utf-8"))
     shutil.rmtree(folder / CHUNKS_DIR, ignore_errors=True)
-
-
-def _save_file_atomically(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """Write with `safetensors` beside `path` (no in-memory copy of gigabytes of embeddings), then rename."""
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, temporary)
-        with open(temporary, "rb+") as handle:
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def remove_outputs(folder: Path) -> None:

@@ -96,7 +96,9 @@ class PointCloudIndex:
         processor = processor_for_model(model, processor)
         current = run_fingerprint(model, processor, [], 0, {})
         built = self.header["fingerprint"]
-        changed = [key for key in ("config_sha256", "adapter_sha256", "processor") if current[key] != built.get(key)]
+        changed = [key for key in ("config_sha256", "adapter_sha256") if current[key] != built.get(key)]
+        if _without_up_axis(current["processor"]) != _without_up_axis(built.get("processor", {})):
+            changed.append("processor")
         if changed:
             raise IndexFileError(
                 f"This index was built with another model or processor ({', '.join(changed)} differ; built with "
@@ -114,6 +116,11 @@ class PointCloudIndex:
             self._faiss[pooled] = FaissIndex(custom_index=exact_inner_product)
         result = self._faiss[pooled].search_batch(queries.contiguous().numpy(), k=k)
         return torch.from_numpy(result.total_scores), torch.from_numpy(result.total_indices)
+
+
+def _without_up_axis(settings: dict) -> dict:
+    """Processor settings without `up_axis`: how the query files stand is theirs, not the index's."""
+    return {key: value for key, value in settings.items() if key != "up_axis"}
 
 
 def _resolve_backend(backend: str) -> str:

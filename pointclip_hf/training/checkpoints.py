@@ -32,35 +32,34 @@ _STATE_KEYS = (
 )  # fmt: skip
 
 
-def adapter_tensors(adapter: torch.nn.Module) -> dict[str, torch.Tensor]:
+def head_tensors(heads: torch.nn.ModuleDict) -> dict[str, torch.Tensor]:
     """
-    A snapshot of the adapter state: copies (never views of the live parameters), fp32, on the CPU.
+    A snapshot of the trained heads: copies (never views of the live parameters), fp32, on the CPU.
 
     Args:
-        adapter (`torch.nn.Module`):
-            The inter-view adapter.
+        heads (`torch.nn.ModuleDict`):
+            `model.trainable_heads()`: the inter-view adapter and the cache, those the model has.
 
     Returns:
-        `dict[str, torch.Tensor]`: its state dict, keys prefixed with `adapter.`.
+        `dict[str, torch.Tensor]`: their state dict, keys as in the model (`adapter.*`, `cache.*`).
     """
     return {
-        f"adapter.{key}": value.detach().to("cpu", torch.float32 if value.is_floating_point() else None, copy=True)
-        for key, value in adapter.state_dict().items()
+        key: value.detach().to("cpu", torch.float32 if value.is_floating_point() else None, copy=True)
+        for key, value in heads.state_dict().items()
     }
 
 
-def load_adapter_tensors(adapter: torch.nn.Module, tensors: dict[str, torch.Tensor]) -> None:
+def load_head_tensors(heads: torch.nn.ModuleDict, tensors: dict[str, torch.Tensor]) -> None:
     """
-    Load an `adapter_tensors` snapshot into `adapter`.
+    Load a `head_tensors` snapshot into `heads`.
 
     Args:
-        adapter (`torch.nn.Module`):
-            The inter-view adapter.
+        heads (`torch.nn.ModuleDict`):
+            `model.trainable_heads()`.
         tensors (`dict[str, torch.Tensor]`):
-            The snapshot, keys prefixed with `adapter.`.
+            The snapshot.
     """
-    state = {key.removeprefix("adapter."): value for key, value in tensors.items()}
-    adapter.load_state_dict(state)
+    heads.load_state_dict(tensors)
 
 
 def existing_checkpoint(target: Path) -> Path | None:
@@ -110,7 +109,7 @@ def save_checkpoint(
         directory (`Path`):
             The checkpoint folder.
         model ([`PointCLIPModel`]):
-            Its adapter is saved.
+            Its trained heads (adapter, cache) are saved.
         optimizer (`torch.optim.Optimizer`):
             The SGD optimiser; its momentum buffers and parameter groups are saved.
         generator (`torch.Generator`):
@@ -120,9 +119,10 @@ def save_checkpoint(
         state (`dict`):
             The JSON part (epoch, history, selection, settings, fingerprint); the format version is added.
         best_adapter (`dict`, *optional*):
-            The `adapter_tensors` snapshot of the selected adapter.
+            The `head_tensors` snapshot of the selected heads.
     """
-    parameters = list(model.adapter.parameters())
+    heads = model.trainable_heads()
+    parameters = list(heads.parameters())
     optimizer_state = optimizer.state_dict()
     tensors = {
         f"momentum_buffer.{index}": entry["momentum_buffer"].detach().to("cpu", torch.float32, copy=True)
@@ -138,7 +138,7 @@ def save_checkpoint(
     )
 
     def write(tmp: Path):
-        save_file(adapter_tensors(model.adapter), str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
+        save_file(head_tensors(heads), str(tmp / ADAPTER_FILE), metadata={"format": "pt"})
         save_file(tensors, str(tmp / OPTIMIZER_FILE), metadata={"format": "pt"})
         if best_adapter is not None:
             save_file(best_adapter, str(tmp / BEST_ADAPTER_FILE), metadata={"format": "pt"})
@@ -171,7 +171,32 @@ def read_checkpoint_state(directory: Path) -> dict:
         raise DamagedCheckpointError(directory, f"{STATE_FILE} lacks {missing}")
     if not all(isinstance(state[key], dict) for key in ("optimizer", "fingerprint", "training_config")):
         raise DamagedCheckpointError(directory, f"{STATE_FILE} has a malformed optimizer, fingerprint or settings")
+    problem = _progress_problem(state)
+    if problem is not None:
+        raise DamagedCheckpointError(directory, f"{STATE_FILE} {problem}")
     return state
+
+
+def _progress_problem(state: dict) -> str | None:
+    """What is wrong with the progress a checkpoint state records (`None`: nothing): `epoch` completed epochs out of
+    the settings' `epochs`, one `history` record per epoch in order, and a selected epoch and accuracy among them."""
+    epoch, history, epochs = state["epoch"], state["history"], state["training_config"].get("epochs")
+    if not _is_count(epochs) or not _is_count(epoch) or not 1 <= epoch <= epochs:
+        return f"has epoch {epoch!r}, not a completed epoch of the {epochs!r} planned"
+    if not isinstance(history, list) or len(history) != epoch:
+        return f"has a history that is not a list of {epoch} epoch records"
+    if any(not isinstance(record, dict) or record.get("epoch") != number for number, record in enumerate(history, 1)):
+        return "has a history whose records are not the epochs 1, 2, ... in order"
+    best_epoch, best_accuracy = state["best_epoch"], state["best_validation_accuracy"]
+    if best_epoch is not None and (not _is_count(best_epoch) or not 1 <= best_epoch <= epoch):
+        return f"has best_epoch {best_epoch!r}, not one of its {epoch} epochs"
+    if best_accuracy is not None and not (isinstance(best_accuracy, (int, float)) and 0 <= best_accuracy <= 1):
+        return f"has best_validation_accuracy {best_accuracy!r}, not a number in [0, 1]"
+    return None
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 class DamagedCheckpointError(ValueError):
@@ -179,7 +204,8 @@ class DamagedCheckpointError(ValueError):
 
     def __init__(self, directory: Path, problem: str):
         super().__init__(
-            f"The checkpoint {directory} is damaged: {problem}. Delete it, or pass resume=False to start over."
+            f"The checkpoint {directory} is damaged: {problem}. Delete it, or pass resume=False (--no-resume on the "
+            "command line) to start over."
         )
 
 
@@ -195,7 +221,7 @@ def load_checkpoint(
         state (`dict`):
             Its `read_checkpoint_state`.
         model ([`PointCLIPModel`]):
-            Receives the adapter weights.
+            Receives the weights of its trained heads.
         optimizer (`torch.optim.Optimizer`):
             Receives the momentum buffers and parameter groups.
         generator (`torch.Generator`):
@@ -204,11 +230,11 @@ def load_checkpoint(
             The training device.
 
     Returns:
-        `dict` or `None`: the `adapter_tensors` snapshot of the selected adapter, if one was saved.
+        `dict` or `None`: the `head_tensors` snapshot of the selected heads, if one was saved.
     """
     adapter, tensors, best = _read_checkpoint_files(directory, device)
     try:
-        load_adapter_tensors(model.adapter, adapter)
+        load_head_tensors(model.trainable_heads(), adapter)
         optimizer.load_state_dict(
             {
                 "state": {
@@ -258,13 +284,14 @@ def check_resume_compatible(state: dict, config: TrainingConfig, fingerprint: di
     if changed:
         raise ValueError(
             f"Cannot resume from {directory}: the training settings changed {changed} (saved, now). Use the same "
-            "TrainingConfig, another output_dir, or resume=False to start over."
+            "TrainingConfig, another output_dir, or resume=False (--no-resume on the command line) to start over."
         )
     for key, value in fingerprint.items():
         if state["fingerprint"].get(key) != value:
             raise ValueError(
                 f"Cannot resume from {directory}: {key} was {state['fingerprint'].get(key)!r} and is now {value!r}. "
-                "Use the same model and datasets, another output_dir, or resume=False."
+                "Use the same model and datasets, another output_dir, or resume=False (--no-resume on the command "
+                "line)."
             )
 
 

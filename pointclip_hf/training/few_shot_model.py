@@ -22,6 +22,8 @@ def build_few_shot_model(
     seed: int | None = None,
     dtype: torch.dtype | str | None = None,
     processor=None,
+    sampling: str | None = None,
+    up_axis: str | None = None,
     **config_overrides,
 ) -> PointCLIPModel:
     """
@@ -42,6 +44,8 @@ def build_few_shot_model(
             Dtype of CLIP (e.g. `torch.bfloat16`); the adapter is always fp32.
         processor ([`PointCLIPProcessor`], *optional*):
             Attached as `model.processor`; by default one is built from the config and the base CLIP's tokenizer.
+        sampling (`str`, *optional*), up_axis (`str`, *optional*):
+            Point settings of that default processor (see [`PointCloudProcessor`]).
         **config_overrides:
             Further [`PointCLIPConfig`] settings (`prompt_templates`, `adapter_ratio`, ...). The prompt templates
             default to the projection style's.
@@ -67,7 +71,7 @@ def build_few_shot_model(
     with torch.random.fork_rng(devices=[], enabled=seed is not None):
         if seed is not None:
             torch.manual_seed(seed)
-        model = PointCLIPModel.from_pretrained(source, config=config, **load_kwargs)
+        model = PointCLIPModel.from_pretrained(source, config=config, sampling=sampling, up_axis=up_axis, **load_kwargs)
     model.adapter.float()
     model.processor = processor_for_model(model, processor)
     model.set_label_text_embeds(label_embeddings(model, model.processor, labels))

@@ -16,6 +16,9 @@ once and the epochs cost only the adapter. Both paths give the same training up 
 rounding depends on a row's position in its batch, and the uncached path encodes each cloud in a different batch every
 epoch.
 
+With a cache head (`model.build_cache(...)`) its keys train too, the values fixed: Tip-Adapter-F through the same
+loop (then search its `alpha` and `beta` again with `cache_building.search_cache_on_validation`).
+
 Runs are seeded and resumable: after each epoch `output_dir/checkpoint/` holds the adapter, the optimiser state, the
 RNG states and the history (see `checkpoints`), and `train_adapter(..., resume=True)` continues bit-exactly from it.
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -46,11 +50,11 @@ from .checkpoints import (
     BEST_DIR,
     CHECKPOINT_DIR,
     RESULT_FILE,
-    adapter_tensors,
     check_resume_compatible,
     existing_checkpoint,
-    load_adapter_tensors,
+    head_tensors,
     load_checkpoint,
+    load_head_tensors,
     read_checkpoint_state,
     save_best,
     save_checkpoint,
@@ -66,6 +70,7 @@ class _TrainingRun:
     """The fixed inputs of one `train_adapter` call, gathered by `_set_up`."""
 
     model: PointCLIPModel
+    heads: torch.nn.ModuleDict
     config: TrainingConfig
     label_names: list[str]
     device: torch.device
@@ -97,10 +102,10 @@ class _RunState:
 def _check_arguments(model, stop_after_epoch: int | None) -> None:
     if not isinstance(model, PointCLIPModel):
         raise TypeError(f"train_adapter needs a PointCLIPModel, got {type(model).__name__}.")
-    if model.adapter is None:
+    if not model.trainable_heads():
         raise ValueError(
-            "This model has no inter-view adapter to train (config.use_adapter is False); build one with "
-            "build_few_shot_model(...) or PointCLIPConfig(use_adapter=True, ...)."
+            "This model has no head to train: no inter-view adapter (config.use_adapter is False) and no cache; build "
+            "one with build_few_shot_model(...), PointCLIPConfig(use_adapter=True, ...) or model.build_cache(...)."
         )
     if stop_after_epoch is not None and stop_after_epoch < 1:
         raise ValueError(f"stop_after_epoch must be at least 1, got {stop_after_epoch}.")
@@ -112,7 +117,7 @@ def _set_up(model, train_dataset, validation_dataset, config: TrainingConfig, ou
     device = torch.device(config.device) if config.device is not None else model.device
     model.to(device)
     model.clip.requires_grad_(False).eval()
-    model.adapter.float().requires_grad_(True)
+    heads = model.trainable_heads().float().requires_grad_(True)
     model.config.label_smoothing = config.label_smoothing
     processor = processor_for_model(model)
     extractor = processor.feature_extractor
@@ -129,7 +134,7 @@ def _set_up(model, train_dataset, validation_dataset, config: TrainingConfig, ou
     text_embeds = label_embeddings(model, processor, label_names).to(device)
 
     optimizer = torch.optim.SGD(
-        list(model.adapter.parameters()),
+        list(heads.parameters()),
         lr=config.learning_rate,
         momentum=config.momentum,
         weight_decay=config.weight_decay,
@@ -138,18 +143,24 @@ def _set_up(model, train_dataset, validation_dataset, config: TrainingConfig, ou
         "label_names": label_names,
         "num_train": len(train.points),
         "num_validation": None if validation is None else len(validation.points),
-        "adapter_shapes": {k: list(v.shape) for k, v in model.adapter.state_dict().items()},
+        "adapter_shapes": _shapes(model.adapter),
         "projection_style": model.config.projection_style,
         "processor": extractor.to_dict(),
         "clip_weights_sha256": clip_weights_sha256(model),
         "train_sha256": _split_sha256(train),
         "validation_sha256": _split_sha256(validation),
     }
+    if model.cache is not None:
+        fingerprint["cache_shapes"] = _shapes(model.cache)
     output_dir = Path(output_dir) if output_dir is not None else None
     return _TrainingRun(
-        model, config, label_names, device, processor, chunk, train, validation, text_embeds, optimizer, fingerprint,
-        output_dir,
+        model, heads, config, label_names, device, processor, chunk, train, validation, text_embeds, optimizer,
+        fingerprint, output_dir,
     )
+
+
+def _shapes(head: torch.nn.Module | None) -> dict | None:
+    return None if head is None else {key: list(value.shape) for key, value in head.state_dict().items()}
 
 
 def _split_sha256(split: PreparedSplit | None) -> str | None:
@@ -208,10 +219,16 @@ def _training_step(run: _TrainingRun, index: torch.Tensor, generator: torch.Gene
         features = view_features(run.model, run.feature_extractor, points)
     labels = train.labels[index]
     output = run.model(view_features=features, text_embeds=run.text_embeds, labels=labels)
+    loss = float(output.loss.detach())
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"The training loss is {loss}: the heads diverged. Lower the learning rate (or, for a cache, train at a "
+            "smaller config.cache_alpha and cache_beta, as Tip-Adapter-F trains at its initial values)."
+        )
     run.optimizer.zero_grad(set_to_none=True)
     output.loss.backward()
     run.optimizer.step()
-    return float(output.loss.detach()), int((output.logits.detach().argmax(-1) == labels).sum())
+    return loss, int((output.logits.detach().argmax(-1) == labels).sum())
 
 
 def _train_one_epoch(run: _TrainingRun, epoch: int, generator: torch.Generator) -> dict:
@@ -220,7 +237,7 @@ def _train_one_epoch(run: _TrainingRun, epoch: int, generator: torch.Generator) 
     lr = learning_rate_at(epoch, config)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
-    run.model.adapter.train()
+    run.heads.train()
     num_train = len(run.train.points)
     num_batches = num_train // config.batch_size if num_train >= config.batch_size else 1
     order = torch.randperm(num_train, generator=generator).to(run.device)
@@ -236,8 +253,8 @@ def _train_one_epoch(run: _TrainingRun, epoch: int, generator: torch.Generator) 
 
 @torch.no_grad()
 def _evaluate(model, features: torch.Tensor, labels: torch.Tensor, text_embeds: torch.Tensor, chunk: int = 256):
-    """Mean loss and accuracy of the adapter (in eval mode) on cached `features` `(N, views, C)`."""
-    model.adapter.eval()
+    """Mean loss and accuracy of the heads (in eval mode) on cached `features` `(N, views, C)`."""
+    model.trainable_heads().eval()
     loss_sum, correct = 0.0, 0
     for start in range(0, len(features), chunk):
         output = model(
@@ -263,7 +280,7 @@ def _validate_and_select(run: _TrainingRun, state: _RunState, record: dict) -> b
     if state.best_accuracy is not None and not record["validation_accuracy"] > state.best_accuracy:
         return False
     state.best_epoch, state.best_accuracy = epoch, record["validation_accuracy"]
-    state.best_adapter = adapter_tensors(run.model.adapter)
+    state.best_adapter = head_tensors(run.heads)
     return True
 
 
@@ -318,7 +335,7 @@ def _finish(run: _TrainingRun, state: _RunState) -> TrainingResult:
     if run.validation is None:
         best_epoch = epochs_completed
     elif state.best_adapter is not None:
-        load_adapter_tensors(run.model.adapter, {k: v.to(run.device) for k, v in state.best_adapter.items()})
+        load_head_tensors(run.heads, {k: v.to(run.device) for k, v in state.best_adapter.items()})
     run.model.eval()
     output_dir = run.output_dir
     result = TrainingResult(
@@ -347,12 +364,14 @@ def train_adapter(
     stop_after_epoch: int | None = None,
 ) -> TrainingResult:
     """
-    Train `model`'s inter-view adapter on `train_dataset`, CLIP frozen.
+    Train `model`'s heads on `train_dataset`, CLIP frozen: the inter-view adapter and the cache keys (Tip-Adapter-F),
+    those the model has.
 
     Args:
         model ([`PointCLIPModel`]):
-            A model with an adapter (see `build_few_shot_model`); its `config.label_names` give the classes (taken
-            from the dataset's `ClassLabel` names when unset). Rendering uses `processor_for_model(model)`.
+            A model with an adapter (see `build_few_shot_model`) or a cache (see `build_cache`); its
+            `config.label_names` give the classes (taken from the dataset's `ClassLabel` names when unset). Rendering
+            uses `processor_for_model(model)`.
         train_dataset (`datasets.Dataset`):
             Columns `points` (`(num_points_i, 3)` each) and integer `label` in `[0, len(label_names))`.
         validation_dataset (`datasets.Dataset`, *optional*):

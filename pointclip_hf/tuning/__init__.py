@@ -8,7 +8,8 @@ meant to be run on a validation split only; the result is then frozen and applie
 - `view_weight_search`: `search_view_weights` (exhaustive and exact) and `view_logits`;
 - `prompt_search`: `search_prompts` (greedy, per class) and `encode_class_prompts`;
 - `tune`: `tune_on_validation`, both searches applied to a model and stored in its config;
-- `ensemble`: the PointCLIP + 3D-network ensemble and the search of its weight.
+- `ensemble`: the PointCLIP + 3D-network ensemble and the search of its weight;
+- `cache_search`: `search_cache_weights`, the alpha and beta of a cache head (Tip-Adapter's `search_hp`).
 
 Scoring model
 -------------
@@ -32,6 +33,7 @@ The prediction is ``argmax_k logits[n, k]``. When classes tie exactly, the lowes
 ``k > y``.
 """
 
+from .cache_search import CacheSearchResult, search_cache_weights
 from .ensemble import (
     EnsembleResult,
     check_class_order,
@@ -45,6 +47,7 @@ from .tune import tune_on_validation
 from .view_weight_search import ViewWeightSearchResult, search_view_weights, view_logits
 
 __all__ = [
+    "CacheSearchResult",
     "EnsembleResult",
     "PromptSearchResult",
     "ViewWeightSearchResult",
@@ -53,6 +56,7 @@ __all__ = [
     "ensemble_logits",
     "load_logits",
     "pointclip_logits",
+    "search_cache_weights",
     "search_ensemble_weight",
     "search_prompts",
     "search_view_weights",

@@ -56,7 +56,14 @@ def read_logits_file(path: str | os.PathLike, max_bytes: int | None = None) -> t
 def _read_npy(path: Path, limit: int) -> torch.Tensor:
     with open(path, "rb") as handle:
         _check_npy_header(handle, limit)
-    return torch.from_numpy(np.load(path, allow_pickle=False))
+    return _native_tensor(np.load(path, allow_pickle=False))
+
+
+def _native_tensor(array: np.ndarray) -> torch.Tensor:
+    """The array as a tensor; big-endian data (written on another machine) converted to the native byte order."""
+    if not array.dtype.isnative:
+        array = array.astype(array.dtype.newbyteorder("="))
+    return torch.from_numpy(array)
 
 
 def _check_npy_header(handle, limit: int) -> None:
@@ -82,7 +89,7 @@ def _read_npz(path: Path, limit: int) -> torch.Tensor:
         with archive.open(info) as member:
             _check_npy_header(member, limit)
             member.seek(0)
-            return torch.from_numpy(np.load(member, allow_pickle=False))
+            return _native_tensor(np.load(member, allow_pickle=False))
 
 
 def _read_safetensors(path: Path, limit: int) -> torch.Tensor:

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from huggingface_hub.utils import tqdm
 
 from ..evaluation.part_iou import shape_iou
-from ..modeling_pointclip_part_segmentation import part_scores_per_view
+from ..modeling_pointclip_part_segmentation import part_scores_per_view, scramble_patch_tokens
 from ..pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
 
 DEFAULT_GRID = (0.25, 0.5, 0.75, 1.0)
@@ -36,7 +36,8 @@ class PartViewCache:
 
     Args:
         patch_features (`list[torch.Tensor]`):
-            Per shape, `(views, grid * grid, C)` normalised patch embeddings.
+            Per shape, `(views, grid * grid, C)` what the head scores: normalised patch embeddings, or the
+            reference's scrambled tokens.
         pixels (`list[torch.Tensor]`):
             Per shape, `(views, points, 2)` pixels.
         visible (`list[torch.Tensor]`):
@@ -65,7 +66,7 @@ class PartViewCache:
 
 
 def encode_part_views(model, clouds, labels, processor=None, transposed_lookup: bool = False,
-                      progress: bool = False) -> PartViewCache:  # fmt: skip
+                      scrambled_patch_tokens: bool = False, progress: bool = False) -> PartViewCache:  # fmt: skip
     r"""
     Render and encode validation shapes once for the searches.
 
@@ -80,6 +81,8 @@ def encode_part_views(model, clouds, labels, processor=None, transposed_lookup: 
             Defaults to the model's.
         transposed_lookup (`bool`, *optional*, defaults to `False`):
             The reference's transposed pixels.
+        scrambled_patch_tokens (`bool`, *optional*, defaults to `False`):
+            Cache the reference's scrambled patch tokens ([`scramble_patch_tokens`]) instead of the patches.
     """
     segmenter = PointCloudZeroShotPartSegmentationPipeline(model=model, processor=processor, device=model.device)
     cache = PartViewCache([], [], [], [], model.config.clip_config.vision_config.image_size,
@@ -87,7 +90,8 @@ def encode_part_views(model, clouds, labels, processor=None, transposed_lookup: 
     for cloud, label in tqdm(list(zip(clouds, labels)), disable=not progress, desc="encoding"):
         inputs = segmenter.preprocess(cloud, transposed_lookup=transposed_lookup)
         with torch.no_grad():
-            cache.patch_features.append(model.get_patch_features(inputs["pixel_values"])[0])
+            patches = model.get_patch_features(inputs["pixel_values"])[0]
+        cache.patch_features.append(scramble_patch_tokens(patches) if scrambled_patch_tokens else patches)
         cache.pixels.append(inputs["point_pixels"][0].to(model.device))
         cache.visible.append(inputs["point_visible"][0].to(model.device))
         cache.labels.append(np.asarray(label))
