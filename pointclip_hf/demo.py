@@ -16,10 +16,12 @@ from transformers import PreTrainedConfig
 from .cache_model import fused_features
 from .commands._options import CLASSIFICATION_PROJECTIONS, label_list
 from .dtype_policy import resolve_dtype
+from .feature_extraction_pointclip import file_up_axis
+from .io.errors import max_cloud_bytes
 from .labels import check_labels, check_labels_fit_model
 from .modeling_pointclip import PointCLIPModel
 from .pipeline_pointclip import label_embeddings, model_label_order, scores_to_predictions
-from .point_cloud_io import SUPPORTED_EXTENSIONS
+from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
 from .point_ops import SAMPLING_METHODS, UP_AXES
 from .processing_pointclip import processor_for_model, with_point_options
 from .projection import render_views
@@ -137,13 +139,13 @@ class AdaptiveSession:
     cache: TestTimeCache | None = None
 
     @torch.inference_mode()
-    def classify(self, model: PointCLIPModel, processor, path: str, labels: list[str], projection: str) -> list[dict]:
+    def classify(self, model: PointCLIPModel, processor, cloud, labels: list[str], projection: str) -> list[dict]:
         """The ranked labels of one cloud with the session's cache, which the cloud then joins."""
         check_labels_fit_model(labels, model.config.label_names)
         if self.key != (projection, tuple(labels)):
             self.key, self.cache = (projection, tuple(labels)), TestTimeCache(len(labels))
         scored, columns = model_label_order(model, labels)
-        pixel_values = processor.feature_extractor(path)["pixel_values"].to(model.device)
+        pixel_values = processor.feature_extractor(cloud)["pixel_values"].to(model.device)
         output = model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor, scored))
         logits = output.logits if columns is None else output.logits[:, columns]
         logits = self.cache.adapt(fused_features(output.point_cloud_embeds), logits)
@@ -180,12 +182,13 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
     try:
         labels = check_labels(label_list(labels_text or ""))
         model = models.get(projection)
-        processor = _with_choices(model.processor, sampling, up_axis)
+        processor = _with_choices(model.processor, path, sampling, up_axis)
+        cloud = load_point_cloud(path)  # read once: the scores and the views come from the same points
         if session is None:
-            predictions = model.classify(path, labels, processor=processor)
+            predictions = model.classify(cloud, labels, processor=processor)
         else:
-            predictions = session.classify(model, processor, path, labels, projection)
-        points = processor.feature_extractor.prepare_points(path)
+            predictions = session.classify(model, processor, cloud, labels, projection)
+        points = processor.feature_extractor.prepare_points(cloud)
         views = render_views(points, model.config.projection_style)[0]
     except INPUT_ERRORS as error:
         return DemoResult(error=str(error).replace(str(path), os.path.basename(path)))
@@ -193,10 +196,13 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
     return DemoResult(points=points[0].numpy(), views=views_to_grid(views), scores=scores)
 
 
-def _with_choices(processor, sampling: str | None, up_axis: str | None):
+def _with_choices(processor, path: str, sampling: str | None, up_axis: str | None):
+    """`processor` with the page's point settings. The cloud is passed on as an array, so the format's up axis (the
+    `"format"` choice, or a processor's `None`) is resolved from `path` here."""
     options = {} if sampling is None else {"sampling": sampling}
-    if up_axis is not None:
-        options["up_axis"] = None if up_axis == FORMAT_UP_AXIS else up_axis
+    if up_axis is None:
+        up_axis = processor.feature_extractor.up_axis
+    options["up_axis"] = file_up_axis(path) if up_axis in (None, FORMAT_UP_AXIS) else up_axis
     return with_point_options(processor, **options)
 
 
@@ -328,10 +334,12 @@ def launch_demo(model_name_or_path: str, port: int | None = None, host: str | No
         sampling (`str`, *optional*), up_axis (`str`, *optional*):
             The point settings the page starts with; default: the model processor's.
         launch_kwargs:
-            More `gradio.Blocks.launch` arguments.
+            More `gradio.Blocks.launch` arguments. `max_file_size` (the largest upload) defaults to the readers' cap,
+            `POINTCLIP_MAX_CLOUD_BYTES` (1 GiB).
     """
     point_options = {"sampling": sampling, "up_axis": up_axis}
     demo = build_demo(DemoModels(model_name_or_path, device=device, dtype=dtype, point_options=point_options))
+    launch_kwargs.setdefault("max_file_size", max_cloud_bytes())
     return demo.launch(server_port=port, server_name=host, **launch_kwargs)
 
 

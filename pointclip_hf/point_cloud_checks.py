@@ -6,15 +6,16 @@ import torch
 
 # Beyond this magnitude a float32 squared norm overflows (sqrt(3.4e38 / 3) is about 1e19): no real scan is that large.
 MAX_COORDINATE = 1e18
-# Extent (relative to the largest coordinate) below which a cloud is one point up to rounding: a few float32 steps.
-MIN_RELATIVE_EXTENT = 64 * torch.finfo(torch.float32).eps
+# Extent, in rounding steps of the cloud's own dtype at its largest coordinate, up to which a cloud is one point.
+DEGENERATE_STEPS = 64
 
 
 def check_point_clouds(points: torch.Tensor, normalize: bool, names: Sequence[str] | None = None) -> None:
     r"""
     Raise a `ValueError` naming the first unusable cloud of a batch: a cloud with NaN or infinite coordinates, with
     coordinates so large that its norms overflow, or (when it is to be scaled to the unit sphere) a degenerate one
-    whose points coincide up to rounding relative to its own scale (all at 12345.678, say).
+    whose points coincide up to rounding relative to its own scale and precision (all at 12345.678, say; a float64
+    cloud resolves 2**29 times finer than a float32 one, so a 2 m object at UTM coordinates is not degenerate).
 
     Args:
         points (`torch.Tensor` of shape `(batch, points, 3)`):
@@ -33,7 +34,7 @@ def check_point_clouds(points: torch.Tensor, normalize: bool, names: Sequence[st
                      f"has coordinates beyond +-{MAX_COORDINATE:g}, where its norms overflow; rescale it")  # fmt: skip
     if normalize:
         extent = (points.amax(dim=1) - points.amin(dim=1)).amax(dim=1)
-        degenerate = extent <= MIN_RELATIVE_EXTENT * largest
+        degenerate = extent <= DEGENERATE_STEPS * torch.finfo(points.dtype).eps * largest
         _raise_for_first(degenerate, names,
                          "is degenerate (all points coincide up to rounding) and cannot be scaled to the unit sphere; "
                          "pass normalize=False to render it as is")  # fmt: skip

@@ -116,6 +116,19 @@ def test_sampling_and_up_axis_choices_change_what_the_model_sees(demo_models):
     assert np.array_equal(by_format.points, default.points)
 
 
+def test_a_las_upload_is_turned_by_its_format_up_axis(demo_models, tmp_path):
+    """The demo reads an upload once and passes the array on: the format's z-up still comes from the file name."""
+    laspy = pytest.importorskip("laspy", reason="laspy (the las and test extras)")
+    las = laspy.LasData(laspy.LasHeader(point_format=3, version="1.2"))
+    las.header.scales = [0.001] * 3
+    las.x, las.y, las.z = np.load(MUG)[:, :3].astype(np.float64).T
+    las.write(str(tmp_path / "mug.las"))
+    by_format = classify_file(demo_models, str(tmp_path / "mug.las"), LABELS, "pointclip_v1", up_axis="format")
+    z_up = PointCloudProcessor(up_axis="z").prepare_points(str(tmp_path / "mug.las"))[0].numpy()
+    assert np.array_equal(by_format.points, z_up)
+    assert np.array_equal(classify_file(demo_models, str(tmp_path / "mug.las"), LABELS, "pointclip_v1").points, z_up)
+
+
 def test_a_saved_pointclip_model_offers_only_its_projection(tiny_clip_dir, tmp_path):
     PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style="pointclip_v2").save_pretrained(tmp_path)
     models = DemoModels(str(tmp_path))

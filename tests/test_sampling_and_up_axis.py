@@ -159,19 +159,11 @@ def test_utm_coordinates_are_sampled_as_near_the_origin_without_blur(scan, tmp_p
     assert len(picked & picked_near_the_origin) > 0.95 * 1024, "hashed from its bounding box, not from 4,100,000 m"
 
     whole = PointCloudProcessor(sampling="first", num_points=len(y_up)).prepare_points(y_up)[0]
-    try:
-        prepared = PointCloudProcessor(up_axis="z").prepare_points(utm)[0]
-    except ValueError as error:
-        if "degenerate" not in str(error):
-            raise
-        pytest.xfail("this branch's cloud checks measure a float64 cloud in float32 steps (the readers' work fixes it)")
+    prepared = PointCloudProcessor(up_axis="z").prepare_points(utm)[0]
     assert float(_nearest_distances(prepared, whole).max()) < 1e-5, "the points are where they are, unblurred"
 
     _write_las(tmp_path / "tile.las", _z_up(y_up.numpy()), offset=UTM_OFFSET)
-    if load_point_cloud(tmp_path / "tile.las").dtype == np.float32:
-        pytest.xfail(
-            "this branch's reader returns UTM coordinates in float32, 0.25 m apart (the readers' work fixes it)"
-        )
+    assert load_point_cloud(tmp_path / "tile.las").dtype == np.float64, "float32 would put UTM points 0.25 m apart"
     from_file = PointCloudProcessor().prepare_points(str(tmp_path / "tile.las"))[0]
     radius = float((y_up - y_up.mean(dim=0)).norm(dim=1).max())
     rounding = 2 * MILLIMETRE / radius  # the file rounds each point to 1 mm, and the farthest one sets the scale

@@ -69,4 +69,4 @@ def _print_results(files: list[str], results: list[list[dict]], as_json: bool, m
 
     for path, predictions in zip(files, results):
         ranked = ", ".join(f"{display_label(p['label'])} {p['score']:.3f}" for p in predictions)
-        print(f"{path}: {ranked}")
+        print(f"{os.fsencode(path).decode(errors='replace')}: {ranked}")  # a non-UTF-8 file name shows as U+FFFD

@@ -8,7 +8,9 @@ with `pointclip_hf.point_cloud_io.load_point_cloud` (meshes are sampled to point
 
 Class names are the sorted class folder names, taken over all splits so that ids agree between splits (or the
 given `class_names`, which must include every folder name). Besides the schema's `points` and `label`, a `path`
-column names each cloud's file, so that predictions and indexes can say which file a row is.
+column names each cloud's file, so that predictions and indexes can say which file a row is. Clouds are stored in
+float32; one that float32 cannot resolve where it lies (a georeferenced scan, which the reader returns in float64) is
+stored centred on its mean.
 """
 
 from __future__ import annotations
@@ -112,6 +114,8 @@ def _read_cloud(file: Path, num_points: int | None, row: int) -> np.ndarray:
     points = load_point_cloud(file)
     xyz = np.ascontiguousarray(points[:num_points, :3] if num_points else points[:, :3])
     check_point_clouds(torch.from_numpy(xyz)[None], normalize=False, names=[f"row {row} ({str(file)!r})"])
+    if xyz.dtype == np.float64:  # far from the origin for its size (georeferenced): float32 would blur it uncentred
+        xyz = xyz - xyz.mean(axis=0)
     return xyz.astype(np.float32)
 
 

@@ -81,51 +81,56 @@ def _import_h5py():
 
 
 def _read_h5_file(h5py, file: Path, num_points: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """`(points of shape (clouds, points, 3) as float32, labels of shape (clouds,))` of one h5 file, checked."""
-    with h5py.File(file, "r") as handle:
-        keys = list(handle.keys())
-        if "data" not in handle or "label" not in handle:
-            raise ValueError(f"h5 file {str(file)!r} needs 'data' and 'label' datasets, found {keys}")
-        data = handle["data"]
-        _check_h5_dataset(h5py, data, file, num_points)
-        if data.ndim != 3 or data.shape[2] < 3:
-            raise ValueError(f"h5 file {str(file)!r}: 'data' has shape {data.shape}, expected [N, P, C>=3] points")
-        points = data[:, :num_points, :3] if num_points else data[:, :, :3]
-        label = np.asarray(handle["label"])
-    points = np.ascontiguousarray(points, dtype=np.float32)
-    if label.ndim == 2 and label.shape[1] == 1:
-        label = label[:, 0]
-    if label.ndim != 1 or len(label) != len(points):
-        raise ValueError(
-            f"h5 file {str(file)!r}: 'label' has shape {label.shape} for {len(points)} clouds; expected [N] or [N, 1]"
-        )
+    """`(points of shape (clouds, points, 3) as float32, labels of shape (clouds,))` of one h5 file, checked; any
+    failure is one `ValueError` naming the file."""
+    try:
+        with h5py.File(file, "r") as handle:
+            points, label = _h5_arrays(h5py, handle, file.stat().st_size, num_points)
+    except FormatError as error:
+        raise ValueError(f"h5 file {str(file)!r}: {error}") from None
+    except Exception as error:  # h5py raises OSError, KeyError, RuntimeError, ValueError... for damaged files
+        raise ValueError(f"h5 file {str(file)!r} cannot be read ({type(error).__name__}: {error})") from None
     if not np.issubdtype(label.dtype, np.integer):
         if not np.all(np.isfinite(label)) or not np.all(label == np.round(label)):
             raise ValueError(f"h5 file {str(file)!r}: 'label' holds non-integer values")
-    if points.shape[1] == 0 and len(points):
-        raise ValueError(f"h5 file {str(file)!r}: clouds have no points")
     return points, label
 
 
-def _check_h5_dataset(h5py, data, file: Path, num_points: int | None) -> None:
-    """Refuse, before reading, a `data` that is not an array, or that declares more bytes than the caps allow."""
-    if not isinstance(data, h5py.Dataset):
-        raise ValueError(f"h5 file {str(file)!r}: 'data' is a {type(data).__name__}, expected an array of points")
-    if data.dtype.kind not in "iuf":
-        raise ValueError(f"h5 file {str(file)!r}: 'data' has dtype {data.dtype}, expected numbers")
-    shape = list(data.shape)
-    if num_points and len(shape) == 3:
-        shape[1] = min(shape[1], num_points)
-    declared = int(np.prod(shape, dtype=object)) * 4
-    try:
-        check_declared_size(declared, f"'data' of shape {data.shape}", stored_bytes=file.stat().st_size)
-    except FormatError as error:
-        raise ValueError(f"h5 file {str(file)!r}: {error}") from None
+def _h5_arrays(h5py, handle, stored_bytes: int, num_points: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Check the shapes, types and declared sizes of `data` and `label` before reading either."""
+    data, label = (_h5_dataset(h5py, handle, name) for name in ("data", "label"))
+    if data.ndim != 3 or data.shape[2] < 3:
+        raise FormatError(f"'data' has shape {data.shape}, expected [N, P, C>=3] points")
+    if label.shape not in ((data.shape[0],), (data.shape[0], 1)):
+        raise FormatError(f"'label' has shape {label.shape} for {data.shape[0]} clouds; expected [N] or [N, 1]")
+    if data.shape[1] == 0 and data.shape[0]:
+        raise FormatError("clouds have no points")
+    kept = min(data.shape[1], num_points) if num_points else data.shape[1]
+    check_declared_size(data.shape[0] * kept * 3 * 4, f"'data' of shape {data.shape}", stored_bytes=stored_bytes)
+    check_declared_size(label.size * 8, f"'label' of shape {label.shape}", stored_bytes=stored_bytes)
+    points = np.ascontiguousarray(data[:, :kept, :3], dtype=np.float32)
+    return points, np.asarray(label[()]).reshape(-1)
+
+
+def _h5_dataset(h5py, handle, name: str):
+    """The array `name` of an h5 file: present, a plain numeric dataset, with its values in this file."""
+    if name not in handle:
+        raise FormatError(f"needs 'data' and 'label' datasets, found {list(handle.keys())}")
+    if isinstance(handle.get(name, getlink=True), h5py.ExternalLink):
+        raise FormatError(f"{name!r} links to another file")
+    dataset = handle[name]
+    if not isinstance(dataset, h5py.Dataset):
+        raise FormatError(f"{name!r} is a {type(dataset).__name__}, expected an array")
+    if dataset.dtype.kind not in "iuf":
+        raise FormatError(f"{name!r} has dtype {dataset.dtype}, expected numbers")
+    if dataset.external or dataset.is_virtual:
+        raise FormatError(f"{name!r} keeps its values outside this file (external or virtual storage)")
+    return dataset
 
 
 def _finite_check(points: np.ndarray, first_row: int, where: str) -> None:
     """Raise naming the first row (global index) of a `(clouds, points, 3)` block with NaN or infinite coordinates."""
-    bad = ~np.isfinite(points).reshape(len(points), -1).all(axis=1)
+    bad = ~np.isfinite(points).all(axis=(1, 2))
     if bad.any():
         row = first_row + int(np.flatnonzero(bad)[0])
         raise ValueError(

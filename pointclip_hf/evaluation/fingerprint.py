@@ -55,7 +55,7 @@ def files_fingerprint(paths: list[str]) -> dict:
     return {
         "kind": "files",
         "num_files": len(paths),
-        "paths_sha256": hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest(),
+        "paths_sha256": hashlib.sha256("\n".join(paths).encode("utf-8", "surrogateescape")).hexdigest(),
         "contents_sha256": contents.hexdigest(),
     }
 

@@ -10,10 +10,15 @@ import numpy as np
 
 from .errors import FormatError, check_declared_size
 
+FLOAT32_STEPS_BITS = 16
+"""A reader returns float64 when float32 would resolve the cloud's extent into fewer than 2**16 steps: coordinates far
+from the origin for the cloud's size, as georeferenced scans have (a 200 m tile at UTM northing 4,500,000)."""
+
 NPZ_KEYS = ("points", "xyz", "data")
 """Members tried, in order, when reading a `.npz` archive; otherwise its only array."""
 
 _MAX_HEADER_BYTES = 10_000
+_READ_BLOCK_BYTES = 1 << 18
 
 
 def load_npy(path: Path) -> np.ndarray:
@@ -75,10 +80,22 @@ def _read_npy_stream(handle: BinaryIO, what: str, stored_bytes: int) -> np.ndarr
     if num_bytes > stored_bytes:
         raise FormatError(f"{what} is truncated: its header declares shape {shape} ({num_bytes:,} bytes)")
     flat = np.empty(count, dtype=dtype)
-    received = handle.readinto(memoryview(flat).cast("B")) if num_bytes else 0
+    received = _read_into(handle, memoryview(flat).cast("B"))
     if received != num_bytes:
         raise FormatError(f"{what} is truncated: header declares {num_bytes:,} bytes, {received:,} follow")
     return flat.reshape(shape, order="F" if fortran_order else "C")
+
+
+def _read_into(handle: BinaryIO, buffer: memoryview) -> int:
+    """Fill `buffer` from `handle` block by block (a zip member asked for all of it at once joins copies of the whole
+    member); return the bytes received."""
+    received = 0
+    while received < len(buffer):
+        block = handle.readinto(buffer[received : received + _READ_BLOCK_BYTES])
+        if not block:
+            break
+        received += block
+    return received
 
 
 def check_numeric_dtype(dtype: np.dtype) -> None:
@@ -89,3 +106,16 @@ def check_numeric_dtype(dtype: np.dtype) -> None:
         )
     if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
         raise FormatError(f"expected a real numeric array, got dtype {dtype}")
+
+
+def float_dtype_for(dtypes) -> type:
+    """`np.float32` when float32 holds every value of `dtypes` exactly (floats of up to 4 bytes, integers of up to 2),
+    else `np.float64`."""
+    wide = any(np.dtype(d).itemsize > (4 if np.dtype(d).kind == "f" else 2) for d in dtypes)
+    return np.float64 if wide else np.float32
+
+
+def needs_float64(largest: float, extent: float) -> bool:
+    """Whether a cloud whose largest |coordinate| is `largest` and whose extent is `extent` needs float64: float32
+    steps there are `largest * 2**-23`, too coarse when fewer than `2**FLOAT32_STEPS_BITS` span the extent."""
+    return largest > extent * 2.0 ** (23 - FLOAT32_STEPS_BITS)

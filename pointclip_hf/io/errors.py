@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 
 DEFAULT_MAX_CLOUD_BYTES = 1 << 30
-"""Largest array a reader builds for one file (1 GiB); override with `POINTCLIP_MAX_CLOUD_BYTES`."""
+"""Largest array a reader builds for one file, and largest text file it reads (1 GiB); override with
+`POINTCLIP_MAX_CLOUD_BYTES`."""
 
 DEFAULT_MAX_EXPANSION = 200
 """Largest ratio of decoded to stored bytes of a compressed file; override with `POINTCLIP_MAX_EXPANSION`."""
@@ -50,6 +51,25 @@ def check_declared_size(num_bytes: int, what: str, stored_bytes: int | None = No
         raise FormatError(
             f"{what} expands {stored_bytes:,} stored bytes to {num_bytes:,}, over {ratio}x "
             "(raise POINTCLIP_MAX_EXPANSION to allow)"
+        )
+
+
+def check_file_size(num_bytes: int, kind: str) -> None:
+    """Refuse, before reading it, a file of `num_bytes` over `max_cloud_bytes()`: the cap of formats whose size
+    nothing in the file declares (text clouds; a file as uploaded to the demo).
+
+    Args:
+        num_bytes (`int`): the file's size.
+        kind (`str`): what the file is, for the message (e.g. "text").
+
+    Raises:
+        FormatError: the file is over the cap.
+    """
+    cap = max_cloud_bytes()
+    if num_bytes > cap:
+        raise FormatError(
+            f"{kind} file of {num_bytes:,} bytes is over the {cap:,}-byte cap "
+            "(raise POINTCLIP_MAX_CLOUD_BYTES to allow)"
         )
 
 

@@ -1,33 +1,74 @@
-"""Triangle meshes read with `trimesh` (`.off`, `.obj`, `.stl`, `.glb`, `.gltf`) and sampled by area to points."""
+"""Triangle meshes (`.off` parsed here; `.obj`, `.stl`, `.glb`, `.gltf` by `trimesh`), sampled by area to points."""
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import stat
+import struct
 from pathlib import Path
+from urllib.parse import unquote
 
 import numpy as np
 
 from .errors import FormatError
+from .text import read_table
 
 MESH_EXTENSIONS = (".off", ".obj", ".stl", ".glb", ".gltf")
+_GLB_HEADER = struct.Struct("<4sII")
+_GLB_CHUNK = struct.Struct("<I4s")
 
 
 def load_mesh(path: Path, ext: str, num_samples: int, seed: int) -> np.ndarray:
     """`num_samples` points sampled uniformly over the surface of the mesh (or the flattened scene) in `path`."""
+    if ext == ".off":
+        vertices, faces = read_off(path.read_bytes())
+    else:
+        vertices, faces = _load_with_trimesh(path, ext)
+    return sample_surface(vertices, faces, num_samples, seed)
+
+
+def _load_with_trimesh(path: Path, ext: str) -> tuple[np.ndarray, np.ndarray]:
     import trimesh  # hard dependency; imported lazily to keep package import fast
 
-    if ext == ".off":
-        _check_off_complete(path.read_bytes())
-    options = {"skip_materials": True} if ext in (".obj", ".glb", ".gltf") else {}
+    if ext == ".stl":
+        _check_binary_stl_size(path)
+    if ext in (".glb", ".gltf"):
+        _check_external_files(path, ext)
+    options = {"skip_materials": True} if ext in (".obj", ".glb", ".gltf", ".ply") else {}  # no texture files read
     try:
         scene = trimesh.load_scene(str(path), file_type=ext[1:], process=False, **options)
-        mesh = scene.to_mesh()
+        return _scene_triangles(trimesh, scene)
     except Exception as error:  # trimesh raises many types (NameError, IndexError, KeyError, ...)
         raise FormatError(f"could not parse the {ext[1:].upper()} mesh ({type(error).__name__}: {error})") from None
-    return sample_surface(np.asarray(mesh.vertices), np.asarray(mesh.faces), num_samples, seed)
+
+
+def _scene_triangles(trimesh, scene) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices and triangles of every mesh of `scene`, placed by its node transforms, as one mesh (what
+    `Scene.to_mesh` gives, without its copies and hashing of every array)."""
+    vertices, faces, offset = [], [], 0
+    for node in scene.graph.nodes_geometry:
+        transform, name = scene.graph[node]
+        geometry = scene.geometry.get(name)
+        if not isinstance(geometry, trimesh.Trimesh) or len(geometry.faces) == 0:
+            continue
+        corners = np.asarray(geometry.vertices, dtype=np.float64)
+        if not np.array_equal(transform, np.eye(4)):
+            corners = trimesh.transformations.transform_points(corners, transform)
+        vertices.append(corners)
+        faces.append(np.asarray(geometry.faces, dtype=np.int64) + offset)
+        offset += len(corners)
+    if not faces:
+        return np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)
+    return np.concatenate(vertices), np.concatenate(faces)
 
 
 def sample_surface(vertices: np.ndarray, faces: np.ndarray, num_samples: int, seed: int) -> np.ndarray:
     """`num_samples` points drawn uniformly by area over the triangles `faces` of `vertices`, reproducible by `seed`.
+
+    The draws are those of `trimesh.sample.sample_surface` (the same points for the same seed), with the edge vectors
+    formed for the drawn triangles only rather than for every face.
 
     Args:
         vertices (`np.ndarray` of shape `(V, 3)`): vertex coordinates.
@@ -38,41 +79,151 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, num_samples: int, se
     Returns:
         `np.ndarray` of shape `(num_samples, 3)`, float64.
     """
-    import trimesh
-
     if len(faces) == 0:
         raise FormatError("mesh has no faces to sample points from")
     if faces.min() < 0 or faces.max() >= len(vertices):
         raise FormatError(f"a mesh face refers to a vertex outside 0..{len(vertices) - 1}")
-    bad = ~np.isfinite(vertices).all(axis=1)
-    if bad.any():
+    vertices = np.asarray(vertices, dtype=np.float64)
+    if not np.isfinite(vertices).all():
+        bad = ~np.isfinite(vertices).all(axis=1)
         first = int(np.flatnonzero(bad)[0])
         raise FormatError(f"mesh has {int(bad.sum())} vertices with NaN or infinite coordinates (first: {first})")
-    mesh = trimesh.Trimesh(vertices=vertices, faces=faces, process=False, validate=False)
-    area = float(mesh.area)
+    origins, seconds, thirds = (vertices[faces[:, corner]] for corner in range(3))
+    crosses = np.cross(seconds - origins, thirds - seconds)  # as trimesh's face areas, summed in the same order
+    cumulative = np.cumsum(np.sqrt(crosses[:, 0] ** 2 + crosses[:, 1] ** 2 + crosses[:, 2] ** 2) / 2.0)
+    area = float(cumulative[-1])
     if not np.isfinite(area) or area <= 0.0:
         raise FormatError(f"mesh has zero or invalid surface area ({area})")
-    samples, _ = trimesh.sample.sample_surface(mesh, num_samples, seed=seed)
-    return np.asarray(samples, dtype=np.float64)
+    random = np.random.default_rng(seed)
+    drawn = np.searchsorted(cumulative, random.random(num_samples) * area)
+    edges = np.stack([seconds[drawn], thirds[drawn]], axis=1) - origins[drawn, None]
+    lengths = random.random((num_samples, 2, 1))
+    lengths[lengths.sum(axis=1).reshape(-1) > 1.0] -= 1.0
+    return (edges * np.abs(lengths)).sum(axis=1) + origins[drawn]
 
 
-def _check_off_complete(data: bytes) -> None:
-    """Refuse an OFF file with fewer vertex and face rows than its header declares (trimesh accepts it)."""
-    lines = [line.split(b"#")[0].split() for line in data.splitlines()]
-    lines = [tokens for tokens in lines if tokens]
-    if not lines or not lines[0][0].upper().endswith(b"OFF"):
-        raise FormatError("not an OFF file (missing the 'OFF' first line)")
-    counts_line = 0 if len(lines[0]) > 1 else 1
-    counts = lines[0][1:] if counts_line == 0 else (lines[1] if len(lines) > 1 else [])
+def fan_triangles(polygons: np.ndarray) -> np.ndarray:
+    """The triangles `[F * (k - 2), 3]` of polygons `[F, k]` of vertex indices, each fan-triangulated from its first
+    corner."""
+    size = polygons.shape[1]
+    if size < 3:
+        raise FormatError(f"a mesh face has {size} vertices (at least 3 needed)")
+    fan = np.arange(1, size - 1)
+    triangles = np.stack([polygons[:, np.zeros_like(fan)], polygons[:, fan], polygons[:, fan + 1]], axis=2)
+    return triangles.reshape(-1, 3).astype(np.int64)
+
+
+def read_off(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The vertices `[V, 3]` and triangles `[T, 3]` of an OFF file (`OFF`, `COFF`, `NOFF`, ...: columns after x, y, z
+    and face colours are ignored; polygons are fan-triangulated). Every row the header declares must be complete."""
+    if b"#" in data:
+        data = re.sub(rb"#[^\r\n]*", b"", data)
+    rows = [row for row in data.splitlines() if row.strip()]
+    magic = rows[0].split()[0] if rows else b""
+    if not magic.upper().endswith(b"OFF") or b"4" in magic or b"n" in magic:
+        raise FormatError("not an OFF file (missing the 'OFF' first line; 4OFF and nOFF are not supported)")
+    counts, start = (rows[0].split()[1:], 1) if len(rows[0].split()) > 1 else (rows[1:2] and rows[1].split(), 2)
     try:
         num_vertices, num_faces = int(counts[0]), int(counts[1])
     except (IndexError, ValueError):
         raise FormatError("OFF header lacks the vertex and face counts") from None
     if num_vertices < 0 or num_faces < 0:
         raise FormatError(f"OFF header declares negative counts ({num_vertices} vertices, {num_faces} faces)")
-    rows = len(lines) - counts_line - 1
-    if rows < num_vertices + num_faces:
+    if len(rows) - start < num_vertices + num_faces:
         raise FormatError(
             f"OFF file is truncated: the header declares {num_vertices} vertices and {num_faces} faces, "
-            f"{rows} rows follow"
+            f"{len(rows) - start} rows follow"
         )
+    vertices = _off_vertices(rows[start : start + num_vertices])
+    return vertices, _off_triangles(rows[start + num_vertices : start + num_vertices + num_faces])
+
+
+def _off_vertices(rows: list[bytes]) -> np.ndarray:
+    table = read_table(b"\n".join(rows)) if rows else np.zeros((0, 3))
+    if table is not None and table.shape[1] >= 3:
+        return table[:, :3]
+    vertices = np.zeros((len(rows), 3))
+    for index, row in enumerate(rows):
+        values = row.split()[:3]
+        try:
+            vertices[index] = [float(value) for value in values]
+        except ValueError:
+            raise FormatError(f"OFF vertex {index} is malformed: {row.strip()[:80]!r}") from None
+    return vertices
+
+
+def _off_triangles(rows: list[bytes]) -> np.ndarray:
+    """Triangles of the face rows `n i_1 ... i_n [colour]`: one table when every face is an n-gon without colour,
+    else row by row, naming a row cut short."""
+    table = read_table(b"\n".join(rows)) if rows else None
+    if table is not None and table.shape[1] >= 4 and (table[:, 0] == table.shape[1] - 1).all():
+        return fan_triangles(table[:, 1:].astype(np.int64))
+    polygons: dict[int, list[list[int]]] = {}
+    for index, row in enumerate(rows):
+        tokens = row.split()
+        try:
+            size = int(tokens[0])
+            corners = [int(token) for token in tokens[1 : size + 1]]
+        except ValueError:
+            raise FormatError(f"OFF face {index} is malformed: {row.strip()[:80]!r}") from None
+        if len(corners) < size:
+            raise FormatError(f"OFF face {index} lists {len(corners)} of its {size} vertex indices (file cut short?)")
+        polygons.setdefault(size, []).append(corners)
+    if not polygons:
+        return np.zeros((0, 3), dtype=np.int64)
+    return np.concatenate([fan_triangles(np.asarray(rows_of_size)) for rows_of_size in polygons.values()])
+
+
+def _check_binary_stl_size(path: Path) -> None:
+    """Refuse a binary STL shorter than its triangle count needs (trimesh would try it as ASCII: "no faces")."""
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(512)
+    if len(head) < 84 or (head.lstrip().startswith(b"solid") and (b"facet" in head or b"endsolid" in head)):
+        return
+    (count,) = struct.unpack_from("<I", head, 80)
+    if 84 + 50 * count > size:
+        raise FormatError(
+            f"binary STL is truncated: its header declares {count:,} triangles ({84 + 50 * count:,} bytes), "
+            f"the file has {size:,} bytes"
+        )
+
+
+def _check_external_files(path: Path, ext: str) -> None:
+    """Refuse a glTF whose buffers name anything but a regular file inside the file's own folder: a FIFO would hang
+    the reader, a device never end, and `../` or an absolute path would read a file the user did not give."""
+    folder = path.resolve().parent
+    for buffer in _gltf_document(path, ext).get("buffers") or []:
+        uri = buffer.get("uri") if isinstance(buffer, dict) else None
+        if not isinstance(uri, str) or "base64," in uri:
+            continue
+        for name in {uri.strip(), unquote(uri).strip()}:
+            target = (folder / name).resolve()
+            if not target.is_relative_to(folder):
+                raise FormatError(f"glTF buffer URI {uri!r} points outside the file's folder")
+            try:
+                mode = os.stat(target).st_mode
+            except OSError as error:
+                raise FormatError(f"glTF buffer URI {uri!r} cannot be read ({error.strerror})") from None
+            if not stat.S_ISREG(mode):
+                raise FormatError(f"glTF buffer URI {uri!r} is not a regular file")
+
+
+def _gltf_document(path: Path, ext: str) -> dict:
+    """The JSON part of a `.gltf` file, or the JSON chunk of a `.glb`."""
+    with open(path, "rb") as handle:
+        if ext == ".glb":
+            magic, _, _ = _GLB_HEADER.unpack(handle.read(_GLB_HEADER.size).ljust(_GLB_HEADER.size, b"\0"))
+            length, kind = _GLB_CHUNK.unpack(handle.read(_GLB_CHUNK.size).ljust(_GLB_CHUNK.size, b"\0"))
+            if magic != b"glTF" or kind != b"JSON" or length > path.stat().st_size:
+                raise FormatError("not a GLB file (no 'glTF' magic or no JSON chunk first)")
+            text = handle.read(length)
+        else:
+            text = handle.read()
+    try:
+        document = json.loads(text)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise FormatError(f"the glTF JSON is malformed ({error})") from None
+    if not isinstance(document, dict):
+        raise FormatError("the glTF JSON is not an object")
+    return document

@@ -7,9 +7,11 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.recfunctions import structured_to_unstructured
 
+from .arrays import float_dtype_for
 from .errors import FormatError, check_declared_size
-from .text import parse_rows
+from .text import parse_rows, read_table
 
 _TYPES = {("F", 4): "f4", ("F", 8): "f8",
           ("I", 1): "i1", ("I", 2): "i2", ("I", 4): "i4", ("I", 8): "i8",
@@ -33,17 +35,45 @@ def load_pcd(data: bytes) -> np.ndarray:
     `COUNT > 1` fields as several columns, a packed `rgb`/`rgba` unpacked to `r, g, b[, a]` in `0..255`)."""
     header, body = _parse_header(data)
     if header.mode == "ascii":
-        columns = _ascii_columns(header, body)
-    elif header.mode == "binary":
-        columns = _record_columns(header, _binary_records(header, body))
-    elif header.mode == "binary_compressed":
-        columns = _record_columns(header, _compressed_records(header, body))
-    else:
-        raise FormatError(f"unsupported PCD DATA type {header.mode!r}")
-    return _assemble(header, columns)
+        values = _ascii_values(header, bytes(body))
+        return values[:, _column_order(header)] if _plain(header) else _assemble(header, _ascii_columns(header, values))
+    if header.mode == "binary":
+        records = _binary_records(header, body)
+        if _plain(header) and len({code for _, code, _ in header.fields}) == 1:  # one table, copied aligned
+            table = records.view("<" + header.fields[0][1]).reshape(header.points, len(header.fields))
+            order = _column_order(header)
+            return table.copy() if order == list(range(len(header.fields))) else np.take(table, order, axis=1)
+        if _plain(header):
+            order = [f"f{i}" for i in _column_order(header)]
+            dtype = float_dtype_for(records.dtype[name] for name in order)
+            return np.array(structured_to_unstructured(records[order], dtype=dtype))  # writable, not the bytes
+        return _assemble(header, _record_columns(header, records))
+    if header.mode == "binary_compressed":
+        fields = _compressed_fields(header, body)
+        if _plain(header):  # one pass over the decompressed fields
+            order = _column_order(header)
+            out = np.empty((header.points, len(order)), dtype=float_dtype_for(fields[i].dtype for i in order))
+            for column, index in enumerate(order):
+                out[:, column] = fields[index][:, 0]
+            return out
+        names = [name for name, _, _ in header.fields]
+        return _assemble(header, {name: field for name, field in zip(names, fields) if name != "_"})
+    raise FormatError(f"unsupported PCD DATA type {header.mode!r}")
 
 
-def _parse_header(data: bytes) -> tuple[PCDHeader, bytes]:
+def _plain(header: PCDHeader) -> bool:
+    """Whether every field is one value and none is a packed colour: the columns are the fields, reordered."""
+    return all(count == 1 and name not in ("rgb", "rgba") for name, _, count in header.fields)
+
+
+def _column_order(header: PCDHeader) -> list[int]:
+    """Indices of the fields as output columns: x, y, z, then the others in order, padding `_` dropped."""
+    names = [name for name, _, _ in header.fields]
+    rest = [i for i, name in enumerate(names) if name not in ("x", "y", "z", "_")]
+    return [names.index("x"), names.index("y"), names.index("z")] + rest
+
+
+def _parse_header(data: bytes) -> tuple[PCDHeader, memoryview]:
     match = re.search(rb"^DATA([ \t][^\n]*)?(\r?\n|$)", data, re.MULTILINE)
     if match is None:
         raise FormatError("PCD header is not terminated (no 'DATA' line)")
@@ -57,7 +87,7 @@ def _parse_header(data: bytes) -> tuple[PCDHeader, bytes]:
             key, *values = line.split()
             entries[key.upper()] = values
     header = PCDHeader(_fields(entries), _point_count(entries), (entries.get("DATA") or [""])[0].lower())
-    return header, data[match.end():]
+    return header, memoryview(data)[match.end() :]  # binary bodies are read in place
 
 
 def _fields(entries: dict[str, list[str]]) -> list[tuple[str, str, int]]:
@@ -104,18 +134,18 @@ def _point_count(entries: dict[str, list[str]]) -> int:
     return points
 
 
-def _ascii_columns(header: PCDHeader, body: bytes) -> dict[str, np.ndarray]:
-    try:
-        text = body.decode("ascii")
-    except UnicodeDecodeError:
-        raise FormatError("PCD ascii body contains non-ASCII bytes") from None
-    rows = [line for line in text.splitlines() if line.strip()]
-    if len(rows) != header.points:
-        raise FormatError(f"PCD header says POINTS {header.points} but {len(rows)} data rows follow")
-    values = parse_rows(rows, "PCD")
+def _ascii_values(header: PCDHeader, body: bytes) -> np.ndarray:
+    """The ascii rows as one float64 table, checked against the header's point count and field widths."""
     width = sum(count for *_, count in header.fields)
+    values = read_table(body)
+    if values is None or values.shape != (header.points, width):  # NaN points, or malformed: parsed line by line
+        values = _ascii_rows(header, body)
     if values.shape[1] != width:
         raise FormatError(f"PCD data rows have {values.shape[1]} values, header declares {width}")
+    return values
+
+
+def _ascii_columns(header: PCDHeader, values: np.ndarray) -> dict[str, np.ndarray]:
     columns, start = {}, 0
     for name, code, count in header.fields:
         block = values[:, start : start + count]
@@ -127,7 +157,18 @@ def _ascii_columns(header: PCDHeader, body: bytes) -> dict[str, np.ndarray]:
     return columns
 
 
-def _binary_records(header: PCDHeader, body: bytes) -> np.ndarray:
+def _ascii_rows(header: PCDHeader, body: bytes) -> np.ndarray:
+    try:
+        text = body.decode("ascii")
+    except UnicodeDecodeError:
+        raise FormatError("PCD ascii body contains non-ASCII bytes") from None
+    rows = [line for line in text.splitlines() if line.strip()]
+    if len(rows) != header.points:
+        raise FormatError(f"PCD header says POINTS {header.points} but {len(rows)} data rows follow")
+    return parse_rows(rows, "PCD")
+
+
+def _binary_records(header: PCDHeader, body: memoryview) -> np.ndarray:
     dtype = header.record_dtype()
     needed = header.points * dtype.itemsize
     if len(body) < needed:
@@ -138,8 +179,8 @@ def _binary_records(header: PCDHeader, body: bytes) -> np.ndarray:
     return np.frombuffer(body, dtype=dtype, count=header.points)
 
 
-def _compressed_records(header: PCDHeader, body: bytes) -> np.ndarray:
-    """Decompress LZF field-major data into point records, after checking its declared sizes."""
+def _compressed_fields(header: PCDHeader, body: memoryview) -> list[np.ndarray]:
+    """Decompress LZF field-major data, after checking its declared sizes: one `[points, count]` array per field."""
     if len(body) < 8:
         raise FormatError("PCD binary_compressed data lacks its size words")
     stored, expanded = struct.unpack("<II", body[:8])
@@ -152,18 +193,15 @@ def _compressed_records(header: PCDHeader, body: bytes) -> np.ndarray:
     if stored > len(body) - 8:
         raise FormatError(f"PCD file is truncated: {stored} compressed bytes declared, {len(body) - 8} follow")
     check_declared_size(expanded, "the PCD binary_compressed data", stored)
-    raw = _lzf().decompress(body[8 : 8 + stored], expanded) if expanded else b""
+    raw = _lzf().decompress(bytes(body[8 : 8 + stored]), expanded) if expanded else b""
     if raw is None or len(raw) != expanded:
         raise FormatError("PCD binary_compressed data is corrupt (LZF decompression failed)")
-    records = np.empty(header.points, dtype=dtype)
-    offset = 0
-    for i, (_, code, count) in enumerate(header.fields):
-        size = header.points * count * np.dtype(code).itemsize
-        records[f"f{i}"] = np.frombuffer(raw, dtype="<" + code, count=header.points * count, offset=offset).reshape(
-            header.points, count
-        )
-        offset += size
-    return records
+    fields, offset = [], 0
+    for _, code, count in header.fields:
+        field = np.frombuffer(raw, dtype="<" + code, count=header.points * count, offset=offset)
+        fields.append(field.reshape(header.points, count))
+        offset += header.points * count * np.dtype(code).itemsize
+    return fields
 
 
 def _lzf():

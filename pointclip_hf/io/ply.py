@@ -1,106 +1,131 @@
-"""`.ply` files read with `plyfile`: any element order, ascii or binary; a `.ply` with faces is a mesh, sampled."""
+"""`.ply` files: points by `plyfile` (binary: memory-mapped; ascii: one table parse, `plyfile` for the odd file), any
+element order; a `.ply` with faces is a mesh, read by `trimesh` and sampled like the other meshes."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib.recfunctions import structured_to_unstructured
 
+from .arrays import float_dtype_for
 from .errors import FormatError, check_declared_size
-from .meshes import sample_surface
+from .meshes import load_mesh
+from .text import read_table
 
 _TYPE_BYTES = {
     "char": 1, "int8": 1, "uchar": 1, "uint8": 1, "short": 2, "int16": 2, "ushort": 2, "uint16": 2,
     "int": 4, "int32": 4, "uint": 4, "uint32": 4, "float": 4, "float32": 4, "double": 8, "float64": 8,
 }  # fmt: skip
-_FACE_PROPERTIES = ("vertex_indices", "vertex_index")
+_MAX_HEADER_BYTES = 1 << 20
+_HEADER_END = re.compile(rb"^end_header[^\n]*(\r?\n|$)", re.MULTILINE)
+
+
+@dataclass
+class PLYElement:
+    """An element a PLY header declares: its name, row count, least bytes per row, and `(name, type)` of each
+    property (`type` is `"list"` for a list property)."""
+
+    name: str
+    count: int
+    row_bytes: int
+    properties: list[tuple[str, str]]
 
 
 def load_ply(path: Path, num_samples: int, seed: int) -> np.ndarray:
     """The points of a `.ply`: its vertices (`x, y, z`, then other scalar properties), or, when it has faces,
     `num_samples` points sampled over the surface."""
-    from plyfile import PlyData, PlyParseError
-
-    data = path.read_bytes()
-    _check_declared_sizes(data)
-    try:
-        with open(path, "rb") as handle:
-            ply = PlyData.read(handle, mmap=False)
-    except PlyParseError as error:
-        raise FormatError(f"malformed or truncated PLY file ({error})") from None
-    if "vertex" not in ply:
+    header, body_offset = _read_header(path)
+    encoding = re.search(r"^format[ \t]+(\S+)", header, re.MULTILINE)
+    if encoding is None or encoding.group(1) not in ("ascii", "binary_little_endian", "binary_big_endian"):
+        raise FormatError("PLY header lacks a 'format ascii|binary_little_endian|binary_big_endian' line")
+    binary = encoding.group(1) != "ascii"
+    elements = _elements(header, binary)
+    _check_declared_sizes(elements, path.stat().st_size - body_offset)
+    vertex = next((element for element in elements if element.name == "vertex"), None)
+    if vertex is None:
         raise FormatError("PLY file has no 'vertex' element")
-    vertex = ply["vertex"].data
-    if "face" in ply and ply["face"].count > 0:
-        return sample_surface(_xyz(vertex), _triangles(ply["face"].data, len(vertex)), num_samples, seed)
-    return _vertex_columns(vertex)
+    if any(element.name == "face" and element.count > 0 for element in elements):
+        return load_mesh(path, ".ply", num_samples, seed)
+    if vertex.count == 0:
+        raise FormatError("file contains zero points")
+    if any(kind == "list" for _, kind in vertex.properties):
+        raise FormatError("PLY vertex element has list properties, which are not supported")
+    names = [name for name, _ in vertex.properties]
+    missing = [axis for axis in "xyz" if axis not in names]
+    if missing:
+        raise FormatError(f"PLY vertex element lacks properties {missing} (has {names})")
+    order = ["x", "y", "z"] + [name for name in names if name not in ("x", "y", "z")]
+    table = None if binary else _ascii_vertex_table(path, body_offset, elements, vertex)
+    if table is not None:
+        return table[:, [names.index(name) for name in order]]
+    rows = _plyfile_vertex(path)[order]
+    dtype = float_dtype_for(rows.dtype[name] for name in order)
+    columns = structured_to_unstructured(rows, dtype=dtype)  # a view of the mapped file when the types allow
+    return columns if columns.flags.owndata else np.array(columns)  # one pass over the file, into memory
 
 
-def _check_declared_sizes(data: bytes) -> None:
-    """Refuse a header whose element counts need more bytes than the file holds, before `plyfile` allocates them."""
-    if not re.match(rb"ply\r?\n", data):
-        raise FormatError("not a PLY file (missing 'ply' magic line)")
-    end = re.search(rb"^end_header[^\n]*(\r?\n|$)", data, re.MULTILINE)
+def _read_header(path: Path) -> tuple[str, int]:
+    """The header text and the offset of the body, reading no more than the header (up to 1 MiB)."""
+    with open(path, "rb") as handle:
+        head = handle.read(1 << 16)
+        if not re.match(rb"ply\r?\n", head):
+            raise FormatError("not a PLY file (missing 'ply' magic line)")
+        end = _HEADER_END.search(head)
+        if end is None and len(head) == 1 << 16:
+            head += handle.read(_MAX_HEADER_BYTES - len(head))
+            end = _HEADER_END.search(head)
     if end is None:
         raise FormatError("PLY header is not terminated (no 'end_header' line)")
-    header = data[: end.start()].decode("ascii", "replace")
-    binary = "format ascii" not in header
-    body_bytes = len(data) - end.end()
+    return head[: end.start()].decode("ascii", "replace"), end.end()
+
+
+def _elements(header: str, binary: bool) -> list[PLYElement]:
+    elements: list[PLYElement] = []
+    for tokens in (line.split() for line in header.splitlines()):
+        if len(tokens) == 3 and tokens[0] == "element" and tokens[2].isdigit():
+            elements.append(PLYElement(tokens[1], int(tokens[2]), 0, []))
+        elif tokens[:1] == ["property"] and len(tokens) >= 3 and elements:
+            is_list = tokens[1] == "list" and len(tokens) > 3
+            width = _TYPE_BYTES.get(tokens[2] if is_list else tokens[1], 1)
+            elements[-1].row_bytes += width if binary else 2
+            elements[-1].properties.append((tokens[-1], "list" if is_list else tokens[1]))
+    return elements
+
+
+def _check_declared_sizes(elements: list[PLYElement], body_bytes: int) -> None:
+    """Refuse element counts that need more bytes than the file holds (a row takes at least one byte, even with no
+    properties), before `plyfile` allocates or loops over them."""
     needed = 0
-    for name, count, row_bytes in _elements(header, binary):
-        check_declared_size(count * max(row_bytes, 8), f"PLY element {name!r} of {count:,} rows")
-        needed += count * row_bytes
+    for element in elements:
+        check_declared_size(element.count * max(element.row_bytes, 8), f"PLY element {element.name!r} of "
+                                                                        f"{element.count:,} rows")  # fmt: skip
+        needed += element.count * max(element.row_bytes, 1)
     if needed > body_bytes:
         raise FormatError(f"PLY file is truncated: the header needs at least {needed:,} bytes, {body_bytes:,} follow")
 
 
-def _elements(header: str, binary: bool) -> list[tuple[str, int, int]]:
-    """`(name, count, least bytes per row)` of each element declared in `header`."""
-    elements: list[tuple[str, int, int]] = []
-    for tokens in (line.split() for line in header.splitlines()):
-        if len(tokens) == 3 and tokens[0] == "element" and tokens[2].isdigit():
-            elements.append((tokens[1], int(tokens[2]), 0))
-        elif tokens[:1] == ["property"] and elements:
-            name, count, row_bytes = elements[-1]
-            width = _TYPE_BYTES.get(tokens[2] if tokens[1:2] == ["list"] and len(tokens) > 2 else tokens[-2], 1)
-            elements[-1] = (name, count, row_bytes + (width if binary else 2))
-    return elements
+def _ascii_vertex_table(path: Path, body_offset: int, elements: list[PLYElement], vertex: PLYElement):
+    """The vertex table of an ascii PLY in one parse (rows of the elements before it skipped), or `None`
+    when the rows do not parse as that table (`plyfile` then reads the file, and names what is wrong)."""
+    with open(path, "rb") as handle:
+        handle.seek(body_offset)
+        body = handle.read()
+    skip = sum(element.count for element in elements[: elements.index(vertex)])
+    if skip:
+        parts = body.split(b"\n", skip)
+        body = parts[-1] if len(parts) > skip else b""
+    table = read_table(body, rows=vertex.count)
+    return table if table is not None and table.shape == (vertex.count, len(vertex.properties)) else None
 
 
-def _xyz(vertex: np.ndarray) -> np.ndarray:
-    names = vertex.dtype.names
-    missing = [axis for axis in "xyz" if axis not in names]
-    if missing:
-        raise FormatError(f"PLY vertex element lacks properties {missing} (has {list(names)})")
-    return np.stack([vertex[axis].astype(np.float64) for axis in "xyz"], axis=1)
+def _plyfile_vertex(path: Path) -> np.ndarray:
+    from plyfile import PlyData, PlyParseError
 
-
-def _vertex_columns(vertex: np.ndarray) -> np.ndarray:
-    if len(vertex) == 0:
-        raise FormatError("file contains zero points")
-    names = vertex.dtype.names
-    if any(vertex.dtype[name].kind == "O" for name in names):
-        raise FormatError("PLY vertex element has list properties, which are not supported")
-    others = [name for name in names if name not in ("x", "y", "z")]
-    return np.concatenate([_xyz(vertex)] + [vertex[name].astype(np.float64)[:, None] for name in others], axis=1)
-
-
-def _triangles(face: np.ndarray, num_vertices: int) -> np.ndarray:
-    """The faces as triangles `[F, 3]`: polygons fan-triangulated, one vectorised step per polygon size."""
-    name = next((n for n in _FACE_PROPERTIES if n in (face.dtype.names or ())), None)
-    if name is None:
-        raise FormatError(f"PLY face element lacks a vertex_indices list (has {list(face.dtype.names or ())})")
-    polygons = face[name]
-    sizes = np.fromiter((len(polygon) for polygon in polygons), dtype=np.int64, count=len(polygons))
-    triangles = []
-    for size in np.unique(sizes):
-        if size < 3:
-            raise FormatError(f"PLY face with {size} vertices (at least 3 needed)")
-        corners = np.stack(polygons[sizes == size]).astype(np.int64)
-        fan = np.arange(1, size - 1)
-        triangles.append(np.stack([corners[:, np.zeros_like(fan)], corners[:, fan], corners[:, fan + 1]], axis=2))
-    triangles = np.concatenate([t.reshape(-1, 3) for t in triangles])
-    if triangles.min() < 0 or triangles.max() >= num_vertices:
-        raise FormatError(f"PLY face refers to a vertex outside 0..{num_vertices - 1}")
-    return triangles
+    try:
+        with open(path, "rb") as handle:
+            return PlyData.read(handle)["vertex"].data  # binary elements are memory-mapped, then copied once
+    except PlyParseError as error:
+        raise FormatError(f"malformed or truncated PLY file ({error})") from None
