@@ -6,6 +6,7 @@ import os
 
 from ..cloud_stream import FileSource, list_point_cloud_files
 from ..labels import check_labels
+from ..pipeline_pointclip import ranked_labels
 from ..processing_pointclip import processor_for_model
 from .checks import check_loop_arguments, check_model_labels, check_output_file, check_processor
 from .distributed import gather_records, resolve_accelerator, run_device
@@ -107,7 +108,7 @@ def _classify(run: PredictionRun, paths: list[str]) -> list[dict]:
                 "path": paths[index],
                 "prediction": labels[top_ids[row][0]],
                 "score": top_scores[row][0],
-                "top_k": [{"label": labels[i], "score": s} for i, s in zip(top_ids[row], top_scores[row])],
+                "top_k": ranked_labels(labels, top_ids[row], top_scores[row]),
             }
             for row, index in enumerate(batch.indices)
         ]

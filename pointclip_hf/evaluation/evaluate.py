@@ -10,6 +10,7 @@ from datasets import Value
 
 from ..cloud_stream import RowSource
 from ..data import check_point_cloud_dataset
+from ..pipeline_pointclip import ranked_labels
 from ..processing_pointclip import processor_for_model
 from .checks import check_loop_arguments, check_model_labels, check_output_dir, check_processor, dataset_labels
 from .distributed import is_main, resolve_accelerator, run_device, sum_across_processes, wait_for_everyone
@@ -142,7 +143,7 @@ def _record(labels: list[str], index: int, paths: list[str] | None, label_id: in
         "prediction_id": prediction_id,
         "score": top_scores[0],
         "correct": label_id == prediction_id,
-        "top_k": [{"label": labels[i], "score": s} for i, s in zip(top_ids, top_scores)],
+        "top_k": ranked_labels(labels, top_ids, top_scores),
     }
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..cloud_stream import CloudBatch, process_share, progress_bar, stream_batches
-from ..pipeline_pointclip import label_embeddings, model_label_order
+from ..pipeline_pointclip import label_embeddings, model_label_order, top_k_scores
 from ..score_checks import check_finite_logits, check_scores_discriminate
 from .distributed import agree, is_main, rank_and_world_size, same_device
 from .predictions_file import (
@@ -178,7 +178,7 @@ def _predict(
                 logits = output.logits if columns is None else output.logits[:, columns]
                 if run.test_time_cache is not None:
                     logits = run.test_time_cache.adapt(output, logits)
-                top_scores, top_ids = logits.float().softmax(dim=-1).topk(run.top_k, dim=-1)
+                top_scores, top_ids = top_k_scores(logits, run.top_k)
                 records = make_records(batch, top_scores.tolist(), top_ids.tolist())
                 if writer is not None:
                     writer.write(records)
