@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .io import SUPPORTED_EXTENSIONS, PointCloudFileError
+from .io.reader import check_point_cloud_path
 
 
 @dataclass
@@ -249,10 +250,7 @@ def list_point_cloud_files(paths_or_folder) -> list[str]:
             raise FileNotFoundError(f"Point cloud file not found: {str(path)!r}.")
         if path.is_dir():
             raise ValueError(f"{str(path)!r} is a directory; pass it alone to classify the files inside it.")
-        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-            raise ValueError(
-                f"Unsupported point cloud file {str(path)!r}; supported extensions: {', '.join(SUPPORTED_EXTENSIONS)}."
-            )
+        check_point_cloud_path(path)
     return [str(path) for path in paths]
 
 
