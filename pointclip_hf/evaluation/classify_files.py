@@ -65,7 +65,10 @@ def classify_files(
     check_processor(model, processor)
     accelerator = resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
-    fingerprint = run_fingerprint(model, processor, labels, k, files_fingerprint(paths), run_device(model, accelerator))
+    fingerprint = {}  # only a predictions file is checked against it: no hashing of weights and files without one
+    if output_path is not None:
+        device = run_device(model, accelerator)
+        fingerprint = run_fingerprint(model, processor, labels, k, files_fingerprint(paths), device)
     adaptation = new_test_time_cache_run(test_time_cache, len(labels), fingerprint)
     run = PredictionRun(
         model=model,
