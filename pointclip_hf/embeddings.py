@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .cloud_stream import ArraySource, stream_batches
 from .feature_extraction_pointclip import is_single_point_cloud
 from .pipeline_pointclip import label_embeddings
 from .processing_pointclip import processor_for_model
@@ -93,11 +94,12 @@ def embed_point_clouds(model, point_clouds, *, processor=None, batch_size: int =
     clouds = [point_clouds] if is_single_point_cloud(point_clouds) else list(point_clouds)
     if not clouds:
         raise ValueError("No point clouds given (empty list).")
-    parts = []
+    source = ArraySource(clouds, extractor, model.device)
     with torch.inference_mode():
-        for start in range(0, len(clouds), batch_size):
-            points = extractor.prepare_points(clouds[start : start + batch_size], device=model.device)
-            parts.append(embeddings_from_view_features(model, model.get_view_features(extractor.render(points))))
+        parts = [
+            embeddings_from_view_features(model, model.get_view_features(batch.pixel_values))
+            for batch in stream_batches(source, extractor, model.device, batch_size, num_workers=0)
+        ]
     return PointCloudEmbeddings(torch.cat([p.embeds for p in parts]), torch.cat([p.logit_scale for p in parts]))
 
 

@@ -138,13 +138,40 @@ def scores_to_predictions(logits: torch.Tensor, labels: list[str], top_k: int | 
     Returns:
         `list[list[dict]]`: per cloud, `{"label", "score"}` dicts sorted by softmax score.
     """
-    scores = logits.float().softmax(dim=-1)
-    k = min(top_k or len(labels), len(labels))
-    values, indices = scores.topk(k, dim=-1)
-    return [
-        [{"label": labels[i], "score": s} for s, i in zip(row_values, row_indices)]
-        for row_values, row_indices in zip(values.tolist(), indices.tolist())
-    ]
+    values, indices = top_k_scores(logits, min(top_k or len(labels), len(labels)))
+    return [ranked_labels(labels, ids, scores) for ids, scores in zip(indices.tolist(), values.tolist())]
+
+
+def top_k_scores(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""
+    The `k` best softmax scores of each row of `logits` and their columns, best first.
+
+    Args:
+        logits (`torch.Tensor` of shape `(batch, labels)`):
+            Class scores.
+        k (`int`):
+            How many to keep, at most `labels`.
+
+    Returns:
+        `tuple[torch.Tensor, torch.Tensor]`: the scores (fp32) and the label ids, each of shape `(batch, k)`.
+    """
+    return logits.float().softmax(dim=-1).topk(k, dim=-1)
+
+
+def ranked_labels(labels: list[str], ids: list[int], scores: list[float]) -> list[dict]:
+    r"""
+    One cloud's ranked predictions, as the pipeline returns them.
+
+    Args:
+        labels (`list[str]`):
+            The label of each column.
+        ids (`list[int]`), scores (`list[float]`):
+            The ranked label ids and their scores (one row of [`top_k_scores`]).
+
+    Returns:
+        `list[dict]`: `{"label", "score"}` per ranked label.
+    """
+    return [{"label": labels[i], "score": s} for i, s in zip(ids, scores)]
 
 
 def check_top_k(top_k) -> int | None:

@@ -35,26 +35,25 @@ def run(args) -> int:
     if args.labels is None and not model.config.label_names:
         raise CommandError("--labels is required for a zero-shot model (only trained adapters know their classes).")
     labels = check_labels(label_list(args.labels) if args.labels is not None else model.config.label_names)
-    streaming = args.output or args.num_workers or args.test_time_cache or any(os.path.isdir(f) for f in args.files)
-    if streaming:  # folders and long lists: stream through a DataLoader, write JSON lines, resume
-        files, results = _classify_streaming(model, args, labels)
-        if not is_main_process():
-            return 0
-    else:
-        files = list(args.files)
-        results = model.classify(files, labels, top_k=args.top_k, batch_size=args.batch_size)
+    files, results = _classify(model, args, labels)
+    if not is_main_process():
+        return 0
     _print_results(files, results, args.json, model)
     return 0
 
 
-def _classify_streaming(model, args, labels) -> tuple[list[str], list[list[dict]]]:
+def _classify(model, args, labels) -> tuple[list[str], list[list[dict]]]:
+    """Classify with [`classify_files`]; a progress bar is shown for long runs (a folder, `--output` or workers)."""
     from ..evaluation import classify_files
 
-    files = args.files[0] if len(args.files) == 1 else list(args.files)
-    records = classify_files(model, files, labels, batch_size=args.batch_size, num_workers=args.num_workers,
-                             output_path=args.output, top_k=args.top_k, progress=not args.json,
+    folder = any(os.path.isdir(path) for path in args.files)
+    long_run = bool(folder or args.output or args.num_workers)
+    records = classify_files(model, args.files[0] if len(args.files) == 1 else list(args.files), labels,
+                             batch_size=args.batch_size, num_workers=args.num_workers, output_path=args.output,
+                             top_k=args.top_k, progress=long_run and not args.json,
                              resume=not args.no_resume, test_time_cache=args.test_time_cache)  # fmt: skip
-    return [record["path"] for record in records], [record["top_k"] for record in records]
+    files = [record["path"] for record in records] if folder else list(args.files)
+    return files, [record["top_k"] for record in records]
 
 
 def _print_results(files: list[str], results: list[list[dict]], as_json: bool, model) -> None:

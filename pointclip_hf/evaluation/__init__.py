@@ -9,7 +9,8 @@ Modules
 -------
 - `evaluate.py`, `classify_files.py`: the two public functions, each a short sequence of named steps.
 - `checks.py`: the checks of arguments, labels, processor and output locations made before any work.
-- `prediction_loop.py`: the sources (dataset rows, files) and the batched predict loop both functions share.
+- `prediction_loop.py`: the batched predict loop both functions share; it reads its clouds through
+  `pointclip_hf.cloud_stream` (the sources of dataset rows and files, and the one streaming loop).
 - `predictions_file.py`: the resumable JSON-lines predictions file, its per-process shard files and their merge.
 - `fingerprint.py`: what a run depends on (the file header's fingerprint) and the setup stored in the report.
 - `distributed.py`: finding the accelerator of a multi-process launch, and the steps that involve all processes.

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
-from pathlib import Path
 
+from ..cloud_stream import FileSource, list_point_cloud_files
 from ..labels import check_labels
-from ..point_cloud_io import SUPPORTED_EXTENSIONS
+from ..pipeline_pointclip import ranked_labels
 from ..processing_pointclip import processor_for_model
 from .checks import check_loop_arguments, check_model_labels, check_output_file, check_processor
 from .distributed import gather_records, resolve_accelerator, run_device
 from .fingerprint import files_fingerprint, run_fingerprint
-from .prediction_loop import FileSource, PredictionRun, run_predictions
+from .prediction_loop import PredictionRun, run_predictions
 from .predictions_file import make_header
 from .test_time_cache_run import new_test_time_cache_run
 
@@ -60,13 +59,16 @@ def classify_files(
     """
     check_loop_arguments(batch_size, num_workers, top_k)
     labels = _candidate_labels(model, labels)
-    paths = _list_files(paths_or_folder)
+    paths = list_point_cloud_files(paths_or_folder)
     output_path = check_output_file(output_path) if output_path is not None else None
     processor = processor_for_model(model, processor)
     check_processor(model, processor)
     accelerator = resolve_accelerator(accelerator)
     k = len(labels) if top_k is None else min(top_k, len(labels))
-    fingerprint = run_fingerprint(model, processor, labels, k, files_fingerprint(paths), run_device(model, accelerator))
+    fingerprint = {}  # only a predictions file is checked against it: no hashing of weights and files without one
+    if output_path is not None:
+        device = run_device(model, accelerator)
+        fingerprint = run_fingerprint(model, processor, labels, k, files_fingerprint(paths), device)
     adaptation = new_test_time_cache_run(test_time_cache, len(labels), fingerprint)
     run = PredictionRun(
         model=model,
@@ -102,16 +104,16 @@ def _classify(run: PredictionRun, paths: list[str]) -> list[dict]:
     labels = run.labels
     results = []
 
-    def make_records(indices, batch, top_scores, top_ids):
+    def make_records(batch, top_scores, top_ids):
         return [
             {
                 "index": index,
                 "path": paths[index],
                 "prediction": labels[top_ids[row][0]],
                 "score": top_scores[row][0],
-                "top_k": [{"label": labels[i], "score": s} for i, s in zip(top_ids[row], top_scores[row])],
+                "top_k": ranked_labels(labels, top_ids[row], top_scores[row]),
             }
-            for row, index in enumerate(indices)
+            for row, index in enumerate(batch.indices)
         ]
 
     extractor = run.processor.feature_extractor
@@ -125,43 +127,3 @@ def _classify(run: PredictionRun, paths: list[str]) -> list[dict]:
     if [record["index"] for record in results] != list(range(len(paths))):
         raise RuntimeError(f"Classified {len(results)} files out of {len(paths)} (a bug).")
     return results
-
-
-def _list_files(paths_or_folder) -> list[str]:
-    """The files to classify: a folder's supported files (recursively, sorted, hidden ones skipped), or those given."""
-    if isinstance(paths_or_folder, (str, os.PathLike)):
-        path = Path(paths_or_folder)
-        if path.is_dir():
-            return _files_in_folder(path)
-        paths = [path]
-    elif isinstance(paths_or_folder, Iterable):
-        paths = [Path(item) for item in paths_or_folder]
-    else:
-        raise TypeError(f"Expected a folder, a file or a list of files, got {type(paths_or_folder).__name__}.")
-    if not paths:
-        raise ValueError("No point-cloud files given (empty list).")
-    for path in paths:
-        if not path.exists():
-            raise FileNotFoundError(f"Point cloud file not found: {str(path)!r}.")
-        if path.is_dir():
-            raise ValueError(f"{str(path)!r} is a directory; pass it alone to classify the files inside it.")
-        if path.suffix.lower() not in SUPPORTED_EXTENSIONS:
-            raise ValueError(
-                f"Unsupported point cloud file {str(path)!r}; supported extensions: {', '.join(SUPPORTED_EXTENSIONS)}."
-            )
-    return [str(path) for path in paths]
-
-
-def _files_in_folder(folder: Path) -> list[str]:
-    paths = sorted(
-        str(child)
-        for child in folder.rglob("*")
-        if child.suffix.lower() in SUPPORTED_EXTENSIONS
-        and child.is_file()
-        and not any(part.startswith(".") for part in child.relative_to(folder).parts)
-    )
-    if not paths:
-        raise ValueError(
-            f"No point-cloud files found in {str(folder)!r} (looked for {', '.join(SUPPORTED_EXTENSIONS)})."
-        )
-    return paths

@@ -8,12 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 from datasets import Value
 
+from ..cloud_stream import RowSource
 from ..data import check_point_cloud_dataset
+from ..pipeline_pointclip import ranked_labels
 from ..processing_pointclip import processor_for_model
 from .checks import check_loop_arguments, check_model_labels, check_output_dir, check_processor, dataset_labels
 from .distributed import is_main, resolve_accelerator, run_device, sum_across_processes, wait_for_everyone
 from .fingerprint import dataset_fingerprint, dataset_name, run_fingerprint, run_setup
-from .prediction_loop import PredictionRun, RowSource, run_predictions
+from .prediction_loop import PredictionRun, run_predictions
 from .predictions_file import PREDICTIONS_FILE, make_header
 from .report import EvaluationReport, build_report
 from .test_time_cache_run import new_test_time_cache_run
@@ -108,10 +110,10 @@ def _confusion_matrix(run: PredictionRun, dataset) -> np.ndarray:
     def count(record):
         confusion[ids[record["label"]], ids[record["prediction"]]] += 1
 
-    def make_records(indices, batch, top_scores, top_ids):
+    def make_records(batch, top_scores, top_ids):
         return [
             _record(labels, index, paths, label_id, top_scores[row], top_ids[row])
-            for row, (index, label_id) in enumerate(zip(indices, batch[2].tolist()))
+            for row, (index, label_id) in enumerate(zip(batch.indices, batch.labels))
         ]
 
     formatted = dataset.with_format("numpy", columns=["points", "label"])
@@ -141,7 +143,7 @@ def _record(labels: list[str], index: int, paths: list[str] | None, label_id: in
         "prediction_id": prediction_id,
         "score": top_scores[0],
         "correct": label_id == prediction_id,
-        "top_k": [{"label": labels[i], "score": s} for i, s in zip(top_ids, top_scores)],
+        "top_k": ranked_labels(labels, top_ids, top_scores),
     }
 
 

@@ -1,12 +1,9 @@
 """
-The batched predict loop shared by [`evaluate`] and [`classify_files`].
-
-A `torch.utils.data.DataLoader` with `num_workers` worker processes reads each cloud (a dataset row or a file) and
-prepares it on the CPU with the processor's `prepare_points` (normalisation and sampling), one cloud at a time, so
-clouds of different sizes are fine and a cloud's result never depends on its batch, worker or process. The prepared
-clouds are stacked into `(batch, points, 3)`; the main process renders the views on the model's device and runs the
-model under `torch.inference_mode()`. Each batch's records are appended to this process's predictions file (when
-there is one) and passed to a `consume` callback, so only one batch of pixels and logits exists at a time.
+The batched predict loop shared by [`evaluate`] and [`classify_files`]: this process's share of the clouds, less what
+its predictions file already holds, streamed through [`~cloud_stream.stream_batches`] (which reads, prepares and
+renders them); the model runs under `torch.inference_mode()`. Each batch's records are appended to this process's
+predictions file (when there is one) and passed to a `consume` callback, so only one batch of pixels and logits exists
+at a time.
 """
 
 from __future__ import annotations
@@ -17,8 +14,8 @@ from pathlib import Path
 
 import torch
 
-from ..pipeline_pointclip import label_embeddings, model_label_order
-from ..point_cloud_io import PointCloudFileError
+from ..cloud_stream import CloudBatch, process_share, progress_bar, stream_batches
+from ..pipeline_pointclip import label_embeddings, model_label_order, top_k_scores
 from ..score_checks import check_finite_logits, check_scores_discriminate
 from .distributed import agree, is_main, rank_and_world_size, same_device
 from .predictions_file import (
@@ -33,7 +30,7 @@ from .predictions_file import (
 from .test_time_cache_run import TestTimeCacheRun
 
 MakeSource = Callable[[range], torch.utils.data.Dataset]
-MakeRecords = Callable[[list[int], list, list[list[float]], list[list[int]]], list[dict]]
+MakeRecords = Callable[[CloudBatch, list[list[float]], list[list[int]]], list[dict]]
 
 
 @dataclass
@@ -93,15 +90,15 @@ def run_predictions(run: PredictionRun, make_source: MakeSource, make_records: M
         run ([`PredictionRun`]):
             What to run.
         make_source (`Callable[[range], torch.utils.data.Dataset]`):
-            The source of the given indices; its items are `(index, points, ...)` with points a `torch.Tensor` of
-            shape `(points, 3)`.
+            The source of the given indices (a [`~cloud_stream.FileSource`] or [`~cloud_stream.RowSource`]).
         make_records (`Callable`):
-            `(indices, batch, top_scores, top_ids)` -> one record per cloud of the batch, each with its `index`.
+            `(batch, top_scores, top_ids)` -> one record per cloud of the [`~cloud_stream.CloudBatch`], each with its
+            `index`.
         consume (`Callable[[dict], None]`):
             Called with every record of this process's shard, those read back from the file included.
     """
     rank, world_size = rank_and_world_size(run.accelerator)
-    shard = range(rank, run.num_items, world_size)
+    shard = process_share(range(run.num_items), rank, world_size)
     if run.path is not None and not run.resume:
         _remove_earlier_outputs(run.path, world_size, run.accelerator)
     target, keep, done = _open_output(run, shard, rank, world_size, consume)
@@ -156,18 +153,10 @@ def _predict_remaining(
     consume: Consume,
     writer: PredictionsWriter | None,
 ) -> None:
-    from huggingface_hub.utils import tqdm
-
     accelerator = run.accelerator
     if accelerator is not None and not same_device(run.model.device, accelerator.device):
         run.model.to(accelerator.device)
-    bar = tqdm(
-        total=len(shard),
-        initial=done,
-        desc=run.desc,
-        unit="cloud",
-        disable=not run.progress or not is_main(accelerator),
-    )
+    bar = progress_bar(len(shard), done, run.desc, run.progress and is_main(accelerator))
     _predict(run, make_source(shard[done:]), make_records, consume, writer, bar)
 
 
@@ -175,10 +164,6 @@ def _predict(
     run: PredictionRun, source, make_records: MakeRecords, consume: Consume, writer: PredictionsWriter | None, bar
 ) -> None:
     model, processor = run.model, run.processor
-    device = model.device
-    loader = torch.utils.data.DataLoader(
-        source, batch_size=run.batch_size, shuffle=False, num_workers=run.num_workers, pin_memory=device.type == "cuda"
-    )
     scored, columns = model_label_order(model, run.labels)
     text_embeds = label_embeddings(model, processor, scored)
     check_scores_discriminate(model)
@@ -186,43 +171,24 @@ def _predict(
     model.eval()
     try:
         with bar, torch.inference_mode():
-            for batch in _worker_errors_as_raised(loader):
-                indices = batch[0].tolist()
-                names = [source.describe(index) for index in indices]
-                pixel_values = processor.feature_extractor.render(batch[1].to(device, non_blocking=True), names)
-                output = model(pixel_values=pixel_values, text_embeds=text_embeds)
-                check_finite_logits(output.logits, model, names)
+            batches = stream_batches(source, processor.feature_extractor, model.device, run.batch_size, run.num_workers)
+            for batch in batches:
+                output = model(pixel_values=batch.pixel_values, text_embeds=text_embeds)
+                check_finite_logits(output.logits, model, batch.names)
                 logits = output.logits if columns is None else output.logits[:, columns]
                 if run.test_time_cache is not None:
                     logits = run.test_time_cache.adapt(output, logits)
-                top_scores, top_ids = logits.float().softmax(dim=-1).topk(run.top_k, dim=-1)
-                records = make_records(indices, batch, top_scores.tolist(), top_ids.tolist())
+                top_scores, top_ids = top_k_scores(logits, run.top_k)
+                records = make_records(batch, top_scores.tolist(), top_ids.tolist())
                 if writer is not None:
                     writer.write(records)
                 if run.test_time_cache is not None:
                     run.test_time_cache.save(len(records), writer)
                 for record in records:
                     consume(record)
-                bar.update(len(indices))
+                bar.update(len(batch.indices))
     finally:
         model.train(was_training)
-
-
-def _worker_errors_as_raised(loader):
-    """Iterate `loader`, raising an error of a worker process as the worker raised it: torch raises it again with the
-    worker's whole traceback in its message, which would turn one bad file into many lines."""
-    try:
-        yield from loader
-    except (ValueError, TypeError, OSError) as error:
-        message = str(error)
-        if "Original Traceback" not in message:
-            raise
-        original = message.strip().splitlines()[-1].partition(": ")[2]
-        try:
-            unwrapped = type(error)(original)
-        except Exception:  # noqa: BLE001 - an exception type with another signature: keep it as it is
-            raise error from None
-        raise unwrapped from None
 
 
 def _merge_on_main_process(run: PredictionRun, world_size: int, merge: bool) -> None:
@@ -239,85 +205,3 @@ def _merge_on_main_process(run: PredictionRun, world_size: int, merge: bool) -> 
             )
         merge_shards(run.path, [shards[r] for r in range(world_size)], run.header, run.num_items)
     accelerator.wait_for_everyone()
-
-
-def _prepare_one(extractor, cloud, what: str) -> torch.Tensor:
-    """Prepare one cloud (or read and prepare one file); a `ValueError` or `TypeError` is raised again with `what` in
-    front of its message, unless it names the cloud already."""
-    try:
-        return extractor.prepare_points(cloud, names=[what])[0]
-    except (ValueError, TypeError) as error:
-        if str(error).startswith(what) or isinstance(error, PointCloudFileError):
-            raise
-        try:
-            wrapped = type(error)(f"{what}: {error}")
-        except Exception:  # noqa: BLE001 - an exception type with another signature: keep it as it is
-            raise error from None
-        raise wrapped from error
-
-
-class RowSource(torch.utils.data.Dataset):
-    """
-    Rows of a labelled dataset, prepared for the model.
-
-    Args:
-        dataset (`datasets.Dataset`):
-            Formatted as numpy, with `points` and `label` columns.
-        indices (`range`):
-            The rows to read.
-        extractor ([`PointCloudProcessor`]):
-            Prepares the points.
-        num_labels (`int`):
-            The number of classes; a label outside `[0, num_labels)` raises.
-
-    Items are `(index, points, label)` with points a `torch.Tensor` of shape `(points, 3)`.
-    """
-
-    def __init__(self, dataset, indices: range, extractor, num_labels: int):
-        self.dataset, self.indices, self.extractor, self.num_labels = dataset, indices, extractor, num_labels
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int):
-        index = self.indices[position]
-        row = self.dataset[index]
-        label = int(row["label"])
-        if not 0 <= label < self.num_labels:
-            raise ValueError(f"Dataset row {index} has label {label}, outside the {self.num_labels} classes.")
-        return index, _prepare_one(self.extractor, row["points"], self.describe(index)), label
-
-    def describe(self, index: int) -> str:
-        """How messages name row `index`."""
-        return f"Dataset row {index}"
-
-
-class FileSource(torch.utils.data.Dataset):
-    """
-    Point-cloud files, read and prepared for the model.
-
-    Args:
-        paths (`list[str]`):
-            All files of the run.
-        indices (`range`):
-            The positions in `paths` to read.
-        extractor ([`PointCloudProcessor`]):
-            Prepares the points.
-
-    Items are `(index, points)` with points a `torch.Tensor` of shape `(points, 3)`.
-    """
-
-    def __init__(self, paths: list[str], indices: range, extractor):
-        self.paths, self.indices, self.extractor = paths, indices, extractor
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int):
-        index = self.indices[position]
-        path = self.paths[index]
-        return index, _prepare_one(self.extractor, path, self.describe(index))  # read there, by its format's up axis
-
-    def describe(self, index: int) -> str:
-        """How messages name the file at position `index`."""
-        return f"Point cloud file {self.paths[index]!r}"

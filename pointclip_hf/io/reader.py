@@ -49,7 +49,7 @@ def load_point_cloud(path: str | os.PathLike, num_mesh_samples: int = 2048, seed
     """
     path = Path(os.fspath(path))
     ext = path.suffix.lower()
-    _check_path(path, ext)
+    check_point_cloud_path(path)
     if ext in _SAMPLED_EXTENSIONS:
         _check_sample_count(num_mesh_samples)
     try:
@@ -63,7 +63,9 @@ def load_point_cloud(path: str | os.PathLike, num_mesh_samples: int = 2048, seed
         raise PointCloudFileError(f"Cannot load point cloud {str(path)!r}: {reason}") from error
 
 
-def _check_path(path: Path, ext: str) -> None:
+def check_point_cloud_path(path: Path) -> None:
+    """Raise unless `path` is an existing regular file with a supported extension (any case)."""
+    ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
         raise PointCloudFileError(
             f"Unsupported point cloud file extension {ext or '(none)'!r} for {str(path)!r}; "

@@ -1,10 +1,11 @@
 """[`build_index`]: embed every cloud of a folder, a list of files or a dataset into an index folder, streaming,
 resumable and shared across processes as [`pointclip_hf.evaluate`] is.
 
-The clouds are read and prepared by a `DataLoader` (with `num_workers` workers), rendered and encoded on the model's
-device a batch at a time, and their unit embeddings appended to the folder as atomic chunk files. An interrupted build
-resumes from the chunks it left (whatever the number of processes then); process `r` of `W` embeds every `W`-th cloud
-still missing, and the main process merges the chunks into `embeddings.safetensors` and `items.json` at the end.
+The clouds are streamed by [`~cloud_stream.stream_batches`] (read and prepared by `num_workers` workers, rendered on
+the model's device a batch at a time), encoded, and their unit embeddings appended to the folder as atomic chunk
+files. An interrupted build resumes from the chunks it left (whatever the number of processes then); process `r` of
+`W` embeds every `W`-th cloud still missing, and the main process merges the chunks into `embeddings.safetensors` and
+`items.json` at the end.
 """
 
 from __future__ import annotations
@@ -14,12 +15,11 @@ from pathlib import Path
 
 import torch
 
+from ..cloud_stream import FileSource, RowSource, list_point_cloud_files, process_share, progress_bar, stream_batches
 from ..embeddings import embeddings_from_view_features
 from ..evaluation.checks import check_loop_arguments, check_output_dir, check_processor
-from ..evaluation.classify_files import _list_files
 from ..evaluation.distributed import agree, is_main, rank_and_world_size, resolve_accelerator, wait_for_everyone
 from ..evaluation.fingerprint import dataset_fingerprint, files_fingerprint, run_fingerprint
-from ..evaluation.prediction_loop import FileSource, _prepare_one
 from ..processing_pointclip import processor_for_model
 from .index_files import (
     FORMAT,
@@ -34,20 +34,6 @@ from .index_files import (
 from .point_cloud_index import PointCloudIndex
 
 CHUNK_CLOUDS = 256
-
-
-class DatasetPointsSource(torch.utils.data.Dataset):
-    """Rows of a `datasets.Dataset` with a `points` column, prepared for the model; items are `(index, points)`."""
-
-    def __init__(self, dataset, indices: list[int], extractor):
-        self.dataset, self.indices, self.extractor = dataset, indices, extractor
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, position: int):
-        index = self.indices[position]
-        return index, _prepare_one(self.extractor, self.dataset[index]["points"], f"Dataset row {index}")
 
 
 def build_index(
@@ -129,8 +115,8 @@ def _describe_source(source, extractor):
             for i, (j, path) in enumerate(zip(labels, paths))
         ]
         rows = source.with_format("numpy", columns=["points"])
-        return items, lambda indices: DatasetPointsSource(rows, indices, extractor), dataset_fingerprint(source, names)
-    paths = _list_files(source)
+        return items, lambda indices: RowSource(rows, indices, extractor), dataset_fingerprint(source, names)
+    paths = list_point_cloud_files(source)
     items = [{"path": path} for path in paths]
     return items, lambda indices: FileSource(paths, indices, extractor), files_fingerprint(paths)
 
@@ -161,28 +147,24 @@ def _open_folder(folder: Path, header: dict, resume: bool) -> None:
 
 def _embed_missing(model, processor, folder, header, make_source, batch_size, num_workers, progress, accelerator):
     """Embed this process's share of the clouds that no chunk holds yet, a chunk file every `CHUNK_CLOUDS` clouds."""
-    from huggingface_hub.utils import tqdm
-
     num_items = header["num_items"]
     done = set(read_chunks(folder, num_items, header["width"])["indices"].tolist())
     rank, world_size = rank_and_world_size(accelerator)
-    missing = [index for index in range(num_items) if index not in done][rank::world_size]
+    missing = process_share([index for index in range(num_items) if index not in done], rank, world_size)
     if accelerator is not None:
         model.to(accelerator.device)
-    loader = torch.utils.data.DataLoader(make_source(missing), batch_size=batch_size, num_workers=num_workers)
-    bar = tqdm(total=num_items, initial=len(done), desc="Indexing", unit="cloud",
-               disable=not progress or not is_main(accelerator))  # fmt: skip
+    batches = stream_batches(make_source(missing), processor.feature_extractor, model.device, batch_size, num_workers)
+    bar = progress_bar(num_items, len(done), "Indexing", progress and is_main(accelerator))
     pending: list[tuple] = []
     was_training = model.training
     model.eval()
     with bar, torch.inference_mode():
-        for indices, points in loader:
-            features = model.get_view_features(processor.feature_extractor.render(points.to(model.device)))
-            embeddings = embeddings_from_view_features(model, features)
-            pending.append((indices, embeddings.embeds, embeddings.logit_scale))
+        for batch in batches:
+            embeddings = embeddings_from_view_features(model, model.get_view_features(batch.pixel_values))
+            pending.append((torch.tensor(batch.indices), embeddings.embeds, embeddings.logit_scale))
             if sum(len(part[0]) for part in pending) >= CHUNK_CLOUDS:
                 _flush(folder, pending)
-            bar.update(len(indices) * (world_size if is_main(accelerator) else 1))
+            bar.update(len(batch.indices) * (world_size if is_main(accelerator) else 1))
         _flush(folder, pending)
     model.train(was_training)
 

@@ -14,6 +14,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..adapter_weights import adapter_state_dict
 from ..atomic_files import write_folder_atomically
 from .config import TrainingConfig
 
@@ -34,7 +35,8 @@ _STATE_KEYS = (
 
 def head_tensors(heads: torch.nn.ModuleDict) -> dict[str, torch.Tensor]:
     """
-    A snapshot of the trained heads: copies (never views of the live parameters), fp32, on the CPU.
+    A snapshot of the trained heads: their [`adapter_state_dict`] (fp32), copied to the CPU (never views of the live
+    parameters); `heads.load_state_dict` puts it back.
 
     Args:
         heads (`torch.nn.ModuleDict`):
@@ -43,23 +45,7 @@ def head_tensors(heads: torch.nn.ModuleDict) -> dict[str, torch.Tensor]:
     Returns:
         `dict[str, torch.Tensor]`: their state dict, keys as in the model (`adapter.*`, `cache.*`).
     """
-    return {
-        key: value.detach().to("cpu", torch.float32 if value.is_floating_point() else None, copy=True)
-        for key, value in heads.state_dict().items()
-    }
-
-
-def load_head_tensors(heads: torch.nn.ModuleDict, tensors: dict[str, torch.Tensor]) -> None:
-    """
-    Load a `head_tensors` snapshot into `heads`.
-
-    Args:
-        heads (`torch.nn.ModuleDict`):
-            `model.trainable_heads()`.
-        tensors (`dict[str, torch.Tensor]`):
-            The snapshot.
-    """
-    heads.load_state_dict(tensors)
+    return {key: value.detach().to("cpu", copy=True) for key, value in adapter_state_dict(heads.state_dict()).items()}
 
 
 def existing_checkpoint(target: Path) -> Path | None:
@@ -234,7 +220,7 @@ def load_checkpoint(
     """
     adapter, tensors, best = _read_checkpoint_files(directory, device)
     try:
-        load_head_tensors(model.trainable_heads(), adapter)
+        model.trainable_heads().load_state_dict(adapter)
         optimizer.load_state_dict(
             {
                 "state": {

@@ -39,6 +39,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.utils import tqdm
 
+from ..atomic_files import write_file_atomically
 from ..encoding import PreparedSplit, class_names_for, encode_split, prepare_split, view_features
 from ..modeling_pointclip import PointCLIPModel
 from ..pipeline_pointclip import label_embeddings
@@ -54,7 +55,6 @@ from .checkpoints import (
     existing_checkpoint,
     head_tensors,
     load_checkpoint,
-    load_head_tensors,
     read_checkpoint_state,
     save_best,
     save_checkpoint,
@@ -335,7 +335,7 @@ def _finish(run: _TrainingRun, state: _RunState) -> TrainingResult:
     if run.validation is None:
         best_epoch = epochs_completed
     elif state.best_adapter is not None:
-        load_head_tensors(run.heads, {k: v.to(run.device) for k, v in state.best_adapter.items()})
+        run.heads.load_state_dict({k: v.to(run.device) for k, v in state.best_adapter.items()})
     run.model.eval()
     output_dir = run.output_dir
     result = TrainingResult(
@@ -350,7 +350,7 @@ def _finish(run: _TrainingRun, state: _RunState) -> TrainingResult:
         if run.validation is None or not (output_dir / BEST_DIR / ADAPTER_FILE).exists():
             save_best(output_dir / BEST_DIR, run.model, run.processor)
         payload = dict(result.to_dict(), training_config=run.config.to_dict(), label_names=run.label_names)
-        (output_dir / RESULT_FILE).write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        write_file_atomically(output_dir / RESULT_FILE, json.dumps(payload, indent=2).encode("utf-8"))
     return result
 
 
