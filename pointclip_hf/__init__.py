@@ -4,7 +4,7 @@ from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, AutoProces
 from transformers.pipelines import PIPELINE_REGISTRY
 
 from .cache_building import build_cache, search_cache_on_validation
-from .configuration_pointclip import PointCLIPConfig
+from .configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
 from .data import few_shot_subset, load_point_cloud_dataset, train_validation_split
 from .dtype_policy import fastest_safe_dtype, resolve_dtype
 from .embeddings import PointCloudEmbeddings, embed_point_clouds, embed_texts
@@ -37,10 +37,13 @@ from .tuning import (
 )
 
 AutoConfig.register("pointclip", PointCLIPConfig, exist_ok=True)
+AutoConfig.register("pointclip_part_segmentation", PointCLIPPartSegmentationConfig, exist_ok=True)
 AutoModel.register(PointCLIPConfig, PointCLIPModel, exist_ok=True)
-AutoFeatureExtractor.register(PointCLIPConfig, PointCloudProcessor, exist_ok=True)
-AutoProcessor.register(PointCLIPConfig, PointCLIPProcessor, exist_ok=True)
-PointCLIPConfig.register_for_auto_class()
+AutoModel.register(PointCLIPPartSegmentationConfig, PointCLIPForZeroShotPartSegmentation, exist_ok=True)
+for config_class in (PointCLIPConfig, PointCLIPPartSegmentationConfig):
+    AutoFeatureExtractor.register(config_class, PointCloudProcessor, exist_ok=True)
+    AutoProcessor.register(config_class, PointCLIPProcessor, exist_ok=True)
+    config_class.register_for_auto_class()
 PointCLIPModel.register_for_auto_class("AutoModel")
 PointCloudProcessor.register_for_auto_class("AutoFeatureExtractor")
 PointCLIPProcessor.register_for_auto_class("AutoProcessor")
@@ -73,6 +76,7 @@ __all__ = [
     "PointCLIPConfig",
     "PointCLIPModel",
     "PointCLIPOutput",
+    "PointCLIPPartSegmentationConfig",
     "PointCLIPPreTrainedModel",
     "PointCLIPProcessor",
     "PointCloudEmbeddings",

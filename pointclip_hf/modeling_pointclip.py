@@ -14,7 +14,7 @@ from transformers.utils import ModelOutput, can_return_tuple
 
 from .adapter_weights import adapter_state_dict
 from .cache_model import CacheModel, fused_features
-from .configuration_pointclip import PointCLIPConfig
+from .configuration_pointclip import PointCLIPConfig, with_own_config_class
 from .cpu_threads import map_on_cpu_threads, run_on_cpu_thread
 from .inter_view_adapter import InterViewAdapter
 from .loading_pointclip import load_pointclip_model
@@ -127,9 +127,14 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
     _processor = None
     loading_kwargs = {}
     point_options = {}
+    model_class_of_config = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        PointCLIPPreTrainedModel.model_class_of_config.setdefault(cls.config_class, cls)
 
     def __init__(self, config: PointCLIPConfig):
-        super().__init__(config)
+        super().__init__(config if isinstance(config, self.config_class) else with_own_config_class(config))
         self.clip = CLIPModel(config.clip_config)
         self.adapter = None
         self.label_text_embeds = None
@@ -343,8 +348,15 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
         `config=...`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`, `subfolder`,
         `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same place;
         `sampling=` and `up_axis=` change that processor's point settings (see [`PointCloudProcessor`]). Fails loudly
-        when the CLIP or the trained weights are missing or do not fit.
+        when the CLIP or the trained weights are missing or do not fit. A `config` of another model (as `AutoModel`
+        passes for a part-segmentation folder saved with the old `model_type`) loads into that model's class.
         """
+        config = kwargs.get("config")
+        if config is not None:
+            kwargs["config"] = config = with_own_config_class(config)
+            model_class = cls.model_class_of_config.get(type(config), cls)
+            if model_class is not cls and issubclass(model_class.config_class, cls.config_class):
+                return model_class.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
 
 

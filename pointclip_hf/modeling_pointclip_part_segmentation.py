@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput, can_return_tuple
 
-from .configuration_pointclip import PointCLIPConfig
+from .configuration_pointclip import PointCLIPPartSegmentationConfig
 from .cpu_threads import run_on_cpu_thread
 from .modeling_pointclip import PointCLIPPreTrainedModel
 from .projection_part_segmentation import PART_SEGMENTATION_STYLE
@@ -136,17 +136,20 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
     model's own calibration for other CLIPs), the score maps are smoothed and upsampled to the image, and each point
     gets the view-weighted sum of the scores at its pixel in the views where it is visible.
 
-    It shares [`PointCLIPConfig`] and the CLIP weights with [`PointCLIPModel`]: load it from any CLIP checkpoint with
+    It shares the CLIP weights with [`PointCLIPModel`] and has its own [`PointCLIPPartSegmentationConfig`] (`model_type`
+    `"pointclip_part_segmentation"`, so `AutoModel` finds it): load it from any CLIP checkpoint with
     `PointCLIPForZeroShotPartSegmentation.from_pretrained("openai/clip-vit-base-patch16")`, and segment with
     `model.segment(cloud, parts=[...], object_name="chair")` or the `"point-cloud-zero-shot-part-segmentation"`
     pipeline.
 
     Args:
-        config ([`PointCLIPConfig`]):
-            The configuration; `projection_style` should be `"pointclip_v2_part_segmentation"`.
+        config ([`PointCLIPPartSegmentationConfig`]):
+            The configuration (a [`PointCLIPConfig`] with the part-segmentation projection is converted).
     """
 
-    def __init__(self, config: PointCLIPConfig):
+    config: PointCLIPPartSegmentationConfig
+
+    def __init__(self, config: PointCLIPPartSegmentationConfig):
         super().__init__(config)
         self.post_init()
 

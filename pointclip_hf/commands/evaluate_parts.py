@@ -26,8 +26,8 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from ..atomic_files import write_file_atomically
-    from ..data.shapenet_part import load_shapenet_part
-    from ..evaluation.evaluate_parts import evaluate_part_segmentation
+    from ..part_segmentation.data import load_shapenet_part
+    from ..part_segmentation.evaluation import evaluate_part_segmentation
 
     categories = label_list(args.categories) if args.categories else None
     dataset = load_shapenet_part(args.dataset, args.split, categories)

@@ -41,7 +41,7 @@ def load_segmentation_model(args):
 
 def run(args) -> int:
     from ..feature_extraction_pointclip import file_up_axis
-    from ..part_prompts import load_part_prompts
+    from ..part_segmentation.prompts import load_part_prompts
     from ..point_cloud_io import load_point_cloud
 
     parts, view_weights = _parts_and_weights(args)
@@ -58,7 +58,7 @@ def run(args) -> int:
 
 
 def _parts_and_weights(args) -> tuple[list[str], list[float] | None]:
-    from ..part_presets import SHAPENET_PART_NAMES, part_preset
+    from ..part_segmentation.presets import SHAPENET_PART_NAMES, part_preset
 
     weights = [float(w) for w in label_list(args.view_weights)] if args.view_weights else None
     if args.parts:
@@ -72,7 +72,7 @@ def _parts_and_weights(args) -> tuple[list[str], list[float] | None]:
 def _write_outputs(args, model, points, result) -> None:
     import numpy as np
 
-    from ..part_visualization import part_legend, part_views_image, save_image, write_part_ply
+    from ..part_segmentation.visualization import part_legend, part_views_image, save_image, write_part_ply
 
     write_part_ply(args.out, points, result["label_ids"], result["parts"])
     counts = np.bincount(result["label_ids"], minlength=len(result["parts"]))
