@@ -1,4 +1,5 @@
-"""`train_adapter`: few-shot training of the inter-view adapter, CLIP frozen (PointCLIP V1 few-shot recipe, spec 3.3).
+"""`train_adapter`: few-shot training of the inter-view adapter, CLIP frozen (PointCLIP V1 few-shot recipe: the
+official `trainers/fewshot.py` and `configs/trainers/PointCLIP_FS/*.yaml`).
 
 The recipe, by default (see [`TrainingConfig`]):
 
