@@ -2,8 +2,8 @@
 Jinja template `pointclip_hf/model_card_template.md` (shipped inside the package).
 
 `build_model_card(model, training=..., evaluation=..., dataset_name=..., shots=..., repo_id=...)` returns a
-`huggingface_hub.ModelCard`; `model.push_to_hub(repo_id, ...)` uses it. `python -m pointclip_hf.model_card PATH`
-writes the example card (`model_cards/pointclip_adapter.md` in the repository).
+`huggingface_hub.ModelCard`; `model.push_to_hub(repo_id, ...)` uses it. The repository's example card
+(`model_cards/pointclip_adapter.md`) is written by `examples/write_example_model_card.py`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ PROJECTION_DESCRIPTIONS = {
 }
 # TrainingConfig settings that do not change the trained weights: left out of the recipe table.
 _RUNTIME_SETTINGS = ("progress", "device", "num_workers", "cache_features")
-_EXAMPLE_REPO_ID = "your-username/pointclip-vit-b16-modelnet40-16shot"
 
 
 def model_card_template_path() -> Path:
@@ -344,47 +343,4 @@ def _format_value(value) -> str:
     return f"{value}"
 
 
-# ---------------------------------------------------------------------------------------------------- example
-
-
-def example_model_card() -> ModelCard:
-    """The card of a hypothetical 16-shot ModelNet40 adapter on ViT-B/16, as written to `model_cards/` (no weights are
-    built or downloaded, and no evaluation figures are invented)."""
-    from transformers import CLIPConfig
-
-    from .data.schema import MODELNET40_CLASSES
-    from .training.config import TrainingConfig
-
-    clip_config = CLIPConfig(
-        text_config={"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},
-        vision_config={
-            "hidden_size": 768,
-            "intermediate_size": 3072,
-            "num_hidden_layers": 12,
-            "num_attention_heads": 12,
-            "patch_size": 16,
-            "image_size": 224,
-        },
-        projection_dim=512,
-    )
-    config = PointCLIPConfig(
-        clip_config=clip_config,
-        clip_model_name_or_path="openai/clip-vit-base-patch16",
-        projection_style="pointclip_v1_fewshot",
-        use_adapter=True,
-        label_names=list(MODELNET40_CLASSES),
-    )
-    return build_model_card(
-        config, training=TrainingConfig().to_dict(), dataset_name="modelnet40", shots=16, repo_id=_EXAMPLE_REPO_ID
-    )
-
-
-if __name__ == "__main__":
-    import sys
-
-    target = sys.argv[1] if len(sys.argv) > 1 else "model_cards/pointclip_adapter.md"
-    example_model_card().save(target)
-    print(f"Wrote {target}")
-
-
-__all__ = ["build_model_card", "example_model_card", "model_card_template_path"]
+__all__ = ["build_model_card", "model_card_template_path"]
