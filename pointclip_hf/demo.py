@@ -14,15 +14,14 @@ from PIL import Image
 from transformers import PreTrainedConfig
 
 from .cache_model import fused_features
-from .commands._options import CLASSIFICATION_PROJECTIONS, label_list
 from .dtype_policy import resolve_dtype
-from .labels import check_labels, check_labels_fit_model
+from .labels import check_labels, check_labels_fit_model, comma_separated
 from .modeling_pointclip import PointCLIPModel
 from .pipeline_pointclip import label_embeddings, model_label_order, scores_to_predictions
 from .point_cloud_io import SUPPORTED_EXTENSIONS
 from .point_ops import SAMPLING_METHODS, UP_AXES
 from .processing_pointclip import processor_for_model, with_point_options
-from .projection import render_views
+from .projection import CLASSIFICATION_STYLES, render_views
 from .test_time_cache import TestTimeCache
 from .visualization import views_to_grid
 
@@ -69,7 +68,7 @@ class DemoModels:
     def __post_init__(self):
         config_dict, _ = PreTrainedConfig.get_config_dict(self.model_name_or_path)
         if config_dict.get("model_type") == "clip":
-            self.projections = list(CLASSIFICATION_PROJECTIONS)
+            self.projections = list(CLASSIFICATION_STYLES)
             return
         model = self._load({})
         self.projections = [model.config.projection_style]
@@ -178,7 +177,7 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
     if not path:
         return DemoResult(error="No point-cloud file: drop one in or pick an example.")
     try:
-        labels = check_labels(label_list(labels_text or ""))
+        labels = check_labels(comma_separated(labels_text, "labels") if (labels_text or "").strip(" ,") else [])
         model = models.get(projection)
         processor = _with_choices(model.processor, sampling, up_axis)
         if session is None:

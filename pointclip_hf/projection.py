@@ -54,6 +54,8 @@ STYLES: dict[str, ProjectionStyle] = {
         "pointclip_v2_part_segmentation", num_views=10, resolution=224, background=1.0
     ),
 }
+# The styles a classifier renders with (the last one of STYLES is the part-segmentation head's).
+CLASSIFICATION_STYLES = ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2")
 
 
 class _Cameras(NamedTuple):

@@ -6,9 +6,10 @@ import sys
 
 from ..dtype_policy import DTYPE_CHOICES
 from ..point_ops import SAMPLING_METHODS, UP_AXES
+from ..projection import CLASSIFICATION_STYLES, STYLES
 
-CLASSIFICATION_PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"]
-PROJECTIONS = [*CLASSIFICATION_PROJECTIONS, "pointclip_v2_part_segmentation"]
+CLASSIFICATION_PROJECTIONS = list(CLASSIFICATION_STYLES)
+PROJECTIONS = list(STYLES)
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
 
 
@@ -126,10 +127,6 @@ def validation_split(args, dataset):
     if args.validation_split:
         return dataset, load_dataset_arg(args, args.validation_split)
     return train_validation_split(dataset, args.validation_fraction, seed=args.seed)
-
-
-def label_list(text: str) -> list[str]:
-    return [label.strip() for label in text.split(",") if label.strip()]
 
 
 def is_main_process() -> bool:

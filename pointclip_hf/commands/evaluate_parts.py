@@ -3,7 +3,7 @@ category mIoU."""
 
 import json
 
-from ._options import label_list
+from ..labels import comma_separated
 from .segment import add_segmentation_model_options, load_segmentation_model
 
 
@@ -29,7 +29,7 @@ def run(args) -> int:
     from ..part_segmentation.data import load_shapenet_part
     from ..part_segmentation.evaluation import evaluate_part_segmentation
 
-    categories = label_list(args.categories) if args.categories else None
+    categories = comma_separated(args.categories, "--categories") if args.categories else None
     dataset = load_shapenet_part(args.dataset, args.split, categories)
     if args.limit is not None:
         dataset = dataset.select(range(min(args.limit, len(dataset))))

@@ -1,7 +1,8 @@
 """`pointclip segment FILE --object chair --parts back,seat,leg --out parts.ply`: zero-shot part segmentation of a
 cloud, written as a coloured PLY, optionally with a picture of the views coloured by part."""
 
-from ._options import CommandError, add_point_options, label_list
+from ..labels import comma_separated
+from ._options import CommandError, add_point_options
 
 
 def add_parser(commands) -> None:
@@ -60,9 +61,9 @@ def run(args) -> int:
 def _parts_and_weights(args) -> tuple[list[str], list[float] | None]:
     from ..part_segmentation.presets import SHAPENET_PART_NAMES, part_preset
 
-    weights = [float(w) for w in label_list(args.view_weights)] if args.view_weights else None
+    weights = [float(w) for w in comma_separated(args.view_weights, "--view-weights")] if args.view_weights else None
     if args.parts:
-        return label_list(args.parts), weights
+        return comma_separated(args.parts, "--parts"), weights
     if args.object in SHAPENET_PART_NAMES:
         preset = part_preset(args.object)
         return list(preset.parts), weights or list(preset.view_weights)
