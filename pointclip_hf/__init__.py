@@ -33,6 +33,7 @@ _MODULE_OF = {  # every name `import pointclip_hf` resolves, and its module; the
     "render_views": ".projection",
     "TrainingConfig": ".training",
     "train_adapter": ".training",
+    "PointCLIPPartSegmentationConfig": ".configuration_pointclip",
     "DEFAULT_CHECKPOINT": ".pipeline_pointclip",
     "PIPELINE_TASK": ".pipeline_pointclip",
     "PART_SEGMENTATION_TASK": ".pipeline_pointclip_part_segmentation",

@@ -17,36 +17,41 @@ from collections.abc import Callable
 def _register_config() -> None:
     from transformers import AutoConfig
 
-    from .configuration_pointclip import PointCLIPConfig
+    from .configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
 
     AutoConfig.register("pointclip", PointCLIPConfig, exist_ok=True)
+    AutoConfig.register("pointclip_part_segmentation", PointCLIPPartSegmentationConfig, exist_ok=True)
 
 
 def _register_models() -> None:
     from transformers import AutoModel
 
-    from .configuration_pointclip import PointCLIPConfig
+    from .configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
     from .modeling_pointclip import PointCLIPModel
+    from .modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
 
     AutoModel.register(PointCLIPConfig, PointCLIPModel, exist_ok=True)
+    AutoModel.register(PointCLIPPartSegmentationConfig, PointCLIPForZeroShotPartSegmentation, exist_ok=True)
 
 
 def _register_feature_extractor() -> None:
     from transformers import AutoFeatureExtractor
 
-    from .configuration_pointclip import PointCLIPConfig
+    from .configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
     from .feature_extraction_pointclip import PointCloudProcessor
 
-    AutoFeatureExtractor.register(PointCLIPConfig, PointCloudProcessor, exist_ok=True)
+    for config_class in (PointCLIPConfig, PointCLIPPartSegmentationConfig):
+        AutoFeatureExtractor.register(config_class, PointCloudProcessor, exist_ok=True)
 
 
 def _register_processor() -> None:
     from transformers import AutoProcessor
 
-    from .configuration_pointclip import PointCLIPConfig
+    from .configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
     from .processing_pointclip import PointCLIPProcessor
 
-    AutoProcessor.register(PointCLIPConfig, PointCLIPProcessor, exist_ok=True)
+    for config_class in (PointCLIPConfig, PointCLIPPartSegmentationConfig):
+        AutoProcessor.register(config_class, PointCLIPProcessor, exist_ok=True)
 
 
 def _register_pipelines() -> None:

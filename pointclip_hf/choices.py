@@ -6,3 +6,5 @@ DTYPE_CHOICES = ["auto", *DTYPE_ALIASES.values(), *DTYPE_ALIASES]
 SAMPLING_METHODS = ("random", "fps", "first")
 DEFAULT_SAMPLING = "random"
 UP_AXES = ("y", "-y", "z", "-z", "x", "-x")
+CLASSIFICATION_STYLES = ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2")
+PROJECTION_STYLES = (*CLASSIFICATION_STYLES, "pointclip_v2_part_segmentation")  # the keys of projection.STYLES

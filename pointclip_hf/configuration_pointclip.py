@@ -5,6 +5,7 @@ from transformers import CLIPConfig, PreTrainedConfig
 
 from .labels import check_labels
 from .projection import get_projection_style
+from .projection_part_segmentation import PART_SEGMENTATION_STYLE
 from .prompts import DEFAULT_TEMPLATES, check_prompt_template
 
 MAX_VIEW_WEIGHT = 100.0
@@ -129,7 +130,7 @@ class PointCLIPConfig(PreTrainedConfig):
         if not self.prompt_templates:
             raise ValueError("prompt_templates must hold at least one template.")
         for template in self.prompt_templates:
-            check_prompt_template(template, object_field=self.projection_style == "pointclip_v2_part_segmentation")
+            check_prompt_template(template, object_field=self.projection_style == PART_SEGMENTATION_STYLE)
         for name, sentences in (self.class_prompts or {}).items():
             if not sentences:
                 raise ValueError(f"class_prompts[{name!r}] is empty.")
@@ -182,4 +183,43 @@ class PointCLIPConfig(PreTrainedConfig):
         return self.clip_config.projection_dim
 
 
-__all__ = ["PointCLIPConfig"]
+@strict
+class PointCLIPPartSegmentationConfig(PointCLIPConfig):
+    r"""
+    Configuration of a [`PointCLIPForZeroShotPartSegmentation`]: the fields of [`PointCLIPConfig`], with
+    `projection_style` defaulting to `"pointclip_v2_part_segmentation"` (PointCLIP V2's denser part-segmentation
+    views) and prompt templates that name the object (`{object}`) as well as the part (`{}`). Its own `model_type`
+    lets `AutoModel.from_pretrained` find the part-segmentation model.
+    """
+
+    model_type = "pointclip_part_segmentation"
+
+    projection_style: str = PART_SEGMENTATION_STYLE
+
+
+def config_class_for(config_dict: dict) -> type[PointCLIPConfig]:
+    r"""
+    The config class of a PointCLIP config: by its `model_type`, and configs saved before part segmentation had its own
+    `model_type` (`"pointclip"` with the part-segmentation projection) as part segmentation.
+
+    Args:
+        config_dict (`dict`):
+            The config as a dictionary (a parsed `config.json`).
+    """
+    is_parts = config_dict.get("model_type") == PointCLIPPartSegmentationConfig.model_type
+    if is_parts or config_dict.get("projection_style") == PART_SEGMENTATION_STYLE:
+        return PointCLIPPartSegmentationConfig
+    return PointCLIPConfig
+
+
+def with_own_config_class(config: PointCLIPConfig) -> PointCLIPConfig:
+    """`config` as an instance of its [`config_class_for`] (a copy when its class differs, e.g. a part-segmentation
+    config saved with the old `model_type`), so that it saves with the right `model_type`."""
+    config_class = config_class_for(config.to_dict())
+    if type(config) is config_class:
+        return config
+    fields = {key: value for key, value in config.to_dict().items() if key != "model_type"}
+    return config_class.from_dict(fields)
+
+
+__all__ = ["PointCLIPConfig", "PointCLIPPartSegmentationConfig", "config_class_for", "with_own_config_class"]

@@ -14,15 +14,14 @@ from PIL import Image
 from transformers import PreTrainedConfig
 
 from .cache_model import fused_features
-from .commands._options import CLASSIFICATION_PROJECTIONS, label_list
 from .dtype_policy import resolve_dtype
 from .feature_extraction_pointclip import file_up_axis
 from .io.errors import max_cloud_bytes
-from .labels import check_labels, check_labels_fit_model
+from .labels import check_labels, check_labels_fit_model, comma_separated
 from .modeling_pointclip import PointCLIPModel
 from .pipeline_pointclip import label_embeddings, model_label_order, scores_to_predictions
 from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
-from .point_ops import SAMPLING_METHODS, UP_AXES
+from .choices import CLASSIFICATION_STYLES, SAMPLING_METHODS, UP_AXES
 from .processing_pointclip import processor_for_model, with_point_options
 from .projection import render_views
 from .test_time_cache import TestTimeCache
@@ -71,7 +70,7 @@ class DemoModels:
     def __post_init__(self):
         config_dict, _ = PreTrainedConfig.get_config_dict(self.model_name_or_path)
         if config_dict.get("model_type") == "clip":
-            self.projections = list(CLASSIFICATION_PROJECTIONS)
+            self.projections = list(CLASSIFICATION_STYLES)
             return
         model = self._load({})
         self.projections = [model.config.projection_style]
@@ -180,7 +179,7 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
     if not path:
         return DemoResult(error="No point-cloud file: drop one in or pick an example.")
     try:
-        labels = check_labels(label_list(labels_text or ""))
+        labels = check_labels(comma_separated(labels_text, "labels") if (labels_text or "").strip(" ,") else [])
         model = models.get(projection)
         processor = _with_choices(model.processor, path, sampling, up_axis)
         cloud = load_point_cloud(path)  # read once: the scores and the views come from the same points

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import BatchFeature, FeatureExtractionMixin
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from .choices import DEFAULT_SAMPLING
 from .cpu_threads import cat_on_cpu_threads, num_worker_threads
@@ -21,8 +22,6 @@ from .point_ops import (
 )
 from .projection import get_projection_style, render_views
 
-CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 MAX_NUM_POINTS = 1_000_000
 MAX_IMAGE_SIZE = 1024
 # The up axis a file format prescribes (LAS: z up, geographic; glTF 2.0: +y up); other formats say nothing (y assumed).
@@ -204,8 +203,8 @@ class PointCloudProcessor(FeatureExtractionMixin):
         self.normalize = normalize
         self.image_size = image_size
         self.clip_normalize = clip_normalize
-        self.image_mean = list(image_mean or CLIP_IMAGE_MEAN)
-        self.image_std = list(image_std or CLIP_IMAGE_STD)
+        self.image_mean = list(image_mean or OPENAI_CLIP_MEAN)
+        self.image_std = list(image_std or OPENAI_CLIP_STD)
         self.seed = seed
         self.up_axis = up_axis
 

@@ -1,5 +1,5 @@
 """The inter-view adapter of few-shot PointCLIP: where the CLIP features of all views become one global feature and
-are redistributed to the views (spec 3.2)."""
+are redistributed to the views (`class Adapter` of the official `trainers/fewshot.py`)."""
 
 import torch
 from torch import nn

@@ -13,6 +13,25 @@ from collections.abc import Iterable
 import torch
 
 
+def comma_separated(text: str, argument: str) -> list[str]:
+    r"""
+    The items of a comma-separated argument (`"a, b"` -> `["a", "b"]`), each stripped of surrounding whitespace.
+
+    Args:
+        text (`str`):
+            The argument's value.
+        argument (`str`):
+            Its name (e.g. `"--labels"`), for the error message.
+
+    Raises:
+        `ValueError` naming `argument` when an item is empty (`"a,,b"`, a trailing comma, only whitespace).
+    """
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise ValueError(f"{argument} holds an empty item in {text!r}: separate the items with single commas.")
+    return items
+
+
 def display_label(label: str) -> str:
     """`label` as one line of text for tables, images and terminal output: characters that do not print (line breaks,
     tabs, other control or format characters) escaped as Python writes them (`"b\\nad"`)."""

@@ -13,7 +13,7 @@ from transformers.utils.hub import extract_commit_hash
 
 from .adapter_weights import load_adapter_into, load_saved_tensors
 from .cache_model import CACHE_PREFIX, CacheModel, load_cache_into
-from .configuration_pointclip import PointCLIPConfig
+from .configuration_pointclip import PointCLIPConfig, config_class_for
 from .local_paths import check_local_path_exists
 from .processing_pointclip import pop_point_options
 from .score_checks import check_scores_discriminate
@@ -51,7 +51,8 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     hub_kwargs = {key: kwargs[key] for key in HUB_KWARGS if key in kwargs}
     overrides = {key: kwargs.pop(key) for key in list(kwargs) if key in POINTCLIP_CONFIG_FIELDS}
     try:
-        config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs)
+        config_class = base_from_pretrained.__self__.config_class
+        config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs, config_class)
     except StrictDataclassError as error:  # a field of config.json (or an override) out of range: one line
         raise ValueError(f"The config.json of {source} is invalid: {' '.join(str(error).split())}") from None
     except OSError as error:
@@ -80,8 +81,10 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     return (model, info) if want_info else model
 
 
-def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict) -> tuple[PointCLIPConfig, bool]:
-    """The model's config and whether `source` is a plain CLIP checkpoint (then the config is built around it)."""
+def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict, config_class: type[PointCLIPConfig]
+                    ) -> tuple[PointCLIPConfig, bool]:  # fmt: skip
+    """The model's config (a `config_class`) and whether `source` is a plain CLIP checkpoint (then the config is built
+    around it); a saved model of another kind is one `ValueError` naming both."""
     try:
         config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
     except RecursionError:
@@ -89,20 +92,27 @@ def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict) -> t
     if not isinstance(config_dict, dict):
         raise ValueError(f"The config.json of {source} is not a JSON object.")
     model_type = config_dict.get("model_type")
-    if model_type not in ("pointclip", "clip"):
+    if model_type not in ("pointclip", "pointclip_part_segmentation", "clip"):
         raise ValueError(f"{source} holds a {model_type!r} model; expected a PointCLIP or a CLIP checkpoint.")
     if config is not None and overrides:
         raise ValueError(f"Pass either config= or config fields {sorted(overrides)}, not both.")
     is_clip_checkpoint = model_type == "clip"
+    saved_class = config_class if is_clip_checkpoint else config_class_for(config_dict)
+    if config is None and saved_class is not config_class:
+        raise ValueError(
+            f"{source} holds a {saved_class.model_type!r} model, not a {config_class.model_type!r} one: load it with "
+            "AutoModel.from_pretrained or the model class of its config."
+        )
     if config is None and is_clip_checkpoint:
-        config = PointCLIPConfig(
+        config = config_class(
             clip_config=CLIPConfig.from_dict(config_dict),
             clip_model_name_or_path=source,
             clip_revision=_commit_of(source, hub_kwargs),
             **overrides,
         )
     elif config is None:
-        config = PointCLIPConfig.from_pretrained(source, **hub_kwargs, **overrides)
+        fields = {key: value for key, value in config_dict.items() if key != "model_type"}
+        config = config_class.from_dict(fields, **overrides)
     elif is_clip_checkpoint and config.clip_model_name_or_path in (None, source):
         config.clip_model_name_or_path, config.clip_revision = source, _commit_of(source, hub_kwargs)
     return config, is_clip_checkpoint

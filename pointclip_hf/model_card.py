@@ -2,8 +2,8 @@
 Jinja template `pointclip_hf/model_card_template.md` (shipped inside the package).
 
 `build_model_card(model, training=..., evaluation=..., dataset_name=..., shots=..., repo_id=...)` returns a
-`huggingface_hub.ModelCard`; `model.push_to_hub(repo_id, ...)` uses it. `python -m pointclip_hf.model_card PATH`
-writes the example card (`model_cards/pointclip_adapter.md` in the repository).
+`huggingface_hub.ModelCard`; `model.push_to_hub(repo_id, ...)` uses it. The repository's example card
+(`model_cards/pointclip_adapter.md`) is written by `examples/write_example_model_card.py`.
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_pointclip import PointCLIPConfig
 from .inter_view_adapter import InterViewAdapter
+from .projection_part_segmentation import PART_SEGMENTATION_STYLE
 
 TEMPLATE_NAME = "model_card_template.md"
 LIBRARY_NAME = "pointclip_hf"
 TAGS = ["point-cloud", "pointclip", "clip", "few-shot", "zero-shot-classification", "3d"]
 PIPELINE_TAG = "other"  # the Hub has no point-cloud task; "zero-shot-classification" would show a text widget
 TASK_NAME = "Zero-shot point cloud classification"
+PART_SEGMENTATION_TAG = "part-segmentation"
 # arXiv ids: the Hub links the paper pages
 PAPERS = {"pointclip": "2112.02413", "pointclip_v2": "2211.11682", "tip_adapter": "2111.03930"}
 KNOWN_DATASETS = {"modelnet40": "jxie/modelnet40", "scanobjectnn": "jxie/scanobjectnn"}
@@ -40,10 +42,11 @@ PROJECTION_DESCRIPTIONS = {
     "harmonic-mean depth, 224 x 224",
     "pointclip_v2": "PointCLIP V2 realistic projection: 10 tilted views, voxelised, densified and smoothed grey maps "
     "on white, 110 x 110",
+    PART_SEGMENTATION_STYLE: "PointCLIP V2 part-segmentation projection: 10 views of a denser voxel grid, max-pooled "
+    "and smoothed, cropped and resized to 224 x 224",
 }
 # TrainingConfig settings that do not change the trained weights: left out of the recipe table.
 _RUNTIME_SETTINGS = ("progress", "device", "num_workers", "cache_features")
-_EXAMPLE_REPO_ID = "your-username/pointclip-vit-b16-modelnet40-16shot"
 
 
 def model_card_template_path() -> Path:
@@ -112,9 +115,12 @@ def _card_metadata(config: PointCLIPConfig, evaluation: dict | None, dataset_nam
     few_shot = bool(config.use_adapter or config.use_cache_head)
     base_model = config.clip_model_name_or_path
     eval_results = _eval_results(evaluation, dataset_name)
+    part_segmentation = config.projection_style == PART_SEGMENTATION_STYLE
     tags = list(TAGS) if few_shot else [tag for tag in TAGS if tag != "few-shot"]
+    if part_segmentation:
+        tags = [PART_SEGMENTATION_TAG if tag == "zero-shot-classification" else tag for tag in tags]
     tags += [f"arxiv:{PAPERS['pointclip']}"]
-    if config.projection_style == "pointclip_v2":
+    if config.projection_style in ("pointclip_v2", PART_SEGMENTATION_STYLE):
         tags.append(f"arxiv:{PAPERS['pointclip_v2']}")
     if config.use_cache_head:
         tags += ["tip-adapter", f"arxiv:{PAPERS['tip_adapter']}"]
@@ -140,6 +146,7 @@ def _model_variables(config: PointCLIPConfig) -> dict:
         base_model=base_model or "(CLIP weights stored in this repository)",
         base_model_url=f"https://huggingface.co/{base_model}" if base_model and not os.path.exists(base_model) else "#",
         use_adapter=use_adapter,
+        part_segmentation=config.projection_style == PART_SEGMENTATION_STYLE,
         num_views=config.num_views,
         projection_style=config.projection_style,
         projection_description=PROJECTION_DESCRIPTIONS.get(config.projection_style, config.projection_style),
@@ -336,47 +343,4 @@ def _format_value(value) -> str:
     return f"{value}"
 
 
-# ---------------------------------------------------------------------------------------------------- example
-
-
-def example_model_card() -> ModelCard:
-    """The card of a hypothetical 16-shot ModelNet40 adapter on ViT-B/16, as written to `model_cards/` (no weights are
-    built or downloaded, and no evaluation figures are invented)."""
-    from transformers import CLIPConfig
-
-    from .data.schema import MODELNET40_CLASSES
-    from .training.config import TrainingConfig
-
-    clip_config = CLIPConfig(
-        text_config={"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 12, "num_attention_heads": 8},
-        vision_config={
-            "hidden_size": 768,
-            "intermediate_size": 3072,
-            "num_hidden_layers": 12,
-            "num_attention_heads": 12,
-            "patch_size": 16,
-            "image_size": 224,
-        },
-        projection_dim=512,
-    )
-    config = PointCLIPConfig(
-        clip_config=clip_config,
-        clip_model_name_or_path="openai/clip-vit-base-patch16",
-        projection_style="pointclip_v1_fewshot",
-        use_adapter=True,
-        label_names=list(MODELNET40_CLASSES),
-    )
-    return build_model_card(
-        config, training=TrainingConfig().to_dict(), dataset_name="modelnet40", shots=16, repo_id=_EXAMPLE_REPO_ID
-    )
-
-
-if __name__ == "__main__":
-    import sys
-
-    target = sys.argv[1] if len(sys.argv) > 1 else "model_cards/pointclip_adapter.md"
-    example_model_card().save(target)
-    print(f"Wrote {target}")
-
-
-__all__ = ["build_model_card", "example_model_card", "model_card_template_path"]
+__all__ = ["build_model_card", "model_card_template_path"]

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 from transformers import CLIPModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
 from .adapter_weights import adapter_state_dict
 from .cache_model import CacheModel, fused_features
-from .configuration_pointclip import PointCLIPConfig
+from .configuration_pointclip import PointCLIPConfig, with_own_config_class
 from .cpu_threads import map_on_cpu_threads, run_on_cpu_thread
 from .inter_view_adapter import InterViewAdapter
 from .loading_pointclip import load_pointclip_model
@@ -127,6 +127,23 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
     _processor = None
     loading_kwargs = {}
     point_options = {}
+    model_class_of_config = {}
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        PointCLIPPreTrainedModel.model_class_of_config.setdefault(cls.config_class, cls)
+
+    def __init__(self, config: PointCLIPConfig):
+        super().__init__(config if isinstance(config, self.config_class) else with_own_config_class(config))
+        self.clip = CLIPModel(config.clip_config)
+        self.adapter = None
+        self.label_text_embeds = None
+        self.loading_kwargs = {}
+
+    def post_init(self):
+        """transformers' weight initialisation, then CLIP frozen: only the heads train."""
+        super().post_init()
+        self.clip.requires_grad_(False)
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -258,6 +275,90 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
             return None
         return self.processor
 
+    def custom_pipelines(self) -> dict:
+        """The pipelines `save_pretrained` names in `config.json`, so that `pipeline(model=folder,
+        trust_remote_code=True)` finds this model's task."""
+        from .pipeline_pointclip import CUSTOM_PIPELINES
+
+        return CUSTOM_PIPELINES
+
+    def trained_state_dict(self, state_dict: dict) -> dict:
+        """What `save_pretrained` writes of `state_dict`: the heads (fp32) and the label embeddings; the CLIP weights
+        too only when `config.clip_model_name_or_path` is `None` (no base CLIP holds them then)."""
+        if self.config.clip_model_name_or_path is not None:
+            state_dict = adapter_state_dict(state_dict)
+        if self.label_text_embeds is not None:
+            state_dict = {**state_dict, "label_text_embeds": self.label_text_embeds.float().cpu()}
+        return state_dict
+
+    def save_pretrained(self, save_directory, state_dict: dict | None = None, push_to_hub: bool = False, **kwargs):
+        r"""
+        Save `config.json` and `model.safetensors` (sharded or with a `variant` as transformers does). The weights
+        hold only the trained heads (fp32) and the label embeddings, whatever `state_dict` a caller such as `Trainer`
+        passes: the frozen CLIP is referenced by `config.clip_model_name_or_path` at `config.clip_revision`. Only when
+        that is `None` are the CLIP weights stored too, with the processor (and so the tokenizer). The config names the
+        model's pipeline, so `pipeline(model=folder, trust_remote_code=True)` finds it. With `push_to_hub=True` the
+        folder is then uploaded as [`~PointCLIPPreTrainedModel.push_to_hub`] does.
+
+        Raises:
+            `ValueError`: when CLIP weights were made trainable (they would be silently lost): freeze them, or set
+            `config.clip_model_name_or_path = None` to store the whole model.
+        """
+        self._check_clip_is_frozen()
+        if push_to_hub:
+            return self.push_to_hub(kwargs.pop("repo_id", None) or str(save_directory).rstrip("/").split("/")[-1],
+                                    save_directory=save_directory, **kwargs)  # fmt: skip
+        processor = self.processor_to_store()
+        state_dict = self.trained_state_dict(state_dict if state_dict is not None else self.state_dict())
+        self.config.custom_pipelines = self.custom_pipelines()
+        saved = super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
+        if processor is not None:
+            processor.save_pretrained(save_directory)
+        return saved
+
+    def _check_clip_is_frozen(self) -> None:
+        trainable = [name for name, parameter in self.clip.named_parameters() if parameter.requires_grad]
+        if trainable and self.config.clip_model_name_or_path is not None:
+            raise ValueError(
+                f"CLIP weights are trainable ({trainable[:3]}...), but save_pretrained stores only the trained heads "
+                f"and loads CLIP from {self.config.clip_model_name_or_path}: changes to them would be lost. Freeze "
+                "them (model.clip.requires_grad_(False)) or set model.config.clip_model_name_or_path = None to store "
+                "the whole model."
+            )
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        r"""
+        Upload the trained weights, config, processor and our model card to `repo_id` in one commit, with the
+        arguments of transformers' `push_to_hub` (`commit_message`, `commit_description`, `private`, `token`,
+        `revision` (the branch is created), `create_pr`, `tags`, ...). Every argument is checked before anything is
+        created on the Hub. See [`pointclip_hf.hub_upload.push_model_to_hub`] for all of them.
+        """
+        try:
+            from pointclip_hf.hub_upload import push_model_to_hub
+        except ImportError:
+            raise ImportError("push_to_hub needs the pointclip_hf package: pip install pointclip_hf.") from None
+        return push_model_to_hub(self, repo_id, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        r"""
+        Load a PointCLIP folder or Hub repo (its config, the base CLIP named by `config.clip_model_name_or_path` at
+        `config.clip_revision`, then its trained weights), or any plain CLIP checkpoint as a zero-shot model (choose
+        the projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
+        `config=...`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`, `subfolder`,
+        `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same place;
+        `sampling=` and `up_axis=` change that processor's point settings (see [`PointCloudProcessor`]). Fails loudly
+        when the CLIP or the trained weights are missing or do not fit. A `config` of another model (as `AutoModel`
+        passes for a part-segmentation folder saved with the old `model_type`) loads into that model's class.
+        """
+        config = kwargs.get("config")
+        if config is not None:
+            kwargs["config"] = config = with_own_config_class(config)
+            model_class = cls.model_class_of_config.get(type(config), cls)
+            if model_class is not cls and issubclass(model_class.config_class, cls.config_class):
+                return model_class.from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
+
 
 class PointCLIPModel(PointCLIPPreTrainedModel):
     r"""
@@ -283,8 +384,6 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
 
     def __init__(self, config: PointCLIPConfig):
         super().__init__(config)
-        self.clip = CLIPModel(config.clip_config)
-        self.adapter = None
         if config.use_adapter:
             self.adapter = InterViewAdapter(
                 config.num_views,
@@ -296,10 +395,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         self.cache = None
         if config.use_cache_head:
             self.cache = CacheModel(config.cache_size, config.num_views * config.embed_dim, len(config.label_names))
-        self.label_text_embeds = None
-        self.loading_kwargs = {}
         self.post_init()
-        self.clip.requires_grad_(False)
 
     def get_view_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
         r"""
@@ -382,6 +478,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             "model.set_label_text_embeds(...) (build_few_shot_model does)."
         )
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -391,8 +488,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         text_embeds: torch.Tensor | None = None,
         view_features: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> PointCLIPOutput | tuple:
+    ) -> PointCLIPOutput:
         r"""
         Args:
             pixel_values (`torch.Tensor` of shape `(batch, views, 3, S, S)`, *optional*):
@@ -410,8 +506,6 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
                 CLIP view embeddings (e.g. cached, for fast adapter training).
             labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
                 Class indices, for the loss.
-            return_dict (`bool`, *optional*):
-                Return a [`PointCLIPOutput`] (default) or a tuple.
         """
         if view_features is None:
             if pixel_values is None:
@@ -426,10 +520,9 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         loss = None
         if labels is not None:
             loss = smooth_cross_entropy(logits.float(), labels.to(logits.device), self.config.label_smoothing)
-        output = PointCLIPOutput(
+        return PointCLIPOutput(
             loss=loss, logits=logits, view_features=view_features, point_cloud_embeds=embeds, text_embeds=text_embeds
         )
-        return output if return_dict is not False else output.to_tuple()
 
     def _scores(self, embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         scale = self.clip.logit_scale.exp().to(embeds.dtype) / math.sqrt(embeds.shape[1])
@@ -552,76 +645,6 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
         pipeline = PointCloudZeroShotClassificationPipeline(model=self, processor=processor, device=self.device)
         return pipeline(point_clouds, candidate_labels=labels, top_k=top_k, batch_size=batch_size, **pipeline_kwargs)
-
-    def save_pretrained(self, save_directory, state_dict: dict | None = None, push_to_hub: bool = False, **kwargs):
-        r"""
-        Save `config.json` and `model.safetensors` (sharded or with a `variant` as transformers does). The weights
-        hold only the adapter (fp32) and the label embeddings, whatever `state_dict` a caller such as `Trainer` passes:
-        the frozen CLIP is referenced by `config.clip_model_name_or_path` at `config.clip_revision`. Only when that is
-        `None` are the CLIP weights stored too, with the processor (and so the tokenizer). With `push_to_hub=True` the
-        folder is then uploaded as [`~PointCLIPModel.push_to_hub`] does.
-
-        Raises:
-            `ValueError`: when CLIP weights were made trainable (they would be silently lost): freeze them, or set
-            `config.clip_model_name_or_path = None` to store the whole model.
-        """
-        self._check_clip_is_frozen()
-        processor = self.processor_to_store()
-        state_dict = state_dict if state_dict is not None else self.state_dict()
-        if self.config.clip_model_name_or_path is not None:
-            state_dict = adapter_state_dict(state_dict)
-        if self.label_text_embeds is not None:
-            state_dict = {**state_dict, "label_text_embeds": self.label_text_embeds.float().cpu()}
-        if push_to_hub:
-            return self.push_to_hub(kwargs.pop("repo_id", None) or str(save_directory).rstrip("/").split("/")[-1],
-                                    save_directory=save_directory, **kwargs)  # fmt: skip
-        self.config.custom_pipelines = _custom_pipelines()
-        saved = super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
-        if processor is not None:
-            processor.save_pretrained(save_directory)
-        return saved
-
-    def _check_clip_is_frozen(self) -> None:
-        trainable = [name for name, parameter in self.clip.named_parameters() if parameter.requires_grad]
-        if trainable and self.config.clip_model_name_or_path is not None:
-            raise ValueError(
-                f"CLIP weights are trainable ({trainable[:3]}...), but save_pretrained stores only the adapter and "
-                f"loads CLIP from {self.config.clip_model_name_or_path}: changes to them would be lost. Freeze them "
-                "(model.clip.requires_grad_(False)) or set model.config.clip_model_name_or_path = None to store the "
-                "whole model."
-            )
-
-    def push_to_hub(self, repo_id: str, **kwargs):
-        r"""
-        Upload the adapter weights, config, processor and our model card to `repo_id` in one commit, with the arguments
-        of transformers' `push_to_hub` (`commit_message`, `commit_description`, `private`, `token`, `revision` (the
-        branch is created), `create_pr`, `tags`, ...). Every argument is checked before anything is created on the Hub.
-        See [`pointclip_hf.hub_upload.push_model_to_hub`] for all of them.
-        """
-        try:
-            from pointclip_hf.hub_upload import push_model_to_hub
-        except ImportError:
-            raise ImportError("push_to_hub needs the pointclip_hf package: pip install pointclip_hf.") from None
-        return push_model_to_hub(self, repo_id, **kwargs)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        r"""
-        Load a PointCLIP folder or Hub repo (its config, the base CLIP named by `config.clip_model_name_or_path` at
-        `config.clip_revision`, then its adapter), or any plain CLIP checkpoint as a zero-shot PointCLIP (choose the
-        projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
-        `config=PointCLIPConfig(...)`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`,
-        `subfolder`, `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same
-        place; `sampling=` and `up_axis=` change that processor's point settings (see [`PointCloudProcessor`]).
-        Fails loudly when the CLIP or the adapter weights are missing or do not fit.
-        """
-        return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
-
-
-def _custom_pipelines() -> dict:
-    from .pipeline_pointclip import CUSTOM_PIPELINES
-
-    return CUSTOM_PIPELINES
 
 
 __all__ = ["PointCLIPModel", "PointCLIPPreTrainedModel", "PointCLIPOutput"]

@@ -5,13 +5,11 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from transformers import CLIPModel
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, can_return_tuple
 
-from .configuration_pointclip import PointCLIPConfig
+from .configuration_pointclip import PointCLIPPartSegmentationConfig
 from .cpu_threads import run_on_cpu_thread
-from .loading_pointclip import load_pointclip_model
-from .modeling_pointclip import PointCLIPModel, PointCLIPPreTrainedModel
+from .modeling_pointclip import PointCLIPPreTrainedModel
 from .projection_part_segmentation import PART_SEGMENTATION_STYLE
 
 # The reference head's smoothing of the patch score maps: ReplicationPad2d([2, 3, 2, 3]) then AvgPool2d(6, stride 1).
@@ -138,28 +136,23 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
     model's own calibration for other CLIPs), the score maps are smoothed and upsampled to the image, and each point
     gets the view-weighted sum of the scores at its pixel in the views where it is visible.
 
-    It shares [`PointCLIPConfig`] and the CLIP weights with [`PointCLIPModel`]: load it from any CLIP checkpoint with
+    It shares the CLIP weights with [`PointCLIPModel`] and has its own [`PointCLIPPartSegmentationConfig`] (`model_type`
+    `"pointclip_part_segmentation"`, so `AutoModel` finds it): load it from any CLIP checkpoint with
     `PointCLIPForZeroShotPartSegmentation.from_pretrained("openai/clip-vit-base-patch16")`, and segment with
     `model.segment(cloud, parts=[...], object_name="chair")` or the `"point-cloud-zero-shot-part-segmentation"`
     pipeline.
 
     Args:
-        config ([`PointCLIPConfig`]):
-            The configuration; `projection_style` should be `"pointclip_v2_part_segmentation"`.
+        config ([`PointCLIPPartSegmentationConfig`]):
+            The configuration (a [`PointCLIPConfig`] with the part-segmentation projection is converted).
     """
 
     _auto_class = "AutoModel"  # save_pretrained writes it into the auto_map
+    config: PointCLIPPartSegmentationConfig
 
-    def __init__(self, config: PointCLIPConfig):
+    def __init__(self, config: PointCLIPPartSegmentationConfig):
         super().__init__(config)
-        self.clip = CLIPModel(config.clip_config)
-        self.adapter = None
-        self.label_text_embeds = None
-        self.loading_kwargs = {}
         self.post_init()
-        self.clip.requires_grad_(False)
-
-    _check_clip_is_frozen = PointCLIPModel._check_clip_is_frozen
 
     @property
     def patch_grid_size(self) -> int:
@@ -186,6 +179,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         tokens = vision.post_layernorm(vision(pixel_values=images).last_hidden_state[:, 1:])
         return F.normalize(self.clip.visual_projection(tokens), dim=-1)
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -198,8 +192,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         patch_features: torch.Tensor | None = None,
         view_weights: torch.Tensor | None = None,
         scrambled_patch_tokens: bool = False,
-        return_dict: bool | None = None,
-    ) -> PointCLIPPartSegmentationOutput | tuple:
+    ) -> PointCLIPPartSegmentationOutput:
         r"""
         Args:
             pixel_values (`torch.Tensor` of shape `(batch, views, 3, S, S)`, *optional*):
@@ -224,8 +217,6 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
                 Score the reference's scrambled patch tokens ([`scramble_patch_tokens`], a bug of its released code)
                 instead of the patches, for parity with its outputs only. `patch_features` in the output stay the
                 true patch embeddings.
-            return_dict (`bool`, *optional*):
-                Return a [`PointCLIPPartSegmentationOutput`] (default) or a tuple.
         """
         if patch_features is None:
             if pixel_values is None:
@@ -244,8 +235,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
             scale=self.clip.logit_scale.exp().to(patch_features.dtype),
             device=patch_features.device,
         )
-        output = PointCLIPPartSegmentationOutput(logits=logits, patch_features=patch_features, text_embeds=text_embeds)
-        return output if return_dict is not False else output.to_tuple()
+        return PointCLIPPartSegmentationOutput(logits=logits, patch_features=patch_features, text_embeds=text_embeds)
 
     def _part_embeddings(self, input_ids, attention_mask, prompt_class_ids, text_embeds) -> torch.Tensor:
         if text_embeds is None and input_ids is None:
@@ -307,35 +297,22 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         )
         return pipeline(point_clouds, parts=parts, object_name=object_name, **pipeline_kwargs)
 
-    def save_pretrained(self, save_directory, state_dict: dict | None = None, **kwargs):
-        r"""
-        Save `config.json` and the weights. The frozen CLIP is referenced by `config.clip_model_name_or_path` and not
-        stored; only when that is `None` are the CLIP weights saved, with the processor. The config names the
-        part-segmentation pipeline, so `pipeline(model=folder, trust_remote_code=True)` finds it.
-        """
+    def custom_pipelines(self) -> dict:
+        """The part-segmentation pipeline, named in `config.json` by `save_pretrained`."""
         from .pipeline_pointclip_part_segmentation import PART_SEGMENTATION_PIPELINES
 
-        self._check_clip_is_frozen()
-        processor = self.processor_to_store()
-        self.config.custom_pipelines = PART_SEGMENTATION_PIPELINES
-        state_dict = state_dict if state_dict is not None else self.state_dict()
-        if self.config.clip_model_name_or_path is not None:
-            state_dict = {}
-        saved = super().save_pretrained(save_directory, state_dict=state_dict, **kwargs)
-        if processor is not None:
-            processor.save_pretrained(save_directory)
-        return saved
+        return PART_SEGMENTATION_PIPELINES
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         r"""
-        Load from a CLIP checkpoint (choose fields such as `projection_style="pointclip_v2_part_segmentation"` or
-        `view_weights=[...]` as keyword arguments) or from a saved PointCLIP folder or repo, as
-        [`PointCLIPModel.from_pretrained`] does.
+        Load from a CLIP checkpoint (choose fields such as `view_weights=[...]` as keyword arguments; the projection
+        defaults to `"pointclip_v2_part_segmentation"`) or from a saved PointCLIP folder or repo, as
+        [`PointCLIPPreTrainedModel.from_pretrained`] does.
         """
         if "config" not in kwargs:
             kwargs.setdefault("projection_style", PART_SEGMENTATION_STYLE)
-        return load_pointclip_model(super().from_pretrained, pretrained_model_name_or_path, *model_args, **kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
 
 __all__ = [

@@ -24,6 +24,8 @@ CUSTOM_PIPELINES = {
         "default": {"model": [DEFAULT_CHECKPOINT, "main"]},
     }
 }
+# Label sets whose embeddings are kept per model, the oldest dropped first: enough for a session that switches between
+# a few label lists, at a few KB each (labels x embedding width).
 LABEL_SETS_CACHED_PER_MODEL = 8
 _LABEL_EMBEDDINGS = weakref.WeakKeyDictionary()
 
@@ -32,8 +34,9 @@ def label_embeddings(model, processor: PointCLIPProcessor, labels, prompt_templa
     r"""
     Normalised text embeddings of `labels` with the model's prompts, cached per model (the last
     `LABEL_SETS_CACHED_PER_MODEL` label sets). The cache key holds the labels, the templates, their per-class sentences,
-    the tokenizer and the identity, version, dtype and device of every text-tower weight, so a change of any of them is
-    never served stale. A label's embedding depends only on its own sentences (see
+    the tokenizer (itself, so that its identity cannot pass to another one while the entry lives) and the state of every
+    text-tower weight ([`_text_weights_state`]), so a change of any of them is never served stale. A label's
+    embedding depends only on its own sentences (see
     [`~PointCLIPPreTrainedModel.get_text_features`]).
 
     Args:
@@ -56,7 +59,7 @@ def label_embeddings(model, processor: PointCLIPProcessor, labels, prompt_templa
         tuple(labels),
         templates,
         tuple(sorted((name, tuple(sentences)) for name, sentences in (class_prompts or {}).items())),
-        id(processor.tokenizer),
+        processor.tokenizer,
         _text_weights_state(model),
     )
     cache = _LABEL_EMBEDDINGS.setdefault(model, {})
@@ -119,6 +122,9 @@ def model_label_order(model, labels: list[str]) -> tuple[list[str], list[int] | 
 
 
 def _text_weights_state(model) -> tuple:
+    """What identifies the text tower's weights without hashing them: per tensor its storage address, its in-place
+    change counter (`_version`), dtype and device; replacing, moving, casting or changing a weight in place changes
+    it."""
     parameters = [*model.clip.text_model.parameters(), *model.clip.text_projection.parameters()]
     return tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in parameters)
 

@@ -11,7 +11,8 @@ import string
 
 from .local_paths import check_local_path_exists
 
-# The template each reference configuration uses (spec 2.4, 3.2 and the V2 few-shot code).
+# The template each reference configuration uses: `CUSTOM_TEMPLATES` of the official `trainers/zeroshot.py` and
+# `trainers/fewshot.py` (V1), of `zeroshot_cls/trainers/zeroshot.py` and of the V2 few-shot code.
 DEFAULT_TEMPLATES = {
     "pointclip_v1": ("point cloud depth map of a {}.",),
     "pointclip_v1_fewshot": ("point cloud of a big {}.",),

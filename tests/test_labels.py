@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pointclip_hf.cli import main
-from pointclip_hf.labels import check_labels, display_label
+from pointclip_hf.labels import check_labels, comma_separated, display_label
 from pointclip_hf.pipeline_pointclip import label_tokens
 from pointclip_hf.processing_pointclip import processor_for_model
 
@@ -101,3 +101,10 @@ def test_a_label_with_a_line_break_is_evaluated_and_shown_on_one_line(tiny_clip_
     out = capsys.readouterr().out
     assert "  b\\nad " in out and all(line.isprintable() for line in out.splitlines())
     assert (tmp_path / "ev" / "confusion_matrix.png").stat().st_size > 0
+
+
+def test_comma_separated_items_are_never_dropped():
+    assert comma_separated(" chair , table ", "--labels") == ["chair", "table"]
+    for text in ("a,,b", "a,b,", ",", "a, ,b"):
+        with pytest.raises(ValueError, match="--labels holds an empty item"):
+            comma_separated(text, "--labels")

@@ -3,6 +3,7 @@
 import contextlib
 import io
 import re
+import runpy
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from huggingface_hub import ModelCard
 
 from pointclip_hf.evaluation import EvaluationReport
-from pointclip_hf.model_card import TAGS, build_model_card, example_model_card, model_card_template_path
+from pointclip_hf.model_card import TAGS, build_model_card, model_card_template_path
 from pointclip_hf.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model
 
@@ -125,10 +126,10 @@ def test_evaluation_report_object_and_checks(adapter_model):
 
 
 def test_example_card_is_current():
+    writer = runpy.run_path(str(EXAMPLE_CARD.parents[1] / "examples" / "write_example_model_card.py"))
     assert model_card_template_path().is_file()
-    assert EXAMPLE_CARD.read_text(encoding="utf-8") == str(example_model_card()), (
-        "model_cards/pointclip_adapter.md is stale: run "
-        "`python -m pointclip_hf.model_card model_cards/pointclip_adapter.md`"
+    assert EXAMPLE_CARD.read_text(encoding="utf-8") == str(writer["example_model_card"]()), (
+        "model_cards/pointclip_adapter.md is stale: run `python examples/write_example_model_card.py`"
     )
     data = ModelCard.load(EXAMPLE_CARD).data
     assert data.base_model == "openai/clip-vit-base-patch16" and data.to_dict()["base_model_relation"] == "adapter"

@@ -67,7 +67,7 @@ def test_view_weights_scale_view_blocks(tiny_clip_dir, example_clouds):
 
 
 class ReferenceAdapter(nn.Module):
-    """The official PointCLIP `Adapter` (spec 3.2), with its parameter names."""
+    """The official PointCLIP `Adapter` (`trainers/fewshot.py`), with its parameter names."""
 
     class BatchNormPoint(nn.Module):
         def __init__(self, size):

@@ -394,3 +394,23 @@ def test_cloud_seen_from_no_view(seg_model, chair_like, monkeypatch):
     monkeypatch.setattr(module, "render_part_views", unseen)
     with pytest.raises(ValueError, match="cannot be seen from any view"):
         seg_model.segment(chair_like, parts=["a", "b"])
+
+
+def test_siblings_share_the_base_and_return_tuples_on_request(seg_model, golden):
+    from pointclip_hf.modeling_pointclip import PointCLIPPreTrainedModel
+
+    for name in ("get_text_features", "_check_clip_is_frozen", "save_pretrained", "push_to_hub", "from_pretrained"):
+        defined_on = [cls for cls in PointCLIPForZeroShotPartSegmentation.__mro__ if name in vars(cls)][0]
+        assert defined_on in (PointCLIPForZeroShotPartSegmentation, PointCLIPPreTrainedModel), name
+        assert pointclip_hf.PointCLIPModel not in PointCLIPForZeroShotPartSegmentation.__mro__
+    assert not any(parameter.requires_grad for parameter in seg_model.clip.parameters())
+    views = render_part_views(golden["points"][:1, :64])
+    inputs = dict(
+        pixel_values=views.images[:, :, None].expand(-1, -1, 3, -1, -1),
+        point_pixels=views.pixels,
+        point_visible=views.visible,
+        text_embeds=torch.randn(3, 16),
+    )
+    with torch.no_grad():
+        as_output, as_tuple = seg_model(**inputs), seg_model(**inputs, return_dict=False)
+    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], as_output.logits)

@@ -7,14 +7,14 @@ import h5py
 import numpy as np
 import pytest
 from PIL import Image
-from test_part_segmentation import _box_on_legs, seg_clip_dir, seg_model  # noqa: F401 (fixtures)
+from test_part_segmentation import _box_on_legs, chair_like, golden, seg_clip_dir, seg_model  # noqa: F401 (fixtures)
 
 from pointclip_hf import PointCLIPForZeroShotPartSegmentation
 from pointclip_hf.cli import main
-from pointclip_hf.data.shapenet_part import load_shapenet_part
-from pointclip_hf.evaluation.part_iou import PartIoUReport, shape_iou
-from pointclip_hf.part_presets import REFERENCE_VIEW_WEIGHTS, SHAPENET_PART_CATEGORIES, part_preset
-from pointclip_hf.part_prompts import load_part_prompts
+from pointclip_hf.part_segmentation.data import load_shapenet_part
+from pointclip_hf.part_segmentation.iou import PartIoUReport, shape_iou
+from pointclip_hf.part_segmentation.presets import REFERENCE_VIEW_WEIGHTS, SHAPENET_PART_CATEGORIES, part_preset
+from pointclip_hf.part_segmentation.prompts import load_part_prompts
 
 # Shape IoU, by hand.
 
@@ -166,7 +166,7 @@ def planted_cache():
     import torch
 
     from pointclip_hf import render_part_views
-    from pointclip_hf.tuning.part_search import PartViewCache
+    from pointclip_hf.part_segmentation.search import PartViewCache
 
     points, labels = _box_on_legs()
     views = render_part_views(points)
@@ -178,7 +178,7 @@ def planted_cache():
 
 
 def test_part_view_weight_search_finds_the_side_views(planted_cache):
-    from pointclip_hf.tuning.part_search import search_part_view_weights
+    from pointclip_hf.part_segmentation.search import search_part_view_weights
 
     cache, text = planted_cache
     result = search_part_view_weights(cache, text, grid=(0.0, 1.0), fixed={0: 0.0, 1: 0.0, 2: 0.0, 3: 0.0})
@@ -191,7 +191,7 @@ def test_part_search_cache_of_scrambled_tokens(seg_model):  # noqa: F811
     import torch
 
     from pointclip_hf.modeling_pointclip_part_segmentation import scramble_patch_tokens
-    from pointclip_hf.tuning.part_search import encode_part_views
+    from pointclip_hf.part_segmentation.search import encode_part_views
 
     points, labels = _box_on_legs(num_points=256)
     clouds, part_labels = [points[0].numpy()], [labels.numpy()]
@@ -204,7 +204,7 @@ def test_part_search_cache_of_scrambled_tokens(seg_model):  # noqa: F811
 def test_part_prompt_search_picks_the_right_sentence(planted_cache):
     import torch
 
-    from pointclip_hf.tuning.part_search import search_part_prompts
+    from pointclip_hf.part_segmentation.search import search_part_prompts
 
     cache, text = planted_cache
     wrong = torch.nn.functional.normalize(text[1] + 0.1 * text[0], dim=0)
@@ -225,3 +225,52 @@ def test_saved_folder_holds_only_config_and_code(seg_model, tmp_path):  # noqa: 
     assert (tmp_path / "saved" / "modeling_pointclip_part_segmentation.py").exists()
     weights = tmp_path / "saved" / "model.safetensors"
     assert not weights.exists() or weights.stat().st_size < 1024
+
+
+def test_auto_model_loads_saved_folders_new_and_old(seg_model, tmp_path):  # noqa: F811
+    from transformers import AutoModel
+
+    from pointclip_hf import PointCLIPModel, PointCLIPPartSegmentationConfig
+
+    seg_model.save_pretrained(tmp_path / "saved")
+    config_file = tmp_path / "saved" / "config.json"
+    config = json.loads(config_file.read_text())
+    assert config["model_type"] == "pointclip_part_segmentation"
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "saved"), PointCLIPForZeroShotPartSegmentation)
+    with pytest.raises(ValueError, match="holds a 'pointclip_part_segmentation' model"):
+        PointCLIPModel.from_pretrained(tmp_path / "saved")
+    config["model_type"] = "pointclip"  # as saved before part segmentation had its own model_type
+    del config["auto_map"]
+    config_file.write_text(json.dumps(config))
+    for loader in (AutoModel, PointCLIPForZeroShotPartSegmentation):
+        old = loader.from_pretrained(tmp_path / "saved")
+        assert isinstance(old, PointCLIPForZeroShotPartSegmentation)
+        assert isinstance(old.config, PointCLIPPartSegmentationConfig)
+
+
+def test_push_and_load_back_from_the_hub(local_hub, seg_clip_dir, chair_like, tmp_path, monkeypatch):  # noqa: F811
+    from huggingface_hub import HfApi, ModelCard, constants
+    from transformers import AutoModel
+
+    base, repo = "openai-tiny/clip-224", "user/pointclip-parts"
+    with pytest.raises(ValueError, match="local folder"):
+        PointCLIPForZeroShotPartSegmentation.from_pretrained(seg_clip_dir).push_to_hub(repo)
+    api = HfApi()
+    api.create_repo(base)
+    api.upload_folder(repo_id=base, folder_path=str(seg_clip_dir))
+    model = PointCLIPForZeroShotPartSegmentation.from_pretrained(base)
+    model.push_to_hub(repo)
+    files = set(api.list_repo_files(repo))
+    assert {"config.json", "README.md", "processor_config.json", "tokenizer_config.json"} <= files, files
+    with open(api.hf_hub_download(repo, "config.json")) as file:
+        assert json.load(file)["model_type"] == "pointclip_part_segmentation"
+    card = ModelCard.load(repo)
+    assert "part-segmentation" in card.data.tags and "zero-shot-classification" not in card.data.tags
+    assert f'PointCLIPForZeroShotPartSegmentation.from_pretrained("{repo}")' in card.text
+
+    parts = dict(parts=["back", "seat", "leg"], object_name="chair")
+    expected = model.segment(chair_like, **parts)["scores"]
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "fresh-cache"))
+    reloaded = AutoModel.from_pretrained(repo)
+    assert isinstance(reloaded, PointCLIPForZeroShotPartSegmentation)
+    assert np.array_equal(reloaded.segment(chair_like, **parts)["scores"], expected)

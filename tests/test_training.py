@@ -1,6 +1,7 @@
 """Few-shot adapter training: recipe, determinism, cached-feature path, resumable checkpoints, errors."""
 
 import copy
+import dataclasses
 import json
 import math
 import warnings
@@ -128,6 +129,23 @@ def test_learning_rate_schedule_matches_dassl(epochs):
     assert ours == pytest.approx(reference_lrs(epochs), rel=1e-12, abs=0)
     assert ours[0] == 1e-5 and ours[1] == 0.01
     assert ours[-1] == pytest.approx(0.01 * (1 + math.cos(math.pi * (epochs - 2) / epochs)) / 2)
+
+
+@pytest.mark.parametrize("first_epoch", [0, 3])
+def test_recipe_scheduler_sets_the_schedule_bit_for_bit(first_epoch):
+    from pointclip_hf.training.schedule import RecipeLRScheduler
+
+    config = TrainingConfig(epochs=8)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.learning_rate)
+    scheduler = RecipeLRScheduler(optimizer, config, first_epoch=first_epoch)
+    seen = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # stepped in the right order: no warning from torch
+        for _ in range(first_epoch, config.epochs):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+    assert seen == learning_rate_schedule(config)[first_epoch:]
 
 
 @pytest.mark.parametrize("num_classes", [2, 4, 40])
@@ -404,9 +422,12 @@ def test_clear_errors(tiny_clip_dir, zero_shot_model, small_train_set):
         TrainingConfig(epochs=0)
     with pytest.raises(ValueError, match="cannot be combined"):
         TrainingConfig(augment=True, cache_features=True)
-    config.batch_size = -1  # mutated after construction: checked again by train_adapter
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.batch_size = -1  # checked once, when made: settings cannot change afterwards
     with pytest.raises(ValueError, match="batch_size"):
-        train_adapter(model, small_train_set, config=config)
+        dataclasses.replace(config, batch_size=-1)
+    assert "num_workers" not in TrainingConfig().to_dict()
+    assert TrainingConfig.from_dict({**TrainingConfig().to_dict(), "num_workers": 4}) == TrainingConfig()
     with pytest.raises(ValueError, match="duplicates"):
         build_few_shot_model(tiny_clip_dir, ["a", "a"])
 

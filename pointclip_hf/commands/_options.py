@@ -4,10 +4,10 @@ import argparse
 import os
 import sys
 
-from ..choices import DTYPE_CHOICES, SAMPLING_METHODS, UP_AXES
+from ..choices import CLASSIFICATION_STYLES, DTYPE_CHOICES, PROJECTION_STYLES, SAMPLING_METHODS, UP_AXES
 
-CLASSIFICATION_PROJECTIONS = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"]
-PROJECTIONS = [*CLASSIFICATION_PROJECTIONS, "pointclip_v2_part_segmentation"]
+CLASSIFICATION_PROJECTIONS = list(CLASSIFICATION_STYLES)
+PROJECTIONS = list(PROJECTION_STYLES)
 DEFAULT_MODEL = "openai/clip-vit-base-patch16"
 
 
@@ -125,10 +125,6 @@ def validation_split(args, dataset):
     if args.validation_split:
         return dataset, load_dataset_arg(args, args.validation_split)
     return train_validation_split(dataset, args.validation_fraction, seed=args.seed)
-
-
-def label_list(text: str) -> list[str]:
-    return [label.strip() for label in text.split(",") if label.strip()]
 
 
 def is_main_process() -> bool:

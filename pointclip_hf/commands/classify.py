@@ -3,7 +3,8 @@
 import json
 import os
 
-from ._options import CommandError, add_model_options, is_main_process, label_list, load_model
+from ..labels import comma_separated
+from ._options import CommandError, add_model_options, is_main_process, load_model
 
 
 def add_parser(commands) -> None:
@@ -30,11 +31,12 @@ def run(args) -> int:
     if missing:
         raise CommandError(f"No such file or folder: {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}")
     if args.labels is not None:
-        check_labels(label_list(args.labels))
+        check_labels(comma_separated(args.labels, "--labels"))
     model = load_model(args)
     if args.labels is None and not model.config.label_names:
         raise CommandError("--labels is required for a zero-shot model (only trained adapters know their classes).")
-    labels = check_labels(label_list(args.labels) if args.labels is not None else model.config.label_names)
+    given = comma_separated(args.labels, "--labels") if args.labels is not None else None
+    labels = check_labels(given if given is not None else model.config.label_names)
     files, results = _classify(model, args, labels)
     if not is_main_process():
         return 0

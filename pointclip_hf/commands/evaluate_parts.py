@@ -3,7 +3,7 @@ category mIoU."""
 
 import json
 
-from ._options import label_list
+from ..labels import comma_separated
 from .segment import add_segmentation_model_options, load_segmentation_model
 
 
@@ -26,10 +26,10 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from ..atomic_files import write_file_atomically
-    from ..data.shapenet_part import load_shapenet_part
-    from ..evaluation.evaluate_parts import evaluate_part_segmentation
+    from ..part_segmentation.data import load_shapenet_part
+    from ..part_segmentation.evaluation import evaluate_part_segmentation
 
-    categories = label_list(args.categories) if args.categories else None
+    categories = comma_separated(args.categories, "--categories") if args.categories else None
     dataset = load_shapenet_part(args.dataset, args.split, categories)
     if args.limit is not None:
         dataset = dataset.select(range(min(args.limit, len(dataset))))

@@ -1,7 +1,8 @@
 """`pointclip segment FILE --object chair --parts back,seat,leg --out parts.ply`: zero-shot part segmentation of a
 cloud, written as a coloured PLY, optionally with a picture of the views coloured by part."""
 
-from ._options import CommandError, add_point_options, label_list
+from ..labels import comma_separated
+from ._options import CommandError, add_point_options
 
 
 def add_parser(commands) -> None:
@@ -41,7 +42,7 @@ def load_segmentation_model(args):
 
 def run(args) -> int:
     from ..feature_extraction_pointclip import file_up_axis
-    from ..part_prompts import load_part_prompts
+    from ..part_segmentation.prompts import load_part_prompts
     from ..point_cloud_io import load_point_cloud
 
     parts, view_weights = _parts_and_weights(args)
@@ -58,11 +59,11 @@ def run(args) -> int:
 
 
 def _parts_and_weights(args) -> tuple[list[str], list[float] | None]:
-    from ..part_presets import SHAPENET_PART_NAMES, part_preset
+    from ..part_segmentation.presets import SHAPENET_PART_NAMES, part_preset
 
-    weights = [float(w) for w in label_list(args.view_weights)] if args.view_weights else None
+    weights = [float(w) for w in comma_separated(args.view_weights, "--view-weights")] if args.view_weights else None
     if args.parts:
-        return label_list(args.parts), weights
+        return comma_separated(args.parts, "--parts"), weights
     if args.object in SHAPENET_PART_NAMES:
         preset = part_preset(args.object)
         return list(preset.parts), weights or list(preset.view_weights)
@@ -72,7 +73,7 @@ def _parts_and_weights(args) -> tuple[list[str], list[float] | None]:
 def _write_outputs(args, model, points, result) -> None:
     import numpy as np
 
-    from ..part_visualization import part_legend, part_views_image, save_image, write_part_ply
+    from ..part_segmentation.visualization import part_legend, part_views_image, save_image, write_part_ply
 
     write_part_ply(args.out, points, result["label_ids"], result["parts"])
     counts = np.bincount(result["label_ids"], minlength=len(result["parts"]))

@@ -1,4 +1,5 @@
-"""Few-shot training of PointCLIP's inter-view adapter (PointCLIP V1 few-shot recipe, spec 3.3).
+"""Few-shot training of PointCLIP's inter-view adapter (PointCLIP V1 few-shot recipe: the official
+`trainers/fewshot.py` and `configs/trainers/PointCLIP_FS/*.yaml`).
 
 `build_few_shot_model(clip, label_names)` makes a PointCLIP with a fresh adapter; `train_adapter(model, train,
 validation)` trains only that adapter, with the reference recipe ([`TrainingConfig`]) by default.

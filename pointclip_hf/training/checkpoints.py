@@ -27,7 +27,7 @@ BEST_ADAPTER_FILE = "best_model.safetensors"
 OPTIMIZER_FILE = "optimizer.safetensors"
 STATE_FORMAT_VERSION = 1
 # Settings that may change between a run and its resumption without changing the result.
-RESUME_FREE_SETTINGS = ("device", "progress", "num_workers")
+RESUME_FREE_SETTINGS = ("device", "progress")
 _STATE_KEYS = (
     "epoch", "history", "best_epoch", "best_validation_accuracy", "training_config", "fingerprint", "optimizer"
 )  # fmt: skip

@@ -5,12 +5,17 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+# Settings that earlier versions wrote to `training_result.json` and checkpoints but that never changed a run: dropped
+# when such a file is read back.
+RETIRED_SETTINGS = ("num_workers",)
 
-@dataclass
+
+@dataclass(frozen=True)
 class TrainingConfig:
     """
-    Hyper-parameters of `train_adapter`; the defaults are PointCLIP's few-shot recipe. JSON-serialisable with
-    `to_dict()` / `from_dict()`.
+    Hyper-parameters of `train_adapter`; the defaults are PointCLIP's few-shot recipe. Checked once, when made, and
+    fixed from then on (change one with `dataclasses.replace(config, epochs=10)`, which checks again).
+    JSON-serialisable with `to_dict()` / `from_dict()`.
 
     Args:
         epochs (`int`, *optional*, defaults to 250):
@@ -42,9 +47,6 @@ class TrainingConfig:
             is off. Cannot be combined with augmentation.
         eval_every (`int`, *optional*, defaults to 1):
             Evaluate on the validation set after every this many epochs (and after the last one).
-        num_workers (`int`, *optional*, defaults to 0):
-            Accepted for compatibility; clouds are held in memory as tensors and augmented and rendered with
-            batched tensor ops in the main process, so no worker processes are used.
         device (`str`, *optional*):
             Where to train (`"cpu"`, `"cuda"`, ...); the model is moved there. Default: the model's device.
         progress (`bool`, *optional*, defaults to `True`):
@@ -65,14 +67,13 @@ class TrainingConfig:
     seed: int = 2
     cache_features: bool | None = None
     eval_every: int = 1
-    num_workers: int = 0
     device: str | None = None
     progress: bool = True
 
     def __post_init__(self):
-        self.scale_range = tuple(float(value) for value in self.scale_range)
+        object.__setattr__(self, "scale_range", tuple(float(value) for value in self.scale_range))
         if self.device is not None:
-            self.device = str(self.device)
+            object.__setattr__(self, "device", str(self.device))
         self.validate()
 
     def validate(self) -> None:
@@ -81,7 +82,7 @@ class TrainingConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("warmup_epochs", "num_workers", "seed"):
+        for name in ("warmup_epochs", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
@@ -118,8 +119,10 @@ class TrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainingConfig:
-        """The config of a `to_dict()` dict; unknown settings raise a `ValueError`."""
+        """The config of a `to_dict()` dict (`RETIRED_SETTINGS` are dropped); unknown settings raise a
+        `ValueError`."""
         names = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in values.items() if key not in RETIRED_SETTINGS}
         unknown = sorted(set(values) - names)
         if unknown:
             raise ValueError(f"Unknown TrainingConfig settings {unknown}; valid ones are {sorted(names)}.")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
 from .config import TrainingConfig
 
 
@@ -44,4 +47,29 @@ def learning_rate_schedule(config: TrainingConfig) -> list[float]:
     return [learning_rate_at(epoch, config) for epoch in range(config.epochs)]
 
 
-__all__ = ["learning_rate_at", "learning_rate_schedule"]
+class RecipeLRScheduler(LRScheduler):
+    r"""
+    The recipe's schedule as a torch scheduler, stepped once per epoch (after the epoch's optimiser steps): the
+    learning rate of epoch `e` is exactly [`learning_rate_at`]`(e, config)`, computed in closed form rather than by
+    chained updates, so a resumed run gets the same floats as an uninterrupted one.
+
+    Args:
+        optimizer (`torch.optim.Optimizer`):
+            The optimiser whose parameter groups it sets.
+        config ([`TrainingConfig`]):
+            The recipe.
+        first_epoch (`int`, *optional*, defaults to 0):
+            The 0-based epoch the run starts at (a resumed run's epochs done).
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, config: TrainingConfig, first_epoch: int = 0):
+        self.config = config
+        self.first_epoch = first_epoch
+        super().__init__(optimizer)
+
+    def get_lr(self) -> list[float]:
+        epoch = self.first_epoch + self.last_epoch
+        return [learning_rate_at(epoch, self.config) for _ in self.optimizer.param_groups]
+
+
+__all__ = ["RecipeLRScheduler", "learning_rate_at", "learning_rate_schedule"]

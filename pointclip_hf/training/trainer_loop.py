@@ -1,11 +1,12 @@
-"""`train_adapter`: few-shot training of the inter-view adapter, CLIP frozen (PointCLIP V1 few-shot recipe, spec 3.3).
+"""`train_adapter`: few-shot training of the inter-view adapter, CLIP frozen (PointCLIP V1 few-shot recipe: the
+official `trainers/fewshot.py` and `configs/trainers/PointCLIP_FS/*.yaml`).
 
 The recipe, by default (see [`TrainingConfig`]):
 
 - SGD (lr 0.01, momentum 0.9, weight decay 5e-4) on the adapter parameters; CLIP frozen and in eval mode; the adapter
   in fp32 even when CLIP is not.
 - One constant warm-up epoch at 1e-5, then `CosineAnnealingLR(T_max=epochs)` from its first value, stepped once per
-  epoch, exactly as Dassl's `ConstantWarmupScheduler` does it (see `learning_rate_at`).
+  epoch, exactly as Dassl's `ConstantWarmupScheduler` does it (`RecipeLRScheduler`, see `learning_rate_at`).
 - DGCNN label smoothing 0.2 (the model's loss), batches of 32 with `drop_last` when there are at least 32 clouds.
 - Per-cloud augmentation (`augment_point_clouds`): per-axis scale U(2/3, 3/2) then per-axis shift U(-0.2, 0.2).
 - Model selection on the validation set after every `eval_every` epochs (the best adapter is kept, in memory and in
@@ -60,7 +61,7 @@ from .checkpoints import (
     save_checkpoint,
 )
 from .config import TrainingConfig, TrainingResult
-from .schedule import learning_rate_at
+from .schedule import RecipeLRScheduler
 
 logger = logging.getLogger(__name__)
 
@@ -231,12 +232,12 @@ def _training_step(run: _TrainingRun, index: torch.Tensor, generator: torch.Gene
     return loss, int((output.logits.detach().argmax(-1) == labels).sum())
 
 
-def _train_one_epoch(run: _TrainingRun, epoch: int, generator: torch.Generator) -> dict:
-    """Set the epoch's learning rate and go once through the shuffled training set; returns the epoch's record."""
+def _train_one_epoch(run: _TrainingRun, epoch: int, generator: torch.Generator, scheduler: RecipeLRScheduler
+                     ) -> dict:  # fmt: skip
+    """Go once through the shuffled training set at the epoch's learning rate, then step the schedule; returns the
+    epoch's record."""
     config = run.config
-    lr = learning_rate_at(epoch, config)
-    for group in run.optimizer.param_groups:
-        group["lr"] = lr
+    lr = scheduler.get_last_lr()[0]
     run.heads.train()
     num_train = len(run.train.points)
     num_batches = num_train // config.batch_size if num_train >= config.batch_size else 1
@@ -248,6 +249,7 @@ def _train_one_epoch(run: _TrainingRun, epoch: int, generator: torch.Generator) 
         loss_sum += loss * len(index)
         correct += batch_correct
         seen += len(index)
+    scheduler.step()
     return {"epoch": epoch + 1, "lr": lr, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
 
 
@@ -315,9 +317,10 @@ def _run_epochs(run: _TrainingRun, state: _RunState, generator: torch.Generator,
         initial=state.start_epoch,
         total=config.epochs,
     )
+    scheduler = RecipeLRScheduler(run.optimizer, config, first_epoch=state.start_epoch)
     for epoch in epochs_bar:
         started = time.perf_counter()
-        record = _train_one_epoch(run, epoch, generator)
+        record = _train_one_epoch(run, epoch, generator, scheduler)
         improved = _validate_and_select(run, state, record)
         record["seconds"] = time.perf_counter() - started
         state.history.append(record)
@@ -395,7 +398,6 @@ def train_adapter(
         [`TrainingResult`]. The model ends in eval mode holding the selected adapter.
     """
     config = config or TrainingConfig()
-    config.validate()
     _check_arguments(model, stop_after_epoch)
     run = _set_up(model, train_dataset, validation_dataset, config, output_dir)
     cuda_devices = [run.device] if run.device.type == "cuda" else []

@@ -1,7 +1,7 @@
 """Tuning on a *validation* split: view-weight and prompt searches, and ensembles with other 3D networks.
 
 The reference implementations (PointCLIP ``search_weights_zs`` / ``search_weights_fs`` and PointCLIP V2
-``post_search.py``, spec sections 2.7, 3.4 and 4.7) tune the view weights and the prompts on the **test** labels.
+``zeroshot_cls/trainers/post_search.py``) tune the view weights and the prompts on the **test** labels.
 This package does the same searches from features cached in one CLIP pass (`pointclip_hf.encoding`), but it is
 meant to be run on a validation split only; the result is then frozen and applied to the test split.
 

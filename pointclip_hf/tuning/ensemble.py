@@ -1,4 +1,4 @@
-"""Ensembling PointCLIP with a fully trained 3D network (PointCLIP V1 paper, spec 3.5).
+"""Ensembling PointCLIP with a fully trained 3D network (PointCLIP V1 paper; not in the official code).
 
 The V1 paper adds the logits of 16-shot PointCLIP to those of a trained 3D classifier (PointNet++, DGCNN,
 ...) with a weight, and reports gains for every network. None of this is in the official code. Here the

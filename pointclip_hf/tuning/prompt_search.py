@@ -1,4 +1,5 @@
-"""Greedy per-class prompt selection on cached validation features (PointCLIP V2 ``search_prompt_zs``, spec 4.7).
+"""Greedy per-class prompt selection on cached validation features (PointCLIP V2 ``search_prompt_zs`` in the official
+``zeroshot_cls/trainers/post_search.py``).
 
 Each class starts from sentence 0, or from ``initial[class]``. Then, for each of ``passes`` passes and for each class
 ``c`` in ``class_names`` order, the candidates ``j = 0..S_c-1`` are tried in turn: class c's text embedding is

@@ -10,7 +10,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from plyfile import PlyData, PlyElement
 
-from .atomic_files import write_file_atomically
+from ..atomic_files import write_file_atomically
 
 # Distinct colours (Tableau 10, then a few more); part i gets PART_PALETTE[i % len].
 PART_PALETTE: tuple[tuple[int, int, int], ...] = (

@@ -14,9 +14,9 @@ import datasets
 import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, Features, Value
 
-from ..part_presets import SHAPENET_PART_CATEGORIES, SHAPENET_PART_NAMES
-from .folder_tree import natural_key
-from .h5_folder import _import_h5py
+from ..data.folder_tree import natural_key
+from ..data.h5_folder import _import_h5py
+from .presets import SHAPENET_PART_CATEGORIES, SHAPENET_PART_NAMES
 
 NUM_PARTS = sum(len(names) for names in SHAPENET_PART_NAMES.values())
 

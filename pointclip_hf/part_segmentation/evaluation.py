@@ -4,8 +4,8 @@ and view weights, and scored with the community's shape IoU."""
 import numpy as np
 from huggingface_hub.utils import tqdm
 
-from ..part_presets import part_preset
-from .part_iou import PartIoUReport, shape_iou
+from .iou import PartIoUReport, shape_iou
+from .presets import part_preset
 
 
 def evaluate_part_segmentation(model, dataset, processor=None, transposed_lookup: bool = False,
@@ -20,7 +20,7 @@ def evaluate_part_segmentation(model, dataset, processor=None, transposed_lookup
             The model.
         dataset (`datasets.Dataset`):
             Rows with `points`, `category` (a `ClassLabel` of ShapeNetPart categories) and `part_ids` (global ids), as
-            from [`~data.shapenet_part.load_shapenet_part`].
+            from [`~part_segmentation.data.load_shapenet_part`].
         processor ([`PointCLIPProcessor`], *optional*):
             Defaults to the model's.
         transposed_lookup (`bool`, *optional*, defaults to `False`):

@@ -1,6 +1,6 @@
 """View-weight and per-part prompt searches for zero-shot part segmentation, on a validation split of one category.
 
-Both maximise the mean shape IoU (`pointclip_hf.evaluation.part_iou.shape_iou`) of the category's shapes, as the
+Both maximise the mean shape IoU (`pointclip_hf.part_segmentation.iou.shape_iou`) of the category's shapes, as the
 reference's `search_vweight` and `search_prompt` do, but on data the caller holds out rather than on the test split.
 The classification searches (`search_view_weights`, `search_prompts`) cannot be reused as they are: their exact
 pruning rests on top-1 accuracy, which decomposes per cloud, while IoU couples all points of a shape. The maths of the
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from huggingface_hub.utils import tqdm
 
-from ..evaluation.part_iou import shape_iou
 from ..modeling_pointclip_part_segmentation import part_scores_per_view, scramble_patch_tokens
 from ..pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
+from .iou import shape_iou
 
 DEFAULT_GRID = (0.25, 0.5, 0.75, 1.0)
 REFERENCE_FIXED_VIEWS = {0: 0.75, 1: 0.75, 2: 0.75, 3: 0.75}
