@@ -24,7 +24,7 @@ from .point_ops import SAMPLING_METHODS, UP_AXES
 from .processing_pointclip import processor_for_model, with_point_options
 from .projection import render_views
 from .test_time_cache import TestTimeCache
-from .visualization import views_to_grid
+from .visualization import projection_views_image
 
 DEFAULT_LABELS = "cup, table, teddy bear, chair, airplane, lamp"
 SHIPPED_EXAMPLES = Path(__file__).resolve().parent / "example_clouds"  # package data: in every install
@@ -190,7 +190,8 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
     except INPUT_ERRORS as error:
         return DemoResult(error=str(error).replace(str(path), os.path.basename(path)))
     scores = {prediction["label"]: prediction["score"] for prediction in predictions}
-    return DemoResult(points=points[0].numpy(), views=views_to_grid(views), scores=scores)
+    views_image = projection_views_image(views, model.config.projection_style)
+    return DemoResult(points=points[0].numpy(), views=views_image, scores=scores)
 
 
 def _with_choices(processor, sampling: str | None, up_axis: str | None):

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .atomic_files import write_file_atomically
 from .labels import display_label
+from .projection import view_names
 
 _MAX_NAMED_CLASSES = 40
 _MAX_COUNTED_CLASSES = 20
@@ -24,13 +25,17 @@ _DARK_BLUE = (8, 48, 107)
 
 
 def views_to_grid(
-    views: torch.Tensor, captions: Sequence[str] | None = None, columns: int | None = None, padding: int = 4
+    views: torch.Tensor,
+    captions: Sequence[str] | None = None,
+    columns: int | None = None,
+    padding: int = 4,
+    title: str | None = None,
 ) -> Image.Image:
     """
     Lay depth views out as one 8-bit grayscale grid image on a white page, each view framed in grey with its caption
-    below. By default the views fill two rows (3x2 for 6 views, 5x2 for 10). Each view is scaled by its own maximum
-    so near and far surfaces stay distinguishable; V1 maps keep their black background (0 = empty), V2 maps their white
-    one.
+    below and the title, if any, above. By default the views fill two rows (3x2 for 6 views, 5x2 for 10). Each view
+    is scaled by its own maximum so near and far surfaces stay distinguishable; V1 maps keep their black background
+    (0 = empty), V2 maps their white one.
 
     Args:
         views (`torch.Tensor` of shape `(views, height, width)`):
@@ -41,6 +46,8 @@ def views_to_grid(
             Views per grid row; defaults to half the views, rounded up.
         padding (`int`, *optional*, defaults to 4):
             White pixels between and around the views.
+        title (`str`, *optional*):
+            A line above the views, e.g. the projection's name.
 
     Returns:
         `PIL.Image.Image`: the grid, mode `"L"`.
@@ -58,16 +65,36 @@ def views_to_grid(
     caption_height = int(math.ceil(ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), "Ag", font=font)[3])) + 2
     cell_width, cell_height = width + padding, height + caption_height + padding
     rows = -(-count // columns)
-    grid = Image.new("L", (columns * cell_width + padding, rows * cell_height + padding), 255)
+    title_height = caption_height + padding if title else 0
+    grid = Image.new("L", (columns * cell_width + padding, title_height + rows * cell_height + padding), 255)
     draw = ImageDraw.Draw(grid)
+    if title:
+        draw.text(((grid.width - draw.textlength(title, font=font)) / 2, padding), title, fill=0, font=font)
     for index, (view, caption) in enumerate(zip(_views_to_pixels(views), captions)):  # a few views, drawn once
         left = padding + (index % columns) * cell_width
-        top = padding + (index // columns) * cell_height
+        top = title_height + padding + (index // columns) * cell_height
         grid.paste(Image.fromarray(view, mode="L"), (left, top))
         draw.rectangle([left - 1, top - 1, left + width, top + height], outline=160)
         text_left = left + (width - draw.textlength(caption, font=font)) / 2
         draw.text((text_left, top + height + 1), caption, fill=0, font=font)
     return grid
+
+
+def projection_views_image(views: torch.Tensor, style: str) -> Image.Image:
+    """
+    The depth views of one cloud as [`views_to_grid`] lays them out, titled with the projection `style` and each
+    captioned with where it looks from (`"front"`, `"left"`, ..., see `view_names`).
+
+    Args:
+        views (`torch.Tensor` of shape `(views, height, width)`):
+            Depth maps of `style`, as from `render_views`.
+        style (`str`):
+            The projection that rendered them.
+
+    Returns:
+        `PIL.Image.Image`: the grid, mode `"L"`.
+    """
+    return views_to_grid(views, captions=view_names(style), title=f"{style} depth views")
 
 
 def _views_to_pixels(views: torch.Tensor) -> np.ndarray:

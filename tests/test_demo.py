@@ -16,7 +16,7 @@ from PIL import Image
 from pointclip_hf import PointCLIPModel, render_views
 from pointclip_hf.cli import main as cli_main
 from pointclip_hf.feature_extraction_pointclip import PointCloudProcessor
-from pointclip_hf.visualization import views_to_grid
+from pointclip_hf.visualization import projection_views_image
 
 gradio = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
 gradio_client = pytest.importorskip("gradio_client", reason="gradio_client comes with the demo extra")
@@ -73,7 +73,7 @@ def test_endpoint_scores_and_views_match_the_library(client, tiny_clip_dir, proj
     confidences = {item["label"]: item["confidence"] for item in scores["confidences"]}
     assert confidences == pytest.approx({p["label"]: p["score"] for p in expected}, abs=1e-6)
     processor = PointCloudProcessor(projection_style=projection)
-    expected_grid = views_to_grid(render_views(processor.prepare_points(MUG), projection)[0])
+    expected_grid = projection_views_image(render_views(processor.prepare_points(MUG), projection)[0], projection)
     assert np.array_equal(np.asarray(Image.open(views_path).convert("L")), np.asarray(expected_grid))
     assert plot["type"] == "plotly" and '"scatter3d"' in plot["plot"]
 
