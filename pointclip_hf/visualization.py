@@ -22,6 +22,7 @@ _MAX_COUNTED_CLASSES = 20
 _MIN_COUNTED_CELL = 24
 _PAD = 6
 _DARK_BLUE = (8, 48, 107)
+_COLOUR_BAR_WIDTH = 12
 
 
 def views_to_grid(
@@ -116,8 +117,8 @@ def save_confusion_matrix_image(
 ) -> None:
     """
     Draw a confusion matrix with Pillow and write it as a PNG: cells shaded by row-normalised counts (white 0 to dark
-    blue 1), class names on both axes when there are at most 40 classes, counts in the cells when they are large
-    enough (at most 20 classes).
+    blue 1, read off the colour bar on the right), class names on both axes when there are at most 40 classes,
+    counts in the cells when they are large enough (at most 20 classes).
 
     Args:
         matrix (`np.ndarray` or nested lists of shape `(classes, classes)`):
@@ -136,6 +137,7 @@ def save_confusion_matrix_image(
     image = Image.new("RGB", (layout.width, layout.height), "white")
     draw = _draw_cells(image, fractions, layout)
     _draw_axes(image, draw, names, title or "", layout)
+    _draw_colour_bar(image, draw, layout)
     if layout.classes <= _MAX_COUNTED_CLASSES and layout.cell >= _MIN_COUNTED_CELL:
         _draw_counts(draw, matrix, fractions, layout)
     buffer = io.BytesIO()
@@ -166,7 +168,8 @@ class _ConfusionLayout:
         name_width = int(math.ceil(max((probe.textlength(name, font=font) for name in names), default=0)))
         left = _PAD + text_height + _PAD + name_width + _PAD
         top = _PAD + text_height + _PAD + text_height + _PAD + name_width + _PAD
-        width = max(left + classes * cell + _PAD, _PAD + int(probe.textlength(title, font=font)) + _PAD)
+        bar = _PAD + _COLOUR_BAR_WIDTH + _PAD + int(probe.textlength("100%", font=font)) + _PAD
+        width = max(left + classes * cell + bar, _PAD + int(probe.textlength(title, font=font)) + _PAD)
         return cls(classes, cell, font, probe, text_height, left, top, width, top + classes * cell + _PAD)
 
     def text_width(self, text: str) -> float:
@@ -202,6 +205,20 @@ def _draw_axes(
         draw.text((row_x, top + i * cell + offset), name, fill="black", font=font)
         column = layout.vertical_text(name, min_width=1)
         image.paste(column, (left + i * cell + offset, top - _PAD - column.height))
+
+
+def _draw_colour_bar(image: Image.Image, draw: ImageDraw.ImageDraw, layout: _ConfusionLayout) -> None:
+    """The shading scale beside the matrix: the share of a true class's clouds, 100% at the top, 0% at the bottom."""
+    side = layout.classes * layout.cell
+    shares = np.linspace(1.0, 0.0, side)[:, None, None]
+    colours = 255 + (np.array(_DARK_BLUE, dtype=np.float64) - 255) * shares
+    strip = np.broadcast_to(colours, (side, _COLOUR_BAR_WIDTH, 3)).round().astype(np.uint8)
+    left = layout.left + side + _PAD
+    image.paste(Image.fromarray(np.ascontiguousarray(strip), "RGB"), (left, layout.top))
+    draw.rectangle([left - 1, layout.top - 1, left + _COLOUR_BAR_WIDTH, layout.top + side], outline=(150, 150, 150))
+    text_left = left + _COLOUR_BAR_WIDTH + _PAD
+    draw.text((text_left, layout.top), "100%", fill="black", font=layout.font)
+    draw.text((text_left, layout.top + side - layout.text_height), "0%", fill="black", font=layout.font)
 
 
 def _draw_counts(

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from pointclip_hf.projection import render_views, view_names
-from pointclip_hf.visualization import views_to_grid
+from pointclip_hf.visualization import save_confusion_matrix_image, views_to_grid
 
 PADDING = 4
 
@@ -87,3 +88,15 @@ def test_the_top_view_sees_the_top_of_a_tall_cloud():
         views = render_views(column, style)[0]
         footprints = (views != views[0, 0, 0]).float().mean(dim=(1, 2))
         assert footprints[view_names(style).index("top")] < footprints[view_names(style).index(front)]
+
+
+def test_confusion_matrix_has_a_colour_bar(tmp_path):
+    path = tmp_path / "matrix.png"
+    save_confusion_matrix_image(np.zeros((3, 3), dtype=int), ["a", "b", "c"], path)  # all-white cells
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    darkest = np.abs(pixels - np.array([8, 48, 107])).sum(axis=-1) <= 6
+    rows, columns = np.nonzero(darkest)  # only the bar's top holds the darkest blue
+    assert rows.size and columns.min() > pixels.shape[1] // 2
+    bar = pixels[rows.min() :, int(np.median(columns))]
+    blue = bar[:, 2] - bar[:, 0]
+    assert blue[0] > 90 and np.all(np.diff(blue[: blue.argmin() + 1]) <= 1)  # dark at the top, fading downwards
