@@ -5,6 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pointclip_hf.part_visualization import PART_PALETTE, part_views_image
 from pointclip_hf.projection import render_views, view_names
 from pointclip_hf.visualization import save_confusion_matrix_image, views_to_grid
 
@@ -100,3 +101,13 @@ def test_confusion_matrix_has_a_colour_bar(tmp_path):
     bar = pixels[rows.min() :, int(np.median(columns))]
     blue = bar[:, 2] - bar[:, 0]
     assert blue[0] > 90 and np.all(np.diff(blue[: blue.argmin() + 1]) <= 1)  # dark at the top, fading downwards
+
+
+def test_part_points_are_dots_big_enough_to_see():
+    images = torch.ones(2, 224, 224)
+    pixels = torch.tensor([[[100, 100], [0, 223]], [[50, 60], [223, 0]]])
+    image = np.asarray(part_views_image(images, pixels, torch.ones(2, 2, dtype=torch.bool), [0, 1], ["seat", "leg"]))
+    seat = np.all(image == PART_PALETTE[0], axis=-1)
+    rows, columns = np.nonzero(seat)
+    assert seat.sum() >= 2 * 9 and rows.max() - rows.min() >= 4  # each point a dot, not a single pixel
+    assert np.all(image == PART_PALETTE[1], axis=-1).sum() >= 2 * 4  # dots at the edges stay inside the view
