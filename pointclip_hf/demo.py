@@ -286,9 +286,8 @@ def build_demo(models: DemoModels, examples: list[str] | None = None):
                 outputs = _output_components(gr)
         inputs[0].change(lambda path: NEXT_STEP_HINT if path else "", inputs=inputs[0], outputs=next_step,
                          api_name=False)  # fmt: skip
-        button.click(lambda: "", outputs=next_step, api_name=False)
         button.click(_page_handler(gr, models), inputs=[*inputs, session], outputs=[*outputs, session],
-                     api_name="classify")  # fmt: skip
+                     api_name="classify").then(lambda: "", outputs=next_step, api_name=False)  # fmt: skip
     return demo
 
 
