@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from pointclip_hf import PointCloudProcessor, render_views
-from pointclip_hf.visualization import views_to_grid
+from pointclip_hf.visualization import projection_views_image
 
 EXAMPLES = Path(__file__).parent
 
@@ -26,7 +26,7 @@ def main():
         views = render_views(processor.prepare_points([str(f) for f in files]), style)  # [clouds, V, H, W]
         for path, cloud_views in zip(files, views):
             target = out_dir / f"{path.stem}_{style}.png"
-            views_to_grid(cloud_views).save(target)
+            projection_views_image(cloud_views, style).save(target)
             print(f"wrote {target}")
 
 

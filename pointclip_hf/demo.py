@@ -4,6 +4,7 @@ model sees and the ranked labels. `pointclip demo` serves it, and `examples/spac
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,13 +26,23 @@ from .choices import CLASSIFICATION_STYLES, SAMPLING_METHODS, UP_AXES
 from .processing_pointclip import processor_for_model, with_point_options
 from .projection import render_views
 from .test_time_cache import TestTimeCache
-from .visualization import views_to_grid
+from .visualization import projection_views_image
 
 DEFAULT_LABELS = "cup, table, teddy bear, chair, airplane, lamp"
 SHIPPED_EXAMPLES = Path(__file__).resolve().parent / "example_clouds"  # package data: in every install
 INPUT_ERRORS = (ValueError, TypeError, OSError, StrictDataclassError)
 FORMAT_UP_AXIS = "format"  # the up-axis choice that keeps the file format's convention (up_axis=None)
 _MAX_PLOTTED_POINTS = 4096
+_PLOT_MARGIN = 1.05  # the 3D view's box is the cloud's bounding cube, widened by 5% so no point touches an edge
+NEXT_STEP_HINT = "Now press **Classify**."
+# Errors in a red box; the views image at its full width (never cropped to the panel's height), one row per grid row.
+PAGE_CSS = """
+#error-line p { background: #fef2f2; border: 1px solid #fca5a5; border-left: 4px solid #dc2626; color: #991b1b;
+                border-radius: 6px; padding: 8px 12px; margin: 0; }
+#next-step p { background: #eff6ff; border-left: 4px solid #2563eb; border-radius: 6px; padding: 6px 12px; margin: 0; }
+#depth-views img { width: 100%; height: auto; object-fit: contain; }
+#depth-views, #depth-views .image-container, #depth-views .image-frame { height: auto !important; max-height: none; }
+"""
 
 
 def import_gradio():
@@ -192,7 +203,8 @@ def classify_file(models: DemoModels, path: str | None, labels_text: str, projec
     except INPUT_ERRORS as error:
         return DemoResult(error=str(error).replace(str(path), os.path.basename(path)))
     scores = {prediction["label"]: prediction["score"] for prediction in predictions}
-    return DemoResult(points=points[0].numpy(), views=views_to_grid(views), scores=scores)
+    views_image = projection_views_image(views, model.config.projection_style)
+    return DemoResult(points=points[0].numpy(), views=views_image, scores=scores)
 
 
 def _with_choices(processor, path: str, sampling: str | None, up_axis: str | None):
@@ -222,10 +234,16 @@ def point_cloud_figure(points: np.ndarray):
     x, y, z = points[:, 0], points[:, 1], points[:, 2]
     marker = dict(size=2, color=y, colorscale="Viridis")
     figure = go.Figure(go.Scatter3d(x=x, y=z, z=y, mode="markers", marker=marker, hoverinfo="skip"))
-    axis = dict(showticklabels=False, title="")
-    figure.update_layout(
-        margin=dict(l=0, r=0, t=0, b=0), height=360, scene=dict(xaxis=axis, yaxis=axis, zaxis=axis, aspectmode="data")
+    centre = (points.max(axis=0) + points.min(axis=0)) / 2
+    half_side = max(float((points.max(axis=0) - points.min(axis=0)).max()) / 2 * _PLOT_MARGIN, 1e-6)
+    # One cube for all three axes (plot axes: x, z, y): a tall cloud fits the view as a wide one does.
+    axes = [
+        dict(showticklabels=False, title="", range=[centre[i] - half_side, centre[i] + half_side]) for i in (0, 2, 1)
+    ]
+    scene = dict(
+        xaxis=axes[0], yaxis=axes[1], zaxis=axes[2], aspectmode="cube", camera=dict(eye=dict(x=1.35, y=1.35, z=0.85))
     )
+    figure.update_layout(margin=dict(l=0, r=0, t=32, b=0), height=400, scene=scene)
     return figure
 
 
@@ -251,7 +269,10 @@ def build_demo(models: DemoModels, examples: list[str] | None = None):
     """
     gr = import_gradio()
     examples = example_files() if examples is None else examples
-    with gr.Blocks(title="PointCLIP", analytics_enabled=False) as demo:
+    with warnings.catch_warnings():  # callers launch the page themselves, so its style has to travel with it
+        warnings.filterwarnings("ignore", "The parameters have been moved", UserWarning)
+        page = gr.Blocks(title="PointCLIP", analytics_enabled=False, css=PAGE_CSS)
+    with page as demo:
         gr.Markdown(
             "# PointCLIP: zero-shot 3D classification with CLIP\n"
             f"Drop in a point cloud or a mesh ({' '.join(SUPPORTED_EXTENSIONS)}), type labels. "
@@ -260,19 +281,24 @@ def build_demo(models: DemoModels, examples: list[str] | None = None):
         with gr.Row():
             with gr.Column(scale=1):
                 inputs = _input_components(gr, models)
+                next_step = gr.Markdown(elem_id="next-step")
                 button = gr.Button("Classify", variant="primary", elem_id="classify-button")
                 session = _session_option(gr)
                 if examples:
-                    gr.Examples([[path] for path in examples], inputs=[inputs[0]], cache_examples=False)
+                    gr.Examples([[path] for path in examples], inputs=[inputs[0]], cache_examples=False,
+                                label="Examples: click one, then press Classify")  # fmt: skip
             with gr.Column(scale=2):
                 outputs = _output_components(gr)
+        inputs[0].change(lambda path: NEXT_STEP_HINT if path else "", inputs=inputs[0], outputs=next_step,
+                         api_name=False)  # fmt: skip
         button.click(_page_handler(gr, models), inputs=[*inputs, session], outputs=[*outputs, session],
-                     api_name="classify")  # fmt: skip
+                     api_name="classify").then(lambda: "", outputs=next_step, api_name=False)  # fmt: skip
     return demo
 
 
 def _input_components(gr, models: DemoModels) -> list:
-    cloud = gr.File(label="Point cloud or mesh file", type="filepath", elem_id="cloud-file")
+    cloud = gr.File(label="Point cloud or mesh file", type="filepath", file_types=list(SUPPORTED_EXTENSIONS),
+                    elem_id="cloud-file")  # fmt: skip
     labels = gr.Textbox(label="Candidate labels (comma-separated)", value=models.default_labels(), elem_id="labels")
     projection = gr.Dropdown(
         models.projections, value=models.projections[0], label="Projection", interactive=len(models.projections) > 1
@@ -296,10 +322,11 @@ def _session_option(gr):
 
 def _output_components(gr) -> list:
     error = gr.Markdown(elem_id="error-line")
-    scores = gr.Label(label="Labels, ranked", num_top_classes=10, elem_id="scores")
+    scores = gr.Label(label="Labels, ranked", elem_id="scores")  # every label, however many
     with gr.Row():
-        plot = gr.Plot(label="The cloud (drag to turn)")
-        views = gr.Image(label="The depth views the model sees", type="pil", format="png")
+        plot = gr.Plot(label="The cloud (drag to turn)", elem_id="cloud-plot")
+        # The picture carries its own title, so no label floats over its first row of views.
+        views = gr.Image(type="pil", format="png", show_label=False, buttons=["download"], elem_id="depth-views")
     return [plot, views, scores, error]
 
 

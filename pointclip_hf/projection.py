@@ -107,6 +107,40 @@ def get_projection_style(style: str) -> ProjectionStyle:
     return STYLES[style]
 
 
+def view_names(style: str) -> list[str]:
+    """Where each view of `style` looks from, in the cloud's frame (y up, +z towards the viewer, +x to the right):
+    `"front"`, `"back"`, `"left"`, `"right"`, between two of them `"front-right"`, ..., straight above or below
+    `"top"` or `"bottom"`, with `" above"` or `" below"` added for a camera raised or lowered by more than 15 degrees.
+
+    Args:
+        style (`str`): one of `STYLES`.
+
+    Returns:
+        `list[str]`: one name per view, in the order of `render_views`.
+    """
+    get_projection_style(style)
+    cpu, float32 = torch.device("cpu"), torch.float32
+    if style == "pointclip_v2_part_segmentation":
+        from .projection_part_segmentation import _view_transforms as part_view_transforms
+
+        rotation, x_tilt, y_tilt, _ = part_view_transforms(cpu, float32)
+        view_axes = rotation @ x_tilt @ y_tilt
+    else:
+        rotation, tilt, _ = _view_transforms(style, cpu, float32)
+        view_axes = rotation if tilt is None else rotation @ tilt
+    # Each view looks along its depth axis: V1 keeps the near points (small depth), V2 the far ones (max depth).
+    cameras = view_axes[:, :, 2] * (-1.0 if style.startswith("pointclip_v1") else 1.0)
+    return [_direction_name(*camera.tolist()) for camera in cameras]
+
+
+def _direction_name(x: float, y: float, z: float) -> str:
+    if abs(y) > 0.9:
+        return "top" if y > 0 else "bottom"
+    sides = [name for name, value in (("front", z), ("back", -z), ("left", -x), ("right", x)) if value > 0.3]
+    height = " above" if y > 0.25 else " below" if y < -0.25 else ""
+    return "-".join(sides) + height
+
+
 def render_views(points: torch.Tensor, style: str = "pointclip_v1") -> torch.Tensor:
     """Render every cloud from every view of `style`. On the CPU the clouds are rendered in groups, one group per
     worker thread (`pointclip_hf.cpu_threads`); a cloud's maps do not depend on its group or the thread count.

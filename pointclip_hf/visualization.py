@@ -15,22 +15,28 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .atomic_files import write_file_atomically
 from .labels import display_label
+from .projection import view_names
 
 _MAX_NAMED_CLASSES = 40
 _MAX_COUNTED_CLASSES = 20
 _MIN_COUNTED_CELL = 24
 _PAD = 6
 _DARK_BLUE = (8, 48, 107)
+_COLOUR_BAR_WIDTH = 12
 
 
 def views_to_grid(
-    views: torch.Tensor, captions: Sequence[str] | None = None, columns: int | None = None, padding: int = 4
+    views: torch.Tensor,
+    captions: Sequence[str] | None = None,
+    columns: int | None = None,
+    padding: int = 4,
+    title: str | None = None,
 ) -> Image.Image:
     """
     Lay depth views out as one 8-bit grayscale grid image on a white page, each view framed in grey with its caption
-    below. By default the views fill two rows (3x2 for 6 views, 5x2 for 10). Each view is scaled by its own maximum
-    so near and far surfaces stay distinguishable; V1 maps keep their black background (0 = empty), V2 maps their white
-    one.
+    below and the title, if any, above. By default the views fill two rows (3x2 for 6 views, 5x2 for 10). Each view
+    is scaled by its own maximum so near and far surfaces stay distinguishable; V1 maps keep their black background
+    (0 = empty), V2 maps their white one.
 
     Args:
         views (`torch.Tensor` of shape `(views, height, width)`):
@@ -41,6 +47,8 @@ def views_to_grid(
             Views per grid row; defaults to half the views, rounded up.
         padding (`int`, *optional*, defaults to 4):
             White pixels between and around the views.
+        title (`str`, *optional*):
+            A line above the views, e.g. the projection's name.
 
     Returns:
         `PIL.Image.Image`: the grid, mode `"L"`.
@@ -58,16 +66,36 @@ def views_to_grid(
     caption_height = int(math.ceil(ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), "Ag", font=font)[3])) + 2
     cell_width, cell_height = width + padding, height + caption_height + padding
     rows = -(-count // columns)
-    grid = Image.new("L", (columns * cell_width + padding, rows * cell_height + padding), 255)
+    title_height = caption_height + padding if title else 0
+    grid = Image.new("L", (columns * cell_width + padding, title_height + rows * cell_height + padding), 255)
     draw = ImageDraw.Draw(grid)
+    if title:
+        draw.text(((grid.width - draw.textlength(title, font=font)) / 2, padding), title, fill=0, font=font)
     for index, (view, caption) in enumerate(zip(_views_to_pixels(views), captions)):  # a few views, drawn once
         left = padding + (index % columns) * cell_width
-        top = padding + (index // columns) * cell_height
+        top = title_height + padding + (index // columns) * cell_height
         grid.paste(Image.fromarray(view, mode="L"), (left, top))
         draw.rectangle([left - 1, top - 1, left + width, top + height], outline=160)
         text_left = left + (width - draw.textlength(caption, font=font)) / 2
         draw.text((text_left, top + height + 1), caption, fill=0, font=font)
     return grid
+
+
+def projection_views_image(views: torch.Tensor, style: str) -> Image.Image:
+    """
+    The depth views of one cloud as [`views_to_grid`] lays them out, titled with the projection `style` and each
+    captioned with where it looks from (`"front"`, `"left"`, ..., see `view_names`).
+
+    Args:
+        views (`torch.Tensor` of shape `(views, height, width)`):
+            Depth maps of `style`, as from `render_views`.
+        style (`str`):
+            The projection that rendered them.
+
+    Returns:
+        `PIL.Image.Image`: the grid, mode `"L"`.
+    """
+    return views_to_grid(views, captions=view_names(style), title=f"{style} depth views")
 
 
 def _views_to_pixels(views: torch.Tensor) -> np.ndarray:
@@ -89,8 +117,8 @@ def save_confusion_matrix_image(
 ) -> None:
     """
     Draw a confusion matrix with Pillow and write it as a PNG: cells shaded by row-normalised counts (white 0 to dark
-    blue 1), class names on both axes when there are at most 40 classes, counts in the cells when they are large
-    enough (at most 20 classes).
+    blue 1, read off the colour bar on the right), class names on both axes when there are at most 40 classes,
+    counts in the cells when they are large enough (at most 20 classes).
 
     Args:
         matrix (`np.ndarray` or nested lists of shape `(classes, classes)`):
@@ -109,6 +137,7 @@ def save_confusion_matrix_image(
     image = Image.new("RGB", (layout.width, layout.height), "white")
     draw = _draw_cells(image, fractions, layout)
     _draw_axes(image, draw, names, title or "", layout)
+    _draw_colour_bar(image, draw, layout)
     if layout.classes <= _MAX_COUNTED_CLASSES and layout.cell >= _MIN_COUNTED_CELL:
         _draw_counts(draw, matrix, fractions, layout)
     buffer = io.BytesIO()
@@ -139,7 +168,8 @@ class _ConfusionLayout:
         name_width = int(math.ceil(max((probe.textlength(name, font=font) for name in names), default=0)))
         left = _PAD + text_height + _PAD + name_width + _PAD
         top = _PAD + text_height + _PAD + text_height + _PAD + name_width + _PAD
-        width = max(left + classes * cell + _PAD, _PAD + int(probe.textlength(title, font=font)) + _PAD)
+        bar = _PAD + _COLOUR_BAR_WIDTH + _PAD + int(probe.textlength("100%", font=font)) + _PAD
+        width = max(left + classes * cell + bar, _PAD + int(probe.textlength(title, font=font)) + _PAD)
         return cls(classes, cell, font, probe, text_height, left, top, width, top + classes * cell + _PAD)
 
     def text_width(self, text: str) -> float:
@@ -175,6 +205,20 @@ def _draw_axes(
         draw.text((row_x, top + i * cell + offset), name, fill="black", font=font)
         column = layout.vertical_text(name, min_width=1)
         image.paste(column, (left + i * cell + offset, top - _PAD - column.height))
+
+
+def _draw_colour_bar(image: Image.Image, draw: ImageDraw.ImageDraw, layout: _ConfusionLayout) -> None:
+    """The shading scale beside the matrix: the share of a true class's clouds, 100% at the top, 0% at the bottom."""
+    side = layout.classes * layout.cell
+    shares = np.linspace(1.0, 0.0, side)[:, None, None]
+    colours = 255 + (np.array(_DARK_BLUE, dtype=np.float64) - 255) * shares
+    strip = np.broadcast_to(colours, (side, _COLOUR_BAR_WIDTH, 3)).round().astype(np.uint8)
+    left = layout.left + side + _PAD
+    image.paste(Image.fromarray(np.ascontiguousarray(strip), "RGB"), (left, layout.top))
+    draw.rectangle([left - 1, layout.top - 1, left + _COLOUR_BAR_WIDTH, layout.top + side], outline=(150, 150, 150))
+    text_left = left + _COLOUR_BAR_WIDTH + _PAD
+    draw.text((text_left, layout.top), "100%", fill="black", font=layout.font)
+    draw.text((text_left, layout.top + side - layout.text_height), "0%", fill="black", font=layout.font)
 
 
 def _draw_counts(

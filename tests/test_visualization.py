@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from pointclip_hf.visualization import views_to_grid
+from pointclip_hf.part_visualization import PART_PALETTE, part_views_image
+from pointclip_hf.projection import render_views, view_names
+from pointclip_hf.visualization import save_confusion_matrix_image, views_to_grid
 
 PADDING = 4
 
@@ -59,3 +62,52 @@ def test_each_view_keeps_its_own_scale_and_background():
 def test_bad_arguments_are_named(bad_call, message):
     with pytest.raises(ValueError, match=message):
         bad_call()
+
+
+def test_title_goes_above_the_views():
+    views = torch.zeros(6, 32, 32)
+    untitled = np.asarray(views_to_grid(views, captions=[""] * 6))
+    titled = np.asarray(views_to_grid(views, captions=[""] * 6, title="pointclip_v1 depth views"))
+    extra = titled.shape[0] - untitled.shape[0]
+    assert extra > PADDING and (titled[: extra + PADDING] < 128).any()  # dark title text in the new band
+    assert np.array_equal(titled[extra:], untitled)  # the views below it unchanged
+
+
+@pytest.mark.parametrize("style, names", [
+    ("pointclip_v1", ["back", "left", "front", "right", "top", "bottom"]),
+    ("pointclip_v2", ["front-right above", "back-right above", "back-left above", "front-left above", "front above",
+                      "right above", "back above", "left above", "bottom", "top"]),
+])  # fmt: skip
+def test_views_are_named_by_where_they_look_from(style, names):
+    assert view_names(style) == names
+
+
+def test_the_top_view_sees_the_top_of_a_tall_cloud():
+    column = torch.rand(1, 2048, 3) * torch.tensor([0.2, 1.0, 0.2]) - torch.tensor([0.1, 0.5, 0.1])
+    # a thin upright column: small seen from the top, tall from the front
+    for style, front in (("pointclip_v1", "front"), ("pointclip_v2", "front above")):
+        views = render_views(column, style)[0]
+        footprints = (views != views[0, 0, 0]).float().mean(dim=(1, 2))
+        assert footprints[view_names(style).index("top")] < footprints[view_names(style).index(front)]
+
+
+def test_confusion_matrix_has_a_colour_bar(tmp_path):
+    path = tmp_path / "matrix.png"
+    save_confusion_matrix_image(np.zeros((3, 3), dtype=int), ["a", "b", "c"], path)  # all-white cells
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    darkest = np.abs(pixels - np.array([8, 48, 107])).sum(axis=-1) <= 6
+    rows, columns = np.nonzero(darkest)  # only the bar's top holds the darkest blue
+    assert rows.size and columns.min() > pixels.shape[1] // 2
+    bar = pixels[rows.min() :, int(np.median(columns))]
+    blue = bar[:, 2] - bar[:, 0]
+    assert blue[0] > 90 and np.all(np.diff(blue[: blue.argmin() + 1]) <= 1)  # dark at the top, fading downwards
+
+
+def test_part_points_are_dots_big_enough_to_see():
+    images = torch.ones(2, 224, 224)
+    pixels = torch.tensor([[[100, 100], [0, 223]], [[50, 60], [223, 0]]])
+    image = np.asarray(part_views_image(images, pixels, torch.ones(2, 2, dtype=torch.bool), [0, 1], ["seat", "leg"]))
+    seat = np.all(image == PART_PALETTE[0], axis=-1)
+    rows, columns = np.nonzero(seat)
+    assert seat.sum() >= 2 * 9 and rows.max() - rows.min() >= 4  # each point a dot, not a single pixel
+    assert np.all(image == PART_PALETTE[1], axis=-1).sum() >= 2 * 4  # dots at the edges stay inside the view

@@ -19,13 +19,13 @@ def run(args) -> int:
     from ..choices import DEFAULT_SAMPLING
     from ..feature_extraction_pointclip import PointCloudProcessor
     from ..projection import render_views
-    from ..visualization import views_to_grid
+    from ..visualization import projection_views_image
 
     processor = PointCloudProcessor(
         projection_style=args.projection, num_points=args.num_points, normalize=not args.no_normalize,
         sampling=args.sampling or DEFAULT_SAMPLING, up_axis=args.up_axis,
     )  # fmt: skip
     views = render_views(processor.prepare_points(args.file), processor.projection_style)[0]
-    views_to_grid(views).save(args.out)
+    projection_views_image(views, processor.projection_style).save(args.out)
     print(f"Wrote {views.shape[0]} {processor.projection_style} views of {args.file} to {args.out}")
     return 0

@@ -64,7 +64,8 @@ def write_part_ply(path: str | os.PathLike, points, label_ids, parts) -> None:
 def part_views_image(images: torch.Tensor, pixels: torch.Tensor, visible: torch.Tensor, label_ids, parts,
                      columns: int = 5) -> Image.Image:  # fmt: skip
     r"""
-    The views of one cloud in gray, each visible point's pixel painted in its part's colour, and a legend below.
+    The views of one cloud in gray, each visible point painted as a dot (radius 2 pixels in a 224-pixel view) in its
+    part's colour, and a legend below.
 
     Args:
         images (`torch.Tensor` of shape `(views, S, S)`):
@@ -89,8 +90,19 @@ def part_views_image(images: torch.Tensor, pixels: torch.Tensor, visible: torch.
     view_index = torch.arange(views)[:, None].expand(views, points)
     colors = torch.from_numpy(part_colors(label_ids)).expand(views, -1, -1)
     seen = visible.cpu().bool()
-    canvas[view_index[seen], pixels.cpu()[..., 0][seen], pixels.cpu()[..., 1][seen]] = colors[seen]
+    rows, cols, size = pixels.cpu()[..., 0][seen], pixels.cpu()[..., 1][seen], canvas.shape[1]
+    dot = _dot_offsets(max(1, size // 112))
+    rows = (rows[:, None] + dot[:, 0]).clamp(0, size - 1)
+    cols = (cols[:, None] + dot[:, 1]).clamp(0, canvas.shape[2] - 1)
+    canvas[view_index[seen][:, None], rows, cols] = colors[seen][:, None]
     return _with_legend(_tile(canvas.numpy(), columns), parts)
+
+
+def _dot_offsets(radius: int) -> torch.Tensor:
+    """The `(row, column)` offsets of a round dot of `radius` pixels, so that each point is big enough to see."""
+    steps = torch.arange(-radius, radius + 1)
+    offsets = torch.cartesian_prod(steps, steps)
+    return offsets[(offsets**2).sum(dim=1) <= radius**2 + radius]
 
 
 def _tile(views: np.ndarray, columns: int) -> Image.Image:
