@@ -15,6 +15,7 @@ from PIL import Image
 from transformers import PreTrainedConfig
 
 from .cache_model import fused_features
+from .choices import CLASSIFICATION_STYLES, SAMPLING_METHODS, UP_AXES
 from .dtype_policy import resolve_dtype
 from .feature_extraction_pointclip import file_up_axis
 from .io.errors import max_cloud_bytes
@@ -22,7 +23,6 @@ from .labels import check_labels, check_labels_fit_model, comma_separated
 from .modeling_pointclip import PointCLIPModel
 from .pipeline_pointclip import label_embeddings, model_label_order, scores_to_predictions
 from .point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
-from .choices import CLASSIFICATION_STYLES, SAMPLING_METHODS, UP_AXES
 from .processing_pointclip import processor_for_model, with_point_options
 from .projection import render_views
 from .test_time_cache import TestTimeCache
