@@ -31,7 +31,7 @@ def main() -> None:
                          for name, command in commands.items()}, args.rounds)  # fmt: skip
     print(header())
     for name, seconds in times.items():
-        print(f"{name:40s} median {statistics.median(seconds):6.2f} s  (min {min(seconds):.2f}, max {max(seconds):.2f})")
+        print(f"{name:36s} median {statistics.median(seconds):5.2f} s (min {min(seconds):.2f}, max {max(seconds):.2f})")
 
 
 if __name__ == "__main__":
