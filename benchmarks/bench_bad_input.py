@@ -15,9 +15,9 @@ import torch
 from transformers import CLIPConfig, CLIPModel
 
 from pointclip_hf import PointCloudProcessor
-from pointclip_hf.point_cloud_checks import check_point_clouds
+from pointclip_hf.model.feature_extraction_pointclip import check_point_clouds
+from pointclip_hf.model.weights_fingerprint import tensors_sha256
 from pointclip_hf.tuning import load_logits
-from pointclip_hf.weights_fingerprint import tensors_sha256
 
 DOCUMENTED = (ValueError, TypeError, OSError)
 DTYPES = [np.float16, np.float32, np.float64, np.int32, np.dtype(">f4"), np.bool_]

@@ -45,7 +45,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
-from pointclip_hf.cache_model import fused_features  # noqa: E402
 from pointclip_hf.data import (  # noqa: E402
     few_shot_subset,
     load_point_cloud_dataset,
@@ -53,8 +52,9 @@ from pointclip_hf.data import (  # noqa: E402
     train_validation_split,
 )
 from pointclip_hf.encoding import encode_split, prepare_split  # noqa: E402
-from pointclip_hf.pipeline_pointclip import label_embeddings  # noqa: E402
-from pointclip_hf.processing_pointclip import processor_for_model  # noqa: E402
+from pointclip_hf.model.cache_model import fused_features  # noqa: E402
+from pointclip_hf.model.pipeline_pointclip import label_embeddings  # noqa: E402
+from pointclip_hf.model.processing_pointclip import processor_for_model  # noqa: E402
 from pointclip_hf.test_time_cache import TestTimeCache  # noqa: E402
 from pointclip_hf.testing_utils import byte_level_vocab  # noqa: E402
 from pointclip_hf.training import TrainingConfig, train_adapter  # noqa: E402

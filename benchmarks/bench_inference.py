@@ -79,9 +79,10 @@ from transformers import CLIPConfig, CLIPTokenizer  # noqa: E402
 
 import pointclip_hf  # noqa: E402
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
-from pointclip_hf.cpu_threads import map_on_cpu_threads, num_worker_threads  # noqa: E402
-from pointclip_hf.dtype_policy import DTYPE_CHOICES, dtype_name, resolve_dtype  # noqa: E402
-from pointclip_hf.pipeline_pointclip import (
+from pointclip_hf.dtype_policy import DTYPE_CHOICES, resolve_dtype  # noqa: E402
+from pointclip_hf.model.choices import dtype_name  # noqa: E402
+from pointclip_hf.model.cpu_threads import map_on_cpu_threads, num_worker_threads  # noqa: E402
+from pointclip_hf.model.pipeline_pointclip import (
     _LABEL_EMBEDDINGS,
     label_embeddings,
     scores_to_predictions,  # noqa: E402
@@ -310,8 +311,8 @@ def tower_matmul_shape(model: PointCLIPModel) -> tuple[int, int, int]:
 
 def matmul_throughput(device: torch.device, dtype: torch.dtype, shape: tuple[int, int, int], repeats: int) -> dict:
     """GFLOP/s of `[m, k] @ [k, n]` products in `dtype`, the yardstick of the tower: on the CPU one product per worker
-    thread at once (`pointclip_hf.cpu_threads`, as the tower's calls run), elsewhere one. Best and median of `repeats`
-    after one warm-up."""
+    thread at once (`pointclip_hf.model.cpu_threads`, as the tower's calls run), elsewhere one. Best and median of
+    `repeats` after one warm-up."""
     m, k, n = shape
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(m, k, generator=generator).to(device=device, dtype=dtype)

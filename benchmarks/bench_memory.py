@@ -18,7 +18,7 @@ import torch
 from machine import cpu_description, header, load_average, reset_peak_resident, resident_mib
 
 from pointclip_hf import render_part_views, render_views
-from pointclip_hf.cpu_threads import map_on_cpu_threads
+from pointclip_hf.model.cpu_threads import map_on_cpu_threads
 
 STYLES = ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2", "pointclip_v2_part_segmentation")
 

@@ -30,7 +30,7 @@ from machine import cpu_description, header, interleaved, load_average, median_r
 from official_projection import official_projections
 
 from pointclip_hf import render_part_views, render_views
-from pointclip_hf.cpu_threads import map_on_cpu_threads
+from pointclip_hf.model.cpu_threads import map_on_cpu_threads
 
 FIXTURES = Path(__file__).parent.parent / "tests" / "fixtures"
 GOLDEN = {"pointclip_v1": "v1_zs_depth", "pointclip_v1_fewshot": "v1_fs_depth", "pointclip_v2": "v2_img_110"}

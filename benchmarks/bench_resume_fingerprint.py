@@ -22,7 +22,7 @@ import torch
 import trimesh
 
 from pointclip_hf.evaluation.fingerprint import file_content_hash
-from pointclip_hf.point_cloud_io import load_point_cloud
+from pointclip_hf.io import load_point_cloud
 
 
 def cpu_model() -> str:

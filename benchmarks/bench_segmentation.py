@@ -22,7 +22,7 @@ from official_projection import official_projections
 from transformers import CLIPConfig
 
 from pointclip_hf import PointCLIPConfig, PointCLIPForZeroShotPartSegmentation, render_part_views
-from pointclip_hf.projection_part_segmentation import _to_view_frames, render_part_depth
+from pointclip_hf.model.projection_part_segmentation import _to_view_frames, render_part_depth
 
 FIXTURE = Path(__file__).parent.parent / "tests" / "fixtures" / "v2_part_segmentation.npz"
 PART_STYLE = "pointclip_v2_part_segmentation"

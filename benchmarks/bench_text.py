@@ -28,7 +28,7 @@ from bench_inference import BOS_ID, EOS_ID, build_clip_config, pointclip_config
 from machine import cpu_description, header, interleaved, load_average, median_ratio
 
 from pointclip_hf import PointCLIPModel
-from pointclip_hf.cpu_threads import map_on_cpu_threads
+from pointclip_hf.model.cpu_threads import map_on_cpu_threads
 
 TEMPLATE_TOKENS = (7, 9, 10, 12, 8, 11, 14, 9)
 LABEL_SETS = {"40 x 8": (40, 8), "100 x 1": (100, 1), "300 x 1": (300, 1)}  # labels, templates

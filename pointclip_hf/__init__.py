@@ -18,33 +18,33 @@ from .auto_registration import register_when_transformers_loads
 __version__ = "0.1.0"
 
 _MODULE_OF = {  # every name `import pointclip_hf` resolves, and its module; the first 15 are __all__
-    "PointCLIPConfig": ".configuration_pointclip",
-    "PointCLIPModel": ".modeling_pointclip",
-    "PointCLIPOutput": ".modeling_pointclip",
-    "PointCLIPPreTrainedModel": ".modeling_pointclip",
-    "PointCLIPForZeroShotPartSegmentation": ".modeling_pointclip_part_segmentation",
-    "PointCloudProcessor": ".processing_pointclip",
-    "PointCLIPProcessor": ".processing_pointclip",
-    "PointCloudZeroShotClassificationPipeline": ".pipeline_pointclip",
-    "PointCloudZeroShotPartSegmentationPipeline": ".pipeline_pointclip_part_segmentation",
+    "PointCLIPConfig": ".model.configuration_pointclip",
+    "PointCLIPModel": ".model.modeling_pointclip",
+    "PointCLIPOutput": ".model.modeling_pointclip",
+    "PointCLIPPreTrainedModel": ".model.modeling_pointclip",
+    "PointCLIPForZeroShotPartSegmentation": ".model.modeling_pointclip_part_segmentation",
+    "PointCloudProcessor": ".model.processing_pointclip",
+    "PointCLIPProcessor": ".model.processing_pointclip",
+    "PointCloudZeroShotClassificationPipeline": ".model.pipeline_pointclip",
+    "PointCloudZeroShotPartSegmentationPipeline": ".model.pipeline_pointclip_part_segmentation",
     "PointCloudFileError": ".io",
     "load_point_cloud": ".io",
     "load_point_cloud_dataset": ".data",
-    "render_views": ".projection",
+    "render_views": ".model.projection",
     "TrainingConfig": ".training",
     "train_adapter": ".training",
-    "PointCLIPPartSegmentationConfig": ".configuration_pointclip",
-    "DEFAULT_CHECKPOINT": ".pipeline_pointclip",
-    "PIPELINE_TASK": ".pipeline_pointclip",
-    "PART_SEGMENTATION_TASK": ".pipeline_pointclip_part_segmentation",
-    "PointCLIPPartSegmentationOutput": ".modeling_pointclip_part_segmentation",
-    "PartViews": ".projection_part_segmentation",
-    "render_part_views": ".projection_part_segmentation",
-    "processor_for_model": ".processing_pointclip",
-    "TEMPLATE_SETS": ".prompts",
-    "load_class_prompts": ".prompts",
-    "InterViewAdapter": ".inter_view_adapter",
-    "convert_reference_adapter": ".inter_view_adapter",
+    "PointCLIPPartSegmentationConfig": ".model.configuration_pointclip",
+    "DEFAULT_CHECKPOINT": ".model.pipeline_pointclip",
+    "PIPELINE_TASK": ".model.pipeline_pointclip",
+    "PART_SEGMENTATION_TASK": ".model.pipeline_pointclip_part_segmentation",
+    "PointCLIPPartSegmentationOutput": ".model.modeling_pointclip_part_segmentation",
+    "PartViews": ".model.projection_part_segmentation",
+    "render_part_views": ".model.projection_part_segmentation",
+    "processor_for_model": ".model.processing_pointclip",
+    "TEMPLATE_SETS": ".model.prompts",
+    "load_class_prompts": ".model.prompts",
+    "InterViewAdapter": ".model.inter_view_adapter",
+    "convert_reference_adapter": ".model.inter_view_adapter",
     "build_few_shot_model": ".training",
     "build_cache": ".cache_building",
     "search_cache_on_validation": ".cache_building",
@@ -107,15 +107,15 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .configuration_pointclip import PointCLIPConfig
     from .data import load_point_cloud_dataset
     from .io import PointCloudFileError, load_point_cloud
-    from .modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
-    from .modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
-    from .pipeline_pointclip import PointCloudZeroShotClassificationPipeline
-    from .pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
-    from .processing_pointclip import PointCLIPProcessor, PointCloudProcessor
-    from .projection import render_views
+    from .model.configuration_pointclip import PointCLIPConfig
+    from .model.modeling_pointclip import PointCLIPModel, PointCLIPOutput, PointCLIPPreTrainedModel
+    from .model.modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
+    from .model.pipeline_pointclip import PointCloudZeroShotClassificationPipeline
+    from .model.pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
+    from .model.processing_pointclip import PointCLIPProcessor, PointCloudProcessor
+    from .model.projection import render_views
     from .training import TrainingConfig, train_adapter
 
 register_when_transformers_loads()

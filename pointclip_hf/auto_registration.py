@@ -17,7 +17,7 @@ from collections.abc import Callable
 def _register_config() -> None:
     from transformers import AutoConfig
 
-    from .configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
+    from .model.configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
 
     AutoConfig.register("pointclip", PointCLIPConfig, exist_ok=True)
     AutoConfig.register("pointclip_part_segmentation", PointCLIPPartSegmentationConfig, exist_ok=True)
@@ -26,9 +26,9 @@ def _register_config() -> None:
 def _register_models() -> None:
     from transformers import AutoModel
 
-    from .configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
-    from .modeling_pointclip import PointCLIPModel
-    from .modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
+    from .model.configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
+    from .model.modeling_pointclip import PointCLIPModel
+    from .model.modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
 
     AutoModel.register(PointCLIPConfig, PointCLIPModel, exist_ok=True)
     AutoModel.register(PointCLIPPartSegmentationConfig, PointCLIPForZeroShotPartSegmentation, exist_ok=True)
@@ -37,8 +37,8 @@ def _register_models() -> None:
 def _register_feature_extractor() -> None:
     from transformers import AutoFeatureExtractor
 
-    from .configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
-    from .feature_extraction_pointclip import PointCloudProcessor
+    from .model.configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
+    from .model.feature_extraction_pointclip import PointCloudProcessor
 
     for config_class in (PointCLIPConfig, PointCLIPPartSegmentationConfig):
         AutoFeatureExtractor.register(config_class, PointCloudProcessor, exist_ok=True)
@@ -47,8 +47,8 @@ def _register_feature_extractor() -> None:
 def _register_processor() -> None:
     from transformers import AutoProcessor
 
-    from .configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
-    from .processing_pointclip import PointCLIPProcessor
+    from .model.configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
+    from .model.processing_pointclip import PointCLIPProcessor
 
     for config_class in (PointCLIPConfig, PointCLIPPartSegmentationConfig):
         AutoProcessor.register(config_class, PointCLIPProcessor, exist_ok=True)
@@ -57,10 +57,10 @@ def _register_processor() -> None:
 def _register_pipelines() -> None:
     from transformers.pipelines import PIPELINE_REGISTRY
 
-    from .modeling_pointclip import PointCLIPModel
-    from .modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
-    from .pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
-    from .pipeline_pointclip_part_segmentation import (
+    from .model.modeling_pointclip import PointCLIPModel
+    from .model.modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
+    from .model.pipeline_pointclip import DEFAULT_CHECKPOINT, PIPELINE_TASK, PointCloudZeroShotClassificationPipeline
+    from .model.pipeline_pointclip_part_segmentation import (
         PART_SEGMENTATION_TASK,
         PointCloudZeroShotPartSegmentationPipeline,
     )

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from .cache_model import fused_features
 from .data import few_shot_subset, load_point_cloud_dataset, point_features, train_validation_split
 from .encoding import check_labelled_dataset, encode_split, prepare_split
-from .labels import check_labels
-from .pipeline_pointclip import label_embeddings
-from .point_cloud_io import load_point_cloud
-from .processing_pointclip import processor_for_model
+from .io import load_point_cloud
+from .model.cache_model import fused_features
+from .model.pipeline_pointclip import label_embeddings
+from .model.processing_pointclip import processor_for_model
+from .model.prompts import check_labels
 from .tuning.cache_search import CacheSearchResult, search_cache_weights
 
 

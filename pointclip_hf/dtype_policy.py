@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .choices import DTYPE_ALIASES, DTYPE_CHOICES
+from .model.choices import DTYPE_ALIASES, DTYPE_CHOICES
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -106,8 +106,3 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str]:
         if key.strip() in ("flags", "Features"):
             return set(value.split())
     return set()
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """`torch.bfloat16` -> `"bfloat16"`: the name recorded in reports, predictions headers and JSON output."""
-    return str(dtype).removeprefix("torch.")

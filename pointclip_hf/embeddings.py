@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from .cloud_stream import ArraySource, stream_batches
-from .feature_extraction_pointclip import is_single_point_cloud
-from .pipeline_pointclip import label_embeddings
-from .processing_pointclip import processor_for_model
+from .model.feature_extraction_pointclip import is_single_point_cloud
+from .model.pipeline_pointclip import label_embeddings
+from .model.processing_pointclip import processor_for_model
 
 
 @dataclass

@@ -13,8 +13,8 @@ import torch
 from huggingface_hub.utils import tqdm
 
 from .data import check_point_cloud_dataset
-from .labels import check_labels, class_ids_to_label_ids
-from .processing_pointclip import processor_for_model
+from .model.processing_pointclip import processor_for_model
+from .model.prompts import check_labels, class_ids_to_label_ids
 
 
 @dataclass

@@ -8,8 +8,8 @@ import tempfile
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
+from .model.processing_pointclip import processor_for_model
 from .model_card import build_model_card
-from .processing_pointclip import processor_for_model
 
 CARD_ARGUMENTS = set(inspect.signature(build_model_card).parameters) - {"model", "repo_id"}
 SAVE_ARGUMENTS = ("max_shard_size", "variant", "safe_serialization")

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .configuration_pointclip import PointCLIPConfig
-from .inter_view_adapter import InterViewAdapter
-from .projection_part_segmentation import PART_SEGMENTATION_STYLE
+from .model.configuration_pointclip import PointCLIPConfig
+from .model.inter_view_adapter import InterViewAdapter
+from .model.projection_part_segmentation import PART_SEGMENTATION_STYLE
 
 TEMPLATE_NAME = "model_card_template.md"
 LIBRARY_NAME = "pointclip_hf"

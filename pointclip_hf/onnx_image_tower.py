@@ -25,7 +25,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .atomic_files import write_folder_atomically
-from .weights_fingerprint import tensors_sha256, weights_state
+from .model.weights_fingerprint import tensors_sha256, weights_state
 
 ONNX_FILE = "image_tower.onnx"
 _OPSET = 18

@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from .atomic_files import write_file_atomically
-from .cache_model import affinity_logits
+from .model.cache_model import affinity_logits
 
 STATE_FORMAT = "pointclip-test-time-cache/1"
 

@@ -14,8 +14,8 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .atomic_files import write_file_atomically
-from .labels import display_label
-from .projection import view_names
+from .model.projection import view_names
+from .model.prompts import display_label
 
 _MAX_NAMED_CLASSES = 40
 _MAX_COUNTED_CLASSES = 20

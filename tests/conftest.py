@@ -43,7 +43,7 @@ def hub_with_default_clip(local_hub, tiny_clip_dir):
     """The local Hub server with the tiny CLIP uploaded as the package's default checkpoint."""
     from huggingface_hub import HfApi
 
-    from pointclip_hf.pipeline_pointclip import DEFAULT_CHECKPOINT
+    from pointclip_hf.model.pipeline_pointclip import DEFAULT_CHECKPOINT
 
     api = HfApi()
     api.create_repo(DEFAULT_CHECKPOINT)

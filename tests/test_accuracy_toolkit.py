@@ -11,8 +11,8 @@ from torch import nn
 
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
 from pointclip_hf.cli import main
-from pointclip_hf.processing_pointclip import processor_for_model
-from pointclip_hf.prompts import TEMPLATE_SETS, build_prompts, load_class_prompts
+from pointclip_hf.model.processing_pointclip import processor_for_model
+from pointclip_hf.model.prompts import TEMPLATE_SETS, build_prompts, load_class_prompts
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
 from pointclip_hf.tuning import ensemble_logits, pointclip_logits, search_ensemble_weight, tune_on_validation
 

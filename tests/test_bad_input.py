@@ -12,8 +12,8 @@ from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
 from pointclip_hf import PointCLIPModel, PointCloudProcessor, classify_files, evaluate
-from pointclip_hf.pipeline_pointclip import label_tokens
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.pipeline_pointclip import label_tokens
+from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
 from pointclip_hf.tuning import load_logits
 
@@ -29,7 +29,7 @@ def one_line(error) -> str:
 
 
 # --------------------------------------------------------------------------------------------------
-# clouds: one rule (pointclip_hf.point_cloud_checks) for the processor, the pipeline and the datasets
+# clouds: one rule (pointclip_hf.model.feature_extraction_pointclip) for the processor, the pipeline and the datasets
 # --------------------------------------------------------------------------------------------------
 def with_point(value) -> np.ndarray:
     return np.concatenate([CLOUD, np.asarray([value], dtype=np.float32)])
@@ -73,7 +73,7 @@ def test_pipeline_names_the_bad_cloud(zero_shot_model):
 
 
 def test_farthest_point_sampling_of_huge_clouds_warns(monkeypatch):
-    monkeypatch.setattr("pointclip_hf.point_ops.FPS_WARNING_UPDATES", 1000)  # 64 points to 32: as 10 M points would
+    monkeypatch.setattr("pointclip_hf.model.point_ops.FPS_WARNING_UPDATES", 1000)  # 64 points to 32, as 10 M would
     processor = PointCloudProcessor(num_points=32, sampling="fps", image_size=32)
     with pytest.warns(UserWarning, match="sampling='random'"):
         processor(CLOUD)
@@ -103,7 +103,7 @@ def test_a_blank_rendering_names_its_file(tiny_clip_dir, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------
-# labels: one rule (pointclip_hf.labels), distinct after the prompts and the tokens they produce
+# labels: one rule (pointclip_hf.model.prompts), distinct after the prompts and the tokens they produce
 # --------------------------------------------------------------------------------------------------
 BAD_LABELS = {
     "case": (["Cup", "cup"], ValueError, "duplicates"),

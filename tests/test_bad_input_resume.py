@@ -24,7 +24,7 @@ from pointclip_hf.atomic_files import write_file_atomically
 from pointclip_hf.cli import main
 from pointclip_hf.evaluation.fingerprint import run_fingerprint
 from pointclip_hf.evaluation.predictions_file import PredictionsWriter
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
 from pointclip_hf.tuning import load_logits
 

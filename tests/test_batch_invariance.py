@@ -8,8 +8,8 @@ from conftest import build_tiny_clip, build_tiny_tokenizer
 from transformers import CLIPConfig, CLIPModel
 
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
-from pointclip_hf.pipeline_pointclip import _LABEL_EMBEDDINGS, label_embeddings
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.pipeline_pointclip import _LABEL_EMBEDDINGS, label_embeddings
+from pointclip_hf.model.processing_pointclip import processor_for_model
 
 LABELS = ["cube", "sphere", "cone"]
 

@@ -19,11 +19,11 @@ from safetensors.torch import load_file
 
 import pointclip_hf.cache_building as cache_building
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
-from pointclip_hf.cache_model import CacheModel, affinity_logits, fused_features
 from pointclip_hf.cli import main
 from pointclip_hf.data import MODELNET40_CLASSES, point_features
-from pointclip_hf.pipeline_pointclip import PIPELINE_TASK, label_embeddings
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.cache_model import CacheModel, affinity_logits, fused_features
+from pointclip_hf.model.pipeline_pointclip import PIPELINE_TASK, label_embeddings
+from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
 from pointclip_hf.tuning import pointclip_logits, search_ensemble_weight
 from pointclip_hf.tuning.cache_search import search_cache_weights

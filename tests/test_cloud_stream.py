@@ -13,7 +13,7 @@ from pointclip_hf.cloud_stream import (
     process_share,
     stream_batches,
 )
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.processing_pointclip import processor_for_model
 
 
 def test_process_shares_are_disjoint_and_cover_every_index():

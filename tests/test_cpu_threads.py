@@ -11,9 +11,9 @@ import torch
 from test_batch_invariance import LABELS, build_model, build_wide_clip
 
 from pointclip_hf.cli import main
-from pointclip_hf.cpu_threads import map_on_cpu_threads, run_on_cpu_thread
-from pointclip_hf.pipeline_pointclip import _LABEL_EMBEDDINGS, label_embeddings
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.cpu_threads import map_on_cpu_threads, run_on_cpu_thread
+from pointclip_hf.model.pipeline_pointclip import _LABEL_EMBEDDINGS, label_embeddings
+from pointclip_hf.model.processing_pointclip import processor_for_model
 
 
 @pytest.fixture

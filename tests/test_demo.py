@@ -15,8 +15,8 @@ from PIL import Image
 
 from pointclip_hf import PointCLIPModel, render_views
 from pointclip_hf.cli import main as cli_main
-from pointclip_hf.feature_extraction_pointclip import PointCloudProcessor
-from pointclip_hf.point_cloud_io import SUPPORTED_EXTENSIONS
+from pointclip_hf.io import SUPPORTED_EXTENSIONS
+from pointclip_hf.model.feature_extraction_pointclip import PointCloudProcessor
 from pointclip_hf.visualization import projection_views_image
 
 gradio = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')

@@ -14,8 +14,8 @@ from transformers import AutoTokenizer, CLIPConfig
 
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
 from pointclip_hf.evaluation import EvaluationReport, classify_files, evaluate
-from pointclip_hf.pipeline_pointclip import label_embeddings
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.pipeline_pointclip import label_embeddings
+from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.visualization import save_confusion_matrix_image
 
 LABELS = ["cube", "sphere", "cone"]

@@ -2,10 +2,12 @@
 package, revisions and Hub arguments reaching the processor, `push_to_hub` like transformers', the pinned base CLIP,
 the card metadata and the files a save copies."""
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,20 +16,15 @@ from conftest import SHAPE_CLASSES, build_tiny_clip
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import RepositoryNotFoundError
 
+import pointclip_hf
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
-from pointclip_hf.pipeline_pointclip import PIPELINE_TASK
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.pipeline_pointclip import PIPELINE_TASK
+from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.training import build_few_shot_model
 
 BASE = "openai-tiny/clip"
 REPO = "user/pointclip-hub-path"
-MODEL_FILES = {
-    "adapter_weights.py", "cache_model.py", "choices.py", "configuration_pointclip.py", "cpu_threads.py",
-    "dtype_policy.py", "feature_extraction_pointclip.py", "inter_view_adapter.py", "labels.py",
-    "loading_pointclip.py", "local_paths.py", "modeling_pointclip.py", "pipeline_pointclip.py",
-    "point_cloud_checks.py", "point_ops.py", "processing_pointclip.py", "projection.py",
-    "projection_part_segmentation.py", "prompts.py", "score_checks.py", "weights_fingerprint.py",
-}  # fmt: skip
+MODEL_FOLDER = Path(pointclip_hf.__file__).parent / "model"
 
 
 @pytest.fixture
@@ -195,13 +192,21 @@ def test_card_metadata(hub_with_base_clip):
     assert "arxiv:2112.02413" in data.tags
 
 
-def test_save_copies_only_the_model_files(tiny_clip_dir, tmp_path):
-    """Problem 7: the remote-code files are the model's small closed set, not the tooling."""
+def test_save_copies_the_model_folder_and_nothing_else(tiny_clip_dir, tmp_path):
+    """The remote-code files are `pointclip_hf/model/` (less the part-segmentation heads): transformers copies what the
+    model's files import, and those import one another only (a reader needs the package, asked for in a `try`)."""
     model = PointCLIPModel.from_pretrained(tiny_clip_dir, use_adapter=True, projection_style="pointclip_v1_fewshot",
                                            label_names=SHAPE_CLASSES)  # fmt: skip
     model.save_pretrained(tmp_path)
     processor_for_model(model).save_pretrained(tmp_path)
-    copied = {path.name for path in tmp_path.glob("*.py")}
-    assert copied == MODEL_FILES
-    for path in tmp_path.glob("*.py"):
-        assert "import pointclip_hf" not in path.read_text() or "try:" in path.read_text()
+    model_files = {path.name for path in MODEL_FOLDER.glob("*.py")} - {"__init__.py"}
+    heads = {path.name for path in MODEL_FOLDER.glob("*_pointclip_part_segmentation.py")}
+    assert {path.name for path in tmp_path.glob("*.py")} == model_files - heads
+    for name in model_files:
+        tree = ast.parse((MODEL_FOLDER / name).read_text())
+        guarded = {id(node) for block in ast.walk(tree) if isinstance(block, ast.Try) for node in ast.walk(block)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                assert node.level == 1 and f"{node.module}.py" in model_files, f"{name} imports tooling: {node.module}"
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pointclip_hf"):
+                assert id(node) in guarded, f"{name} needs pointclip_hf outside a try: {node.module}"

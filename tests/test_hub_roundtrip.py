@@ -15,8 +15,8 @@ from transformers import pipeline
 import pointclip_hf
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
 from pointclip_hf.cli import main
-from pointclip_hf.pipeline_pointclip import label_embeddings
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.pipeline_pointclip import label_embeddings
+from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
 
 BASE = "openai-tiny/clip"

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from pointclip_hf.cli import main
-from pointclip_hf.labels import check_labels, comma_separated, display_label
-from pointclip_hf.pipeline_pointclip import label_tokens
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.pipeline_pointclip import label_tokens
+from pointclip_hf.model.processing_pointclip import processor_for_model
+from pointclip_hf.model.prompts import check_labels, comma_separated, display_label
 
 CLOUD = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)
 

@@ -11,8 +11,8 @@ import pytest
 from huggingface_hub import ModelCard
 
 from pointclip_hf.evaluation import EvaluationReport
+from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.model_card import TAGS, build_model_card, model_card_template_path
-from pointclip_hf.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model
 
 LABELS = ["cube", "sphere", "disc", "line"]

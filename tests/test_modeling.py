@@ -11,8 +11,8 @@ from transformers import AutoConfig, AutoModel, AutoProcessor, AutoTokenizer, CL
 
 import pointclip_hf
 from pointclip_hf import InterViewAdapter, PointCLIPConfig, PointCLIPModel, convert_reference_adapter
-from pointclip_hf.pipeline_pointclip import label_embeddings
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.pipeline_pointclip import label_embeddings
+from pointclip_hf.model.processing_pointclip import processor_for_model
 
 LABELS = ["chair", "cube", "table"]
 

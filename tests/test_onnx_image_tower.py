@@ -10,7 +10,7 @@ import torch
 
 from pointclip_hf import PointCLIPModel
 from pointclip_hf import onnx_image_tower as onnx_tower
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.processing_pointclip import processor_for_model
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")

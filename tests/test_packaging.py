@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import SpaceCard
 
-from pointclip_hf.point_cloud_io import SUPPORTED_EXTENSIONS
+from pointclip_hf.io import SUPPORTED_EXTENSIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = ROOT / "examples" / "space"

@@ -14,9 +14,9 @@ from transformers import CLIPConfig, CLIPModel, pipeline
 
 import pointclip_hf
 from pointclip_hf import PointCLIPForZeroShotPartSegmentation, render_part_views
-from pointclip_hf.modeling_pointclip_part_segmentation import part_logits_at_points, scramble_patch_tokens
-from pointclip_hf.projection import render_views
-from pointclip_hf.projection_part_segmentation import PartViews, crop_for_clip, render_part_depth
+from pointclip_hf.model.modeling_pointclip_part_segmentation import part_logits_at_points, scramble_patch_tokens
+from pointclip_hf.model.projection import render_views
+from pointclip_hf.model.projection_part_segmentation import PartViews, crop_for_clip, render_part_depth
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -385,7 +385,7 @@ def test_bad_view_weights(seg_model, chair_like):
 
 
 def test_cloud_seen_from_no_view(seg_model, chair_like, monkeypatch):
-    from pointclip_hf import pipeline_pointclip_part_segmentation as module
+    from pointclip_hf.model import pipeline_pointclip_part_segmentation as module
 
     def unseen(*args, **kwargs):
         views = render_part_views(*args, **kwargs)
@@ -397,7 +397,7 @@ def test_cloud_seen_from_no_view(seg_model, chair_like, monkeypatch):
 
 
 def test_siblings_share_the_base_and_return_tuples_on_request(seg_model, golden):
-    from pointclip_hf.modeling_pointclip import PointCLIPPreTrainedModel
+    from pointclip_hf.model.modeling_pointclip import PointCLIPPreTrainedModel
 
     for name in ("get_text_features", "_check_clip_is_frozen", "save_pretrained", "push_to_hub", "from_pretrained"):
         defined_on = [cls for cls in PointCLIPForZeroShotPartSegmentation.__mro__ if name in vars(cls)][0]

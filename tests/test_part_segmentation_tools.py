@@ -190,7 +190,7 @@ def test_part_view_weight_search_finds_the_side_views(planted_cache):
 def test_part_search_cache_of_scrambled_tokens(seg_model):  # noqa: F811
     import torch
 
-    from pointclip_hf.modeling_pointclip_part_segmentation import scramble_patch_tokens
+    from pointclip_hf.model.modeling_pointclip_part_segmentation import scramble_patch_tokens
     from pointclip_hf.part_segmentation.search import encode_part_views
 
     points, labels = _box_on_legs(num_points=256)

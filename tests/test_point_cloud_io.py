@@ -1,4 +1,4 @@
-"""Tests for pointclip_hf.point_cloud_io.load_point_cloud.
+"""Tests for pointclip_hf.io.load_point_cloud.
 
 Every format is written into ``tmp_path`` by the small writers below and read
 back; binary PLY/PCD are produced with numpy structured arrays so the bytes on
@@ -13,7 +13,7 @@ import struct
 import numpy as np
 import pytest
 
-from pointclip_hf.point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
+from pointclip_hf.io import SUPPORTED_EXTENSIONS, load_point_cloud
 
 RNG = np.random.default_rng(1234)
 XYZ = RNG.normal(size=(17, 3)).astype(np.float32)

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer
 
 from pointclip_hf import PointCLIPProcessor, PointCloudProcessor, render_views
-from pointclip_hf.point_ops import farthest_point_sampling, normalize_to_unit_sphere
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.point_ops import farthest_point_sampling, normalize_to_unit_sphere
+from pointclip_hf.model.processing_pointclip import processor_for_model
 
 
 @pytest.mark.parametrize("style, views", [("pointclip_v1", 6), ("pointclip_v1_fewshot", 10), ("pointclip_v2", 10)])

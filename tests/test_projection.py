@@ -1,4 +1,4 @@
-"""Tests for `pointclip_hf.projection`: golden parity with the reference code, shapes, batching and edge cases."""
+"""Tests for `pointclip_hf.model.projection`: golden parity with the reference code, shapes, batching and edge cases."""
 
 from pathlib import Path
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pointclip_hf import projection
-from pointclip_hf.projection import STYLES, ProjectionStyle, get_projection_style, render_views, splat_depth
+from pointclip_hf.model import projection
+from pointclip_hf.model.projection import STYLES, ProjectionStyle, get_projection_style, render_views, splat_depth
 
 FIXTURES = Path(__file__).parent / "fixtures"
 GOLDEN_KEYS = {"pointclip_v1": "v1_zs_depth", "pointclip_v1_fewshot": "v1_fs_depth", "pointclip_v2": "v2_img_110"}

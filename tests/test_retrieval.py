@@ -13,8 +13,8 @@ import torch
 from pointclip_hf import PointCLIPModel
 from pointclip_hf.cli import main as cli_main
 from pointclip_hf.embeddings import embed_point_clouds, embed_texts
-from pointclip_hf.pipeline_pointclip import label_embeddings
-from pointclip_hf.processing_pointclip import processor_for_model
+from pointclip_hf.model.pipeline_pointclip import label_embeddings
+from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.retrieval import IndexFileError, PointCloudIndex, build_index, index_build
 
 LABELS = ["cube", "sphere", "disc", "line"]

@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoProcessor, pipeline
 
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor
-from pointclip_hf.pipeline_pointclip import PIPELINE_TASK
+from pointclip_hf.model.pipeline_pointclip import PIPELINE_TASK
 from pointclip_hf.training import build_few_shot_model
 
 CLOUD = np.random.default_rng(0).uniform(-1, 1, (64, 3)).astype(np.float32)

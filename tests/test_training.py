@@ -14,7 +14,7 @@ from datasets import Array2D, ClassLabel, Dataset, Features, Value
 from safetensors.torch import load_file
 
 from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
-from pointclip_hf.modeling_pointclip import smooth_cross_entropy
+from pointclip_hf.model.modeling_pointclip import smooth_cross_entropy
 from pointclip_hf.training import (
     TrainingConfig,
     augment_point_clouds,

@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
+from pointclip_hf.model.projection import render_views, view_names
 from pointclip_hf.part_segmentation.visualization import PART_PALETTE, part_views_image
-from pointclip_hf.projection import render_views, view_names
 from pointclip_hf.visualization import save_confusion_matrix_image, views_to_grid
 
 PADDING = 4

@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from ..choices import CLASSIFICATION_STYLES, DTYPE_CHOICES, PROJECTION_STYLES, SAMPLING_METHODS, UP_AXES
+from ..model.choices import CLASSIFICATION_STYLES, DTYPE_CHOICES, PROJECTION_STYLES, SAMPLING_METHODS, UP_AXES
 
 CLASSIFICATION_PROJECTIONS = list(CLASSIFICATION_STYLES)
 PROJECTIONS = list(PROJECTION_STYLES)
@@ -78,8 +78,9 @@ def load_model(args):
     `--sampling` and `--up-axis` applied."""
     import torch
 
-    from ..dtype_policy import dtype_name, resolve_dtype
-    from ..modeling_pointclip import PointCLIPModel
+    from ..dtype_policy import resolve_dtype
+    from ..model.choices import dtype_name
+    from ..model.modeling_pointclip import PointCLIPModel
 
     overrides = {"projection_style": args.projection} if getattr(args, "projection", None) else {}
     dtype = resolve_dtype(getattr(args, "dtype", None), getattr(args, "device", None))

@@ -102,8 +102,8 @@ def _fine_tune(model, support, validation, args, search: bool) -> None:
 
 def _save_with_card(model, args) -> dict:
     """Save the model, its processor and its card in `--output-dir`; return the card arguments."""
+    from ..model.processing_pointclip import processor_for_model
     from ..model_card import build_model_card
-    from ..processing_pointclip import processor_for_model
 
     model.save_pretrained(args.output_dir)
     processor_for_model(model).save_pretrained(args.output_dir)

@@ -3,7 +3,7 @@
 import json
 import os
 
-from ..labels import comma_separated
+from ..model.prompts import comma_separated
 from ._options import CommandError, add_model_options, is_main_process, load_model
 
 
@@ -25,7 +25,7 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from ..labels import check_labels
+    from ..model.prompts import check_labels
 
     missing = [path for path in args.files if not os.path.exists(path)]
     if missing:
@@ -60,13 +60,13 @@ def _classify(model, args, labels) -> tuple[list[str], list[list[dict]]]:
 
 def _print_results(files: list[str], results: list[list[dict]], as_json: bool, model) -> None:
     if as_json:
-        from ..dtype_policy import dtype_name
+        from ..model.choices import dtype_name
         from ..onnx_image_tower import image_tower_backend
 
         run = {"dtype": dtype_name(model.dtype), "backend": image_tower_backend(model)}
         print(json.dumps([{"file": f, **run, "predictions": r} for f, r in zip(files, results)], indent=2))
         return
-    from ..labels import display_label
+    from ..model.prompts import display_label
 
     for path, predictions in zip(files, results):
         ranked = ", ".join(f"{display_label(p['label'])} {p['score']:.3f}" for p in predictions)

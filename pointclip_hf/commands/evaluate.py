@@ -21,7 +21,7 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from ..evaluation import evaluate
-    from ..labels import display_label
+    from ..model.prompts import display_label
 
     dataset = load_dataset_arg(args, args.split)
     model = load_model(args)

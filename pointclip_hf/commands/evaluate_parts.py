@@ -3,7 +3,7 @@ category mIoU."""
 
 import json
 
-from ..labels import comma_separated
+from ..model.prompts import comma_separated
 from .segment import add_segmentation_model_options, load_segmentation_model
 
 

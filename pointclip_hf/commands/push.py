@@ -17,7 +17,7 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from ..modeling_pointclip import PointCLIPModel
+    from ..model.modeling_pointclip import PointCLIPModel
 
     model = PointCLIPModel.from_pretrained(args.folder)  # loads and checks the adapter against its base CLIP
     card = {}

@@ -16,9 +16,9 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from ..choices import DEFAULT_SAMPLING
-    from ..feature_extraction_pointclip import PointCloudProcessor
-    from ..projection import render_views
+    from ..model.choices import DEFAULT_SAMPLING
+    from ..model.feature_extraction_pointclip import PointCloudProcessor
+    from ..model.projection import render_views
     from ..visualization import projection_views_image
 
     processor = PointCloudProcessor(

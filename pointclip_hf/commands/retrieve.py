@@ -2,7 +2,7 @@
 
 import json
 
-from ..choices import DTYPE_CHOICES
+from ..model.choices import DTYPE_CHOICES
 from ._options import CommandError, add_point_options
 
 
@@ -45,7 +45,7 @@ def _index_model(args, fingerprint: dict):
     """The `--model`, or the model the index names, with the projection and sampling the index was built with, and
     `--up-axis` for the `--like` files."""
     from ..dtype_policy import resolve_dtype
-    from ..modeling_pointclip import PointCLIPModel
+    from ..model.modeling_pointclip import PointCLIPModel
 
     name = args.model or fingerprint.get("model")
     settings = fingerprint.get("processor", {})

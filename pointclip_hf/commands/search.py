@@ -29,8 +29,8 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
-    from ..processing_pointclip import processor_for_model
-    from ..prompts import load_class_prompts
+    from ..model.processing_pointclip import processor_for_model
+    from ..model.prompts import load_class_prompts
     from ..tuning import tune_on_validation
 
     if not args.prompts and args.no_weights:

@@ -1,7 +1,7 @@
 """`pointclip segment FILE --object chair --parts back,seat,leg --out parts.ply`: zero-shot part segmentation of a
 cloud, written as a coloured PLY, optionally with a picture of the views coloured by part."""
 
-from ..labels import comma_separated
+from ..model.prompts import comma_separated
 from ._options import CommandError, add_point_options
 
 
@@ -34,16 +34,16 @@ def add_segmentation_model_options(command) -> None:
 
 
 def load_segmentation_model(args):
-    from ..modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
+    from ..model.modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
 
     model = PointCLIPForZeroShotPartSegmentation.from_pretrained(args.model, up_axis=getattr(args, "up_axis", None))
     return model.to(args.device) if args.device else model
 
 
 def run(args) -> int:
-    from ..feature_extraction_pointclip import file_up_axis
+    from ..io import load_point_cloud
+    from ..model.feature_extraction_pointclip import file_up_axis
     from ..part_segmentation.prompts import load_part_prompts
-    from ..point_cloud_io import load_point_cloud
 
     parts, view_weights = _parts_and_weights(args)
     part_prompts = load_part_prompts(args.part_prompts, args.object) if args.part_prompts else None
@@ -90,8 +90,8 @@ def _write_outputs(args, model, points, result) -> None:
 def _render(model, points, up_axis: str, transposed_lookup: bool):
     import torch
 
-    from ..point_ops import normalize_to_unit_sphere, turn_y_up
-    from ..projection_part_segmentation import render_part_views
+    from ..model.point_ops import normalize_to_unit_sphere, turn_y_up
+    from ..model.projection_part_segmentation import render_part_views
 
     cloud = normalize_to_unit_sphere(turn_y_up(torch.as_tensor(points[:, :3], dtype=torch.float32)[None], up_axis))
     size = model.config.clip_config.vision_config.image_size

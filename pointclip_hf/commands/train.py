@@ -57,8 +57,8 @@ def run(args) -> int:
 
 def _save_with_card(model, args, config) -> dict:
     """Save the model, its processor and its card in `--output-dir`; return the card arguments."""
+    from ..model.processing_pointclip import processor_for_model
     from ..model_card import build_model_card
-    from ..processing_pointclip import processor_for_model
 
     model.save_pretrained(args.output_dir)
     processor_for_model(model).save_pretrained(args.output_dir)

@@ -1,6 +1,6 @@
 """
-Class-folder trees of point-cloud or mesh files (any of `pointclip_hf.point_cloud_io.SUPPORTED_EXTENSIONS`), read
-with `pointclip_hf.point_cloud_io.load_point_cloud` (meshes are sampled to points there):
+Class-folder trees of point-cloud or mesh files (any of `pointclip_hf.io.SUPPORTED_EXTENSIONS`), read
+with `pointclip_hf.io.load_point_cloud` (meshes are sampled to points there):
 
     root/<split>/<class_name>/*.ply      (used when root/<split> exists)
     root/<class_name>/<split>/*.off      (the official ModelNet40 zip layout)
@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from datasets import Dataset, Value
 
-from ..labels import check_labels
-from ..point_cloud_checks import check_point_clouds
-from ..point_cloud_io import SUPPORTED_EXTENSIONS, load_point_cloud
+from ..io import SUPPORTED_EXTENSIONS, load_point_cloud
+from ..model.feature_extraction_pointclip import check_point_clouds
+from ..model.prompts import check_labels
 from .schema import point_features
 
 _SPLIT_DIR_NAMES = ("train", "test", "val", "validation", "valid", "eval")

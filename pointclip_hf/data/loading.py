@@ -10,7 +10,7 @@ import datasets
 import numpy as np
 from datasets import Dataset
 
-from ..point_cloud_io import SUPPORTED_EXTENSIONS
+from ..io import SUPPORTED_EXTENSIONS
 from .folder_tree import load_folder_tree
 from .h5_folder import H5_EXTENSIONS, load_h5_folder
 from .hub import load_hub_dataset, load_hub_folder

@@ -14,7 +14,7 @@ import datasets
 import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, Features
 
-from ..labels import check_labels
+from ..model.prompts import check_labels
 
 MODELNET40_CLASSES: tuple[str, ...] = (
     "airplane", "bathtub", "bed", "bench", "bookshelf", "bottle", "bowl", "car", "chair", "cone",

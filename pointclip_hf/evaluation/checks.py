@@ -7,7 +7,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from ..labels import check_labels, check_labels_fit_model
+from ..model.prompts import check_labels, check_labels_fit_model
 from .predictions_file import PREDICTIONS_FILE
 from .report import CONFUSION_IMAGE_FILE, REPORT_FILE
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 
 from ..cloud_stream import FileSource, list_point_cloud_files
-from ..labels import check_labels
-from ..pipeline_pointclip import ranked_labels
-from ..processing_pointclip import processor_for_model
+from ..model.pipeline_pointclip import ranked_labels
+from ..model.processing_pointclip import processor_for_model
+from ..model.prompts import check_labels
 from .checks import check_loop_arguments, check_model_labels, check_output_file, check_processor
 from .distributed import gather_records, resolve_accelerator, run_device
 from .fingerprint import files_fingerprint, run_fingerprint

@@ -10,8 +10,8 @@ from datasets import Value
 
 from ..cloud_stream import RowSource
 from ..data import check_point_cloud_dataset
-from ..pipeline_pointclip import ranked_labels
-from ..processing_pointclip import processor_for_model
+from ..model.pipeline_pointclip import ranked_labels
+from ..model.processing_pointclip import processor_for_model
 from .checks import check_loop_arguments, check_model_labels, check_output_dir, check_processor, dataset_labels
 from .distributed import is_main, resolve_accelerator, run_device, sum_across_processes, wait_for_everyone
 from .fingerprint import dataset_fingerprint, dataset_name, run_fingerprint, run_setup

@@ -15,10 +15,11 @@ import stat
 import torch
 import xxhash
 
-from ..dtype_policy import cpu_flags, dtype_name
+from ..dtype_policy import cpu_flags
+from ..model.choices import dtype_name
+from ..model.pipeline_pointclip import label_tokens
+from ..model.weights_fingerprint import clip_weights_sha256, tensors_sha256
 from ..onnx_image_tower import image_tower_backend
-from ..pipeline_pointclip import label_tokens
-from ..weights_fingerprint import clip_weights_sha256, tensors_sha256
 
 MAX_INLINE_PROMPT_CHARS = 20_000
 _HASH_CHUNK_BYTES = 1 << 20

@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from ..cloud_stream import CloudBatch, process_share, progress_bar, stream_batches
-from ..pipeline_pointclip import label_embeddings, model_label_order, top_k_scores
-from ..score_checks import check_finite_logits, check_scores_discriminate
+from ..model.modeling_pointclip import check_finite_logits, check_scores_discriminate
+from ..model.pipeline_pointclip import label_embeddings, model_label_order, top_k_scores
 from .distributed import agree, is_main, rank_and_world_size, same_device
 from .predictions_file import (
     Consume,

@@ -40,7 +40,7 @@ def evaluate_part_segmentation(model, dataset, processor=None, transposed_lookup
     Returns:
         [`PartIoUReport`].
     """
-    from ..pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
+    from ..model.pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
 
     segmenter = PointCloudZeroShotPartSegmentationPipeline(model=model, processor=processor, device=model.device)
     names = dataset.features["category"].names

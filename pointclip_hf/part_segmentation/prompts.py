@@ -3,7 +3,7 @@
 
 import os
 
-from ..prompts import read_prompt_file
+from ..model.prompts import read_prompt_file
 
 
 def load_part_prompts(path_or_repo: str | os.PathLike, object_name: str | None = None, filename: str = "prompts.json",

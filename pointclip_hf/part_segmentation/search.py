@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from huggingface_hub.utils import tqdm
 
-from ..modeling_pointclip_part_segmentation import part_scores_per_view, scramble_patch_tokens
-from ..pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
+from ..model.modeling_pointclip_part_segmentation import part_scores_per_view, scramble_patch_tokens
+from ..model.pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
 from .iou import shape_iou
 
 DEFAULT_GRID = (0.25, 0.5, 0.75, 1.0)

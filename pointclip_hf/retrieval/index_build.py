@@ -20,7 +20,7 @@ from ..embeddings import embeddings_from_view_features
 from ..evaluation.checks import check_loop_arguments, check_output_dir, check_processor
 from ..evaluation.distributed import agree, is_main, rank_and_world_size, resolve_accelerator, wait_for_everyone
 from ..evaluation.fingerprint import dataset_fingerprint, files_fingerprint, run_fingerprint
-from ..processing_pointclip import processor_for_model
+from ..model.processing_pointclip import processor_for_model
 from .index_files import (
     FORMAT,
     IndexFileError,

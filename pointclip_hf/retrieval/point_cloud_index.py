@@ -10,7 +10,7 @@ import torch
 
 from ..embeddings import embed_point_clouds, embed_texts, pooled_for_text_search
 from ..evaluation.fingerprint import run_fingerprint
-from ..processing_pointclip import processor_for_model
+from ..model.processing_pointclip import processor_for_model
 from .index_files import IndexFileError, read_complete
 
 BACKENDS = ("auto", "torch", "faiss")

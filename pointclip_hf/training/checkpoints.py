@@ -14,8 +14,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..adapter_weights import adapter_state_dict
 from ..atomic_files import write_folder_atomically
+from ..model.inter_view_adapter import adapter_state_dict
 from .config import TrainingConfig
 
 CHECKPOINT_DIR = "checkpoint"

@@ -7,11 +7,11 @@ import os
 import torch
 from transformers import CLIPConfig
 
-from ..configuration_pointclip import PointCLIPConfig
-from ..labels import check_labels
-from ..modeling_pointclip import PointCLIPModel
-from ..pipeline_pointclip import label_embeddings
-from ..processing_pointclip import processor_for_model
+from ..model.configuration_pointclip import PointCLIPConfig
+from ..model.modeling_pointclip import PointCLIPModel
+from ..model.pipeline_pointclip import label_embeddings
+from ..model.processing_pointclip import processor_for_model
+from ..model.prompts import check_labels
 
 
 def build_few_shot_model(

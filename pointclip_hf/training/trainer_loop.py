@@ -42,10 +42,10 @@ from huggingface_hub.utils import tqdm
 
 from ..atomic_files import write_file_atomically
 from ..encoding import PreparedSplit, class_names_for, encode_split, prepare_split, view_features
-from ..modeling_pointclip import PointCLIPModel
-from ..pipeline_pointclip import label_embeddings
-from ..processing_pointclip import PointCLIPProcessor, PointCloudProcessor, processor_for_model
-from ..weights_fingerprint import clip_weights_sha256, tensors_sha256
+from ..model.modeling_pointclip import PointCLIPModel
+from ..model.pipeline_pointclip import label_embeddings
+from ..model.processing_pointclip import PointCLIPProcessor, PointCloudProcessor, processor_for_model
+from ..model.weights_fingerprint import clip_weights_sha256, tensors_sha256
 from .augmentation import augment_point_clouds
 from .checkpoints import (
     ADAPTER_FILE,

@@ -40,8 +40,8 @@ import torch
 from torch import Tensor
 
 from ..encoding import class_names_for, encode_dataset
-from ..pipeline_pointclip import label_embeddings
-from ..processing_pointclip import processor_for_model
+from ..model.pipeline_pointclip import label_embeddings
+from ..model.processing_pointclip import processor_for_model
 from ._checks import check_label_ids
 from .logits_files import read_logits_file
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..processing_pointclip import processor_for_model
-from ..prompts import check_class_prompts
+from ..model.processing_pointclip import processor_for_model
+from ..model.prompts import check_class_prompts
 from ._checks import as_tensor, check_features, check_label_ids, check_view_weights, normalize_text
 
 # Candidate scores of all classes are computed once and kept when they fit in this many bytes.

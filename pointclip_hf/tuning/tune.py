@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from ..encoding import class_names_for, encode_dataset
-from ..pipeline_pointclip import label_embeddings
-from ..processing_pointclip import processor_for_model
+from ..model.pipeline_pointclip import label_embeddings
+from ..model.processing_pointclip import processor_for_model
 from .prompt_search import encode_class_prompts, search_prompts
 from .view_weight_search import search_view_weights
 

@@ -8,8 +8,7 @@ from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.utils import FEATURE_EXTRACTOR_NAME, PROCESSOR_NAME, cached_file
 
 from .feature_extraction_pointclip import PointCloudProcessor
-from .labels import check_labels, check_labels_encode_distinctly
-from .prompts import DEFAULT_TEMPLATES, build_prompts
+from .prompts import DEFAULT_TEMPLATES, build_prompts, check_labels, check_labels_encode_distinctly
 
 CLIP_CONTEXT_LENGTH = 77
 PROCESSOR_CONFIG_FILES = f"{PROCESSOR_NAME}, {FEATURE_EXTRACTOR_NAME} or tokenizer_config.json"

@@ -8,10 +8,9 @@ import torch
 from transformers import Pipeline
 
 from .feature_extraction_pointclip import check_no_missing_clouds, is_single_point_cloud, to_point_batch
-from .labels import check_labels, check_labels_fit_model
+from .modeling_pointclip import check_finite_logits, check_scores_discriminate
 from .processing_pointclip import PointCLIPProcessor, processor_for_model
-from .prompts import check_prompt_template
-from .score_checks import check_finite_logits, check_scores_discriminate
+from .prompts import check_labels, check_labels_fit_model, check_prompt_template
 
 PIPELINE_TASK = "point-cloud-zero-shot-classification"
 DEFAULT_CHECKPOINT = "openai/clip-vit-base-patch16"

@@ -12,7 +12,7 @@ Three projection styles, each a faithful, batched port of the reference code:
   3x3 Gaussian smoothing, max over depth, per-image max normalisation and inversion: 110x110 maps in [0, 1]
   with a white (1) background.
 - `"pointclip_v2_part_segmentation"` (PointCLIP V2 part segmentation): 10 denser 224x224 views, cropped and resized
-  back to 224; see `pointclip_hf.projection_part_segmentation`, which also gives each point's pixel and visibility.
+  back to 224; see `projection_part_segmentation`, which also gives each point's pixel and visibility.
 
 `render_views(points [B, N, 3], style) -> [B, V, H, W]` at the style's native resolution. Any resize to the CLIP
 input size and the repeat to 3 channels are left to the caller.
@@ -143,7 +143,7 @@ def _direction_name(x: float, y: float, z: float) -> str:
 
 def render_views(points: torch.Tensor, style: str = "pointclip_v1") -> torch.Tensor:
     """Render every cloud from every view of `style`. On the CPU the clouds are rendered in groups, one group per
-    worker thread (`pointclip_hf.cpu_threads`); a cloud's maps do not depend on its group or the thread count.
+    worker thread (`pointclip_hf.model.cpu_threads`); a cloud's maps do not depend on its group or the thread count.
 
     Args:
         points (`torch.Tensor` of shape `[B, N, 3]`): floating-point clouds, y-up, roughly in the unit sphere.

@@ -74,7 +74,7 @@ class PartViews(NamedTuple):
 def render_part_views(points: torch.Tensor, image_size: int = 224, transposed_lookup: bool = False) -> PartViews:
     r"""
     Render clouds for part segmentation: the CLIP input images and each point's pixel and visibility in them. On the
-    CPU the clouds are rendered in groups, one per worker thread (`pointclip_hf.cpu_threads`).
+    CPU the clouds are rendered in groups, one per worker thread (`pointclip_hf.model.cpu_threads`).
 
     Args:
         points (`torch.Tensor` of shape `(batch, points, 3)`):
@@ -144,7 +144,7 @@ def _render(
 ) -> PartViews:
     """[`render_part_depth`] (then [`crop_for_clip`] to `image_size` if given); without `lookups`, `pixels` and
     `visible` are `None`. On the CPU a few views of a cloud go at a time (see `_view_chunks`), the chunks shared out
-    among the worker threads (`pointclip_hf.cpu_threads`), so that even one cloud uses them all."""
+    among the worker threads (`pointclip_hf.model.cpu_threads`), so that even one cloud uses them all."""
     if not isinstance(points, torch.Tensor) or points.ndim != 3:
         check_point_batch(points)
     batch, num_points, _ = points.shape

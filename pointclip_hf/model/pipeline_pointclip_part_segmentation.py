@@ -3,11 +3,11 @@
 import torch
 
 from .feature_extraction_pointclip import to_point_batch
-from .labels import check_labels
 from .pipeline_pointclip import DEFAULT_CHECKPOINT, PointCLIPPipeline
 from .point_ops import normalize_to_unit_sphere
 from .processing_pointclip import PointCLIPProcessor
 from .projection_part_segmentation import render_part_views
+from .prompts import check_labels
 
 PART_SEGMENTATION_TASK = "point-cloud-zero-shot-part-segmentation"
 PART_SEGMENTATION_PIPELINES = {

@@ -3,10 +3,9 @@
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, PreTrainedConfig
 
-from .labels import check_labels
 from .projection import get_projection_style
 from .projection_part_segmentation import PART_SEGMENTATION_STYLE
-from .prompts import DEFAULT_TEMPLATES, check_prompt_template
+from .prompts import DEFAULT_TEMPLATES, check_labels, check_prompt_template
 
 MAX_VIEW_WEIGHT = 100.0
 MIN_LARGEST_VIEW_WEIGHT = 1e-3
@@ -28,7 +27,7 @@ class PointCLIPConfig(PreTrainedConfig):
         CLIP is loaded at this commit, so an adapter never follows later changes of the base repo.
     projection_style (`str`, *optional*, defaults to `"pointclip_v1"`):
         How a cloud becomes depth maps: `"pointclip_v1"` (6 views), `"pointclip_v1_fewshot"` (10 views) or
-        `"pointclip_v2"` (10 views, realistic projection). See `pointclip_hf.projection`.
+        `"pointclip_v2"` (10 views, realistic projection). See `pointclip_hf.model.projection`.
     num_views (`int`, *optional*):
         Number of views; derived from `projection_style` and checked against it.
     view_weights (`list[float]`, *optional*):

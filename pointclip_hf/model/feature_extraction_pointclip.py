@@ -1,6 +1,7 @@
 """The feature extractor: point clouds in any form -> the multi-view depth images CLIP's image tower reads."""
 
 import os
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -10,7 +11,6 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from .choices import DEFAULT_SAMPLING
 from .cpu_threads import cat_on_cpu_threads, num_worker_threads
-from .point_cloud_checks import check_point_clouds, check_rendered_views
 from .point_ops import (
     check_sampling,
     check_up_axis,
@@ -36,7 +36,7 @@ def file_up_axis(path) -> str:
 def read_point_cloud_file(path) -> np.ndarray:
     """Read a point-cloud file with the installed `pointclip_hf` readers (they are not part of a Hub repo's code)."""
     try:
-        from pointclip_hf.point_cloud_io import load_point_cloud
+        from pointclip_hf.io import load_point_cloud
     except ImportError:
         raise ImportError(f"Reading {path} needs the pointclip_hf package: pip install pointclip_hf.") from None
     return load_point_cloud(path)
@@ -214,9 +214,9 @@ class PointCloudProcessor(FeatureExtractionMixin):
 
     def prepare_points(self, point_clouds, device: torch.device | str | None = None, names=None) -> torch.Tensor:
         """
-        Clouds in any accepted form -> turned y up, checked (`pointclip_hf.point_cloud_checks`), normalised and
-        sampled, each cloud on its own (on a single-threaded CPU worker, see `pointclip_hf.cpu_threads`), so that its
-        points never depend on the batch or the thread count.
+        Clouds in any accepted form -> turned y up, checked (`check_point_clouds`), normalised and sampled, each cloud
+        on its own (on a single-threaded CPU worker, see `cpu_threads`), so that its points never depend on the batch
+        or the thread count.
 
         Args:
             point_clouds: one cloud `[N, C]` or a batch, as numpy arrays, tensors, nested lists or file paths.
@@ -284,4 +284,66 @@ class PointCloudProcessor(FeatureExtractionMixin):
         return BatchFeature({"pixel_values": pixel_values})
 
 
-__all__ = ["PointCloudProcessor"]
+
+
+# Beyond this magnitude a float32 squared norm overflows (sqrt(3.4e38 / 3) is about 1e19): no real scan is that large.
+MAX_COORDINATE = 1e18
+# Extent, in rounding steps of the cloud's own dtype at its largest coordinate, up to which a cloud is one point.
+DEGENERATE_STEPS = 64
+
+
+def check_point_clouds(points: torch.Tensor, normalize: bool, names: Sequence[str] | None = None) -> None:
+    r"""
+    Raise a `ValueError` naming the first unusable cloud of a batch: a cloud with NaN or infinite coordinates, with
+    coordinates so large that its norms overflow, or (when it is to be scaled to the unit sphere) a degenerate one
+    whose points coincide up to rounding relative to its own scale and precision (all at 12345.678, say; a float64
+    cloud resolves 2**29 times finer than a float32 one, so a 2 m object at UTM coordinates is not degenerate).
+
+    Args:
+        points (`torch.Tensor` of shape `(batch, points, 3)`):
+            Floating-point clouds, in their own dtype.
+        normalize (`bool`):
+            Whether the clouds will be scaled to the unit sphere (degenerate clouds then cannot be).
+        names (`Sequence[str]`, *optional*):
+            How the messages name each cloud (a file, a dataset row); by default `"Point cloud {index}"`.
+    """
+    if points.shape[1] == 0:
+        raise ValueError(f"{_name(names, 0)} is empty (0 points).")
+    finite = torch.isfinite(points).flatten(1).all(dim=1)
+    _raise_for_first(~finite, names, "has NaN or infinite coordinates")
+    largest = points.abs().flatten(1).amax(dim=1)
+    _raise_for_first(largest > MAX_COORDINATE, names,
+                     f"has coordinates beyond +-{MAX_COORDINATE:g}, where its norms overflow; rescale it")  # fmt: skip
+    if normalize:
+        extent = (points.amax(dim=1) - points.amin(dim=1)).amax(dim=1)
+        degenerate = extent <= DEGENERATE_STEPS * torch.finfo(points.dtype).eps * largest
+        _raise_for_first(degenerate, names,
+                         "is degenerate (all points coincide up to rounding) and cannot be scaled to the unit sphere; "
+                         "pass normalize=False to render it as is")  # fmt: skip
+
+
+def check_rendered_views(views: torch.Tensor, background: float, names: Sequence[str] | None = None) -> None:
+    r"""
+    Raise a `ValueError` naming the first cloud whose every view is blank (all background): nothing of it was seen,
+    typically a cloud far outside the unit sphere rendered with `normalize=False`.
+
+    Args:
+        views (`torch.Tensor` of shape `(batch, views, H, W)`):
+            Rendered maps.
+        background (`float`):
+            The projection style's background value.
+        names (`Sequence[str]`, *optional*):
+            How the message names each cloud; by default `"Point cloud {index}"`.
+    """
+    blank = (views == background).flatten(1).all(dim=1)
+    problem = "renders to blank images in every view (is it far outside the unit sphere? use normalize=True)"
+    _raise_for_first(blank, names, problem)
+
+
+def _name(names: Sequence[str] | None, index: int) -> str:
+    return names[index] if names is not None else f"Point cloud {index}"
+
+
+def _raise_for_first(bad: torch.Tensor, names: Sequence[str] | None, problem: str) -> None:
+    if bad.any():
+        raise ValueError(f"{_name(names, int(bad.nonzero()[0]))} {problem}.")
