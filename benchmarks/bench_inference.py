@@ -39,7 +39,7 @@ Timing: torch.inference_mode, warm-up before every cell (for a batch of more tha
 the warm-up uses one full chunk only, to keep big configs affordable), time.perf_counter, medians of the repeats,
 min and max kept to show the noise, the 1-minute load average recorded before and after every cell.
 
-Examples
+Examples:
     python benchmarks/bench_inference.py --quick                      # batch 8, ViT-B/32, ~2 min on 2 cores
     python benchmarks/bench_inference.py --arch vit-b32               # one architecture, batches 1, 8, 32
     python benchmarks/bench_inference.py                              # both architectures (< 15 min, quiet 2-core CPU)
@@ -694,7 +694,7 @@ def print_profile(profile: dict) -> None:
     parents = profile.get("parents", {})
 
     def depth(name: str) -> int:
-        base = name[len("(rest of "):-1] if name.startswith("(rest of ") else None
+        base = name[len("(rest of ") : -1] if name.startswith("(rest of ") else None
         level, current = (1 + depth(base)) if base else 0, parents.get(name)
         while current is not None:
             level, current = level + 1, parents.get(current)
@@ -723,36 +723,73 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--arch", nargs="+", choices=list(ARCHS), default=None,
-                        help="architectures (default: vit-b32 vit-b16; --quick: vit-b32)")
+    parser.add_argument(
+        "--arch",
+        nargs="+",
+        choices=list(ARCHS),
+        default=None,
+        help="architectures (default: vit-b32 vit-b16; --quick: vit-b32)",
+    )
     parser.add_argument("--batch-sizes", nargs="+", type=int, default=None, help="default: 1 8 32 (--quick: 8)")
     parser.add_argument("--styles", nargs="+", choices=STYLES, default=list(STYLES))
-    parser.add_argument("--repeats", type=int, default=None,
-                        help="timed end-to-end repeats per cell (default: 5, 3 or 2 by the cell's cost)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=None,
+        help="timed end-to-end repeats per cell (default: 5, 3 or 2 by the cell's cost)",
+    )
     parser.add_argument("--warmup", type=int, default=1, help="warm-up runs per cell (one chunk for big batches)")
     parser.add_argument("--text-repeats", type=int, default=3, help="cold text-encoder repeats per style")
-    parser.add_argument("--text-tokens", type=int, default=None,
-                        help="prompt length in tokens (default: estimated CLIP BPE length per style; 77 = pad to max)")
+    parser.add_argument(
+        "--text-tokens",
+        type=int,
+        default=None,
+        help="prompt length in tokens (default: estimated CLIP BPE length per style; 77 = pad to max)",
+    )
     parser.add_argument("--quick", action="store_true", help="batch 8, one architecture, fewer repeats (~2 min)")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1, ...")
-    parser.add_argument("--dtype", nargs="+", choices=DTYPE_CHOICES, default=["fp32"],
-                        help="one dtype, or several to compare tower variants (auto: the package's dtype policy)")
-    parser.add_argument("--backend", nargs="+", choices=BACKENDS, default=["torch"],
-                        help="image tower backend(s); compile = torch.compile, onnxruntime needs the [onnx] extra")
-    parser.add_argument("--agreement-clouds", type=int, default=16,
-                        help="benchmark clouds added to the agreement set of the variant comparison")
+    parser.add_argument(
+        "--dtype",
+        nargs="+",
+        choices=DTYPE_CHOICES,
+        default=["fp32"],
+        help="one dtype, or several to compare tower variants (auto: the package's dtype policy)",
+    )
+    parser.add_argument(
+        "--backend",
+        nargs="+",
+        choices=BACKENDS,
+        default=["torch"],
+        help="image tower backend(s); compile = torch.compile, onnxruntime needs the [onnx] extra",
+    )
+    parser.add_argument(
+        "--agreement-clouds",
+        type=int,
+        default=16,
+        help="benchmark clouds added to the agreement set of the variant comparison",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--attn", choices=["sdpa", "eager"], default="sdpa", help="CLIP attention implementation")
-    parser.add_argument("--max-images-per-batch", type=int, default=None,
-                        help="config.max_images_per_batch, the tower's chunk size (default: the package default)")
+    parser.add_argument(
+        "--max-images-per-batch",
+        type=int,
+        default=None,
+        help="config.max_images_per_batch, the tower's chunk size (default: the package default)",
+    )
     parser.add_argument("--compile", action="store_true", help="model.compile_image_tower() first, when available")
     parser.add_argument("--no-profile", action="store_true", help="skip the processor profile")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--before-after", action="store_true",
-                        help="only the image tower: chunks of 8 images (before) against fixed per-cloud calls (after)")
-    parser.add_argument("--out", default=None,
-                        help="JSON path; '{arch}' becomes the architecture (one file each), else one combined file "
-                        "(default: benchmarks/results/inference_{arch}.json, inference_{arch}_quick.json with --quick)")
+    parser.add_argument(
+        "--before-after",
+        action="store_true",
+        help="only the image tower: chunks of 8 images (before) against fixed per-cloud calls (after)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="JSON path; '{arch}' becomes the architecture (one file each), else one combined file "
+        "(default: benchmarks/results/inference_{arch}.json, inference_{arch}_quick.json with --quick)",
+    )
     args = parser.parse_args(argv)
     if args.arch is None:
         args.arch = ["vit-b32"] if args.quick else ["vit-b32", "vit-b16"]
@@ -884,8 +921,10 @@ def main(argv=None) -> int:
     }  # fmt: skip
     log(f"PointCLIP inference benchmark: {meta['processor']}, {meta['torch_threads']} threads, device {device}, "
         f"{args.dtype}, torch {torch.__version__}, transformers {transformers.__version__}")  # fmt: skip
-    log(f"archs {args.arch}, styles {args.styles}, batch sizes {args.batch_sizes}, "
-        f"load average {meta['load_avg_start']}")
+    log(
+        f"archs {args.arch}, styles {args.styles}, batch sizes {args.batch_sizes}, "
+        f"load average {meta['load_avg_start']}"
+    )
 
     results: dict = {}
     profiles: list[dict] = []

@@ -118,9 +118,16 @@ def bench_cell(num_clouds: int, num_views: int, folder: Path) -> dict:
 
 
 def print_table(rows: list[dict]) -> None:
-    columns = ["clouds", "views", "write_s", "load_s", "faiss_add_s"] + [
-        f"{name}_{kind}_{count}_ms" for name in ("torch", "faiss") for kind in ("text", "like") for count in (1, 100)
-    ] + ["same_top10", "peak_rss_gib"]
+    columns = (
+        ["clouds", "views", "write_s", "load_s", "faiss_add_s"]
+        + [
+            f"{name}_{kind}_{count}_ms"
+            for name in ("torch", "faiss")
+            for kind in ("text", "like")
+            for count in (1, 100)
+        ]
+        + ["same_top10", "peak_rss_gib"]
+    )
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for row in rows:

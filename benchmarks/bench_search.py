@@ -90,8 +90,10 @@ def main():
 
     features, text, labels = make_features()
     n, v, c = features.shape
-    print(f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"synthetic features N={n} V={v} C={c} K={text.shape[0]}")
     print("(this machine may be shared: 'CPU' is this process's CPU time, less sensitive to other load)")
     kw = dict(chunk_size=args.chunk_size, workers=args.workers, prune=not args.no_prune, progress=args.progress)
@@ -100,22 +102,28 @@ def main():
         t0, c0 = time.perf_counter(), time.process_time()
         res = search_view_weights(features, text, labels, **kw)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        print(f"[view weights 4^10] {res.num_candidates:,} combinations in {dt:.2f} s wall / {dc:.2f} s CPU "
-              f"({res.num_candidates / dt:,.0f} comb/s); best {res.weights} acc {res.accuracy:.4f} "
-              f"(equal weights {res.baseline_accuracy:.4f}); prune={not args.no_prune}")
+        print(
+            f"[view weights 4^10] {res.num_candidates:,} combinations in {dt:.2f} s wall / {dc:.2f} s CPU "
+            f"({res.num_candidates / dt:,.0f} comb/s); best {res.weights} acc {res.accuracy:.4f} "
+            f"(equal weights {res.baseline_accuracy:.4f}); prune={not args.no_prune}"
+        )
 
     if args.v2:
         t0, c0 = time.perf_counter(), time.process_time()
         res = search_view_weights(features, text, labels, fixed={0: 0.75, 1: 0.75, 2: 0.75}, **kw)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
-        print(f"[view weights V2 4^7] {res.num_candidates:,} combinations in {dt:.2f} s wall / {dc:.2f} s CPU "
-              f"({res.num_candidates / dt:,.0f} comb/s); best {res.weights} acc {res.accuracy:.4f}")
+        print(
+            f"[view weights V2 4^7] {res.num_candidates:,} combinations in {dt:.2f} s wall / {dc:.2f} s CPU "
+            f"({res.num_candidates / dt:,.0f} comb/s); best {res.weights} acc {res.accuracy:.4f}"
+        )
 
     if args.naive:
         sample = 4096
         dt, dc = bench_naive(features, text, labels, sample=sample)
-        print(f"[naive matmul+argmax] {sample} combinations in {dt:.2f} s wall / {dc:.2f} s CPU "
-              f"({sample / dt:,.0f} comb/s) -> 4^10 extrapolated {dt * 4**10 / sample:.0f} s wall")
+        print(
+            f"[naive matmul+argmax] {sample} combinations in {dt:.2f} s wall / {dc:.2f} s CPU "
+            f"({sample / dt:,.0f} comb/s) -> 4^10 extrapolated {dt * 4**10 / sample:.0f} s wall"
+        )
 
     if not args.skip_prompts:
         lib = make_prompt_library(text)
@@ -125,8 +133,10 @@ def main():
         res = search_prompts(features, lib, names, labels, view_weights=w, passes=2)
         dt, dc = time.perf_counter() - t0, time.process_time() - c0
         changed = sum(1 for j in res.indices.values() if j != 0)
-        print(f"[prompts 40x100, 2 passes] {dt:.2f} s wall / {dc:.2f} s CPU; "
-              f"acc {res.baseline_accuracy:.4f} -> {res.accuracy:.4f} ({changed} classes changed)")
+        print(
+            f"[prompts 40x100, 2 passes] {dt:.2f} s wall / {dc:.2f} s CPU; "
+            f"acc {res.baseline_accuracy:.4f} -> {res.accuracy:.4f} ({changed} classes changed)"
+        )
 
 
 if __name__ == "__main__":

@@ -33,18 +33,45 @@ LABELS = [f"class_{i}" for i in range(10)]
 def clip_config(name: str) -> CLIPConfig:
     if name == "tiny":
         return CLIPConfig(
-            text_config=dict(vocab_size=514, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                             num_attention_heads=2, bos_token_id=512, eos_token_id=513, pad_token_id=513),
-            vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-                               image_size=32, patch_size=8),
+            text_config=dict(
+                vocab_size=514,
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                bos_token_id=512,
+                eos_token_id=513,
+                pad_token_id=513,
+            ),
+            vision_config=dict(
+                hidden_size=32,
+                intermediate_size=37,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=32,
+                patch_size=8,
+            ),
             projection_dim=16,
         )
     if name == "vit-b16":
         return CLIPConfig(
-            text_config=dict(hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
-                             bos_token_id=512, eos_token_id=513, pad_token_id=513),
-            vision_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                               image_size=224, patch_size=16),
+            text_config=dict(
+                hidden_size=512,
+                intermediate_size=2048,
+                num_hidden_layers=12,
+                num_attention_heads=8,
+                bos_token_id=512,
+                eos_token_id=513,
+                pad_token_id=513,
+            ),
+            vision_config=dict(
+                hidden_size=768,
+                intermediate_size=3072,
+                num_hidden_layers=12,
+                num_attention_heads=12,
+                image_size=224,
+                patch_size=16,
+            ),
             projection_dim=512,
         )
     raise ValueError(f"Unknown model {name!r}.")
@@ -52,7 +79,10 @@ def clip_config(name: str) -> CLIPConfig:
 
 def build_model(name: str, num_points: int) -> PointCLIPModel:
     config = PointCLIPConfig(
-        clip_config=clip_config(name), clip_model_name_or_path=None, projection_style=STYLE, use_adapter=True,
+        clip_config=clip_config(name),
+        clip_model_name_or_path=None,
+        projection_style=STYLE,
+        use_adapter=True,
         label_names=LABELS,
     )
     torch.manual_seed(0)
@@ -117,8 +147,10 @@ def main():
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs, {args.num_points} points/cloud, {STYLE} (10 views)")
+    print(
+        f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs, {args.num_points} points/cloud, {STYLE} (10 views)"
+    )
     rows = []
     for model_name in args.models.split(","):
         for cached in (False, True):
@@ -132,8 +164,9 @@ def main():
     for row in rows:
         cells = [f"{row[c]:.2f}" if isinstance(row[c], float) else str(row[c]) for c in columns]
         print("| " + " | ".join(cells) + " |")
-    print("\n'setup s': reading and preparing the clouds, text embeddings and, for 'cached', encoding every cloud "
-          "once.")
+    print(
+        "\n'setup s': reading and preparing the clouds, text embeddings and, for 'cached', encoding every cloud once."
+    )
 
 
 if __name__ == "__main__":

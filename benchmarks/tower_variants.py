@@ -51,7 +51,14 @@ from pointclip_hf.model.pipeline_pointclip import label_embeddings  # noqa: E402
 from pointclip_hf.testing_utils import synthetic_cloud  # noqa: E402
 
 BACKENDS = (
-    "torch", "sdpa-math", "eager-attention", "channels-last", "compile", "torch-int8", "onnxruntime", "onnxruntime-int8"
+    "torch",
+    "sdpa-math",
+    "eager-attention",
+    "channels-last",
+    "compile",
+    "torch-int8",
+    "onnxruntime",
+    "onnxruntime-int8",
 )
 
 
@@ -205,8 +212,9 @@ def print_variants(rows: list[dict], yardsticks: dict) -> None:
         print(f"\n{arch}: yardstick {m}x{k} @ {k}x{n} (the tower's largest product per call) on the workers: {limits}"
               " GFLOP/s")  # fmt: skip
     print(f"=== image-tower variants (interleaved; {torch.get_num_threads()} threads)")
-    print("| arch | batch | dtype | backend | ms/cloud (±%) | speed-up | GFLOP/s (% of mm) | rel err | min cos "
-          "| top-1 |")
+    print(
+        "| arch | batch | dtype | backend | ms/cloud (±%) | speed-up | GFLOP/s (% of mm) | rel err | min cos | top-1 |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         share = "" if row["matmul_pct"] is None else f" ({row['matmul_pct']:.0f}%)"

@@ -29,12 +29,7 @@ import trimesh
 PACKAGE_CLOUDS = Path(__file__).resolve().parents[1] / "pointclip_hf" / "example_clouds"
 
 # pybullet / URDF worlds are z-up; ModelNet (and PointCLIP's views) are y-up.
-Z_UP_TO_Y_UP = np.array(
-    [[1.0, 0.0, 0.0, 0.0],
-     [0.0, 0.0, 1.0, 0.0],
-     [0.0, -1.0, 0.0, 0.0],
-     [0.0, 0.0, 0.0, 1.0]]
-)
+Z_UP_TO_Y_UP = np.array([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
 
 # output name -> (URDF relative to pybullet_data whose visual meshes make the
 # object, rotation applied to the assembled mesh to make the object upright, y-up)
@@ -68,9 +63,7 @@ def load_urdf_visuals(urdf_path: Path) -> trimesh.Trimesh:
         mesh_el = visual.find("geometry/mesh")
         if mesh_el is None:
             raise ValueError(f"{urdf_path}: only <mesh> visual geometry is supported")
-        mesh = trimesh.load(
-            urdf_path.parent / mesh_el.get("filename"), force="mesh", skip_materials=True
-        )
+        mesh = trimesh.load(urdf_path.parent / mesh_el.get("filename"), force="mesh", skip_materials=True)
         scale = _floats(mesh_el.get("scale"), "1 1 1")
         origin = visual.find("origin")
         xyz = _floats(origin.get("xyz") if origin is not None else None, "0 0 0")
@@ -90,9 +83,7 @@ def normalize_unit_sphere(points: np.ndarray) -> np.ndarray:
     return points / np.linalg.norm(points, axis=1).max()
 
 
-def make_cloud(
-    pybullet_data: Path, urdf: str, to_y_up: np.ndarray, num_points: int, seed: int
-) -> np.ndarray:
+def make_cloud(pybullet_data: Path, urdf: str, to_y_up: np.ndarray, num_points: int, seed: int) -> np.ndarray:
     mesh = load_urdf_visuals(pybullet_data / urdf)
     mesh.apply_transform(to_y_up)
     points, _ = trimesh.sample.sample_surface(mesh, num_points, seed=seed)
@@ -102,8 +93,12 @@ def make_cloud(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("pybullet_data", type=Path, help="path to the pybullet_data folder")
-    parser.add_argument("--out", type=Path, default=PACKAGE_CLOUDS,
-                        help="output folder (default: the package's example_clouds/, linked from examples/)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=PACKAGE_CLOUDS,
+        help="output folder (default: the package's example_clouds/, linked from examples/)",
+    )
     parser.add_argument("--num-points", type=int, default=2048)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

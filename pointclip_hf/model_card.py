@@ -204,8 +204,15 @@ def _split_training(training: dict | None) -> tuple[dict | None, int | None, flo
     best_accuracy = training.get("best_validation_accuracy")
     recipe = training.get("training_config", training)
     recipe = {key: value for key, value in recipe.items() if key not in _RUNTIME_SETTINGS}
-    for key in ("best_epoch", "best_validation_accuracy", "history", "output_dir", "epochs_completed", "finished",
-                "label_names"):
+    for key in (
+        "best_epoch",
+        "best_validation_accuracy",
+        "history",
+        "output_dir",
+        "epochs_completed",
+        "finished",
+        "label_names",
+    ):
         recipe.pop(key, None)
     return recipe, best_epoch, best_accuracy
 

@@ -21,10 +21,16 @@ from pointclip_hf.testing_utils import (  # noqa: F401  (the tests import them f
 pytest_plugins = ["hub_server"]  # the local_hub fixture: a Hub-compatible server on 127.0.0.1
 
 OPENAI_STYLE_IMAGE_PROCESSOR = {
-    "crop_size": 32, "do_center_crop": True, "do_normalize": True, "do_resize": True,
-    "feature_extractor_type": "CLIPFeatureExtractor", "image_processor_type": "CLIPImageProcessor",
-    "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-    "resample": 3, "size": 32,
+    "crop_size": 32,
+    "do_center_crop": True,
+    "do_normalize": True,
+    "do_resize": True,
+    "feature_extractor_type": "CLIPFeatureExtractor",
+    "image_processor_type": "CLIPImageProcessor",
+    "image_mean": [0.48145466, 0.4578275, 0.40821073],
+    "image_std": [0.26862954, 0.26130258, 0.27577711],
+    "resample": 3,
+    "size": 32,
 }
 
 

@@ -563,14 +563,20 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and rest == ["whoami-v2"]:
                 return self._send_json(
                     200,
-                    {"type": "user", "name": hub.username, "fullname": hub.username, "orgs": [],
-                     "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}}},
+                    {
+                        "type": "user",
+                        "name": hub.username,
+                        "fullname": hub.username,
+                        "orgs": [],
+                        "auth": {"type": "access_token", "accessToken": {"displayName": "local", "role": "write"}},
+                    },
                 )
             if method == "GET" and rest == ["agent-harnesses"]:
                 return self._send_json(200, {"standardEnvVars": [], "harnesses": {}})
             if len(rest) >= 3 and rest[0] in _REPO_TYPES:
-                return self._route_repo_api(method, _REPO_TYPES[rest[0]], f"{unquote(rest[1])}/{unquote(rest[2])}",
-                                            rest[3:], query)
+                return self._route_repo_api(
+                    method, _REPO_TYPES[rest[0]], f"{unquote(rest[1])}/{unquote(rest[2])}", rest[3:], query
+                )
         elif method in ("GET", "HEAD"):
             repo_type = "model"
             if segs and segs[0] in _REPO_TYPES and segs[0] != "models":
@@ -710,8 +716,14 @@ def hub_environment(endpoint: str, home: Path, *, token: str = DUMMY_TOKEN) -> I
         p.setenv("HF_ENDPOINT", endpoint)
         p.setenv("HF_TOKEN", token)
         p.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-        for name in ("HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE", "HUGGINGFACE_CO_STAGING", "HF_HUB_OFFLINE",
-                     "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+        for name in (
+            "HUGGING_FACE_HUB_TOKEN",
+            "HF_OIDC_RESOURCE",
+            "HUGGINGFACE_CO_STAGING",
+            "HF_HUB_OFFLINE",
+            "TRANSFORMERS_OFFLINE",
+            "HF_DATASETS_OFFLINE",
+        ):
             p.setenv(name, None)
 
         # 2. huggingface_hub.constants: read at call time by the library.
@@ -776,8 +788,9 @@ def hub_offline(offline: bool = True) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def start_local_hub(base_dir: Path, *, token: str = DUMMY_TOKEN,
-                    username: str = DEFAULT_USERNAME) -> Iterator[LocalHub]:
+def start_local_hub(
+    base_dir: Path, *, token: str = DUMMY_TOKEN, username: str = DEFAULT_USERNAME
+) -> Iterator[LocalHub]:
     """Serve a LocalHub from ``base_dir/hub_storage`` and point the clients at it, with
     ``HF_HOME=base_dir/hf_home``. Yields the hub (``hub.url``, ``hub.cache_dir``, ``hub.home``,
     ``hub.token`` are set)."""

@@ -49,8 +49,15 @@ def official_size_clip_config() -> CLIPConfig:
     with one head (the official `build_model` uses `width // 64` heads), OpenAI's vocabulary and QuickGELU."""
     tower = dict(hidden_size=64, intermediate_size=256, num_attention_heads=1, hidden_act="quick_gelu")
     return CLIPConfig(
-        text_config=dict(**tower, num_hidden_layers=1, vocab_size=49408, max_position_embeddings=77,
-                         bos_token_id=49406, eos_token_id=49407, pad_token_id=0),  # fmt: skip
+        text_config=dict(
+            **tower,
+            num_hidden_layers=1,
+            vocab_size=49408,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=0,
+        ),  # fmt: skip
         vision_config=dict(**tower, num_hidden_layers=2, image_size=224, patch_size=16),
         projection_dim=512,
         logit_scale_init_value=math.log(100.0),
@@ -264,8 +271,11 @@ def run_official(scratch: Path, clip: CLIPModel, points: np.ndarray, labels: np.
         clouds = [index for index, name in enumerate(categories) if name == category]
         for row, cloud in enumerate(clouds):
             results[cloud] = {
-                "token_ids": tokens.int(), "text_features": text, "point_loc_clip": saved["pointloc"][row].short(),
-                "is_seen": saved["ifseen"][row].bool(), "patch_logits": patch_logits[row],
+                "token_ids": tokens.int(),
+                "text_features": text,
+                "point_loc_clip": saved["pointloc"][row].short(),
+                "is_seen": saved["ifseen"][row].bool(),
+                "patch_logits": patch_logits[row],
                 "point_logits": logits[0].reshape(len(clouds), NUM_POINTS, -1)[row],
                 "point_parts": saved["segpred"].reshape(len(clouds), NUM_POINTS)[row].to(torch.int8),
                 "point_parts_fp16_head": fp16_parts.reshape(len(clouds), NUM_POINTS)[row].to(torch.int8),
@@ -375,8 +385,9 @@ def agreement_figures(clip: CLIPModel, arrays: dict) -> dict:
         one_best = (official == official.amax(-1, keepdim=True)).sum(-1) == 1
         figures[f"cloud {cloud} ({category})"] = {
             **{mode: _share_equal(logits.argmax(-1), parts) for mode, logits in ours.items()},
-            "official_order_where_one_best_part": _share_equal(ours["official_order"].argmax(-1)[one_best],
-                                                               parts[one_best]),  # fmt: skip
+            "official_order_where_one_best_part": _share_equal(
+                ours["official_order"].argmax(-1)[one_best], parts[one_best]
+            ),  # fmt: skip
             "points_with_tied_best_parts": int((~one_best).sum()),
             "official_fp16_head": _share_equal(fp16_parts, parts),
             "official_order_max_abs_logit_difference": float((ours["official_order"] - official).abs().max()),

@@ -27,8 +27,9 @@ def cloud_array(dataset) -> np.ndarray:
 
 
 def small_processor(model, style):
-    return PointCLIPProcessor(PointCloudProcessor(projection_style=style, num_points=256, image_size=32),
-                              processor_for_model(model).tokenizer)
+    return PointCLIPProcessor(
+        PointCloudProcessor(projection_style=style, num_points=256, image_size=32), processor_for_model(model).tokenizer
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +59,14 @@ def test_prompt_library_files(tmp_path):
 def test_tuned_prompts_and_view_weights_persist(tiny_clip_dir, tmp_path, validation_set):
     model = PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style="pointclip_v2", label_names=SHAPE_CLASSES)
     model.processor = small_processor(model, "pointclip_v2")
-    summary = tune_on_validation(model, validation_set, prompt_library=LIBRARY, grid=(0.5, 1.0),
-                                 fixed={0: 0.75, 1: 0.75, 2: 0.75}, progress=False)
+    summary = tune_on_validation(
+        model,
+        validation_set,
+        prompt_library=LIBRARY,
+        grid=(0.5, 1.0),
+        fixed={0: 0.75, 1: 0.75, 2: 0.75},
+        progress=False,
+    )
     assert summary["view_weights"]["num_candidates"] == 2**7
     assert summary["view_weights"]["accuracy"] >= summary["view_weights"]["baseline_accuracy"]
     assert summary["prompts"]["accuracy"] >= summary["prompts"]["baseline_accuracy"]
@@ -85,16 +92,46 @@ def test_cli_search_tunes_on_a_carved_validation_split(tiny_clip_dir, tmp_path, 
             np.save(data / name / f"{i}.npy", cloud)
     (tmp_path / "library.json").write_text(json.dumps(LIBRARY))
     out = tmp_path / "tuned"
-    assert main(["search", "--dataset", str(data), "--prompts", str(tmp_path / "library.json"), "--grid", "0.5,1",
-                 "--model", str(tiny_clip_dir), "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "--dataset",
+                str(data),
+                "--prompts",
+                str(tmp_path / "library.json"),
+                "--grid",
+                "0.5,1",
+                "--model",
+                str(tiny_clip_dir),
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "prompts: validation accuracy" in printed and "view_weights: validation accuracy" in printed
     summary = json.loads((out / "search.json").read_text())
     assert summary["validation_size"] == 4 and len(summary["view_weights"]["weights"]) == 6
     assert PointCLIPModel.from_pretrained(out).config.view_weights == summary["view_weights"]["weights"]
     (tmp_path / "partial.json").write_text(json.dumps({"cube": ["a cube."]}))
-    assert main(["search", "--dataset", str(data), "--prompts", str(tmp_path / "partial.json"),
-                 "--model", str(tiny_clip_dir), "--output-dir", str(out)]) == 2
+    assert (
+        main(
+            [
+                "search",
+                "--dataset",
+                str(data),
+                "--prompts",
+                str(tmp_path / "partial.json"),
+                "--model",
+                str(tiny_clip_dir),
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "no sentences for classes" in capsys.readouterr().err
 
 
@@ -127,8 +164,10 @@ def test_ensemble_with_a_3d_network_trained_here(zero_shot_model, tmp_path, caps
     train, validation, test = (make_shape_dataset(seed, n) for seed, n in ((7, 8), (8, 5), (9, 5)))
     network = train_pointnet(train, epochs=3)  # deliberately under-trained: both sources are imperfect
     with torch.no_grad():
-        other = {name: network(torch.from_numpy(cloud_array(split))) for name, split in
-                 (("validation", validation), ("test", test))}
+        other = {
+            name: network(torch.from_numpy(cloud_array(split)))
+            for name, split in (("validation", validation), ("test", test))
+        }
     model = PointCLIPModel.from_pretrained(tiny_clip_dir, label_names=SHAPE_CLASSES)
     model.processor = small_processor(model, "pointclip_v1")
     ours, labels = pointclip_logits(model, validation, progress=False)
@@ -147,9 +186,28 @@ def test_ensemble_with_a_3d_network_trained_here(zero_shot_model, tmp_path, caps
             (data / split / SHAPE_CLASSES[label]).mkdir(parents=True, exist_ok=True)
             np.save(data / split / SHAPE_CLASSES[label] / f"{index:02d}.npy", np.asarray(cloud))
     np.save(tmp_path / "test.npy", other["test"].numpy()[np.argsort(test["label"], kind="stable")])
-    assert main(["ensemble", "--dataset", str(data), "--validation-split", "validation", "--validation-logits",
-                 str(tmp_path / "validation.npy"), "--test-split", "test", "--test-logits", str(tmp_path / "test.npy"),
-                 "--model", str(tiny_clip_dir), "--output-dir", str(tmp_path / "ens")]) == 0
+    assert (
+        main(
+            [
+                "ensemble",
+                "--dataset",
+                str(data),
+                "--validation-split",
+                "validation",
+                "--validation-logits",
+                str(tmp_path / "validation.npy"),
+                "--test-split",
+                "test",
+                "--test-logits",
+                str(tmp_path / "test.npy"),
+                "--model",
+                str(tiny_clip_dir),
+                "--output-dir",
+                str(tmp_path / "ens"),
+            ]
+        )
+        == 0
+    )
     assert "test accuracy" in capsys.readouterr().out
     summary = json.loads((tmp_path / "ens" / "ensemble.json").read_text())
     assert 0 <= summary["alpha"] <= 1 and set(summary["test"]) == {"ensemble", "pointclip"}
@@ -159,8 +217,12 @@ def test_few_shot_adapter_on_the_v2_projection(tiny_clip_dir, tmp_path, validati
     model = build_few_shot_model(tiny_clip_dir, SHAPE_CLASSES, projection_style="pointclip_v2", seed=0)
     model.processor = small_processor(model, "pointclip_v2")
     assert model.config.num_views == 10 and model.adapter.num_views == 10
-    result = train_adapter(model, make_shape_dataset(4, 4), validation_set,
-                           config=TrainingConfig(epochs=4, batch_size=8, augment=False, progress=False))
+    result = train_adapter(
+        model,
+        make_shape_dataset(4, 4),
+        validation_set,
+        config=TrainingConfig(epochs=4, batch_size=8, augment=False, progress=False),
+    )
     assert result.best_validation_accuracy is not None
     model.save_pretrained(tmp_path)
     processor_for_model(model).save_pretrained(tmp_path)

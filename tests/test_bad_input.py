@@ -40,13 +40,18 @@ BAD_CLOUDS = {
     "identical at 12345.678": (np.full((50, 3), 12345.678, np.float32), {}, "degenerate"),
     "one coordinate of 1e20": (with_point([1e20, 0, 0]), {}, "overflow"),
     "V2 unnormalised near float max": (
-        with_point([3e38, -3e38, 0]), dict(projection_style="pointclip_v2", normalize=False), "overflow"
+        with_point([3e38, -3e38, 0]),
+        dict(projection_style="pointclip_v2", normalize=False),
+        "overflow",
     ),
     "float64 beyond float32": (np.concatenate([CLOUD, [[1e300, 0, 0]]]), {}, "overflow"),
     "NaN": (with_point([np.nan, 0, 0]), {}, "NaN"),
     "empty": (np.zeros((0, 3), np.float32), {}, "empty"),
-    "unnormalised, out of every view": (CLOUD * 0.01 + np.float32([930.3, -928.4, 625.6]), dict(normalize=False),
-                                        "blank"),  # fmt: skip
+    "unnormalised, out of every view": (
+        CLOUD * 0.01 + np.float32([930.3, -928.4, 625.6]),
+        dict(normalize=False),
+        "blank",
+    ),  # fmt: skip
 }
 
 
@@ -205,23 +210,39 @@ def nan_weight(folder):
 BAD_CHECKPOINTS = {
     "config sizes do not fit the weights": (lambda f: edit_config(f, projection_dim=8), ValueError, "do not fit"),
     "view weights of 1e308 in config.json": (
-        lambda f: edit_config(f, model_type="pointclip", clip_config=json.loads((f / "config.json").read_text()),
-                              clip_model_name_or_path=None, view_weights=[1e308] * 6),
-        ValueError, "view_weights",
+        lambda f: edit_config(
+            f,
+            model_type="pointclip",
+            clip_config=json.loads((f / "config.json").read_text()),
+            clip_model_name_or_path=None,
+            view_weights=[1e308] * 6,
+        ),
+        ValueError,
+        "view_weights",
     ),  # fmt: skip
     "a template with another field": (
-        lambda f: edit_config(f, model_type="pointclip", clip_config=json.loads((f / "config.json").read_text()),
-                              clip_model_name_or_path=None, prompt_templates=["a {} of {x}"]),
-        ValueError, "no other",
+        lambda f: edit_config(
+            f,
+            model_type="pointclip",
+            clip_config=json.loads((f / "config.json").read_text()),
+            clip_model_name_or_path=None,
+            prompt_templates=["a {} of {x}"],
+        ),
+        ValueError,
+        "no other",
     ),  # fmt: skip
     "config.json is a JSON list": (lambda f: (f / "config.json").write_text("[1, 2]"), ValueError, "JSON object"),
     "deeply nested config.json": (
-        lambda f: (f / "config.json").write_text("[" * 100_000 + "]" * 100_000), ValueError, "nested"
+        lambda f: (f / "config.json").write_text("[" * 100_000 + "]" * 100_000),
+        ValueError,
+        "nested",
     ),
     "garbage weights": (lambda f: (f / "model.safetensors").write_bytes(b"garbage" * 10), ValueError, "safetensors"),
     "NaN in the CLIP weights": (nan_weight, ValueError, "NaN"),
     "only a pickled pytorch_model.bin": (
-        lambda f: (f / "model.safetensors").rename(f / "pytorch_model.bin"), OSError, "model.safetensors"
+        lambda f: (f / "model.safetensors").rename(f / "pytorch_model.bin"),
+        OSError,
+        "model.safetensors",
     ),
 }
 

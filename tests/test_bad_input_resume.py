@@ -189,8 +189,8 @@ def edit_second_line(content: bytes, edit) -> bytes:
 
 
 BAD_RECORDS = {
-    "unknown prediction": (lambda r: r.update(prediction="teapot"), "names the label \"teapot\""),
-    "unknown top_k label": (lambda r: r["top_k"][1].update(label="teapot"), "names the label \"teapot\""),
+    "unknown prediction": (lambda r: r.update(prediction="teapot"), 'names the label "teapot"'),
+    "unknown top_k label": (lambda r: r["top_k"][1].update(label="teapot"), 'names the label "teapot"'),
     "NaN score": (lambda r: r.update(score=float("nan")), "not a number in \\[0, 1\\]"),
     "score above 1": (lambda r: r["top_k"][0].update(score=7.5), "not a number in \\[0, 1\\]"),
     "no top_k": (lambda r: r.pop("top_k"), "no top_k list"),
@@ -215,7 +215,7 @@ def test_an_evaluation_record_with_an_unknown_true_label_is_refused(zero_shot_mo
     evaluate(zero_shot_model, dataset, output_dir=tmp_path, batch_size=2, progress=False)
     path = tmp_path / "predictions.jsonl"
     path.write_bytes(edit_second_line(path.read_bytes(), lambda r: r.update(label="teapot")))
-    with pytest.raises(ValueError, match="names the label \"teapot\"") as error:
+    with pytest.raises(ValueError, match='names the label "teapot"') as error:
         evaluate(zero_shot_model, dataset, output_dir=tmp_path, batch_size=2, progress=False)
     one_line(error)
 

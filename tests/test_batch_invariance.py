@@ -19,11 +19,21 @@ def build_wide_clip() -> CLIPModel:
     one's."""
     config = CLIPConfig(
         text_config=dict(
-            vocab_size=514, hidden_size=512, intermediate_size=2048, num_hidden_layers=2, num_attention_heads=8,
-            bos_token_id=512, eos_token_id=513, pad_token_id=513,
+            vocab_size=514,
+            hidden_size=512,
+            intermediate_size=2048,
+            num_hidden_layers=2,
+            num_attention_heads=8,
+            bos_token_id=512,
+            eos_token_id=513,
+            pad_token_id=513,
         ),
         vision_config=dict(
-            hidden_size=768, intermediate_size=3072, num_hidden_layers=2, num_attention_heads=12, image_size=224,
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=2,
+            num_attention_heads=12,
+            image_size=224,
             patch_size=32,
         ),
         projection_dim=512,
@@ -34,7 +44,9 @@ def build_wide_clip() -> CLIPModel:
 
 def build_model(clip: CLIPModel, projection_style: str, use_adapter: bool) -> PointCLIPModel:
     config = PointCLIPConfig(
-        clip_config=clip.config, clip_model_name_or_path=None, projection_style=projection_style,
+        clip_config=clip.config,
+        clip_model_name_or_path=None,
+        projection_style=projection_style,
         use_adapter=use_adapter,
     )
     model = PointCLIPModel(config)

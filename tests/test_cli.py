@@ -26,8 +26,21 @@ def test_classify_json_matches_python_api(tiny_clip_dir, zero_shot_model, capsys
 
 
 def test_classify_text_output_and_top_k(tiny_clip_dir, capsys):
-    assert main(["classify", str(EXAMPLES / "mug.npy"), "--labels", "cup,table", "--top-k", "1",
-                 "--model", str(tiny_clip_dir)]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                str(EXAMPLES / "mug.npy"),
+                "--labels",
+                "cup,table",
+                "--top-k",
+                "1",
+                "--model",
+                str(tiny_clip_dir),
+            ]
+        )
+        == 0
+    )
     line = capsys.readouterr().out.strip()
     assert line.startswith(str(EXAMPLES / "mug.npy") + ": ") and line.count(",") == 0
 
@@ -54,16 +67,41 @@ def test_bad_input_exits_2_with_a_message(tiny_clip_dir, tmp_path, capsys):
 
 
 def test_console_script_is_installed(tiny_clip_dir):
-    done = subprocess.run([Path(sys.executable).parent / "pointclip", "classify", str(EXAMPLES / "mug.npy"),
-                           "--labels", "cup,table", "--model", str(tiny_clip_dir)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            Path(sys.executable).parent / "pointclip",
+            "classify",
+            str(EXAMPLES / "mug.npy"),
+            "--labels",
+            "cup,table",
+            "--model",
+            str(tiny_clip_dir),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "mug.npy: " in done.stdout
 
 
 def test_evaluate_writes_report_and_confusion_matrix(tiny_clip_dir, class_folder, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["evaluate", "--dataset", str(class_folder), "--split", "train", "--model", str(tiny_clip_dir),
-                 "--output-dir", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--dataset",
+                str(class_folder),
+                "--split",
+                "train",
+                "--model",
+                str(tiny_clip_dir),
+                "--output-dir",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert report["num_samples"] == 6 and f"accuracy {report['accuracy']:.4f}" in printed
@@ -75,8 +113,22 @@ def test_evaluate_writes_report_and_confusion_matrix(tiny_clip_dir, class_folder
 
 def test_classify_folder_streams_json_lines(tiny_clip_dir, class_folder, tmp_path, capsys, zero_shot_model):
     out = tmp_path / "predictions.jsonl"
-    assert main(["classify", str(class_folder), "--labels", "box,chair", "--model", str(tiny_clip_dir),
-                 "--output", str(out), "--json"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                str(class_folder),
+                "--labels",
+                "box,chair",
+                "--model",
+                str(tiny_clip_dir),
+                "--output",
+                str(out),
+                "--json",
+            ]
+        )
+        == 0
+    )
     printed = json.loads(capsys.readouterr().out)
     files = sorted(str(p) for p in class_folder.rglob("*.npy"))
     assert [entry["file"] for entry in printed] == files
@@ -87,20 +139,39 @@ def test_classify_folder_streams_json_lines(tiny_clip_dir, class_folder, tmp_pat
 
 
 def test_example_scripts_run(tiny_clip_dir, tmp_path):
-    rendered = subprocess.run([sys.executable, str(EXAMPLES / "render_depth_views.py"), "--out-dir", str(tmp_path)],
-                              capture_output=True, text=True)
+    rendered = subprocess.run(
+        [sys.executable, str(EXAMPLES / "render_depth_views.py"), "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+    )
     assert rendered.returncode == 0, rendered.stderr
     assert len(list(tmp_path.glob("*.png"))) == 9
-    classified = subprocess.run([sys.executable, str(EXAMPLES / "zero_shot_classification.py"), "--model",
-                                 str(tiny_clip_dir)], capture_output=True, text=True, env={**os.environ,
-                                                                                          "HF_HUB_OFFLINE": "1"})
+    classified = subprocess.run(
+        [sys.executable, str(EXAMPLES / "zero_shot_classification.py"), "--model", str(tiny_clip_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert classified.returncode == 0, classified.stderr
     assert "pointclip_v2:" in classified.stdout and "mug.npy" in classified.stdout
 
 
 def test_tower_budget_must_be_positive(tiny_clip_dir, capsys):
-    assert main(["classify", str(EXAMPLES / "mug.npy"), "--labels", "a,b", "--model", str(tiny_clip_dir),
-                 "--max-images-per-batch", "0"]) == 2
+    assert (
+        main(
+            [
+                "classify",
+                str(EXAMPLES / "mug.npy"),
+                "--labels",
+                "a,b",
+                "--model",
+                str(tiny_clip_dir),
+                "--max-images-per-batch",
+                "0",
+            ]
+        )
+        == 2
+    )
     assert "max_images_per_batch must be at least 1" in capsys.readouterr().err
 
 

@@ -90,14 +90,17 @@ def test_warnings_print_as_one_line(monkeypatch, capsys):
     assert capsys.readouterr().err == "pointclip: warning: UserWarning: first line second line\n"
 
 
-@pytest.mark.parametrize("error, code", [
-    (ValueError("bad value\nin two lines"), 2),
-    (FileNotFoundError(2, "No such file", "cloud.npy"), 2),
-    (pointclip_hf.PointCloudFileError("Cannot load point cloud 'a.ply': truncated"), 2),
-    (ConnectionError("connection refused"), 1),
-    (RuntimeError("CUDA out of memory"), 1),
-    (OSError(28, "No space left on device"), 1),
-])
+@pytest.mark.parametrize(
+    "error, code",
+    [
+        (ValueError("bad value\nin two lines"), 2),
+        (FileNotFoundError(2, "No such file", "cloud.npy"), 2),
+        (pointclip_hf.PointCloudFileError("Cannot load point cloud 'a.ply': truncated"), 2),
+        (ConnectionError("connection refused"), 1),
+        (RuntimeError("CUDA out of memory"), 1),
+        (OSError(28, "No space left on device"), 1),
+    ],
+)
 def test_exit_codes(monkeypatch, capsys, error, code):
     monkeypatch.setattr(render, "run", warn_and_fail(error))
     assert main(["render", "x.npy", "--out", "x.png"]) == code

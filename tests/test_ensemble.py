@@ -135,7 +135,7 @@ def test_load_logits_refuses_pickle_and_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"\[N, K\]"):
         load_logits(torch.zeros(5))
     with pytest.raises(TypeError):
-        load_logits(lambda: (lambda: torch.zeros(2, 2)))
+        load_logits(lambda: lambda: torch.zeros(2, 2))
     with pytest.raises(TypeError):
         load_logits(42)
 

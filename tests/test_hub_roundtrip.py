@@ -42,7 +42,8 @@ def test_train_push_and_load_back_by_repo_id(hub_with_base_clip, tmp_path, monke
     model = build_few_shot_model(BASE, SHAPE_CLASSES, seed=0)  # the base CLIP comes from the (local) Hub
     model.processor = PointCLIPProcessor(
         PointCloudProcessor(projection_style="pointclip_v1_fewshot", num_points=256, image_size=32),
-        processor_for_model(model).tokenizer, model.config.prompt_templates,
+        processor_for_model(model).tokenizer,
+        model.config.prompt_templates,
     )
     config = TrainingConfig(epochs=3, batch_size=8, augment=False, progress=False)
     train_adapter(model, make_shape_dataset(0, 4), make_shape_dataset(1, 2), config=config)
@@ -82,14 +83,48 @@ def test_cli_train_push_and_classify(hub_with_base_clip, tmp_path, capsys):
         for i, cloud in enumerate(cloud_set):
             np.save(data / name / f"{i}.npy", cloud)
     out = tmp_path / "run"
-    assert main(["train", "--dataset", str(data), "--shots", "3", "--validation-fraction", "0.4", "--epochs", "2",
-                 "--batch-size", "4", "--no-augment", "--model", BASE, "--output-dir", str(out),
-                 "--push-to-hub", "user/cli-shapes"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(data),
+                "--shots",
+                "3",
+                "--validation-fraction",
+                "0.4",
+                "--epochs",
+                "2",
+                "--batch-size",
+                "4",
+                "--no-augment",
+                "--model",
+                BASE,
+                "--output-dir",
+                str(out),
+                "--push-to-hub",
+                "user/cli-shapes",
+            ]
+        )
+        == 0
+    )
     assert "best validation accuracy" in capsys.readouterr().out
     assert (out / "README.md").exists() and (out / "checkpoint" / "trainer_state.json").exists()
     assert main(["push", str(out), "user/cli-shapes-copy"]) == 0
-    assert main(["classify", str(data / "disc" / "0.npy"), "--labels", ",".join(SHAPE_CLASSES),
-                 "--model", "user/cli-shapes-copy", "--json"]) == 0
+    assert (
+        main(
+            [
+                "classify",
+                str(data / "disc" / "0.npy"),
+                "--labels",
+                ",".join(SHAPE_CLASSES),
+                "--model",
+                "user/cli-shapes-copy",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert '"label"' in capsys.readouterr().out.split("pushed", 1)[-1]
     assert main(["classify", str(data / "disc" / "0.npy"), "--model", "user/cli-shapes", "--json"]) == 0
     assert {p["label"] for p in json.loads(capsys.readouterr().out)[0]["predictions"]} == set(SHAPE_CLASSES)
@@ -104,6 +139,10 @@ def test_prompt_library_from_a_hub_dataset_repo(local_hub, tmp_path):
     (tmp_path / "prompts.json").write_text(json.dumps(library))
     api = HfApi()
     api.create_repo("user/shape-prompts", repo_type="dataset")
-    api.upload_file(path_or_fileobj=str(tmp_path / "prompts.json"), path_in_repo="prompts.json",
-                    repo_id="user/shape-prompts", repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=str(tmp_path / "prompts.json"),
+        path_in_repo="prompts.json",
+        repo_id="user/shape-prompts",
+        repo_type="dataset",
+    )
     assert load_class_prompts("user/shape-prompts", repo_type="dataset") == library

@@ -155,8 +155,9 @@ def test_offline_mode_serves_from_cache(local_hub, tmp_path):
 def test_dataset_repo(local_hub):
     api = HfApi()
     api.create_repo("user/points", repo_type="dataset")
-    api.upload_file(path_or_fileobj=b"x,y\n1,2\n", path_in_repo="data/train.csv", repo_id="user/points",
-                    repo_type="dataset")
+    api.upload_file(
+        path_or_fileobj=b"x,y\n1,2\n", path_in_repo="data/train.csv", repo_id="user/points", repo_type="dataset"
+    )
     path = hf_hub_download("user/points", "data/train.csv", repo_type="dataset")
     assert Path(path).read_bytes() == b"x,y\n1,2\n" and "datasets--user--points" in path
     assert not api.repo_exists("user/points")  # a model of that name does not exist
@@ -166,16 +167,28 @@ def test_dataset_repo(local_hub):
 def test_environment_is_restored(tmp_path):
     import huggingface_hub
 
-    before = (constants.ENDPOINT, constants.HUGGINGFACE_CO_URL_TEMPLATE, constants.HF_HUB_CACHE,
-              constants.HF_HUB_OFFLINE, huggingface_hub.hf_api.api.endpoint, os.environ.get("HF_TOKEN"))
+    before = (
+        constants.ENDPOINT,
+        constants.HUGGINGFACE_CO_URL_TEMPLATE,
+        constants.HF_HUB_CACHE,
+        constants.HF_HUB_OFFLINE,
+        huggingface_hub.hf_api.api.endpoint,
+        os.environ.get("HF_TOKEN"),
+    )
     with start_local_hub(tmp_path) as hub:
         assert constants.ENDPOINT == hub.url == huggingface_hub.hf_api.api.endpoint
         assert constants.HF_HUB_CACHE == str(hub.cache_dir)
         assert os.environ["HF_TOKEN"] == hub.token
         assert huggingface_hub.get_token() == hub.token
         url = hub.url
-    after = (constants.ENDPOINT, constants.HUGGINGFACE_CO_URL_TEMPLATE, constants.HF_HUB_CACHE,
-             constants.HF_HUB_OFFLINE, huggingface_hub.hf_api.api.endpoint, os.environ.get("HF_TOKEN"))
+    after = (
+        constants.ENDPOINT,
+        constants.HUGGINGFACE_CO_URL_TEMPLATE,
+        constants.HF_HUB_CACHE,
+        constants.HF_HUB_OFFLINE,
+        huggingface_hub.hf_api.api.endpoint,
+        os.environ.get("HF_TOKEN"),
+    )
     assert after == before
     import httpx2  # the server is really gone: bounded lifetime
 
@@ -188,10 +201,24 @@ def test_transformers_push_to_hub_from_pretrained(local_hub, tmp_path):
     transformers = pytest.importorskip("transformers")
 
     config = transformers.CLIPConfig(
-        text_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                         vocab_size=100, bos_token_id=98, eos_token_id=99, pad_token_id=99),
-        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=37,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            vocab_size=100,
+            bos_token_id=98,
+            eos_token_id=99,
+            pad_token_id=99,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=37,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=16,
     )
     torch.manual_seed(0)

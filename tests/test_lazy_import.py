@@ -37,7 +37,10 @@ def test_auto_classes_and_pipelines_are_registered(order):
     imports = ["import pointclip_hf", "from transformers import AutoConfig, AutoModel, AutoProcessor, pipeline"]
     if order == "transformers first":
         imports.reverse()
-    code = "\n".join([*imports, """
+    code = "\n".join(
+        [
+            *imports,
+            """
 from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 from transformers.models.auto.feature_extraction_auto import FEATURE_EXTRACTOR_MAPPING
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
@@ -46,7 +49,9 @@ from transformers.pipelines import PIPELINE_REGISTRY
 config_class = CONFIG_MAPPING["pointclip"]
 print(*(mapping[config_class].__name__ for mapping in (MODEL_MAPPING, FEATURE_EXTRACTOR_MAPPING, PROCESSOR_MAPPING)),
       *sorted(task for task in PIPELINE_REGISTRY.get_supported_tasks() if task.startswith("point-cloud")))
-"""])
+""",
+        ]
+    )
     assert run_python(code).split() == [
         "PointCLIPModel", "PointCloudProcessor", "PointCLIPProcessor",
         "point-cloud-zero-shot-classification", "point-cloud-zero-shot-part-segmentation",

@@ -114,7 +114,10 @@ def test_without_evaluation_and_zero_shot(zero_shot_model, tmp_path):
 
 def test_evaluation_report_object_and_checks(adapter_model):
     report = EvaluationReport(
-        accuracy=0.5, per_class_accuracy={label: 0.5 for label in LABELS}, num_samples=8, confusion_matrix=[],
+        accuracy=0.5,
+        per_class_accuracy={label: 0.5 for label in LABELS},
+        num_samples=8,
+        confusion_matrix=[],
         mean_class_accuracy=0.5,
     )
     card = build_model_card(adapter_model, evaluation=report, dataset_name="scanobjectnn")

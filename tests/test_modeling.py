@@ -31,8 +31,9 @@ def test_zero_shot_logits_equal_reference_formula(zero_shot_model, tiny_clip_dir
     model, clip = zero_shot_model, CLIPModel.from_pretrained(tiny_clip_dir).eval()
     processor = processor_for_model(model)
     pixel_values = processor(point_clouds=example_clouds)["pixel_values"]
-    tokens = AutoTokenizer.from_pretrained(tiny_clip_dir)([f"point cloud depth map of a {c}." for c in LABELS],
-                                                          padding=True, return_tensors="pt")
+    tokens = AutoTokenizer.from_pretrained(tiny_clip_dir)(
+        [f"point cloud depth map of a {c}." for c in LABELS], padding=True, return_tensors="pt"
+    )
     with torch.no_grad():
         batch, views = pixel_values.shape[:2]
         image = clip.get_image_features(pixel_values=pixel_values.flatten(0, 1)).pooler_output
@@ -219,8 +220,9 @@ def save_pointclip(model, path):
 
 
 def test_save_writes_only_the_adapter_and_reloads_identically(tiny_clip_dir, tmp_path, example_clouds):
-    model = PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style="pointclip_v1_fewshot", use_adapter=True,
-                                           label_names=LABELS)
+    model = PointCLIPModel.from_pretrained(
+        tiny_clip_dir, projection_style="pointclip_v1_fewshot", use_adapter=True, label_names=LABELS
+    )
     with torch.no_grad():
         model.adapter.view_fusion_weights.uniform_(0.1, 1.0)
         model.adapter.view_norm.running_mean.uniform_(-1, 1)
@@ -243,8 +245,9 @@ def test_save_writes_only_the_adapter_and_reloads_identically(tiny_clip_dir, tmp
 
 
 def test_adapter_model_requires_its_labels(tiny_clip_dir, example_clouds):
-    model = PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style="pointclip_v1_fewshot", use_adapter=True,
-                                           label_names=LABELS)
+    model = PointCLIPModel.from_pretrained(
+        tiny_clip_dir, projection_style="pointclip_v1_fewshot", use_adapter=True, label_names=LABELS
+    )
     with pytest.raises(ValueError, match="trained on the labels"):
         model.classify(example_clouds[0], ["dog", "cat"])
 
@@ -317,7 +320,7 @@ sys.modules['pointclip_hf'] = None  # the package is installed here: make sure n
 from transformers import AutoModel, AutoProcessor
 model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True)
 processor = AutoProcessor.from_pretrained({str(folder)!r}, trust_remote_code=True)
-print(json.dumps(model.classify(np.load({str(tmp_path / 'cloud.npy')!r}), {LABELS!r}, processor=processor)))
+print(json.dumps(model.classify(np.load({str(tmp_path / "cloud.npy")!r}), {LABELS!r}, processor=processor)))
 """
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
     assert "import pointclip_hf" not in (folder / "modeling_pointclip.py").read_text()

@@ -77,8 +77,6 @@ def test_official_mode_matches_reference_clip_input(golden, official_views):
     assert torch.equal(views.pixels.reshape(20, 2048, 2), golden["point_loc_clip"].long())
 
 
-
-
 def test_head_matches_reference(golden):
     logits = part_logits_at_points(
         golden["head_patch_features"],

@@ -72,9 +72,7 @@ def modelnet_h5(tmp_path):
 
 def write_off(path, offset):
     path.write_text(
-        "OFF\n4 4 0\n"
-        f"{offset} 0 0\n{offset + 1} 0 0\n{offset} 1 0\n{offset} 0 1\n"
-        "3 0 1 2\n3 0 1 3\n3 0 2 3\n3 1 2 3\n"
+        f"OFF\n4 4 0\n{offset} 0 0\n{offset + 1} 0 0\n{offset} 1 0\n{offset} 0 1\n3 0 1 2\n3 0 1 3\n3 0 2 3\n3 1 2 3\n"
     )
 
 

@@ -29,8 +29,11 @@ def assert_on_box(points, low, high):
 def two_box_scene():
     scene = trimesh.Scene()
     scene.add_geometry(trimesh.creation.box(extents=(1, 1, 1)), node_name="a")
-    scene.add_geometry(trimesh.creation.box(extents=(1, 1, 1)), node_name="b",
-                       transform=trimesh.transformations.translation_matrix((3, 0, 0)))
+    scene.add_geometry(
+        trimesh.creation.box(extents=(1, 1, 1)),
+        node_name="b",
+        transform=trimesh.transformations.translation_matrix((3, 0, 0)),
+    )
     return scene
 
 
@@ -69,9 +72,11 @@ def ply_with_faces_first(path, quads=False):
     polygons = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
     if not quads:
         polygons = [t for a, b, c, d in polygons for t in ((a, b, c), (a, c, d))]
-    header = (f"ply\nformat binary_little_endian 1.0\nelement face {len(polygons)}\n"
-              "property list uchar int vertex_indices\nelement vertex 8\nproperty float x\n"
-              "property float y\nproperty float z\nend_header\n").encode()
+    header = (
+        f"ply\nformat binary_little_endian 1.0\nelement face {len(polygons)}\n"
+        "property list uchar int vertex_indices\nelement vertex 8\nproperty float x\n"
+        "property float y\nproperty float z\nend_header\n"
+    ).encode()
     body = b"".join(struct.pack(f"<B{len(p)}i", len(p), *p) for p in polygons) + vertices.tobytes()
     path.write_bytes(header + body)
     return path
@@ -89,8 +94,10 @@ def write_compressed_pcd(path, xyz, intensity, declared_size=None):
 
     columns = xyz.astype("<f4").T.tobytes() + intensity.astype("<f4").tobytes()
     compressed = lzf.compress(columns, len(columns) * 2 + 64)  # room for incompressible data
-    header = ("VERSION 0.7\nFIELDS x y z intensity\nSIZE 4 4 4 4\nTYPE F F F F\nCOUNT 1 1 1 1\n"
-              f"WIDTH {len(xyz)}\nHEIGHT 1\nPOINTS {len(xyz)}\nDATA binary_compressed\n").encode()
+    header = (
+        "VERSION 0.7\nFIELDS x y z intensity\nSIZE 4 4 4 4\nTYPE F F F F\nCOUNT 1 1 1 1\n"
+        f"WIDTH {len(xyz)}\nHEIGHT 1\nPOINTS {len(xyz)}\nDATA binary_compressed\n"
+    ).encode()
     sizes = struct.pack("<II", len(compressed), declared_size or len(columns))
     path.write_bytes(header + sizes + compressed)
     return path
@@ -161,8 +168,12 @@ def test_encrypted_npz_member(tmp_path):
 
 
 def test_zip_bomb_npz_is_refused_before_expanding(tmp_path):
-    path = write_npz_member(tmp_path / "bomb.npz", "points.npy", npy_bytes(np.zeros((1_000_000, 3), np.float32)),
-                            compress=zipfile.ZIP_DEFLATED)
+    path = write_npz_member(
+        tmp_path / "bomb.npz",
+        "points.npy",
+        npy_bytes(np.zeros((1_000_000, 3), np.float32)),
+        compress=zipfile.ZIP_DEFLATED,
+    )
     assert path.stat().st_size < 100_000
     with pytest.raises(PointCloudFileError, match=r"bomb\.npz.*POINTCLIP_MAX_EXPANSION"):
         load_point_cloud(path)
@@ -185,13 +196,16 @@ def npy_with_header(text: bytes) -> bytes:
     return NPY_HEADER + struct.pack("<H", len(text)) + text
 
 
-@pytest.mark.parametrize("header, words", [
-    (b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 3), }", "over the"),
-    (b"{'descr': '<f4', 'fortran_order': False, 'shape': (100, 3), }", "truncated"),
-    (b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, ", "malformed .npy header"),
-    (b"[1, 2, 3", "malformed .npy header"),
-    (b"{'descr': '|O', 'fortran_order': False, 'shape': (2, 3), }", "dtype object"),
-])
+@pytest.mark.parametrize(
+    "header, words",
+    [
+        (b"{'descr': '<f4', 'fortran_order': False, 'shape': (1000000000000, 3), }", "over the"),
+        (b"{'descr': '<f4', 'fortran_order': False, 'shape': (100, 3), }", "truncated"),
+        (b"{'descr': '<f4', 'fortran_order': False, 'shape': (3, ", "malformed .npy header"),
+        (b"[1, 2, 3", "malformed .npy header"),
+        (b"{'descr': '|O', 'fortran_order': False, 'shape': (2, 3), }", "dtype object"),
+    ],
+)
 def test_hostile_npy_headers(tmp_path, header, words):
     (tmp_path / "h.npy").write_bytes(npy_with_header(header) + b"\0" * 48)
     with pytest.raises(PointCloudFileError, match=r"h\.npy") as info:
@@ -225,8 +239,11 @@ def test_negative_or_non_integer_pcd_counts(tmp_path, line):
     key = line.split()[0]
     header = {"POINTS": "POINTS 3", "WIDTH": "WIDTH 3", "HEIGHT": "HEIGHT 1"}
     header[key] = line
-    text = ("FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n" + "\n".join(header.values())
-            + "\nDATA ascii\n0 0 0\n1 0 0\n0 1 0\n")
+    text = (
+        "FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\n"
+        + "\n".join(header.values())
+        + "\nDATA ascii\n0 0 0\n1 0 0\n0 1 0\n"
+    )
     (tmp_path / "n.pcd").write_text(text)
     with pytest.raises(PointCloudFileError, match=rf"n\.pcd.*{key}.*not a non-negative integer"):
         load_point_cloud(tmp_path / "n.pcd")
@@ -241,8 +258,10 @@ def test_malformed_first_csv_row_is_an_error_not_a_header(tmp_path):
 
 
 def test_ply_declaring_more_rows_than_bytes(tmp_path):
-    header = b"ply\nformat binary_little_endian 1.0\nelement vertex 1000000000000\nproperty float x\n" \
-             b"property float y\nproperty float z\nend_header\n"
+    header = (
+        b"ply\nformat binary_little_endian 1.0\nelement vertex 1000000000000\nproperty float x\n"
+        b"property float y\nproperty float z\nend_header\n"
+    )
     (tmp_path / "big.ply").write_bytes(header + b"\0" * 120)
     with pytest.raises(PointCloudFileError, match=r"big\.ply.*over the"):
         load_point_cloud(tmp_path / "big.ply")
@@ -259,8 +278,10 @@ def valid_file_bytes(ext: str) -> bytes:
     if ext in (".xyz", ".txt", ".pts", ".csv"):
         return b"0 0 0\n1 0 0\n0 1 0\n"
     if ext == ".pcd":
-        return b"FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\nPOINTS 2\nDATA binary\n" + \
-            XYZ[:2].astype("<f4").tobytes()
+        return (
+            b"FIELDS x y z\nSIZE 4 4 4\nTYPE F F F\nCOUNT 1 1 1\nWIDTH 2\nHEIGHT 1\nPOINTS 2\nDATA binary\n"
+            + XYZ[:2].astype("<f4").tobytes()
+        )
     if ext in (".ply", ".off", ".obj", ".stl", ".glb"):
         exported = tri.export(file_type=ext[1:])
         return exported.encode() if isinstance(exported, str) else exported

@@ -25,16 +25,14 @@ COLOURS = RNG.integers(0, 256, size=(17, 3)).astype(np.uint8)
 # tiny writers
 
 
-def write_ply(path, columns, fmt="ascii", faces=None, extra_header="", truncate=0,
-              element_before=None):
+def write_ply(path, columns, fmt="ascii", faces=None, extra_header="", truncate=0, element_before=None):
     """columns: list of (name, ply_type, 1-D array). faces: int array [F, 3]."""
     n = len(columns[0][2])
     endian = {"binary_little_endian": "<", "binary_big_endian": ">"}.get(fmt, "")
     np_type = {"float": "f4", "double": "f8", "uchar": "u1", "int": "i4", "short": "i2"}
     lines = ["ply", f"format {fmt} 1.0", "comment written by test_point_cloud_io"]
     if element_before is not None:
-        lines += [f"element {element_before[0]} {len(element_before[1])}",
-                  "property float w"]
+        lines += [f"element {element_before[0]} {len(element_before[1])}", "property float w"]
     lines.append(f"element vertex {n}")
     lines += [f"property {t} {name}" for name, t, _ in columns]
     if faces is not None:
@@ -94,8 +92,12 @@ def write_pcd(path, fields, mode="ascii", points_override=None, width_override=N
             rows.append(" ".join(" ".join(repr(v.item()) for v in f[3][i]) for f in fields))
         data += ("\n".join(rows) + "\n").encode("ascii")
     elif mode == "binary":
-        dtype = np.dtype([(f"f{i}", "<" + {"F": "f", "I": "i", "U": "u"}[f[1]] + str(f[2]),
-                           (f[3].shape[1],)) for i, f in enumerate(fields)])
+        dtype = np.dtype(
+            [
+                (f"f{i}", "<" + {"F": "f", "I": "i", "U": "u"}[f[1]] + str(f[2]), (f[3].shape[1],))
+                for i, f in enumerate(fields)
+            ]
+        )
         rec = np.empty(n, dtype=dtype)
         for i, f in enumerate(fields):
             rec[f"f{i}"] = f[3]
@@ -135,8 +137,21 @@ def assert_on_unit_cube(points):
 
 def test_supported_extensions_lists_every_format():
     assert set(SUPPORTED_EXTENSIONS) == {
-        ".npy", ".npz", ".xyz", ".txt", ".pts", ".csv", ".ply", ".pcd", ".off", ".obj", ".stl",
-        ".glb", ".gltf", ".las", ".laz",
+        ".npy",
+        ".npz",
+        ".xyz",
+        ".txt",
+        ".pts",
+        ".csv",
+        ".ply",
+        ".pcd",
+        ".off",
+        ".obj",
+        ".stl",
+        ".glb",
+        ".gltf",
+        ".las",
+        ".laz",
     }
 
 
@@ -252,9 +267,7 @@ def test_csv_without_header(tmp_path):
 
 def test_pts_with_count_line(tmp_path):
     (tmp_path / "a.pts").write_text("2\n1 2 3 10\n4 5 6 20\n")
-    np.testing.assert_array_equal(
-        load_point_cloud(tmp_path / "a.pts"), [[1, 2, 3, 10], [4, 5, 6, 20]]
-    )
+    np.testing.assert_array_equal(load_point_cloud(tmp_path / "a.pts"), [[1, 2, 3, 10], [4, 5, 6, 20]])
     (tmp_path / "b.pts").write_text("3\n1 2 3\n4 5 6\n")
     with pytest.raises(ValueError, match=r"b\.pts.*3 points.*2 rows"):
         load_point_cloud(tmp_path / "b.pts")
@@ -303,10 +316,14 @@ def test_ply_xyz_only(tmp_path, fmt):
 def test_ply_extra_properties(tmp_path, fmt):
     # properties deliberately not in x, y, z order
     cols = [
-        ("nx", "float", NORMALS[:, 0]), ("z", "double", XYZ[:, 2].astype(np.float64)),
-        ("x", "float", XYZ[:, 0]), ("ny", "float", NORMALS[:, 1]),
-        ("y", "float", XYZ[:, 1]), ("nz", "float", NORMALS[:, 2]),
-        ("red", "uchar", COLOURS[:, 0]), ("green", "uchar", COLOURS[:, 1]),
+        ("nx", "float", NORMALS[:, 0]),
+        ("z", "double", XYZ[:, 2].astype(np.float64)),
+        ("x", "float", XYZ[:, 0]),
+        ("ny", "float", NORMALS[:, 1]),
+        ("y", "float", XYZ[:, 1]),
+        ("nz", "float", NORMALS[:, 2]),
+        ("red", "uchar", COLOURS[:, 0]),
+        ("green", "uchar", COLOURS[:, 1]),
         ("blue", "uchar", COLOURS[:, 2]),
     ]
     out = load_point_cloud(write_ply(tmp_path / "a.ply", cols, fmt))
@@ -348,10 +365,12 @@ def test_ply_zero_vertices(tmp_path):
         (b"not a ply at all\n", "magic"),
         (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\n", "end_header"),
         (b"ply\nformat binary_middle_endian 1.0\nend_header\n", "format"),
-        (b"ply\nformat ascii 1.0\nelement face 1\nproperty list uchar int v\nend_header\n3 0 1 2\n",
-         "vertex"),
-        (b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\n"
-         b"property float z\nend_header\n1 2 oops\n", "oops"),
+        (b"ply\nformat ascii 1.0\nelement face 1\nproperty list uchar int v\nend_header\n3 0 1 2\n", "vertex"),
+        (
+            b"ply\nformat ascii 1.0\nelement vertex 1\nproperty float x\nproperty float y\n"
+            b"property float z\nend_header\n1 2 oops\n",
+            "oops",
+        ),
     ],
 )
 def test_ply_malformed(tmp_path, data, words):
@@ -362,8 +381,10 @@ def test_ply_malformed(tmp_path, data, words):
 
 
 def test_ply_crlf_header(tmp_path):
-    data = (b"ply\r\nformat binary_little_endian 1.0\r\nelement vertex 17\r\n"
-            b"property float x\r\nproperty float y\r\nproperty float z\r\nend_header\r\n")
+    data = (
+        b"ply\r\nformat binary_little_endian 1.0\r\nelement vertex 17\r\n"
+        b"property float x\r\nproperty float y\r\nproperty float z\r\nend_header\r\n"
+    )
     (tmp_path / "c.ply").write_bytes(data + XYZ.astype("<f4").tobytes())
     np.testing.assert_array_equal(load_point_cloud(tmp_path / "c.ply"), XYZ)
 
@@ -374,7 +395,9 @@ def test_ply_crlf_header(tmp_path):
 
 def _pcd_fields():
     return [
-        ("x", "F", 4, XYZ[:, :1]), ("y", "F", 4, XYZ[:, 1:2]), ("z", "F", 4, XYZ[:, 2:3]),
+        ("x", "F", 4, XYZ[:, :1]),
+        ("y", "F", 4, XYZ[:, 1:2]),
+        ("z", "F", 4, XYZ[:, 2:3]),
         ("normal", "F", 4, NORMALS),  # COUNT 3
         ("_", "U", 1, np.zeros((17, 4), np.uint8)),  # padding, dropped
         ("intensity", "U", 2, np.arange(17, dtype=np.uint16)[:, None]),
@@ -432,8 +455,7 @@ def test_pcd_points_mismatch(tmp_path):
 
 @pytest.mark.parametrize("mode", ["ascii", "binary"])
 def test_pcd_more_points_declared_than_present(tmp_path, mode):
-    path = write_pcd(tmp_path / "m.pcd", _pcd_fields()[:3], mode,
-                     points_override=20, width_override=20)
+    path = write_pcd(tmp_path / "m.pcd", _pcd_fields()[:3], mode, points_override=20, width_override=20)
     with pytest.raises(ValueError, match=r"m\.pcd.*(truncated|POINTS)"):
         load_point_cloud(path)
 

@@ -27,13 +27,16 @@ def zero_shot_logits(model, clouds, labels):
         return model(pixel_values=pixel_values, text_embeds=label_embeddings(model, processor, labels)).logits
 
 
-@pytest.mark.parametrize("projection, adapter, view_weights", [
-    ("pointclip_v1", False, None),
-    ("pointclip_v1", False, "random"),
-    ("pointclip_v2", False, None),
-    ("pointclip_v1_fewshot", True, None),
-    ("pointclip_v1_fewshot", True, "random"),
-])
+@pytest.mark.parametrize(
+    "projection, adapter, view_weights",
+    [
+        ("pointclip_v1", False, None),
+        ("pointclip_v1", False, "random"),
+        ("pointclip_v2", False, None),
+        ("pointclip_v1_fewshot", True, None),
+        ("pointclip_v1_fewshot", True, "random"),
+    ],
+)
 def test_inner_product_is_logit_over_logit_scale(tiny_clip_dir, example_clouds, projection, adapter, view_weights):
     model = PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style=projection, use_adapter=adapter)
     if adapter:

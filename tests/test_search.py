@@ -71,9 +71,11 @@ def test_view_logits_matches_cosine():
     # the weighted sum with scale / sqrt(V) is the PointCLIP formula
     w = torch.tensor([0.25, 1.0, 0.5])
     logits = 100 / 3**0.5 * (out * w[None, :, None]).sum(1)
-    direct = 100 * (feats * w[None, :, None]).reshape(7, -1) @ (
-        torch.nn.functional.normalize(text, dim=-1).repeat(1, 3) / 3**0.5
-    ).T
+    direct = (
+        100
+        * (feats * w[None, :, None]).reshape(7, -1)
+        @ (torch.nn.functional.normalize(text, dim=-1).repeat(1, 3) / 3**0.5).T
+    )
     torch.testing.assert_close(logits, direct, rtol=1e-4, atol=1e-4)
 
 

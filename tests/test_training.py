@@ -372,8 +372,13 @@ def test_resume_refuses_changed_settings(tiny_clip_dir, small_train_set, tmp_pat
     config = fast(epochs=2, batch_size=4, augment=False)
     train_adapter(make_model(tiny_clip_dir), small_train_set, None, config, output_dir=tmp_path, stop_after_epoch=1)
     with pytest.raises(ValueError, match="settings changed"):
-        train_adapter(make_model(tiny_clip_dir), small_train_set, None, fast(epochs=3, batch_size=4, augment=False),
-                      output_dir=tmp_path)
+        train_adapter(
+            make_model(tiny_clip_dir),
+            small_train_set,
+            None,
+            fast(epochs=3, batch_size=4, augment=False),
+            output_dir=tmp_path,
+        )
     model = make_model(tiny_clip_dir)
     result = train_adapter(model, small_train_set, None, config, output_dir=tmp_path, resume=False)
     assert result.finished and result.best_epoch == 2 and result.best_validation_accuracy is None

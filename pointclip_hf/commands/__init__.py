@@ -17,5 +17,17 @@ from . import (
 )
 
 COMMANDS = [
-    classify, evaluate, train, cache, push, search, ensemble, render, segment, evaluate_parts, index, retrieve, demo
+    classify,
+    evaluate,
+    train,
+    cache,
+    push,
+    search,
+    ensemble,
+    render,
+    segment,
+    evaluate_parts,
+    index,
+    retrieve,
+    demo,
 ]

@@ -36,10 +36,17 @@ def add_model_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--dtype", choices=DTYPE_CHOICES, default="auto",
                          help="auto: bfloat16 where the CPU or GPU computes it natively (same top-1, scores within "
                               "about 0.03), else float32; float32 reproduces the official numbers")  # fmt: skip
-    command.add_argument("--backend", choices=["torch", "onnxruntime"], default="torch",
-                         help="run CLIP's image tower in torch or ONNX Runtime (float32, needs the [onnx] extra)")
-    command.add_argument("--max-images-per-batch", type=int,
-                         help="depth images per image-tower call, whole clouds (default: one cloud on CPU, 128 on GPU)")
+    command.add_argument(
+        "--backend",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="run CLIP's image tower in torch or ONNX Runtime (float32, needs the [onnx] extra)",
+    )
+    command.add_argument(
+        "--max-images-per-batch",
+        type=int,
+        help="depth images per image-tower call, whole clouds (default: one cloud on CPU, 128 on GPU)",
+    )
     command.add_argument("--compile", action="store_true", help="torch.compile the image tower")
     add_point_options(command)
 
@@ -59,8 +66,11 @@ def add_point_options(command: argparse.ArgumentParser, sampling: bool = True) -
 
 
 def add_dataset_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--dataset", required=True,
-                         help="modelnet40, scanobjectnn, a Hub dataset id, an h5 folder or a class-folder tree")
+    command.add_argument(
+        "--dataset",
+        required=True,
+        help="modelnet40, scanobjectnn, a Hub dataset id, an h5 folder or a class-folder tree",
+    )
     command.add_argument("--points-column", help="column holding the points (default: detected)")
     command.add_argument("--label-column", help="column holding the labels (default: detected)")
 
@@ -68,8 +78,9 @@ def add_dataset_options(command: argparse.ArgumentParser) -> None:
 def add_validation_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--split", default="train", help="the split to draw from")
     command.add_argument("--validation-split", help="a dataset split to validate on (default: carve one)")
-    command.add_argument("--validation-fraction", type=float, default=0.2,
-                         help="share of each class carved from --split for validation")
+    command.add_argument(
+        "--validation-fraction", type=float, default=0.2, help="share of each class carved from --split for validation"
+    )
     command.add_argument("--seed", type=int, default=2, help="seed of the validation split and the few-shot draw")
 
 

@@ -18,8 +18,9 @@ from ._options import (
 
 def add_parser(commands) -> None:
     command = commands.add_parser("cache", help="few-shot cache heads (Tip-Adapter): `pointclip cache build ...`")
-    actions = command.add_subparsers(dest="cache_command", required=True, parser_class=CommandParser,
-                                     help="what to do with a cache")
+    actions = command.add_subparsers(
+        dest="cache_command", required=True, parser_class=CommandParser, help="what to do with a cache"
+    )
     build = actions.add_parser("build", help="build a cache head from K-shot support clouds (training-free)")
     add_dataset_options(build)
     add_validation_options(build)

@@ -7,8 +7,11 @@ def add_parser(commands) -> None:
     command = commands.add_parser("evaluate", help="accuracy on a labelled dataset, with a report and confusion matrix")
     add_dataset_options(command)
     command.add_argument("--split", default="test", help="the split to evaluate")
-    command.add_argument("--output-dir", default="pointclip-evaluation",
-                         help="where predictions.jsonl (resumed from), report.json and confusion_matrix.png go")
+    command.add_argument(
+        "--output-dir",
+        default="pointclip-evaluation",
+        help="where predictions.jsonl (resumed from), report.json and confusion_matrix.png go",
+    )
     command.add_argument("--batch-size", type=int, default=32, help="clouds rendered and encoded at once")
     command.add_argument("--num-workers", type=int, default=0, help="DataLoader workers reading the clouds")
     command.add_argument("--no-resume", action="store_true", help="start afresh instead of resuming")

@@ -14,10 +14,16 @@ def add_parser(commands) -> None:
     command.add_argument("--categories", help="comma-separated categories (default: all 16)")
     command.add_argument("--limit", type=int, help="at most this many shapes (the first ones)")
     command.add_argument("--official-lookup", action="store_true", help="the reference's transposed pixels")
-    command.add_argument("--scrambled-patch-tokens", action="store_true",
-                         help="the reference's scrambled patch tokens (its saved-feature bug)")
-    command.add_argument("--model-view-weights", action="store_true",
-                         help="use the model's view weights instead of the reference's per-category ones")
+    command.add_argument(
+        "--scrambled-patch-tokens",
+        action="store_true",
+        help="the reference's scrambled patch tokens (its saved-feature bug)",
+    )
+    command.add_argument(
+        "--model-view-weights",
+        action="store_true",
+        help="use the model's view weights instead of the reference's per-category ones",
+    )
     command.add_argument("--part-prompts", help="JSON file of {category: {part: [sentences]}}")
     command.add_argument("--output", help="also write the report as JSON here")
     add_segmentation_model_options(command)

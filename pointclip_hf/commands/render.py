@@ -7,8 +7,12 @@ def add_parser(commands) -> None:
     command = commands.add_parser("render", help="write the depth views of a cloud as a PNG grid")
     command.add_argument("file", help="a point-cloud or mesh file")
     command.add_argument("--out", required=True, help="output .png")
-    command.add_argument("--projection", choices=PROJECTIONS, default="pointclip_v1",
-                         help="projection style (pointclip_v2_part_segmentation: the views `segment` reads)")
+    command.add_argument(
+        "--projection",
+        choices=PROJECTIONS,
+        default="pointclip_v1",
+        help="projection style (pointclip_v2_part_segmentation: the views `segment` reads)",
+    )
     command.add_argument("--num-points", type=int, default=1024, help="points kept from the cloud")
     command.add_argument("--no-normalize", action="store_true", help="keep the coordinates as they are")
     add_point_options(command)

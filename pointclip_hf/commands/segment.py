@@ -13,11 +13,17 @@ def add_parser(commands) -> None:
     command.add_argument("--out", required=True, help="output .ply, a colour per part")
     command.add_argument("--views", help="also write the views coloured by part to this .png")
     command.add_argument("--part-prompts", help="JSON file, folder or Hub repo of sentences per part")
-    command.add_argument("--prompt-template", action="append",
-                         help="a template with {} for the part and {object} for the object (repeatable)")
+    command.add_argument(
+        "--prompt-template",
+        action="append",
+        help="a template with {} for the part and {object} for the object (repeatable)",
+    )
     command.add_argument("--view-weights", help="10 comma-separated weights (default: the model's or the preset's)")
-    command.add_argument("--official-lookup", action="store_true",
-                         help="read the reference's transposed pixels (for comparison with its figures only)")
+    command.add_argument(
+        "--official-lookup",
+        action="store_true",
+        help="read the reference's transposed pixels (for comparison with its figures only)",
+    )
     command.add_argument("--scrambled-patch-tokens", action="store_true",
                          help="score the reference's scrambled patch tokens (its saved-feature bug; with "
                               "--official-lookup, its end-to-end behaviour; for comparison only)")  # fmt: skip

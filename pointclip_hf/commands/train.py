@@ -18,8 +18,11 @@ def add_parser(commands) -> None:
     add_validation_options(command)
     command.add_argument("--shots", type=int, default=16, help="training examples per class")
     command.add_argument("--replace", action="store_true", help="sample with replacement for classes with < shots")
-    command.add_argument("--output-dir", required=True,
-                         help="where the checkpoints (resumed from), the best adapter and its card are written")
+    command.add_argument(
+        "--output-dir",
+        required=True,
+        help="where the checkpoints (resumed from), the best adapter and its card are written",
+    )
     command.add_argument("--epochs", type=int, default=250, help="passes over the few-shot set")
     command.add_argument("--batch-size", type=int, default=32, help="clouds per optimiser step")
     command.add_argument("--learning-rate", type=float, default=0.01, help="SGD learning rate after the warm-up epoch")

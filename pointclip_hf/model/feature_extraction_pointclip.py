@@ -284,8 +284,6 @@ class PointCloudProcessor(FeatureExtractionMixin):
         return BatchFeature({"pixel_values": pixel_values})
 
 
-
-
 # Beyond this magnitude a float32 squared norm overflows (sqrt(3.4e38 / 3) is about 1e19): no real scan is that large.
 MAX_COORDINATE = 1e18
 # Extent, in rounding steps of the cloud's own dtype at its largest coordinate, up to which a cloud is one point.

@@ -79,13 +79,11 @@ def convert_reference_adapter(state_dict: dict) -> dict:
         name = key.split("adapter.", 1)[-1].removeprefix("module.")
         for reference, ours in REFERENCE_ADAPTER_KEYS.items():
             if name == reference or (reference.endswith(".") and name.startswith(reference)):
-                converted[ours + name[len(reference):]] = value
+                converted[ours + name[len(reference) :]] = value
                 break
         else:
             raise ValueError(f"{key!r} is not a parameter of the reference PointCLIP adapter.")
     return converted
-
-
 
 
 WEIGHTS_NAME = "model.safetensors"

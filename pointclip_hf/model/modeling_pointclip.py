@@ -655,9 +655,6 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
         return pipeline(point_clouds, candidate_labels=labels, top_k=top_k, batch_size=batch_size, **pipeline_kwargs)
 
 
-
-
-
 HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "revision", "subfolder", "token")
 LOADING_KWARGS = (*HUB_KWARGS, "trust_remote_code")
 POINTCLIP_CONFIG_FIELDS = set(PointCLIPConfig.__dataclass_fields__) - set(PreTrainedConfig.__dataclass_fields__)
@@ -863,9 +860,6 @@ def raise_if_not_cached_offline(error: OSError, name: str, described: str, hub_k
 
 def _at_commit(revision: str | None) -> str:
     return f" at commit {revision}" if revision else ""
-
-
-
 
 
 # CLIP learns logit_scale upwards from ln(1 / 0.07) = 2.66 (OpenAI's checkpoints hold ln(100)); below 0,

@@ -132,8 +132,6 @@ def check_class_prompts(class_prompts: dict, labels) -> None:
         raise ValueError(f"The prompt library has no sentences for classes {missing}.")
 
 
-
-
 def comma_separated(text: str, argument: str) -> list[str]:
     r"""
     The items of a comma-separated argument (`"a, b"` -> `["a", "b"]`), each stripped of surrounding whitespace.
@@ -154,7 +152,7 @@ def comma_separated(text: str, argument: str) -> list[str]:
 
 
 def display_label(label: str) -> str:
-    """`label` as one line of text for tables, images and terminal output: characters that do not print (line breaks,
+    r"""`label` as one line of text for tables, images and terminal output: characters that do not print (line breaks,
     tabs, other control or format characters) escaped as Python writes them (`"b\\nad"`)."""
     return label if label.isprintable() else repr(label)[1:-1]
 
@@ -267,8 +265,6 @@ def class_ids_to_label_ids(class_names: list[str], label_names: list[str] | None
         return list(range(len(class_names)))
     check_labels_fit_model(list(class_names), list(label_names))
     return [list(label_names).index(name) for name in class_names]
-
-
 
 
 def looks_like_local_path(source: str) -> bool:

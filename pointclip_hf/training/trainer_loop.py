@@ -155,8 +155,19 @@ def _set_up(model, train_dataset, validation_dataset, config: TrainingConfig, ou
         fingerprint["cache_shapes"] = _shapes(model.cache)
     output_dir = Path(output_dir) if output_dir is not None else None
     return _TrainingRun(
-        model, heads, config, label_names, device, processor, chunk, train, validation, text_embeds, optimizer,
-        fingerprint, output_dir,
+        model,
+        heads,
+        config,
+        label_names,
+        device,
+        processor,
+        chunk,
+        train,
+        validation,
+        text_embeds,
+        optimizer,
+        fingerprint,
+        output_dir,
     )
 
 
@@ -302,7 +313,12 @@ def _save_epoch(run: _TrainingRun, state: _RunState, record: dict, improved: boo
         "scheduler": {"type": "constant_warmup_cosine", "last_epoch": record["epoch"], "last_lr": record["lr"]},
     }
     save_checkpoint(
-        run.output_dir / CHECKPOINT_DIR, run.model, run.optimizer, generator, run.device, checkpoint_state,
+        run.output_dir / CHECKPOINT_DIR,
+        run.model,
+        run.optimizer,
+        generator,
+        run.device,
+        checkpoint_state,
         state.best_adapter,
     )
 

@@ -114,6 +114,7 @@ def check_class_order(expected: Sequence[str], given: Sequence[str]) -> None:
             f"(first difference at index {i}: {extra!r})"
         )
 
+
 @dataclass
 class EnsembleResult:
     """
@@ -143,8 +144,7 @@ def _check_pair(pointclip_logits, other_logits) -> tuple[Tensor, Tensor]:
         raise ValueError("empty validation split: logits have N = 0 rows")
     if o.shape[1] != p.shape[1]:
         raise ValueError(
-            f"class count mismatch: other_logits has K = {o.shape[1]} classes but pointclip_logits has "
-            f"K = {p.shape[1]}"
+            f"class count mismatch: other_logits has K = {o.shape[1]} classes but pointclip_logits has K = {p.shape[1]}"
         )
     if o.shape[0] != p.shape[0]:
         raise ValueError(
@@ -263,9 +263,9 @@ def search_ensemble_weight(
     correct = torch.empty(alphas.numel(), dtype=torch.int64)
     chunk = max(1, (32 << 20) // (n * k * 8))  # about 32 MiB of float64 per chunk
     for a0 in range(0, alphas.numel(), chunk):
-        a = alphas[a0:a0 + chunk, None, None]
+        a = alphas[a0 : a0 + chunk, None, None]
         z = (1.0 - a) * pn[None] + a * on[None]  # [A, N, K]
-        correct[a0:a0 + chunk] = (z.argmax(dim=-1) == labels[None]).sum(dim=-1)
+        correct[a0 : a0 + chunk] = (z.argmax(dim=-1) == labels[None]).sum(dim=-1)
     best = int(correct.max())
     first = int((correct == best).nonzero()[0])
     return EnsembleResult(

@@ -173,7 +173,7 @@ class _PromptScores:
         n, k = scores.shape
         inf = torch.tensor(float("inf"), dtype=torch.float64)
         lower = scores[:, :ci].amax(dim=1) if ci > 0 else torch.full((n,), -inf)
-        upper = scores[:, ci + 1:].amax(dim=1) if ci < k - 1 else torch.full((n,), -inf)
+        upper = scores[:, ci + 1 :].amax(dim=1) if ci < k - 1 else torch.full((n,), -inf)
         is_c = labels == ci
         s_wo = scores.clone()
         s_wo[:, ci] = -inf

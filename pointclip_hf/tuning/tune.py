@@ -60,17 +60,31 @@ def tune_on_validation(
     summary = {"validation_size": len(labels), "class_names": class_names}
     if prompt_library is not None:
         candidates = encode_class_prompts(model, prompt_library, class_names)
-        found = search_prompts(embeds, candidates, class_names, labels, view_weights=model.config.view_weights,
-                               progress=progress, sentences={c: list(prompt_library[c]) for c in class_names})
+        found = search_prompts(
+            embeds,
+            candidates,
+            class_names,
+            labels,
+            view_weights=model.config.view_weights,
+            progress=progress,
+            sentences={c: list(prompt_library[c]) for c in class_names},
+        )
         model.config.class_prompts = {name: [sentence] for name, sentence in found.prompts.items()}
-        summary["prompts"] = {"accuracy": found.accuracy, "baseline_accuracy": found.baseline_accuracy,
-                              "chosen": found.prompts}
+        summary["prompts"] = {
+            "accuracy": found.accuracy,
+            "baseline_accuracy": found.baseline_accuracy,
+            "chosen": found.prompts,
+        }
     if search_weights:
         text = label_embeddings(model, processor_for_model(model), class_names).float().cpu()
         found = search_view_weights(embeds, text, labels, grid=grid, fixed=fixed, progress=progress)
         model.set_view_weights(found.weights)
-        summary["view_weights"] = {"accuracy": found.accuracy, "baseline_accuracy": found.baseline_accuracy,
-                                   "weights": found.weights, "num_candidates": found.num_candidates}
+        summary["view_weights"] = {
+            "accuracy": found.accuracy,
+            "baseline_accuracy": found.baseline_accuracy,
+            "weights": found.weights,
+            "num_candidates": found.num_candidates,
+        }
     return summary
 
 

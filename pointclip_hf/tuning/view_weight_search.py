@@ -195,9 +195,7 @@ def _grid_rows(grid: Tensor, num_views: int, start: int, stop: int) -> Tensor:
     return grid[digits]
 
 
-def _margins(
-    logits_v: Tensor, labels: Tensor, free_views: list[int], fixed: dict[int, float], gmax: float
-) -> _Margins:
+def _margins(logits_v: Tensor, labels: Tensor, free_views: list[int], fixed: dict[int, float], gmax: float) -> _Margins:
     """The `_Margins` of per-view logits `(N, V, K)` (float64)."""
     n, v, k = logits_v.shape
     lk = logits_v.permute(0, 2, 1)
@@ -217,8 +215,9 @@ def _margins(
     return _Margins(free, const, scale, is_other, upper)
 
 
-def _dominance_prune(dfree: Tensor, const: Tensor, scale: Tensor, keep: Tensor, gmin: float, gmax: float,
-                     budget_bytes: int = 64 << 20) -> Tensor:
+def _dominance_prune(
+    dfree: Tensor, const: Tensor, scale: Tensor, keep: Tensor, gmin: float, gmax: float, budget_bytes: int = 64 << 20
+) -> Tensor:
     """
     Drop pairs that another kept pair of the same cloud strictly dominates: q dominates p when the minimum over the
     grid of `margin_q - margin_p` exceeds `rtol * (scale_p + scale_q)`. Strict dominance is transitive and acyclic,
@@ -259,7 +258,7 @@ def _dominance_prune(dfree: Tensor, const: Tensor, scale: Tensor, keep: Tensor, 
             i += 1
             continue
         nb = max(1, budget_bytes // per_cloud)
-        idx = order[i:i + nb]
+        idx = order[i : i + nb]
         i += idx.numel()
         cl = cls[idx, :cmax]  # [b, cmax]
         valid = torch.arange(cmax)[None, :] < counts[idx][:, None]
@@ -326,12 +325,15 @@ class _ChunkEvaluator:
     def __init__(self, grid: Tensor, pairs: _Pairs, num_free: int, chunk_size: int, sample_tile: int | None):
         num_grid = grid.numel()
         num_b_views = 0  # |B| = G**F_B <= chunk_size, and the table of B margins stays <= _TABLE_BYTES
-        while (num_b_views < num_free and num_grid ** (num_b_views + 1) <= chunk_size
-               and num_grid ** (num_b_views + 1) * pairs.num_pairs * 4 <= _TABLE_BYTES):
+        while (
+            num_b_views < num_free
+            and num_grid ** (num_b_views + 1) <= chunk_size
+            and num_grid ** (num_b_views + 1) * pairs.num_pairs * 4 <= _TABLE_BYTES
+        ):
             num_b_views += 1
         self.grid, self.pairs = grid, pairs
         self.num_a_views = num_free - num_b_views
-        self.size_a, self.size_b = num_grid ** self.num_a_views, num_grid ** num_b_views
+        self.size_a, self.size_b = num_grid**self.num_a_views, num_grid**num_b_views
         self.a_per_chunk = max(1, chunk_size // self.size_b)
         if sample_tile is None:
             sample_tile = max(16, (1 << 18) // (self.a_per_chunk * self.size_b))
@@ -342,7 +344,7 @@ class _ChunkEvaluator:
         self.table_b = torch.empty(self.size_b, pairs.num_pairs, dtype=torch.float32)  # [|B|, P]
         col_block = max(1, (32 << 20) // (8 * self.size_b))  # float64 temporaries of at most 32 MiB
         for p0 in range(0, pairs.num_pairs, col_block):
-            self.table_b[:, p0:p0 + col_block] = w_b @ d_b[:, p0:p0 + col_block]
+            self.table_b[:, p0 : p0 + col_block] = w_b @ d_b[:, p0 : p0 + col_block]
         self._neg_inf = torch.tensor(float("-inf"), dtype=torch.float32)
         self._local = threading.local()
 
