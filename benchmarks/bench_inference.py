@@ -87,7 +87,7 @@ from pointclip_hf.model.pipeline_pointclip import (
     label_embeddings,
     scores_to_predictions,  # noqa: E402
 )
-from pointclip_hf.testing_utils import byte_level_vocab  # noqa: E402
+from pointclip_hf.testing_utils import byte_level_vocab, random_clip_config  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STYLES = ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2")
@@ -221,19 +221,10 @@ def build_tokenizer(length: int) -> FixedLengthTokenizer:
 
 
 def build_clip_config(arch: str, attn: str = "sdpa") -> CLIPConfig:
-    return CLIPConfig(
-        text_config=dict(
-            vocab_size=49408, hidden_size=512, intermediate_size=2048, num_hidden_layers=12, num_attention_heads=8,
-            max_position_embeddings=77, bos_token_id=BOS_ID, eos_token_id=EOS_ID, pad_token_id=EOS_ID,
-        ),
-        vision_config=dict(
-            hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, image_size=224,
-            patch_size=ARCHS[arch]["patch_size"],
-        ),
-        projection_dim=512,
-        logit_scale_init_value=math.log(100.0),
-        attn_implementation=attn,
-    )  # fmt: skip
+    patch_size = ARCHS[arch]["patch_size"]
+    return random_clip_config(
+        "vit-b", num_layers=12, image_size=224, patch_size=patch_size, vocab_size=49408, attn_implementation=attn
+    )
 
 
 def pointclip_config(clip_config: CLIPConfig, style: str, max_images_per_batch: int | None = None) -> PointCLIPConfig:

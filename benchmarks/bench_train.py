@@ -23,7 +23,7 @@ from datasets import Array2D, ClassLabel, Dataset, Features
 from transformers import CLIPConfig
 
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
-from pointclip_hf.testing_utils import build_tiny_tokenizer  # noqa: E402
+from pointclip_hf.testing_utils import build_tiny_tokenizer, random_clip_config  # noqa: E402
 from pointclip_hf.training import TrainingConfig, train_adapter  # noqa: E402
 
 STYLE = "pointclip_v1_fewshot"  # 10 views
@@ -32,48 +32,9 @@ LABELS = [f"class_{i}" for i in range(10)]
 
 def clip_config(name: str) -> CLIPConfig:
     if name == "tiny":
-        return CLIPConfig(
-            text_config=dict(
-                vocab_size=514,
-                hidden_size=32,
-                intermediate_size=37,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                bos_token_id=512,
-                eos_token_id=513,
-                pad_token_id=513,
-            ),
-            vision_config=dict(
-                hidden_size=32,
-                intermediate_size=37,
-                num_hidden_layers=2,
-                num_attention_heads=2,
-                image_size=32,
-                patch_size=8,
-            ),
-            projection_dim=16,
-        )
+        return random_clip_config()
     if name == "vit-b16":
-        return CLIPConfig(
-            text_config=dict(
-                hidden_size=512,
-                intermediate_size=2048,
-                num_hidden_layers=12,
-                num_attention_heads=8,
-                bos_token_id=512,
-                eos_token_id=513,
-                pad_token_id=513,
-            ),
-            vision_config=dict(
-                hidden_size=768,
-                intermediate_size=3072,
-                num_hidden_layers=12,
-                num_attention_heads=12,
-                image_size=224,
-                patch_size=16,
-            ),
-            projection_dim=512,
-        )
+        return random_clip_config("vit-b", num_layers=12, image_size=224, patch_size=16)
     raise ValueError(f"Unknown model {name!r}.")
 
 

@@ -51,30 +51,62 @@ def build_tiny_tokenizer() -> CLIPTokenizer:
     return CLIPTokenizer(vocab=byte_level_vocab(), merges=[])
 
 
-def build_tiny_clip(seed: int = 0) -> CLIPModel:
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=514,
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-            bos_token_id=512,
-            eos_token_id=513,
-            pad_token_id=513,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=TINY_IMAGE_SIZE,
-            patch_size=8,
-        ),
-        projection_dim=TINY_EMBED_DIM,
-        logit_scale_init_value=float(np.log(100.0)),
+CLIP_SIZES = {  # (width, attention heads, MLP width) of the text and vision towers, and the joint width
+    "tiny": ((32, 2, 37), (32, 2, 37), TINY_EMBED_DIM),
+    "vit-b": ((512, 8, 2048), (768, 12, 3072), 512),
+}
+
+
+def random_clip_config(
+    size: str = "tiny",
+    num_layers: int = 2,
+    image_size: int = TINY_IMAGE_SIZE,
+    patch_size: int = 8,
+    vocab_size: int = 514,
+    **kwargs,
+) -> CLIPConfig:
+    r"""
+    The config of a CLIP to build with random weights, read by the byte-level tokenizer of `build_tiny_tokenizer`.
+
+    Args:
+        size (`str`, *optional*, defaults to `"tiny"`):
+            `"tiny"` (width 32) or `"vit-b"` (ViT-B's widths: 512 text, 768 vision, 512 joint).
+        num_layers (`int`, *optional*, defaults to 2):
+            Layers of each tower.
+        image_size (`int`, *optional*, defaults to `TINY_IMAGE_SIZE`), patch_size (`int`, *optional*, defaults to 8):
+            The vision tower's input.
+        vocab_size (`int`, *optional*, defaults to 514):
+            Text vocabulary (514: the tokenizer's bytes, start and end; 49,408: CLIP's).
+        kwargs:
+            More `CLIPConfig` fields (`logit_scale_init_value` defaults to ln(100), OpenAI's value).
+    """
+    (text_width, text_heads, text_mlp), (vision_width, vision_heads, vision_mlp), projection_dim = CLIP_SIZES[size]
+    kwargs.setdefault("logit_scale_init_value", float(np.log(100.0)))
+    text_config = dict(
+        vocab_size=vocab_size,
+        hidden_size=text_width,
+        intermediate_size=text_mlp,
+        num_hidden_layers=num_layers,
+        num_attention_heads=text_heads,
+        max_position_embeddings=77,
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=513,
     )
+    vision_config = dict(
+        hidden_size=vision_width,
+        intermediate_size=vision_mlp,
+        num_hidden_layers=num_layers,
+        num_attention_heads=vision_heads,
+        image_size=image_size,
+        patch_size=patch_size,
+    )
+    return CLIPConfig(text_config=text_config, vision_config=vision_config, projection_dim=projection_dim, **kwargs)
+
+
+def build_tiny_clip(seed: int = 0) -> CLIPModel:
+    """The tiny random CLIP of the tests (`random_clip_config()`), its weights drawn with `seed`."""
+    config = random_clip_config()
     torch.manual_seed(seed)
     return CLIPModel(config).eval()
 

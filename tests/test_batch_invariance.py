@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import build_tiny_clip, build_tiny_tokenizer
-from transformers import CLIPConfig, CLIPModel
+from transformers import CLIPModel
 
 from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
 from pointclip_hf.model.pipeline_pointclip import _LABEL_EMBEDDINGS, label_embeddings
 from pointclip_hf.model.processing_pointclip import processor_for_model
+from pointclip_hf.testing_utils import random_clip_config
 
 LABELS = ["cube", "sphere", "cone"]
 
@@ -17,27 +18,7 @@ LABELS = ["cube", "sphere", "cone"]
 def build_wide_clip() -> CLIPModel:
     """A random CLIP as wide as ViT-B (hidden size 768) with 2 layers: its kernels block differently from the tiny
     one's."""
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=514,
-            hidden_size=512,
-            intermediate_size=2048,
-            num_hidden_layers=2,
-            num_attention_heads=8,
-            bos_token_id=512,
-            eos_token_id=513,
-            pad_token_id=513,
-        ),
-        vision_config=dict(
-            hidden_size=768,
-            intermediate_size=3072,
-            num_hidden_layers=2,
-            num_attention_heads=12,
-            image_size=224,
-            patch_size=32,
-        ),
-        projection_dim=512,
-    )
+    config = random_clip_config("vit-b", image_size=224, patch_size=32, logit_scale_init_value=2.6592)
     torch.manual_seed(0)
     return CLIPModel(config).eval()
 

@@ -200,29 +200,9 @@ def test_transformers_push_to_hub_from_pretrained(local_hub, tmp_path):
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
 
-    config = transformers.CLIPConfig(
-        text_config=dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
-            vocab_size=100,
-            bos_token_id=98,
-            eos_token_id=99,
-            pad_token_id=99,
-        ),
-        vision_config=dict(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=37,
-            image_size=32,
-            patch_size=8,
-        ),
-        projection_dim=16,
-    )
-    torch.manual_seed(0)
-    model = transformers.CLIPModel(config).eval()
+    from pointclip_hf.testing_utils import build_tiny_clip
+
+    model = build_tiny_clip()
     model.push_to_hub("user/tiny-clip")
 
     files = sorted(f.path for f in HfApi().list_repo_tree("user/tiny-clip"))
