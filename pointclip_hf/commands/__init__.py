@@ -12,10 +12,12 @@ from . import (
     render,
     retrieve,
     search,
+    search_parts,
     segment,
     train,
 )
 
 COMMANDS = [
-    classify, evaluate, train, cache, push, search, ensemble, render, segment, evaluate_parts, index, retrieve, demo
+    classify, evaluate, train, cache, push, search, ensemble, render, segment, evaluate_parts, search_parts, index,
+    retrieve, demo,
 ]
