@@ -144,6 +144,25 @@ def test_evaluate_parts_command(seg_clip_dir, shapenet_folder, tmp_path, capsys)
                  "--official-lookup", "--scrambled-patch-tokens"]) == 0  # fmt: skip
 
 
+def test_search_parts_command(seg_clip_dir, shapenet_folder, tmp_path, capsys):  # noqa: F811
+    prompts, output = tmp_path / "prompts.json", tmp_path / "search.json"
+    prompts.write_text(json.dumps({"desktop": ["the flat top of a table."], "leg or support": ["a thin table leg."]}))
+    command = ["search-parts", "--dataset", str(shapenet_folder), "--split", "test", "--category", "table", "--grid",
+               "0,1", "--model", str(seg_clip_dir), "--part-prompts"]  # fmt: skip
+    assert main([*command, str(prompts), "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert result["shapes"] == 1 and len(result["view_weights"]) == 10
+    assert result["view_weights"] == [1.0] * 10 or (
+        result["view_weights"][:4] == [0.75] * 4 and set(result["view_weights"][4:]) <= {0.0, 1.0}
+    )
+    assert 0 <= result["baseline_miou"] <= result["miou"] <= 1
+    assert set(result["part_prompts"]) <= {"desktop", "leg or support"}
+    assert "--view-weights" in capsys.readouterr().out
+    prompts.write_text(json.dumps({"seat": ["the seat of a chair."]}))
+    assert main(command + [str(prompts)]) == 2
+    assert "not parts of table" in capsys.readouterr().err
+
+
 # Saving.
 
 

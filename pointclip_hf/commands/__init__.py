@@ -12,6 +12,7 @@ from . import (
     render,
     retrieve,
     search,
+    search_parts,
     segment,
     train,
 )
@@ -27,6 +28,7 @@ COMMANDS = [
     render,
     segment,
     evaluate_parts,
+    search_parts,
     index,
     retrieve,
     demo,
