@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import torch
-from machine import cpu_description, header, load_average, reset_peak_resident, resident_mib
+from machine import header, load_average, reset_peak_resident, resident_mib, write_results
 
 from pointclip_hf import render_part_views, render_views
 from pointclip_hf.model.cpu_threads import map_on_cpu_threads
@@ -76,11 +76,7 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"| {style} | {threads} | {row['extra_mib']:.0f} | {row['seconds']:.2f} | {row['load_after']} |",
                   flush=True)  # fmt: skip
-    payload = {"cpu": cpu_description(), "torch": torch.__version__, "dtype": "float32", "command": sys.argv,
-               "rows": rows}  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, rows)
     return 0
 
 

@@ -19,14 +19,13 @@ largest difference from them is printed.
 """
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from machine import cpu_description, header, interleaved, load_average, median_ratio
+from machine import header, interleaved, load_average, median_ratio, write_results
 from official_projection import official_projections
 
 from pointclip_hf import render_part_views, render_views
@@ -130,11 +129,7 @@ def main(argv=None) -> int:
             clouds = unit_clouds(args.segmentation_batch, 2048)
         rows += measure(style, clouds, official[style], args)
         print_rows(rows[-len(args.threads) :])
-    payload = {"cpu": cpu_description(), "torch": torch.__version__, "dtype": "float32", "command": sys.argv,
-               "golden_max_difference": differences, "rows": rows}  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, rows, golden_max_difference=differences)
     return 0
 
 

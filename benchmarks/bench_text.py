@@ -16,7 +16,6 @@ the largest thread count. With `--image-batch B` it also times the image side of
 """
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from bench_inference import BOS_ID, EOS_ID, build_clip_config, pointclip_config
-from machine import cpu_description, header, interleaved, load_average, median_ratio
+from machine import header, interleaved, load_average, median_ratio, write_results
 
 from pointclip_hf import PointCLIPModel
 from pointclip_hf.model.cpu_threads import map_on_cpu_threads
@@ -120,11 +119,7 @@ def main(argv=None) -> int:
     with torch.inference_mode():
         for threads, busy in conditions:
             rows += measure(model, sets, args, threads, busy, images)
-    payload = {"cpu": cpu_description(), "torch": torch.__version__, "dtype": "float32", "command": sys.argv,
-               "rows": rows}  # fmt: skip
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_results(args.out, rows)
     return 0
 
 

@@ -1,10 +1,13 @@
 """What every benchmark table records about the machine: CPU model, its vector and matrix extensions, the thread count
 and the load average, and interleaved timing of several variants (medians of pairs, so that load hits all alike)."""
 
+import json
 import os
 import platform
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
@@ -86,3 +89,12 @@ def median_ratio(numerators: list[float], denominators: list[float]) -> float:
 
 def header(dtype: str = "float32") -> str:
     return f"{cpu_description()}; torch {torch.__version__}; {dtype}; load average {load_average()}"
+
+
+def write_results(out: str, rows: list[dict], **extra) -> None:
+    """Write a benchmark's rows to `out` as JSON, with the CPU, torch version, dtype and command that produced them."""
+    payload = {"cpu": cpu_description(), "torch": torch.__version__, "dtype": "float32", "command": sys.argv}
+    payload.update(extra, rows=rows)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {out}")
