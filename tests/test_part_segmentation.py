@@ -1,414 +1,295 @@
-"""Part segmentation: golden parity with the reference in its transposed mode, the correct lookup by default, the head,
-the reference's scrambled patch tokens and its whole pipeline end to end, a planted synthetic object, the tiny CLIP
-end to end, the pipeline and bad input."""
+"""Part segmentation tooling: shape IoU, the ShapeNetPart h5 loader, presets, prompt libraries, the `segment` and
+`evaluate-parts` commands and saving the model."""
 
 import json
-from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
-import torch
-from conftest import build_tiny_tokenizer
-from official_part_segmentation_golden import build_official_size_clip, clip_checksum, segmentation_model
-from transformers import CLIPConfig, CLIPModel, pipeline
+from PIL import Image
+from test_modeling_pointclip_part_segmentation import _box_on_legs, chair_like, golden, seg_clip_dir, seg_model  # noqa: F401 (fixtures)
 
-import pointclip_hf
-from pointclip_hf import PointCLIPForZeroShotPartSegmentation, render_part_views
-from pointclip_hf.model.modeling_pointclip_part_segmentation import part_logits_at_points, scramble_patch_tokens
-from pointclip_hf.model.projection import render_views
-from pointclip_hf.model.projection_part_segmentation import PartViews, crop_for_clip, render_part_depth
+from pointclip_hf import PointCLIPForZeroShotPartSegmentation
+from pointclip_hf.cli import main
+from pointclip_hf.part_segmentation.data import load_shapenet_part
+from pointclip_hf.part_segmentation.iou import PartIoUReport, shape_iou
+from pointclip_hf.part_segmentation.presets import REFERENCE_VIEW_WEIGHTS, SHAPENET_PART_CATEGORIES, part_preset
+from pointclip_hf.part_segmentation.prompts import load_part_prompts
 
-FIXTURES = Path(__file__).parent / "fixtures"
+# Shape IoU, by hand.
+
+
+def test_shape_iou_hand_computed():
+    truth = np.array([0, 0, 1, 1])
+    assert shape_iou(np.array([0, 0, 1, 1]), truth, [0, 1]) == 1.0
+    # part 0: I 1, U 2 -> 0.5; part 1: I 2, U 3 -> 2/3
+    assert shape_iou(np.array([0, 1, 1, 1]), truth, [0, 1]) == pytest.approx((0.5 + 2 / 3) / 2)
+    # a part absent from prediction and truth counts 1; one only predicted counts 0
+    assert shape_iou(np.array([0, 0, 1, 1]), truth, [0, 1, 2]) == pytest.approx(1.0)
+    assert shape_iou(np.array([0, 0, 1, 2]), truth, [0, 1, 2]) == pytest.approx((1 + 0.5 + 0) / 3)
+    with pytest.raises(ValueError, match="same 1-D shape"):
+        shape_iou(np.zeros(3), np.zeros(4), [0])
+
+
+def test_instance_and_category_miou():
+    report = PartIoUReport.from_shapes([1.0, 0.5, 0.0], ["chair", "chair", "table"])
+    assert report.instance_miou == pytest.approx(0.5)
+    assert report.category_ious == {"chair": 0.75, "table": 0.0}
+    assert report.category_miou == pytest.approx(0.375)
+
+
+# Presets and the ShapeNetPart loader.
+
+
+def test_presets_cover_the_50_parts():
+    presets = [part_preset(name) for name in SHAPENET_PART_CATEGORIES]
+    assert [p.first_part_id for p in presets][:5] == [0, 4, 6, 8, 12]
+    assert presets[-1].first_part_id + len(presets[-1].parts) == 50
+    assert part_preset("table").first_part_id == 47
+    assert all(len(weights) == 10 for weights in REFERENCE_VIEW_WEIGHTS.values())
+    with pytest.raises(ValueError, match="Unknown ShapeNetPart category"):
+        part_preset("sofa")
 
 
 @pytest.fixture(scope="module")
-def golden():
-    with np.load(FIXTURES / "v2_part_segmentation.npz") as arrays:
-        return {name: torch.from_numpy(arrays[name]) for name in arrays.files}
+def shapenet_folder(tmp_path_factory):
+    """Two tiny h5 test files: a "table" (box on legs, pids 47/48) and an "airplane"-labelled copy (pids 0/1)."""
+    root = tmp_path_factory.mktemp("shapenet_part") / "hdf5_data"
+    root.mkdir()
+    points, labels = _box_on_legs(num_points=512)
+    for index, (category, first) in enumerate([(15, 47), (0, 0)]):
+        with h5py.File(root / f"ply_data_test{index}.h5", "w") as handle:
+            handle["data"] = points.numpy()
+            handle["label"] = np.array([[category]], dtype=np.uint8)
+            handle["pid"] = (labels.numpy() + first)[None].astype(np.uint8)
+    with h5py.File(root / "ply_data_train0.h5", "w") as handle:
+        handle["data"] = points.numpy()
+        handle["label"] = np.array([[15]])
+    return root.parent
 
 
-@pytest.fixture(scope="module")
-def official_depth(golden):
-    return render_part_depth(golden["points"], transposed_lookup=True)
+def test_load_shapenet_part(shapenet_folder):
+    dataset = load_shapenet_part(shapenet_folder, "test")
+    assert len(dataset) == 2
+    assert dataset.features["category"].names[15] == "table"
+    row = dataset.with_format("numpy")[0]
+    assert row["points"].shape == (512, 3) and row["category"] == 15 and set(row["part_ids"]) == {47, 48}
+    assert len(load_shapenet_part(shapenet_folder, "test", categories=["table"], num_points=100)) == 1
+    with pytest.raises(ValueError, match="lacks the datasets"):
+        load_shapenet_part(shapenet_folder, "train")
+    with pytest.raises(ValueError, match="Unknown ShapeNetPart categories"):
+        load_shapenet_part(shapenet_folder, "test", categories=["sofa"])
+    with pytest.raises(OSError, match="No \\*val\\*.h5"):
+        load_shapenet_part(shapenet_folder, "val")
 
 
-@pytest.fixture(scope="module")
-def correct_depth(golden):
-    return render_part_depth(golden["points"])
+def test_part_prompt_libraries(tmp_path):
+    nested = tmp_path / "library.json"
+    nested.write_text(json.dumps({"chair": {"back": ["a chair back."]}, "table": {"leg": ["a table leg."]}}))
+    assert load_part_prompts(nested, "chair") == {"back": ["a chair back."]}
+    with pytest.raises(ValueError, match="not for 'lamp'"):
+        load_part_prompts(nested, "lamp")
+    flat = tmp_path / "prompts.json"
+    flat.write_text(json.dumps({"back": []}))
+    with pytest.raises(ValueError, match="non-empty list"):
+        load_part_prompts(tmp_path)
 
 
-@pytest.fixture(scope="module")
-def official_views(official_depth):
-    return crop_for_clip(official_depth)
+# The commands.
 
 
-@pytest.fixture(scope="module")
-def correct_views(correct_depth):
-    return crop_for_clip(correct_depth)
+def test_segment_command_writes_ply_and_views(seg_clip_dir, tmp_path, capsys):  # noqa: F811
+    cloud = tmp_path / "table.npy"
+    np.save(cloud, _box_on_legs(num_points=400)[0][0].numpy())
+    ply, png = tmp_path / "parts.ply", tmp_path / "parts.png"
+    assert main(["segment", str(cloud), "--object", "table", "--parts", "top,leg", "--out", str(ply),
+                 "--views", str(png), "--model", str(seg_clip_dir)]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert "0 top 31 119 180" in out and "1 leg 255 127 14" in out
+    header, body = ply.read_text().split("end_header\n")
+    assert "comment part 0 top 31 119 180" in header and "element vertex 400" in header
+    rows = np.array([line.split() for line in body.strip().splitlines()], dtype=float)
+    assert rows.shape == (400, 7)
+    assert np.allclose(rows[:, :3], np.load(cloud), atol=1e-5)
+    assert set(rows[:, 6].astype(int)) <= {0, 1}
+    image = Image.open(png)
+    assert image.mode == "RGB" and image.width > 5 * 224
 
 
-def _on_object(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-    """Whether each point's pixel is darker than the white background: `[B, V, N]`."""
-    batch, views = images.shape[:2]
-    b = torch.arange(batch)[:, None, None]
-    v = torch.arange(views)[None, :, None]
-    return images[b, v, pixels[..., 0], pixels[..., 1]] < 1
+def test_segment_command_bad_input_exits_2(seg_clip_dir, tmp_path, capsys):  # noqa: F811
+    cloud = tmp_path / "table.npy"
+    np.save(cloud, _box_on_legs(num_points=64)[0][0].numpy())
+    common = ["--out", str(tmp_path / "x.ply"), "--model", str(seg_clip_dir)]
+    assert main(["segment", str(cloud), "--parts", "leg", *common]) == 2
+    assert "at least 2 parts" in capsys.readouterr().err
+    assert main(["segment", str(cloud), "--parts", "leg,leg", *common]) == 2
+    assert "duplicates" in capsys.readouterr().err
+    assert main(["segment", str(cloud), "--object", "spaceship", *common]) == 2
+    assert "--parts is required" in capsys.readouterr().err
 
 
-# Golden parity in the reference's (transposed) mode.
+def test_evaluate_parts_command(seg_clip_dir, shapenet_folder, tmp_path, capsys):  # noqa: F811
+    output = tmp_path / "report.json"
+    command = ["evaluate-parts", "--dataset", str(shapenet_folder), "--model", str(seg_clip_dir), "--output"]
+    assert main([*command, str(output)]) == 0
+    report = json.loads(output.read_text())
+    assert report["num_shapes"] == 2
+    assert set(report["category_ious"]) == {"table", "airplane"}
+    assert 0 <= report["instance_miou"] <= 1
+    captured = capsys.readouterr()
+    assert "instance mIoU" in captured.out and "segmenting" in captured.err
+    assert main([*command, str(tmp_path / "quiet.json"), "--limit", "1", "-q"]) == 0
+    assert "segmenting" not in capsys.readouterr().err
+    assert main(["evaluate-parts", "--dataset", str(shapenet_folder), "--model", str(seg_clip_dir),
+                 "--official-lookup", "--scrambled-patch-tokens"]) == 0  # fmt: skip
 
 
-def test_official_mode_matches_reference_images(golden, official_depth):
-    images = official_depth.images.reshape(golden["img_224"].shape)
-    within = ((images - golden["img_224"]).abs() <= 1e-5).float().mean().item()
-    assert within >= 0.999
-
-
-def test_official_mode_matches_reference_pixels_and_visibility(golden, official_depth):
-    assert torch.equal(official_depth.pixels.reshape(20, 2048, 2), golden["point_loc"].long())
-    agree = (official_depth.visible.reshape(20, 2048) == golden["is_seen"]).float().mean().item()
-    assert agree >= 0.999
-
-
-def test_official_mode_matches_reference_clip_input(golden, official_views):
-    views = official_views
-    within = ((views.images[0] - golden["clip_input_cloud0"]).abs() <= 1e-5).float().mean().item()
-    assert within >= 0.999
-    assert torch.equal(views.pixels.reshape(20, 2048, 2), golden["point_loc_clip"].long())
-
-
-def test_head_matches_reference(golden):
-    logits = part_logits_at_points(
-        golden["head_patch_features"],
-        golden["head_text_features"],
-        golden["point_loc_clip"].long().view(2, 10, 2048, 2),
-        golden["is_seen"].view(2, 10, 2048),
-        golden["head_view_weights"],
-        image_size=224,
+def test_search_parts_command(seg_clip_dir, shapenet_folder, tmp_path, capsys):  # noqa: F811
+    prompts, output = tmp_path / "prompts.json", tmp_path / "search.json"
+    prompts.write_text(json.dumps({"desktop": ["the flat top of a table."], "leg or support": ["a thin table leg."]}))
+    command = ["search-parts", "--dataset", str(shapenet_folder), "--split", "test", "--category", "table", "--grid",
+               "0,1", "--model", str(seg_clip_dir), "--part-prompts"]  # fmt: skip
+    assert main([*command, str(prompts), "--output", str(output)]) == 0
+    result = json.loads(output.read_text())
+    assert result["shapes"] == 1 and len(result["view_weights"]) == 10
+    assert result["view_weights"] == [1.0] * 10 or (
+        result["view_weights"][:4] == [0.75] * 4 and set(result["view_weights"][4:]) <= {0.0, 1.0}
     )
-    assert torch.allclose(logits, golden["head_point_logits"], atol=1e-4, rtol=1e-5)
-    assert torch.equal(logits.argmax(-1), golden["head_point_seg"])
+    assert 0 <= result["baseline_miou"] <= result["miou"] <= 1
+    assert set(result["part_prompts"]) <= {"desktop", "leg or support"}
+    assert "--view-weights" in capsys.readouterr().out
+    prompts.write_text(json.dumps({"seat": ["the seat of a chair."]}))
+    assert main(command + [str(prompts)]) == 2
+    assert "not parts of table" in capsys.readouterr().err
 
 
-# The reference's whole pipeline end to end: its projection, a seeded CLIP of ViT-B/16's shape, its saved-feature layout
-# and its head with its prompts and view weights (tests/official_part_segmentation_golden.py made the golden).
+# Saving.
 
 
-def test_scrambled_tokens_are_the_reference_read_back():
-    features = torch.randn(2, 10, 196, 512)
-    saved = features.reshape(2, 10, 14, 14, 512).permute(0, 1, 4, 2, 3)  # main.py: [N, 10, C, 14, 14]
-    assert torch.equal(scramble_patch_tokens(features), saved.reshape(-1, 10, 196, 512))  # post_search.py
+def test_save_and_reload(seg_model, tmp_path):  # noqa: F811
+    seg_model.config.view_weights = [0.5] * 10
+    seg_model.save_pretrained(tmp_path / "saved")
+    seg_model.config.view_weights = None
+    reloaded = PointCLIPForZeroShotPartSegmentation.from_pretrained(tmp_path / "saved")
+    assert reloaded.config.projection_style == "pointclip_v2_part_segmentation"
+    assert reloaded.config.view_weights == [0.5] * 10
+    for name, tensor in seg_model.clip.state_dict().items():
+        assert (reloaded.clip.state_dict()[name] == tensor).all(), name
 
 
-@pytest.fixture(scope="module")
-def end_to_end():
-    with np.load(FIXTURES / "v2_part_segmentation_end_to_end.npz") as arrays:
-        golden = {name: torch.from_numpy(arrays[name]) for name in arrays.files}
-    return golden | json.loads((FIXTURES / "v2_part_segmentation_end_to_end.json").read_text())
-
-
-@pytest.fixture(scope="module")
-def official_size_model(end_to_end):
-    clip = build_official_size_clip()
-    assert clip_checksum(clip) == pytest.approx(end_to_end["clip_checksum"], rel=1e-12), "not the golden's CLIP"
-    return segmentation_model(clip)
+# Searches on a planted validation set.
 
 
 @pytest.fixture(scope="module")
-def end_to_end_views(end_to_end, golden, official_views):
-    """Our views of the 4 clouds in the reference's (transposed) mode; the first 2 are those of `official_views`."""
-    assert torch.equal(end_to_end["points"][:2], golden["points"])
-    rest = render_part_views(end_to_end["points"][2:], transposed_lookup=True)
-    return PartViews(*(torch.cat(pair) for pair in zip(official_views, rest)))
+def planted_cache():
+    import torch
 
+    from pointclip_hf import render_part_views
+    from pointclip_hf.part_segmentation.search import PartViewCache
 
-@pytest.fixture(scope="module")
-def end_to_end_outputs(end_to_end, official_size_model, end_to_end_views):
-    """Per cloud, our official-order mode (transposed lookup and scrambled tokens) on the golden's prompt tokens."""
-    views = end_to_end_views
-    outputs = []
-    for cloud in range(len(end_to_end["categories"])):
-        with torch.no_grad():
-            outputs.append(official_size_model(
-                pixel_values=views.images[cloud : cloud + 1, :, None].expand(-1, -1, 3, -1, -1),
-                point_pixels=views.pixels[cloud : cloud + 1], point_visible=views.visible[cloud : cloud + 1],
-                input_ids=end_to_end[f"token_ids_{cloud}"].long(), view_weights=end_to_end["view_weights"][cloud],
-                scrambled_patch_tokens=True,
-            ))  # fmt: skip
-    return outputs
-
-
-def test_end_to_end_views_and_text_match_the_reference(end_to_end, end_to_end_views, end_to_end_outputs):
-    for cloud, output in enumerate(end_to_end_outputs):
-        assert torch.equal(end_to_end_views.pixels[cloud], end_to_end[f"point_loc_clip_{cloud}"].long())
-        assert torch.equal(end_to_end_views.visible[cloud], end_to_end[f"is_seen_{cloud}"])
-        assert torch.allclose(output.text_embeds, end_to_end[f"text_features_{cloud}"], atol=1e-6)
-
-
-def test_end_to_end_scrambled_tokens_match_the_reference(end_to_end, end_to_end_outputs):
-    for cloud, output in enumerate(end_to_end_outputs):
-        patch_logits = 100 * scramble_patch_tokens(output.patch_features[0]) @ output.text_embeds.T
-        assert torch.allclose(patch_logits, end_to_end[f"patch_logits_{cloud}"], atol=1e-4)
-
-
-def test_official_order_mode_gives_the_reference_parts(end_to_end, end_to_end_outputs):
-    """The same logits, and the same part for every point but 16: the airplane's and the chair's points seen in no
-    view, whose 4 logits are all 0; the reference's `torch.topk` breaks that tie at part 2 (on CPU), our argmax at
-    part 0. The other ties break alike: the mug's unseen points (2 parts) and the table's "leg or support" and
-    "drawer", whose prompts are the same sentence."""
-    differing_points = 0
-    for cloud, output in enumerate(end_to_end_outputs):
-        reference = end_to_end[f"point_logits_{cloud}"]
-        assert torch.allclose(output.logits[0], reference, atol=1e-4)
-        parts = output.logits[0].argmax(-1)
-        is_best = reference == reference.amax(-1, keepdim=True)
-        assert is_best.gather(1, parts[:, None]).all()
-        differing = reference[parts != end_to_end[f"point_parts_{cloud}"]]
-        assert (differing == 0).all()
-        differing_points += len(differing)
-    assert differing_points == 16
-
-
-def test_correct_tokens_disagree_with_the_reference(end_to_end, official_size_model, end_to_end_views,
-                                                    end_to_end_outputs):  # fmt: skip
-    same = []
-    for cloud, output in enumerate(end_to_end_outputs):
-        correct = official_size_model(
-            patch_features=output.patch_features, point_pixels=end_to_end_views.pixels[cloud : cloud + 1],
-            point_visible=end_to_end_views.visible[cloud : cloud + 1], text_embeds=output.text_embeds,
-            view_weights=end_to_end["view_weights"][cloud],
-        )  # fmt: skip
-        same.append((correct.logits[0].argmax(-1) == end_to_end[f"point_parts_{cloud}"]).float().mean())
-    assert torch.stack(same).mean() < 0.5
-
-
-# The correct lookup.
-
-
-def test_default_mode_reads_the_transpose_of_the_reference(official_depth, correct_depth):
-    assert torch.equal(correct_depth.images, official_depth.images)
-    assert torch.equal(correct_depth.pixels, official_depth.pixels.flip(-1))
-
-
-def test_default_mode_visible_points_lie_on_the_object(official_depth, correct_depth, correct_views):
-    on_object = _on_object(correct_depth.images, correct_depth.pixels)
-    assert correct_depth.visible.float().mean() > 0.5
-    assert on_object[correct_depth.visible].all()
-    assert on_object.all()
-    assert _on_object(correct_views.images, correct_views.pixels)[correct_views.visible].all()
-    # The reference's transposed reading lands on the object for fewer than half of the lookups.
-    assert _on_object(official_depth.images, official_depth.pixels).float().mean() < 0.5
-
-
-def test_points_of_a_batch_do_not_depend_on_each_other(golden, correct_views):
-    both = correct_views
-    second = render_part_views(golden["points"][1:], transposed_lookup=False)
-    assert torch.equal(render_views(golden["points"][1:], "pointclip_v2_part_segmentation"), second.images)
-    assert torch.equal(both.images[1:], second.images)
-    assert torch.equal(both.pixels[1:], second.pixels)
-    assert torch.equal(both.visible[1:], second.visible)
-
-
-def test_degenerate_clouds_give_finite_images():
-    for cloud in (torch.zeros(1, 5, 3), torch.tensor([[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]]])):
-        views = render_part_views(cloud)
-        assert torch.isfinite(views.images).all()
-        assert views.visible.any(dim=1).all()
-
-
-# A synthetic object with planted patch features.
-
-
-def _box_on_legs(num_points: int = 2048, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """A flat box (part 0) high above four thin legs (part 1), y-up, in the unit sphere."""
-    rng = np.random.default_rng(seed)
-    half = num_points // 2
-    box = np.stack([rng.uniform(-0.6, 0.6, half), rng.uniform(0.3, 0.6, half), rng.uniform(-0.6, 0.6, half)], 1)
-    corner = rng.integers(0, 4, num_points - half)
-    legs = np.stack(
-        [
-            np.where(corner % 2, 0.5, -0.5) + rng.normal(0, 0.02, len(corner)),
-            rng.uniform(-0.9, -0.4, len(corner)),
-            np.where(corner // 2, 0.5, -0.5) + rng.normal(0, 0.02, len(corner)),
-        ],
-        1,
-    )
-    points = torch.tensor(np.concatenate([box, legs]), dtype=torch.float32)[None]
-    labels = torch.cat([torch.zeros(half, dtype=torch.long), torch.ones(num_points - half, dtype=torch.long)])
-    return points, labels
-
-
-def _planted_segmentation(transposed_lookup: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """Patches above the middle of the side views match part 0's prompt, those below part 1's; other views off."""
     points, labels = _box_on_legs()
-    views = render_part_views(points, transposed_lookup=transposed_lookup)
-    grid, width = 14, 8
-    text = torch.eye(2, width)
-    split = grid // 2
-    rows = torch.arange(grid).repeat_interleave(grid)
-    patches = torch.where((rows < split)[:, None], text[0], text[1]).expand(1, 10, -1, -1)
-    weights = torch.tensor([0.0] * 4 + [1.0] * 4 + [0.0] * 2)
-    logits = part_logits_at_points(patches, text, views.pixels, views.visible, weights, image_size=224)
-    return logits[0].argmax(-1), labels
+    views = render_part_views(points)
+    rows = torch.arange(14).repeat_interleave(14)
+    text = torch.eye(2, 8)
+    patches = torch.where((rows < 7)[:, None], text[0], text[1]).expand(10, -1, -1)
+    cache = PartViewCache([patches], [views.pixels[0]], [views.visible[0]], [labels.numpy()], 224, 100.0)
+    return cache, text
 
 
-def _iou(prediction: torch.Tensor, truth: torch.Tensor, part: int) -> float:
-    union = ((prediction == part) | (truth == part)).sum().item()
-    return ((prediction == part) & (truth == part)).sum().item() / union
+def test_part_view_weight_search_finds_the_side_views(planted_cache):
+    from pointclip_hf.part_segmentation.search import search_part_view_weights
+
+    cache, text = planted_cache
+    result = search_part_view_weights(cache, text, grid=(0.0, 1.0), fixed={0: 0.0, 1: 0.0, 2: 0.0, 3: 0.0})
+    assert result.baseline_miou < 1.0
+    assert result.miou == 1.0
+    assert result.view_weights[:4] == [0.0] * 4
 
 
-def test_planted_parts_are_segmented_exactly():
-    prediction, labels = _planted_segmentation(transposed_lookup=False)
-    assert _iou(prediction, labels, 0) == 1.0
-    assert _iou(prediction, labels, 1) == 1.0
+def test_part_search_cache_of_scrambled_tokens(seg_model):  # noqa: F811
+    import torch
+
+    from pointclip_hf.model.modeling_pointclip_part_segmentation import scramble_patch_tokens
+    from pointclip_hf.part_segmentation.search import encode_part_views
+
+    points, labels = _box_on_legs(num_points=256)
+    clouds, part_labels = [points[0].numpy()], [labels.numpy()]
+    correct = encode_part_views(seg_model, clouds, part_labels)
+    scrambled = encode_part_views(seg_model, clouds, part_labels, scrambled_patch_tokens=True)
+    assert torch.equal(scrambled.patch_features[0], scramble_patch_tokens(correct.patch_features[0]))
+    assert not torch.equal(scrambled.patch_features[0], correct.patch_features[0])
 
 
-def test_planted_parts_are_missed_by_the_transposed_lookup():
-    prediction, labels = _planted_segmentation(transposed_lookup=True)
-    assert min(_iou(prediction, labels, 0), _iou(prediction, labels, 1)) < 0.9
+def test_part_prompt_search_picks_the_right_sentence(planted_cache):
+    import torch
+
+    from pointclip_hf.part_segmentation.search import search_part_prompts
+
+    cache, text = planted_cache
+    wrong = torch.nn.functional.normalize(text[1] + 0.1 * text[0], dim=0)
+    candidates = [torch.stack([wrong, text[0]]), text[1:]]
+    result = search_part_prompts(cache, candidates, view_weights=[0.0] * 4 + [1.0] * 4 + [0.0] * 2)
+    assert result.baseline_miou < 0.9
+    assert result.choices == [1, 0]
+    assert result.miou == 1.0
+    assert torch.equal(result.text_embeds, text)
 
 
-# The tiny CLIP end to end (7 x 7 patches at 224 px).
+def test_saved_folder_holds_only_config_and_code(seg_model, tmp_path):  # noqa: F811
+    seg_model.save_pretrained(tmp_path / "saved")
+    config = json.loads((tmp_path / "saved" / "config.json").read_text())
+    assert config["projection_style"] == "pointclip_v2_part_segmentation"
+    assert config["auto_map"]["AutoModel"].endswith("PointCLIPForZeroShotPartSegmentation")
+    assert "point-cloud-zero-shot-part-segmentation" in config["custom_pipelines"]
+    assert (tmp_path / "saved" / "modeling_pointclip_part_segmentation.py").exists()
+    weights = tmp_path / "saved" / "model.safetensors"
+    assert not weights.exists() or weights.stat().st_size < 1024
 
 
-@pytest.fixture(scope="module")
-def seg_clip_dir(tmp_path_factory):
-    config = CLIPConfig(
-        text_config=dict(
-            vocab_size=514, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2,
-            max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513,
-        ),
-        vision_config=dict(
-            hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, image_size=224,
-            patch_size=32,
-        ),
-        projection_dim=16,
-        logit_scale_init_value=float(np.log(100.0)),
-    )  # fmt: skip
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("tiny-clip-224")
-    CLIPModel(config).eval().save_pretrained(path)
-    build_tiny_tokenizer().save_pretrained(path)
-    return path
+def test_auto_model_loads_saved_folders_new_and_old(seg_model, tmp_path):  # noqa: F811
+    from transformers import AutoModel
+
+    from pointclip_hf import PointCLIPModel, PointCLIPPartSegmentationConfig
+
+    seg_model.save_pretrained(tmp_path / "saved")
+    config_file = tmp_path / "saved" / "config.json"
+    config = json.loads(config_file.read_text())
+    assert config["model_type"] == "pointclip_part_segmentation"
+    assert isinstance(AutoModel.from_pretrained(tmp_path / "saved"), PointCLIPForZeroShotPartSegmentation)
+    with pytest.raises(ValueError, match="holds a 'pointclip_part_segmentation' model"):
+        PointCLIPModel.from_pretrained(tmp_path / "saved")
+    config["model_type"] = "pointclip"  # as saved before part segmentation had its own model_type
+    del config["auto_map"]
+    config_file.write_text(json.dumps(config))
+    for loader in (AutoModel, PointCLIPForZeroShotPartSegmentation):
+        old = loader.from_pretrained(tmp_path / "saved")
+        assert isinstance(old, PointCLIPForZeroShotPartSegmentation)
+        assert isinstance(old.config, PointCLIPPartSegmentationConfig)
 
 
-@pytest.fixture(scope="module")
-def seg_model(seg_clip_dir):
-    return PointCLIPForZeroShotPartSegmentation.from_pretrained(seg_clip_dir)
+def test_push_and_load_back_from_the_hub(local_hub, seg_clip_dir, chair_like, tmp_path, monkeypatch):  # noqa: F811
+    from huggingface_hub import HfApi, ModelCard, constants
+    from transformers import AutoModel
 
+    base, repo = "openai-tiny/clip-224", "user/pointclip-parts"
+    with pytest.raises(ValueError, match="local folder"):
+        PointCLIPForZeroShotPartSegmentation.from_pretrained(seg_clip_dir).push_to_hub(repo)
+    api = HfApi()
+    api.create_repo(base)
+    api.upload_folder(repo_id=base, folder_path=str(seg_clip_dir))
+    model = PointCLIPForZeroShotPartSegmentation.from_pretrained(base)
+    model.push_to_hub(repo)
+    files = set(api.list_repo_files(repo))
+    assert {"config.json", "README.md", "processor_config.json", "tokenizer_config.json"} <= files, files
+    with open(api.hf_hub_download(repo, "config.json")) as file:
+        assert json.load(file)["model_type"] == "pointclip_part_segmentation"
+    card = ModelCard.load(repo)
+    assert "part-segmentation" in card.data.tags and "zero-shot-classification" not in card.data.tags
+    assert f'PointCLIPForZeroShotPartSegmentation.from_pretrained("{repo}")' in card.text
 
-@pytest.fixture(scope="module")
-def chair_like(golden):
-    return golden["points"][0, :512].numpy()
-
-
-def test_tiny_clip_patch_features(seg_model, golden):
-    assert seg_model.config.projection_style == "pointclip_v2_part_segmentation"
-    assert seg_model.patch_grid_size == 7
-    views = render_part_views(golden["points"][:1, :256])
-    pixel_values = views.images[:, :, None].expand(-1, -1, 3, -1, -1)
-    patches = seg_model.get_patch_features(pixel_values)
-    assert patches.shape == (1, 10, 49, 16)
-    assert torch.allclose(patches.norm(dim=-1), torch.ones(1, 10, 49), atol=1e-5)
-    vision = seg_model.clip.vision_model
-    with torch.no_grad():
-        hidden = vision(pixel_values=pixel_values[0]).last_hidden_state
-        pooled = seg_model.clip.visual_projection(vision.post_layernorm(hidden[:, 1:]))
-    assert torch.allclose(patches[0], torch.nn.functional.normalize(pooled, dim=-1), atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def chair_result(seg_model, chair_like):
-    return seg_model.segment(chair_like, parts=["back", "seat", "leg"], object_name="chair")
-
-
-def test_tiny_clip_segment_end_to_end(chair_result, chair_like):
-    result = chair_result
-    assert result["parts"] == ["back", "seat", "leg"]
-    assert len(result["labels"]) == result["label_ids"].shape[0] == len(chair_like)
-    assert result["scores"].shape == (len(chair_like), 3)
-    assert np.allclose(result["scores"].sum(-1), 1, atol=1e-5)
-    assert set(result["labels"]) <= {"back", "seat", "leg"}
-    assert [result["parts"][i] for i in result["label_ids"]] == result["labels"]
-    assert result["visible"].mean() > 0.9
-
-
-def test_up_axis_turns_the_cloud_before_segmenting(seg_clip_dir, chair_like, chair_result):
-    z_up = np.stack([chair_like[:, 0], -chair_like[:, 2], chair_like[:, 1]], axis=1)  # the chair stored z up
-    model = PointCLIPForZeroShotPartSegmentation.from_pretrained(seg_clip_dir, up_axis="z")
-    result = model.segment(z_up, parts=["back", "seat", "leg"], object_name="chair")
-    assert np.array_equal(result["scores"], chair_result["scores"])
-
-
-def test_segment_results_do_not_depend_on_the_batch(seg_model, golden, chair_like, chair_result):
-    other = golden["points"][1, :300].numpy()
-    both = seg_model.segment([other, chair_like], parts=["back", "seat", "leg"], object_name="chair")
-    assert np.array_equal(both[1]["scores"], chair_result["scores"])
-
-
-def test_pipeline_round_trip(seg_model, chair_like, chair_result):
-    segmenter = pipeline(pointclip_hf.PART_SEGMENTATION_TASK, model=seg_model)
-    from_pipeline = segmenter(chair_like, parts=["back", "seat", "leg"], object_name="chair")
-    assert np.array_equal(from_pipeline["scores"], chair_result["scores"])
-    part_prompts = {"back": ["the backrest of a chair."], "seat": ["the seat of a chair."]}
-    prompted = segmenter(chair_like, parts=["back", "seat", "leg"], object_name="chair", part_prompts=part_prompts)
-    assert not np.allclose(prompted["scores"][:, :2], chair_result["scores"][:, :2])
-
-
-def test_official_lookup_on_request(seg_model, chair_like, chair_result):
-    official = seg_model.segment(chair_like, parts=["back", "seat", "leg"], object_name="chair", transposed_lookup=True)
-    assert not np.allclose(official["scores"], chair_result["scores"])
-
-
-def test_scrambled_patch_tokens_on_request(seg_model, chair_like, chair_result):
-    scrambled = seg_model.segment(chair_like, parts=["back", "seat", "leg"], object_name="chair",
-                                  scrambled_patch_tokens=True)  # fmt: skip
-    assert not np.allclose(scrambled["scores"], chair_result["scores"])
-
-
-# Bad input.
-
-
-@pytest.mark.parametrize(
-    ("parts", "message"), [(["seat"], "at least 2 parts"), (["seat", "seat"], "duplicates"), ([], "empty")]
-)
-def test_bad_parts(seg_model, chair_like, parts, message):
-    with pytest.raises(ValueError, match=message):
-        seg_model.segment(chair_like, parts=parts)
-
-
-def test_bad_view_weights(seg_model, chair_like):
-    with pytest.raises(ValueError, match="view_weights"):
-        seg_model.segment(chair_like, parts=["a", "b"], view_weights=[0.0] * 10)
-
-
-def test_cloud_seen_from_no_view(seg_model, chair_like, monkeypatch):
-    from pointclip_hf.model import pipeline_pointclip_part_segmentation as module
-
-    def unseen(*args, **kwargs):
-        views = render_part_views(*args, **kwargs)
-        return views._replace(visible=torch.zeros_like(views.visible))
-
-    monkeypatch.setattr(module, "render_part_views", unseen)
-    with pytest.raises(ValueError, match="cannot be seen from any view"):
-        seg_model.segment(chair_like, parts=["a", "b"])
-
-
-def test_siblings_share_the_base_and_return_tuples_on_request(seg_model, golden):
-    from pointclip_hf.model.modeling_pointclip import PointCLIPPreTrainedModel
-
-    for name in ("get_text_features", "_check_clip_is_frozen", "save_pretrained", "push_to_hub", "from_pretrained"):
-        defined_on = [cls for cls in PointCLIPForZeroShotPartSegmentation.__mro__ if name in vars(cls)][0]
-        assert defined_on in (PointCLIPForZeroShotPartSegmentation, PointCLIPPreTrainedModel), name
-        assert pointclip_hf.PointCLIPModel not in PointCLIPForZeroShotPartSegmentation.__mro__
-    assert not any(parameter.requires_grad for parameter in seg_model.clip.parameters())
-    views = render_part_views(golden["points"][:1, :64])
-    inputs = dict(
-        pixel_values=views.images[:, :, None].expand(-1, -1, 3, -1, -1),
-        point_pixels=views.pixels,
-        point_visible=views.visible,
-        text_embeds=torch.randn(3, 16),
-    )
-    with torch.no_grad():
-        as_output, as_tuple = seg_model(**inputs), seg_model(**inputs, return_dict=False)
-    assert isinstance(as_tuple, tuple) and torch.equal(as_tuple[0], as_output.logits)
+    parts = dict(parts=["back", "seat", "leg"], object_name="chair")
+    expected = model.segment(chair_like, **parts)["scores"]
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "fresh-cache"))
+    reloaded = AutoModel.from_pretrained(repo)
+    assert isinstance(reloaded, PointCLIPForZeroShotPartSegmentation)
+    assert np.array_equal(reloaded.segment(chair_like, **parts)["scores"], expected)

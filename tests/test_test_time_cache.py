@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_evaluation import LABELS, load_model, make_clouds, make_dataset, read_jsonl
+from test_evaluate import LABELS, load_model, make_clouds, make_dataset, read_jsonl
 
 from pointclip_hf.cli import main
 from pointclip_hf.evaluation import classify_files, evaluate

@@ -28,7 +28,7 @@ from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_ad
 from pointclip_hf.tuning import pointclip_logits, search_ensemble_weight
 from pointclip_hf.tuning.cache_search import search_cache_weights
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 GOLDEN = json.loads((FIXTURES / "cache_golden.json").read_text())
 BASE = "openai-tiny/clip"
 REPO = "user/pointclip-cache"

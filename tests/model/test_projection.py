@@ -9,7 +9,7 @@ import torch
 from pointclip_hf.model import projection
 from pointclip_hf.model.projection import STYLES, ProjectionStyle, get_projection_style, render_views, splat_depth
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 GOLDEN_KEYS = {"pointclip_v1": "v1_zs_depth", "pointclip_v1_fewshot": "v1_fs_depth", "pointclip_v2": "v2_img_110"}
 V1_STYLES = ["pointclip_v1", "pointclip_v1_fewshot"]
 

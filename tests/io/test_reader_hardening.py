@@ -21,7 +21,7 @@ import trimesh
 from pointclip_hf import PointCloudProcessor
 from pointclip_hf.io import PointCloudFileError, load_point_cloud
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 UTM = np.array([500_000.0, 4_500_000.0, 100.0])
 
 
