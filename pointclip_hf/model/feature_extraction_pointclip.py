@@ -130,7 +130,7 @@ def to_point_batch(point_clouds, up_axis: str | None = None) -> torch.Tensor | l
     return clouds
 
 
-class PointCloudProcessor(FeatureExtractionMixin):
+class PointCLIPFeatureExtractor(FeatureExtractionMixin):
     r"""
     Turns point clouds into the multi-view images CLIP's image tower reads.
 
