@@ -144,6 +144,33 @@ def test_feature_extractor_loads_through_auto_class(tiny_clip_dir, tmp_path):
     assert isinstance(extractor, PointCLIPFeatureExtractor) and extractor.projection_style == "pointclip_v2"
 
 
+def test_a_folder_saved_with_the_old_extractor_name_loads_into_the_renamed_class(tiny_clip_dir, tmp_path):
+    from transformers import AutoFeatureExtractor, AutoProcessor
+
+    import pointclip_hf
+    from pointclip_hf import PointCLIPModel
+
+    model = PointCLIPModel.from_pretrained(tiny_clip_dir, projection_style="pointclip_v2")
+    model.save_pretrained(tmp_path)
+    processor_for_model(model).save_pretrained(tmp_path)  # the extractor's settings inside processor_config.json
+    processor_for_model(model).feature_extractor.save_pretrained(tmp_path)  # and alone, in preprocessor_config.json
+    for name in ("processor_config.json", "preprocessor_config.json"):  # as saved before the rename
+        path = tmp_path / name
+        path.write_text(path.read_text().replace("PointCLIPFeatureExtractor", "PointCloudProcessor"))
+        assert '"feature_extractor_type": "PointCloudProcessor"' in path.read_text()
+
+    extractor = AutoFeatureExtractor.from_pretrained(tmp_path)
+    processor = AutoProcessor.from_pretrained(tmp_path)
+    for loaded in (extractor, processor.feature_extractor):
+        assert type(loaded) is PointCLIPFeatureExtractor and loaded.projection_style == "pointclip_v2"
+    extractor.save_pretrained(tmp_path / "resaved")
+    assert (
+        '"feature_extractor_type": "PointCLIPFeatureExtractor"'
+        in (tmp_path / "resaved/preprocessor_config.json").read_text()
+    )
+    assert not hasattr(pointclip_hf, "PointCloudProcessor")
+
+
 def test_the_processor_of_a_model_is_loaded_once(tiny_clip_dir):
     from pointclip_hf import PointCLIPModel
 

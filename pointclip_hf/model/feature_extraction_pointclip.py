@@ -290,6 +290,18 @@ MAX_COORDINATE = 1e18
 DEGENERATE_STEPS = 64
 
 
+class PointCloudProcessor(PointCLIPFeatureExtractor):
+    """
+    The name [`PointCLIPFeatureExtractor`] had before: folders saved then record it as their `feature_extractor_type`,
+    the name `AutoFeatureExtractor` looks up. Registered under that name only, it loads them as a
+    [`PointCLIPFeatureExtractor`]. Not exported.
+    """
+
+    @classmethod
+    def from_dict(cls, feature_extractor_dict: dict, **kwargs) -> PointCLIPFeatureExtractor:
+        return PointCLIPFeatureExtractor.from_dict(feature_extractor_dict, **kwargs)
+
+
 def check_point_clouds(points: torch.Tensor, normalize: bool, names: Sequence[str] | None = None) -> None:
     r"""
     Raise a `ValueError` naming the first unusable cloud of a batch: a cloud with NaN or infinite coordinates, with
