@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import CLIPConfig, CLIPModel
 
-from pointclip_hf import PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor
 from pointclip_hf.model.feature_extraction_pointclip import check_point_clouds
 from pointclip_hf.model.weights_fingerprint import tensors_sha256
 from pointclip_hf.tuning import load_logits
@@ -41,7 +41,7 @@ def fuzz_processor(count: int, rng: np.random.Generator) -> Counter:
     outcomes = Counter()
     for _ in range(count):
         style = ["pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"][rng.integers(3)]
-        processor = PointCloudProcessor(style, num_points=32, image_size=32, normalize=bool(rng.random() < 0.7))
+        processor = PointCLIPFeatureExtractor(style, num_points=32, image_size=32, normalize=bool(rng.random() < 0.7))
         try:
             pixels = processor(random_array(rng))["pixel_values"]
             outcomes["finite result" if torch.isfinite(pixels).all() else "NON-FINITE RESULT"] += 1

@@ -44,7 +44,7 @@ from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor  # noqa: E402
 from pointclip_hf.data import (  # noqa: E402
     few_shot_subset,
     load_point_cloud_dataset,
@@ -213,7 +213,7 @@ def load_bench_model(args, folder: Path) -> PointCLIPModel:
     model = PointCLIPModel.from_pretrained(source, projection_style=args.projection).eval()
     if args.model == "random":
         model.processor = PointCLIPProcessor(
-            PointCloudProcessor(args.projection, num_points=args.num_points, image_size=args.image_size),
+            PointCLIPFeatureExtractor(args.projection, num_points=args.num_points, image_size=args.image_size),
             processor_for_model(model).tokenizer,
         )
     return model.to(args.device)
@@ -423,7 +423,7 @@ def overhead_model(args, model) -> PointCLIPModel:
     from bench_inference import build_model
 
     big = build_model(args.overhead_arch, args.projection, torch.device(args.device), torch.float32, seed=0)
-    big.processor = PointCLIPProcessor(PointCloudProcessor(args.projection), processor_for_model(model).tokenizer)
+    big.processor = PointCLIPProcessor(PointCLIPFeatureExtractor(args.projection), processor_for_model(model).tokenizer)
     big.config.label_names = list(model.config.label_names)
     entries = max(args.shots) * len(big.config.label_names)
     keys = torch.nn.functional.normalize(torch.randn(entries, big.config.num_views * big.config.embed_dim), dim=-1)

@@ -19,7 +19,7 @@ Tokenizer and prompt length (text cost depends on the sequence length only)
 
 What it measures, per architecture x projection style x batch size B (clouds of N=2048 points, 1024 kept)
     read        np.load of one [2048, 3] float32 .npy per cloud (files in a temp dir, so page-cache warm).
-    proc        PointCloudProcessor: prepare_points (checks, unit-sphere normalisation, sampling) + render
+    proc        PointCLIPFeatureExtractor: prepare_points (checks, unit-sphere normalisation, sampling) + render
                 (projection, bilinear resize to 224, 3 channels), from a list of B numpy clouds, timed on its own
                 with many repeats.
     e2e         the classify-equivalent path, one batch: prepare + render + get_view_features (CLIP image tower) +
@@ -78,7 +78,7 @@ from tower_variants import BACKENDS, compare_variants  # noqa: E402
 from transformers import CLIPConfig, CLIPTokenizer  # noqa: E402
 
 import pointclip_hf  # noqa: E402
-from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
+from pointclip_hf import PointCLIPConfig, PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor  # noqa: E402
 from pointclip_hf.dtype_policy import DTYPE_CHOICES, resolve_dtype  # noqa: E402
 from pointclip_hf.model.choices import dtype_name  # noqa: E402
 from pointclip_hf.model.cpu_threads import map_on_cpu_threads, num_worker_threads  # noqa: E402
@@ -250,7 +250,7 @@ def use_style(model: PointCLIPModel, style: str, text_tokens: int | None, attn: 
     check_attention(model, attn)
     _LABEL_EMBEDDINGS.pop(model, None)
     tokenizer = build_tokenizer(text_tokens or BPE_PROMPT_TOKENS[style])
-    feature_extractor = PointCloudProcessor(
+    feature_extractor = PointCLIPFeatureExtractor(
         projection_style=style, image_size=model.config.clip_config.vision_config.image_size
     )
     processor = PointCLIPProcessor(feature_extractor, tokenizer, model.config.prompt_templates)
@@ -388,7 +388,9 @@ def measure_read(paths: list[Path], device: torch.device) -> dict:
     return summarize(times)
 
 
-def measure_processor(feature_extractor: PointCloudProcessor, clouds: list[np.ndarray], device, quick: bool) -> dict:
+def measure_processor(
+    feature_extractor: PointCLIPFeatureExtractor, clouds: list[np.ndarray], device, quick: bool
+) -> dict:
     def run():
         return feature_extractor.render(feature_extractor.prepare_points(clouds, device=device))
 
@@ -486,7 +488,7 @@ PROFILED_FUNCTIONS = (
 class _Instrumented:
     """Context manager that wraps PROFILED_FUNCTIONS and the processor's prepare_points / render with timers."""
 
-    def __init__(self, feature_extractor: PointCloudProcessor, device: torch.device):
+    def __init__(self, feature_extractor: PointCLIPFeatureExtractor, device: torch.device):
         from pointclip_hf import processing_pointclip, projection
 
         self.modules = {"processing": processing_pointclip, "projection": projection}
@@ -530,7 +532,9 @@ class _Instrumented:
         self.saved.clear()
 
 
-def profile_processor(feature_extractor: PointCloudProcessor, clouds: list[np.ndarray], device, repeats: int) -> dict:
+def profile_processor(
+    feature_extractor: PointCLIPFeatureExtractor, clouds: list[np.ndarray], device, repeats: int
+) -> dict:
     """Where the processor's time goes, for one batch: inclusive times of the package functions it calls (with the
     remainder of each parent as "(rest of X)"), and the top operators of torch.profiler. Diagnostic only."""
     out: dict = {"batch": len(clouds), "style": feature_extractor.projection_style, "repeats": repeats}

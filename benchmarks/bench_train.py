@@ -22,7 +22,7 @@ import torch
 from datasets import Array2D, ClassLabel, Dataset, Features
 from transformers import CLIPConfig
 
-from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor  # noqa: E402
+from pointclip_hf import PointCLIPConfig, PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor  # noqa: E402
 from pointclip_hf.testing_utils import build_tiny_tokenizer, random_clip_config  # noqa: E402
 from pointclip_hf.training import TrainingConfig, train_adapter  # noqa: E402
 
@@ -49,7 +49,7 @@ def build_model(name: str, num_points: int) -> PointCLIPModel:
     torch.manual_seed(0)
     model = PointCLIPModel(config).eval()
     image_size = config.clip_config.vision_config.image_size
-    feature_extractor = PointCloudProcessor(projection_style=STYLE, num_points=num_points, image_size=image_size)
+    feature_extractor = PointCLIPFeatureExtractor(projection_style=STYLE, num_points=num_points, image_size=image_size)
     model.processor = PointCLIPProcessor(feature_extractor, build_tiny_tokenizer())
     return model
 

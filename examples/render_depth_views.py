@@ -8,7 +8,7 @@ Writes one PNG grid per cloud and style; no model weights are needed.
 import argparse
 from pathlib import Path
 
-from pointclip_hf import PointCloudProcessor, render_views
+from pointclip_hf import PointCLIPFeatureExtractor, render_views
 from pointclip_hf.visualization import projection_views_image
 
 EXAMPLES = Path(__file__).parent
@@ -21,7 +21,7 @@ def main():
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for style in ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2"):
-        processor = PointCloudProcessor(projection_style=style)
+        processor = PointCLIPFeatureExtractor(projection_style=style)
         files = sorted(EXAMPLES.glob("*.npy"))
         views = render_views(processor.prepare_points([str(f) for f in files]), style)  # [clouds, V, H, W]
         for path, cloud_views in zip(files, views):

@@ -23,7 +23,7 @@ _MODULE_OF = {  # every name `import pointclip_hf` resolves, and its module; the
     "PointCLIPOutput": ".model.modeling_pointclip",
     "PointCLIPPreTrainedModel": ".model.modeling_pointclip",
     "PointCLIPForZeroShotPartSegmentation": ".model.modeling_pointclip_part_segmentation",
-    "PointCloudProcessor": ".model.processing_pointclip",
+    "PointCLIPFeatureExtractor": ".model.processing_pointclip",
     "PointCLIPProcessor": ".model.processing_pointclip",
     "PointCloudZeroShotClassificationPipeline": ".model.pipeline_pointclip",
     "PointCloudZeroShotPartSegmentationPipeline": ".model.pipeline_pointclip_part_segmentation",
@@ -80,7 +80,7 @@ __all__ = [
     "PointCLIPOutput",
     "PointCLIPPreTrainedModel",
     "PointCLIPForZeroShotPartSegmentation",
-    "PointCloudProcessor",
+    "PointCLIPFeatureExtractor",
     "PointCLIPProcessor",
     "PointCloudZeroShotClassificationPipeline",
     "PointCloudZeroShotPartSegmentationPipeline",
@@ -114,7 +114,7 @@ if TYPE_CHECKING:
     from .model.modeling_pointclip_part_segmentation import PointCLIPForZeroShotPartSegmentation
     from .model.pipeline_pointclip import PointCloudZeroShotClassificationPipeline
     from .model.pipeline_pointclip_part_segmentation import PointCloudZeroShotPartSegmentationPipeline
-    from .model.processing_pointclip import PointCLIPProcessor, PointCloudProcessor
+    from .model.processing_pointclip import PointCLIPFeatureExtractor, PointCLIPProcessor
     from .model.projection import render_views
     from .training import TrainingConfig, train_adapter
 

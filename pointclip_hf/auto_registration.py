@@ -38,10 +38,12 @@ def _register_feature_extractor() -> None:
     from transformers import AutoFeatureExtractor
 
     from .model.configuration_pointclip import PointCLIPConfig, PointCLIPPartSegmentationConfig
-    from .model.feature_extraction_pointclip import PointCloudProcessor
+    from .model.feature_extraction_pointclip import PointCLIPFeatureExtractor, PointCloudProcessor
 
     for config_class in (PointCLIPConfig, PointCLIPPartSegmentationConfig):
-        AutoFeatureExtractor.register(config_class, PointCloudProcessor, exist_ok=True)
+        AutoFeatureExtractor.register(config_class, PointCLIPFeatureExtractor, exist_ok=True)
+    # Folders saved before the rename name the extractor "PointCloudProcessor"; it is looked up by class name.
+    AutoFeatureExtractor.register(PointCloudProcessor.__name__, PointCloudProcessor, exist_ok=True)
 
 
 def _register_processor() -> None:

@@ -53,7 +53,7 @@ def stream_batches(source, extractor, device: torch.device, batch_size: int, num
     Args:
         source ([`FileSource`], [`RowSource`] or [`ArraySource`]):
             The clouds; its items are `(index, points)` or `(index, points, label)`.
-        extractor ([`PointCloudProcessor`]):
+        extractor ([`PointCLIPFeatureExtractor`]):
             Renders the views (and, through the source, prepared the points).
         device (`torch.device`):
             Where the views are rendered (the model's device).
@@ -128,7 +128,7 @@ class RowSource(torch.utils.data.Dataset):
             Formatted as numpy, with a `points` column (and a `label` column when `num_labels` is given).
         indices (`Sequence[int]`):
             The rows to read.
-        extractor ([`PointCloudProcessor`]):
+        extractor ([`PointCLIPFeatureExtractor`]):
             Prepares the points.
         num_labels (`int`, *optional*):
             The number of classes: items then carry the row's label, and a label outside `[0, num_labels)` raises.
@@ -167,7 +167,7 @@ class FileSource(torch.utils.data.Dataset):
             All files of the run.
         indices (`Sequence[int]`):
             The positions in `paths` to read.
-        extractor ([`PointCloudProcessor`]):
+        extractor ([`PointCLIPFeatureExtractor`]):
             Prepares the points.
 
     Items are `(index, points)` with points a `torch.Tensor` of shape `(points, 3)`.
@@ -196,7 +196,7 @@ class ArraySource(torch.utils.data.Dataset):
     Args:
         clouds (`list`):
             The clouds: `(N, 3+)` arrays, tensors, nested lists or file paths.
-        extractor ([`PointCloudProcessor`]):
+        extractor ([`PointCLIPFeatureExtractor`]):
             Prepares the points.
         device (`torch.device`):
             Where the clouds are prepared (the model's device).

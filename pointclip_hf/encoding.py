@@ -103,7 +103,7 @@ def prepare_split(
             The split's name in messages and progress bars.
         label_names (`list[str]`):
             The classes the labels index.
-        feature_extractor ([`PointCloudProcessor`]):
+        feature_extractor ([`PointCLIPFeatureExtractor`]):
             Prepares (normalises and samples) the clouds.
         device (`torch.device`):
             Where the prepared clouds and labels are put.
@@ -132,7 +132,7 @@ def view_features(model, feature_extractor, points: torch.Tensor) -> torch.Tenso
     Args:
         model ([`PointCLIPModel`]):
             Encodes the rendered views with its CLIP image tower.
-        feature_extractor ([`PointCloudProcessor`]):
+        feature_extractor ([`PointCLIPFeatureExtractor`]):
             Renders the views.
         points (`torch.Tensor` of shape `(batch, num_points, 3)`):
             Prepared clouds.
@@ -153,7 +153,7 @@ def encode_split(model, feature_extractor, split: PreparedSplit, chunk: int, pro
     Args:
         model ([`PointCLIPModel`]):
             The encoding model.
-        feature_extractor ([`PointCloudProcessor`]):
+        feature_extractor ([`PointCLIPFeatureExtractor`]):
             Renders the views.
         split ([`PreparedSplit`]):
             The prepared clouds.

@@ -11,7 +11,7 @@ from conftest import build_tiny_clip, make_shape_dataset
 from datasets import Dataset
 from safetensors.torch import load_file, save_file
 
-from pointclip_hf import PointCLIPModel, PointCloudProcessor, classify_files, evaluate
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, classify_files, evaluate
 from pointclip_hf.model.pipeline_pointclip import label_tokens
 from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
@@ -58,14 +58,14 @@ BAD_CLOUDS = {
 @pytest.mark.parametrize("name", list(BAD_CLOUDS))
 def test_unusable_clouds_are_one_line_errors(name):
     cloud, settings, match = BAD_CLOUDS[name]
-    processor = PointCloudProcessor(num_points=64, image_size=32, **settings)
+    processor = PointCLIPFeatureExtractor(num_points=64, image_size=32, **settings)
     with pytest.raises(ValueError, match=match) as error:
         processor([CLOUD, cloud])
     assert "Point cloud 1" in one_line(error)
 
 
 def test_usable_odd_clouds_give_finite_pixels():
-    processor = PointCloudProcessor(num_points=64, image_size=32)
+    processor = PointCLIPFeatureExtractor(num_points=64, image_size=32)
     odd = [CLOUD[::-1], CLOUD.astype(">f4"), CLOUD * 1e-20, CLOUD + 1e5]  # reversed strides, big-endian, tiny, far
     pixels = processor(odd)["pixel_values"]
     assert torch.isfinite(pixels).all() and pixels.shape[0] == 4
@@ -79,7 +79,7 @@ def test_pipeline_names_the_bad_cloud(zero_shot_model):
 
 def test_farthest_point_sampling_of_huge_clouds_warns(monkeypatch):
     monkeypatch.setattr("pointclip_hf.model.point_ops.FPS_WARNING_UPDATES", 1000)  # 64 points to 32, as 10 M would
-    processor = PointCloudProcessor(num_points=32, sampling="fps", image_size=32)
+    processor = PointCLIPFeatureExtractor(num_points=32, sampling="fps", image_size=32)
     with pytest.warns(UserWarning, match="sampling='random'"):
         processor(CLOUD)
 

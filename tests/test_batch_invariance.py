@@ -7,7 +7,7 @@ import torch
 from conftest import build_tiny_clip, build_tiny_tokenizer
 from transformers import CLIPModel
 
-from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPConfig, PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.model.pipeline_pointclip import _LABEL_EMBEDDINGS, label_embeddings
 from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.testing_utils import random_clip_config
@@ -39,7 +39,7 @@ def build_model(clip: CLIPModel, projection_style: str, use_adapter: bool) -> Po
     model.eval()
     image_size = clip.config.vision_config.image_size
     model.processor = PointCLIPProcessor(
-        PointCloudProcessor(projection_style, num_points=256, image_size=image_size), build_tiny_tokenizer()
+        PointCLIPFeatureExtractor(projection_style, num_points=256, image_size=image_size), build_tiny_tokenizer()
     )
     return model
 

@@ -16,7 +16,7 @@ from PIL import Image
 from pointclip_hf import PointCLIPModel, render_views
 from pointclip_hf.cli import main as cli_main
 from pointclip_hf.io import SUPPORTED_EXTENSIONS
-from pointclip_hf.model.feature_extraction_pointclip import PointCloudProcessor
+from pointclip_hf.model.feature_extraction_pointclip import PointCLIPFeatureExtractor
 from pointclip_hf.visualization import projection_views_image
 
 gradio = pytest.importorskip("gradio", reason='the demo extra is not installed (pip install -e ".[demo]")')
@@ -74,7 +74,7 @@ def test_endpoint_scores_and_views_match_the_library(client, tiny_clip_dir, proj
     assert scores["label"] == expected[0]["label"]
     confidences = {item["label"]: item["confidence"] for item in scores["confidences"]}
     assert confidences == pytest.approx({p["label"]: p["score"] for p in expected}, abs=1e-6)
-    processor = PointCloudProcessor(projection_style=projection)
+    processor = PointCLIPFeatureExtractor(projection_style=projection)
     expected_grid = projection_views_image(render_views(processor.prepare_points(MUG), projection)[0], projection)
     assert np.array_equal(np.asarray(Image.open(views_path).convert("L")), np.asarray(expected_grid))
     assert plot["type"] == "plotly" and '"scatter3d"' in plot["plot"]
@@ -113,9 +113,9 @@ def test_missing_file_and_unknown_projection_are_named(demo_models):
 def test_sampling_and_up_axis_choices_change_what_the_model_sees(demo_models):
     default = classify_file(demo_models, MUG, LABELS, "pointclip_v1")
     chosen = classify_file(demo_models, MUG, LABELS, "pointclip_v1", sampling="first", up_axis="z")
-    expected = PointCloudProcessor(sampling="first", up_axis="z").prepare_points(MUG)[0].numpy()
+    expected = PointCLIPFeatureExtractor(sampling="first", up_axis="z").prepare_points(MUG)[0].numpy()
     assert np.array_equal(chosen.points, expected)
-    assert np.array_equal(default.points, PointCloudProcessor().prepare_points(MUG)[0].numpy())
+    assert np.array_equal(default.points, PointCLIPFeatureExtractor().prepare_points(MUG)[0].numpy())
     assert chosen.scores != default.scores
     by_format = classify_file(demo_models, MUG, LABELS, "pointclip_v1", up_axis="format")
     assert np.array_equal(by_format.points, default.points)
@@ -129,7 +129,7 @@ def test_a_las_upload_is_turned_by_its_format_up_axis(demo_models, tmp_path):
     las.x, las.y, las.z = np.load(MUG)[:, :3].astype(np.float64).T
     las.write(str(tmp_path / "mug.las"))
     by_format = classify_file(demo_models, str(tmp_path / "mug.las"), LABELS, "pointclip_v1", up_axis="format")
-    z_up = PointCloudProcessor(up_axis="z").prepare_points(str(tmp_path / "mug.las"))[0].numpy()
+    z_up = PointCLIPFeatureExtractor(up_axis="z").prepare_points(str(tmp_path / "mug.las"))[0].numpy()
     assert np.array_equal(by_format.points, z_up)
     assert np.array_equal(classify_file(demo_models, str(tmp_path / "mug.las"), LABELS, "pointclip_v1").points, z_up)
 

@@ -17,7 +17,7 @@ from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import RepositoryNotFoundError
 
 import pointclip_hf
-from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.model.pipeline_pointclip import PIPELINE_TASK
 from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.training import build_few_shot_model
@@ -39,7 +39,7 @@ def trained_model(num_points: int = 256) -> PointCLIPModel:
     """A few-shot model on the Hub's base CLIP, with a random (non-trivial) adapter and a custom processor."""
     model = build_few_shot_model(BASE, SHAPE_CLASSES, seed=0)
     model.processor = PointCLIPProcessor(
-        PointCloudProcessor(projection_style="pointclip_v1_fewshot", num_points=num_points, image_size=32),
+        PointCLIPFeatureExtractor(projection_style="pointclip_v1_fewshot", num_points=num_points, image_size=32),
         model.processor.tokenizer, model.config.prompt_templates,
     )  # fmt: skip
     torch.manual_seed(1)

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from transformers import pipeline
 
 import pointclip_hf
-from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.cli import main
 from pointclip_hf.model.pipeline_pointclip import label_embeddings
 from pointclip_hf.model.processing_pointclip import processor_for_model
@@ -41,7 +41,7 @@ def logits_of(model, clouds):
 def test_train_push_and_load_back_by_repo_id(hub_with_base_clip, tmp_path, monkeypatch, example_clouds):
     model = build_few_shot_model(BASE, SHAPE_CLASSES, seed=0)  # the base CLIP comes from the (local) Hub
     model.processor = PointCLIPProcessor(
-        PointCloudProcessor(projection_style="pointclip_v1_fewshot", num_points=256, image_size=32),
+        PointCLIPFeatureExtractor(projection_style="pointclip_v1_fewshot", num_points=256, image_size=32),
         processor_for_model(model).tokenizer,
         model.config.prompt_templates,
     )

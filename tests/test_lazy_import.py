@@ -53,7 +53,7 @@ print(*(mapping[config_class].__name__ for mapping in (MODEL_MAPPING, FEATURE_EX
         ]
     )
     assert run_python(code).split() == [
-        "PointCLIPModel", "PointCloudProcessor", "PointCLIPProcessor",
+        "PointCLIPModel", "PointCLIPFeatureExtractor", "PointCLIPProcessor",
         "point-cloud-zero-shot-classification", "point-cloud-zero-shot-part-segmentation",
     ]  # fmt: skip
 

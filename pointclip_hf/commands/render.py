@@ -21,11 +21,11 @@ def add_parser(commands) -> None:
 
 def run(args) -> int:
     from ..model.choices import DEFAULT_SAMPLING
-    from ..model.feature_extraction_pointclip import PointCloudProcessor
+    from ..model.feature_extraction_pointclip import PointCLIPFeatureExtractor
     from ..model.projection import render_views
     from ..visualization import projection_views_image
 
-    processor = PointCloudProcessor(
+    processor = PointCLIPFeatureExtractor(
         projection_style=args.projection, num_points=args.num_points, normalize=not args.no_normalize,
         sampling=args.sampling or DEFAULT_SAMPLING, up_axis=args.up_axis,
     )  # fmt: skip

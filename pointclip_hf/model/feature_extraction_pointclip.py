@@ -130,7 +130,7 @@ def to_point_batch(point_clouds, up_axis: str | None = None) -> torch.Tensor | l
     return clouds
 
 
-class PointCloudProcessor(FeatureExtractionMixin):
+class PointCLIPFeatureExtractor(FeatureExtractionMixin):
     r"""
     Turns point clouds into the multi-view images CLIP's image tower reads.
 
@@ -288,6 +288,18 @@ class PointCloudProcessor(FeatureExtractionMixin):
 MAX_COORDINATE = 1e18
 # Extent, in rounding steps of the cloud's own dtype at its largest coordinate, up to which a cloud is one point.
 DEGENERATE_STEPS = 64
+
+
+class PointCloudProcessor(PointCLIPFeatureExtractor):
+    """
+    The name [`PointCLIPFeatureExtractor`] had before: folders saved then record it as their `feature_extractor_type`,
+    the name `AutoFeatureExtractor` looks up. Registered under that name only, it loads them as a
+    [`PointCLIPFeatureExtractor`]. Not exported.
+    """
+
+    @classmethod
+    def from_dict(cls, feature_extractor_dict: dict, **kwargs) -> PointCLIPFeatureExtractor:
+        return PointCLIPFeatureExtractor.from_dict(feature_extractor_dict, **kwargs)
 
 
 def check_point_clouds(points: torch.Tensor, normalize: bool, names: Sequence[str] | None = None) -> None:

@@ -355,9 +355,10 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
         the projection and prompts with config fields, e.g. `projection_style="pointclip_v2"`, or a whole
         `config=...`). The Hub arguments (`revision`, `token`, `cache_dir`, `local_files_only`, `subfolder`,
         `trust_remote_code`) are kept in `model.loading_kwargs`, so the processor comes from the same place;
-        `sampling=` and `up_axis=` change that processor's point settings (see [`PointCloudProcessor`]). Fails loudly
-        when the CLIP or the trained weights are missing or do not fit. A `config` of another model (as `AutoModel`
-        passes for a part-segmentation folder saved with the old `model_type`) loads into that model's class.
+        `sampling=` and `up_axis=` change that processor's point settings (see [`PointCLIPFeatureExtractor`]). Fails
+        loudly when the CLIP or the trained weights are missing or do not fit. A `config` of another model (as
+        `AutoModel` passes for a part-segmentation folder saved with the old `model_type`) loads into that model's
+        class.
         """
         config = kwargs.get("config")
         if config is not None:
@@ -372,9 +373,10 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
     r"""
     Zero-shot and few-shot point-cloud classification with a frozen CLIP.
 
-    `pixel_values` of shape `(batch, views, 3, S, S)` (from [`PointCloudProcessor`]) go through CLIP's image tower,
-    giving `view_features` of shape `(batch, views, C)`. Without adapter each view is L2-normalised; with the inter-view
-    adapter the adapted features are normalised over all `views * C` values. Each block is scaled by its view weight.
+    `pixel_values` of shape `(batch, views, 3, S, S)` (from [`PointCLIPFeatureExtractor`]) go through CLIP's image
+    tower, giving `view_features` of shape `(batch, views, C)`. Without adapter each view is L2-normalised; with the
+    inter-view adapter the adapted features are normalised over all `views * C` values. Each block is scaled by its
+    view weight.
     Logits are `logit_scale / sqrt(views) * sum_v <embed_v, text_k>`, exactly the reference's
     `logit_scale * [views * C] @ normalize(text.repeat(views)).T`.
 
@@ -413,7 +415,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
 
         Args:
             pixel_values (`torch.Tensor` of shape `(batch, views, 3, S, S)`):
-                Depth images from [`PointCloudProcessor`].
+                Depth images from [`PointCLIPFeatureExtractor`].
 
         Returns:
             `torch.Tensor` of shape `(batch, views, C)`: the projected, unnormalised view embeddings.

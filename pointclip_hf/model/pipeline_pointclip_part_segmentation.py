@@ -107,7 +107,7 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
     ```
 
     Every point of the cloud is labelled (no sampling); it is turned y up by the processor's `up_axis` (as
-    [`PointCloudProcessor`] does), and centred and scaled to the unit sphere when its `normalize` is set. Call
+    [`PointCLIPFeatureExtractor`] does), and centred and scaled to the unit sphere when its `normalize` is set. Call
     arguments: `parts`, `object_name`, `prompt_templates` (with `{}` for the part and optionally `{object}`),
     `part_prompts` (`{part: [sentences]}`), `view_weights`, and two switches that reproduce bugs of the reference's
     released code, for parity checks only: `transposed_lookup` (its transposed pixel reading) and

@@ -1,4 +1,5 @@
-"""The processor: a [`PointCloudProcessor`] (clouds -> depth images) and a CLIP tokenizer (labels -> prompt tokens)."""
+"""The processor: a [`PointCLIPFeatureExtractor`] (clouds -> depth images) and a CLIP tokenizer (labels -> prompt
+tokens)."""
 
 import copy
 import json
@@ -7,7 +8,7 @@ import torch
 from transformers import AutoTokenizer, BatchFeature, ProcessorMixin
 from transformers.utils import FEATURE_EXTRACTOR_NAME, PROCESSOR_NAME, cached_file
 
-from .feature_extraction_pointclip import PointCloudProcessor
+from .feature_extraction_pointclip import PointCLIPFeatureExtractor
 from .prompts import DEFAULT_TEMPLATES, build_prompts, check_labels, check_labels_encode_distinctly
 
 CLIP_CONTEXT_LENGTH = 77
@@ -17,11 +18,11 @@ POINT_OPTIONS = ("sampling", "up_axis")
 
 class PointCLIPProcessor(ProcessorMixin):
     r"""
-    Constructs a PointCLIP processor: a [`PointCloudProcessor`] that renders clouds to depth images and a CLIP
+    Constructs a PointCLIP processor: a [`PointCLIPFeatureExtractor`] that renders clouds to depth images and a CLIP
     tokenizer for the prompts that turn labels into sentences.
 
     Args:
-        feature_extractor ([`PointCloudProcessor`]):
+        feature_extractor ([`PointCLIPFeatureExtractor`]):
             Clouds -> `pixel_values`.
         tokenizer ([`CLIPTokenizer`] or [`CLIPTokenizerFast`]):
             Prompt sentences -> `input_ids`.
@@ -148,7 +149,7 @@ class PointCLIPProcessor(ProcessorMixin):
         if holds_pointclip_processor(source, **load_kwargs):
             return cls.from_pretrained(source, **load_kwargs)
         tokenizer = load_base_tokenizer(source, config, load_kwargs)
-        feature_extractor = PointCloudProcessor(
+        feature_extractor = PointCLIPFeatureExtractor(
             projection_style=config.projection_style, image_size=config.clip_config.vision_config.image_size
         )
         return cls(feature_extractor, tokenizer, config.prompt_templates, config.class_prompts)
@@ -187,7 +188,7 @@ def with_point_options(processor: PointCLIPProcessor, **options) -> PointCLIPPro
         processor ([`PointCLIPProcessor`]):
             The processor.
         options:
-            New values of [`PointCloudProcessor`] settings named in `POINT_OPTIONS` (`sampling`, `up_axis`).
+            New values of [`PointCLIPFeatureExtractor`] settings named in `POINT_OPTIONS` (`sampling`, `up_axis`).
     """
     unknown = sorted(set(options) - set(POINT_OPTIONS))
     if unknown:
@@ -196,7 +197,7 @@ def with_point_options(processor: PointCLIPProcessor, **options) -> PointCLIPPro
     if all(getattr(extractor, key) == value for key, value in options.items()):
         return processor
     changed = copy.copy(processor)
-    changed.feature_extractor = PointCloudProcessor(**{**extractor.to_dict(), **options})
+    changed.feature_extractor = PointCLIPFeatureExtractor(**{**extractor.to_dict(), **options})
     return changed
 
 
@@ -205,7 +206,7 @@ def pop_point_options(kwargs: dict) -> dict:
     before anything is loaded); those given as `None` are dropped."""
     options = {key: kwargs.pop(key) for key in POINT_OPTIONS if key in kwargs}
     options = {key: value for key, value in options.items() if value is not None}
-    PointCloudProcessor(**options)
+    PointCLIPFeatureExtractor(**options)
     return options
 
 
@@ -254,4 +255,4 @@ def load_base_tokenizer(source: str, config, load_kwargs: dict):
     )
 
 
-__all__ = ["PointCLIPProcessor", "PointCloudProcessor", "processor_for_model"]
+__all__ = ["PointCLIPProcessor", "PointCLIPFeatureExtractor", "processor_for_model"]

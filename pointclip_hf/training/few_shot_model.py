@@ -45,7 +45,7 @@ def build_few_shot_model(
         processor ([`PointCLIPProcessor`], *optional*):
             Attached as `model.processor`; by default one is built from the config and the base CLIP's tokenizer.
         sampling (`str`, *optional*), up_axis (`str`, *optional*):
-            Point settings of that default processor (see [`PointCloudProcessor`]).
+            Point settings of that default processor (see [`PointCLIPFeatureExtractor`]).
         **config_overrides:
             Further [`PointCLIPConfig`] settings (`prompt_templates`, `adapter_ratio`, ...). The prompt templates
             default to the projection style's.

@@ -44,7 +44,7 @@ from ..atomic_files import write_file_atomically
 from ..encoding import PreparedSplit, class_names_for, encode_split, prepare_split, view_features
 from ..model.modeling_pointclip import PointCLIPModel
 from ..model.pipeline_pointclip import label_embeddings
-from ..model.processing_pointclip import PointCLIPProcessor, PointCloudProcessor, processor_for_model
+from ..model.processing_pointclip import PointCLIPFeatureExtractor, PointCLIPProcessor, processor_for_model
 from ..model.weights_fingerprint import clip_weights_sha256, tensors_sha256
 from .augmentation import augment_point_clouds
 from .checkpoints import (
@@ -85,7 +85,7 @@ class _TrainingRun:
     output_dir: Path | None
 
     @property
-    def feature_extractor(self) -> PointCloudProcessor:
+    def feature_extractor(self) -> PointCLIPFeatureExtractor:
         return self.processor.feature_extractor
 
 

@@ -16,7 +16,7 @@ import pytest
 from datasets import Array2D, ClassLabel, Dataset, Features, load_from_disk
 from transformers import AutoTokenizer
 
-from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.evaluation import classify_files, evaluate
 
 pytest.importorskip("accelerate")
@@ -32,13 +32,13 @@ import json, os, sys
 from datasets import load_from_disk
 from transformers import AutoTokenizer
 
-from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCLIPFeatureExtractor
 from pointclip_hf.evaluation import classify_files, evaluate
 
 clip_dir, data_dir, out_dir = sys.argv[1:4]
 model = PointCLIPModel.from_pretrained(clip_dir)
 model.processor = PointCLIPProcessor(
-    PointCloudProcessor(num_points=256, image_size=32), AutoTokenizer.from_pretrained(clip_dir)
+    PointCLIPFeatureExtractor(num_points=256, image_size=32), AutoTokenizer.from_pretrained(clip_dir)
 )
 stop_after = int(os.environ.get("STOP_AFTER_BATCHES", "0"))
 if stop_after and os.environ["RANK"] == "0":  # simulate a crash of process 0 in the middle of the run
@@ -126,7 +126,7 @@ def test_two_processes_match_one_exactly(tiny_clip_dir, tmp_path):
     # 3. The same work in this single process.
     model = PointCLIPModel.from_pretrained(tiny_clip_dir)
     model.processor = PointCLIPProcessor(
-        PointCloudProcessor(num_points=256, image_size=32), AutoTokenizer.from_pretrained(tiny_clip_dir)
+        PointCLIPFeatureExtractor(num_points=256, image_size=32), AutoTokenizer.from_pretrained(tiny_clip_dir)
     )
     single = tmp_path / "single"
     report = evaluate(

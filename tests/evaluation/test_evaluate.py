@@ -12,7 +12,7 @@ from datasets import Array2D, ClassLabel, Dataset, DatasetDict, Features, Value
 from PIL import Image
 from transformers import AutoTokenizer, CLIPConfig
 
-from pointclip_hf import PointCLIPConfig, PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPConfig, PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.evaluation import EvaluationReport, classify_files, evaluate
 from pointclip_hf.model.pipeline_pointclip import label_embeddings
 from pointclip_hf.model.processing_pointclip import processor_for_model
@@ -50,7 +50,7 @@ def make_dataset(count: int = 11, seed: int = 0) -> Dataset:
 
 
 def small_processor(clip_dir, **kwargs) -> PointCLIPProcessor:
-    extractor = PointCloudProcessor(num_points=kwargs.pop("num_points", 256), image_size=32, **kwargs)
+    extractor = PointCLIPFeatureExtractor(num_points=kwargs.pop("num_points", 256), image_size=32, **kwargs)
     return PointCLIPProcessor(extractor, AutoTokenizer.from_pretrained(clip_dir))
 
 

@@ -19,7 +19,7 @@ import torch
 from conftest import make_shape_dataset
 
 import pointclip_hf.evaluation.fingerprint as fingerprint_module
-from pointclip_hf import PointCLIPModel, PointCloudProcessor, classify_files, evaluate
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, classify_files, evaluate
 from pointclip_hf.atomic_files import write_file_atomically
 from pointclip_hf.cli import main
 from pointclip_hf.evaluation.fingerprint import run_fingerprint
@@ -307,7 +307,7 @@ BAD_BATCHES = {
 def test_empty_missing_and_ragged_clouds_are_one_line(zero_shot_model, surface, name):
     clouds, error_type, match = BAD_BATCHES[name]
     call = {"classify": lambda: zero_shot_model.classify(clouds, LABELS),
-            "processor": lambda: PointCloudProcessor(num_points=32, image_size=32)(clouds)}[surface]  # fmt: skip
+            "processor": lambda: PointCLIPFeatureExtractor(num_points=32, image_size=32)(clouds)}[surface]  # fmt: skip
     with pytest.raises(error_type, match=match) as error:
         call()
     message = one_line(error)

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import trimesh
 
-from pointclip_hf import PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor
 from pointclip_hf.io import PointCloudFileError, load_point_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -159,7 +159,7 @@ def test_an_object_at_utm_coordinates_renders_as_at_the_origin(tmp_path, ext):
     near = object_cloud()
     far = load_point_cloud(write_cloud(tmp_path / f"utm{ext}", near + UTM))
     assert far.dtype == np.float64  # float32 keeps 65 distinct x of 5,000 there
-    processor = PointCloudProcessor(num_points=1024, image_size=32, sampling="first")  # the same points picked
+    processor = PointCLIPFeatureExtractor(num_points=1024, image_size=32, sampling="first")  # the same points picked
     expected = processor.prepare_points(near.astype(np.float32))
     got = processor.prepare_points(far)  # degenerate before: the reader had cast it to float32
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
@@ -183,7 +183,7 @@ def test_a_200_m_tile_keeps_centimetres(tmp_path):
 
 
 def test_degeneracy_is_judged_at_the_cloud_s_own_precision():
-    processor = PointCloudProcessor(num_points=64, image_size=32)
+    processor = PointCLIPFeatureExtractor(num_points=64, image_size=32)
     cloud = object_cloud(n=200) + UTM
     assert processor.prepare_points(cloud).shape == (1, 64, 3)
     with pytest.raises(ValueError, match="degenerate"):

@@ -18,7 +18,7 @@ from huggingface_hub import HfApi, ModelCard, constants
 from safetensors.torch import load_file
 
 import pointclip_hf.cache_building as cache_building
-from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.cli import main
 from pointclip_hf.data import MODELNET40_CLASSES, point_features
 from pointclip_hf.model.cache_model import CacheModel, affinity_logits, fused_features
@@ -40,7 +40,9 @@ def tip():
 
 
 def small_processor(model, projection: str = "pointclip_v1") -> PointCLIPProcessor:
-    return PointCLIPProcessor(PointCloudProcessor(projection, num_points=128, image_size=32), model.processor.tokenizer)
+    return PointCLIPProcessor(
+        PointCLIPFeatureExtractor(projection, num_points=128, image_size=32), model.processor.tokenizer
+    )
 
 
 def zero_shot_model(clip_dir, projection: str = "pointclip_v1") -> PointCLIPModel:

@@ -103,10 +103,10 @@ def test_datasets_map_with_two_processes_after_torch_ran(tmp_path):
     script = textwrap.dedent(
         """
         import numpy as np, torch, datasets
-        from pointclip_hf import PointCloudProcessor
+        from pointclip_hf import PointCLIPFeatureExtractor
         torch.set_num_threads(2)
         a = torch.randn(1000, 1000); (a @ a).sum()
-        processor = PointCloudProcessor("pointclip_v1", num_points=128, image_size=32)
+        processor = PointCLIPFeatureExtractor("pointclip_v1", num_points=128, image_size=32)
         rng = np.random.default_rng(0)
         ds = datasets.Dataset.from_dict({"points": [rng.normal(size=(200, 3)).astype(np.float32) for _ in range(6)]})
         fn = lambda batch: {"pixel_values": processor(batch["points"], return_tensors="np")["pixel_values"]}

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-from pointclip_hf import PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor
 
 DTYPES = st.sampled_from([np.float16, np.float32, np.float64, np.int32, np.dtype(">f4"), np.bool_])
 CLOUDS = arrays(DTYPES, array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=24))
@@ -18,7 +18,7 @@ CLOUDS = arrays(DTYPES, array_shapes(min_dims=1, max_dims=3, min_side=0, max_sid
 @settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(cloud=CLOUDS, normalize=st.booleans(), reversed_rows=st.booleans())
 def test_random_arrays_give_finite_pixels_or_a_documented_error(projection_style, cloud, normalize, reversed_rows):
-    processor = PointCloudProcessor(projection_style, num_points=16, image_size=16, normalize=normalize)
+    processor = PointCLIPFeatureExtractor(projection_style, num_points=16, image_size=16, normalize=normalize)
     cloud = cloud[::-1] if reversed_rows and cloud.ndim else cloud
     try:
         pixels = processor(cloud)["pixel_values"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pointclip_hf import PointCLIPModel, PointCloudProcessor, load_point_cloud
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, load_point_cloud
 from pointclip_hf.cli import main as cli_main
 from pointclip_hf.evaluation.fingerprint import run_fingerprint
 from pointclip_hf.model.point_ops import UP_AXES, hash_order, sample_indices, turn_y_up
@@ -64,14 +64,16 @@ def _y_up_metres(scan: np.ndarray) -> np.ndarray:
 
 def test_the_default_sample_of_a_sorted_scan_does_not_depend_on_the_order(scan):
     shuffled = _shuffled(scan)
-    unnormalized = PointCloudProcessor(normalize=False)
+    unnormalized = PointCLIPFeatureExtractor(normalize=False)
     assert torch.equal(unnormalized.prepare_points(scan), unnormalized.prepare_points(shuffled))
-    default_sample = PointCloudProcessor().prepare_points(scan)[0]
-    torch.testing.assert_close(default_sample, PointCloudProcessor().prepare_points(shuffled)[0], rtol=0, atol=1e-6)
-    assert not torch.equal(default_sample, PointCloudProcessor(seed=1).prepare_points(scan)[0])
+    default_sample = PointCLIPFeatureExtractor().prepare_points(scan)[0]
+    torch.testing.assert_close(
+        default_sample, PointCLIPFeatureExtractor().prepare_points(shuffled)[0], rtol=0, atol=1e-6
+    )
+    assert not torch.equal(default_sample, PointCLIPFeatureExtractor(seed=1).prepare_points(scan)[0])
 
-    whole = PointCloudProcessor(sampling="first", num_points=len(scan)).prepare_points(scan)[0]
-    first = PointCloudProcessor(sampling="first").prepare_points(scan)[0]
+    whole = PointCLIPFeatureExtractor(sampling="first", num_points=len(scan)).prepare_points(scan)[0]
+    first = PointCLIPFeatureExtractor(sampling="first").prepare_points(scan)[0]
     spread, first_spread = (float(_nearest_distances(whole, sample).mean()) for sample in (default_sample, first))
     assert first_spread > 10 * spread, "the first stored points are a slice of the scan; the default sample is not"
 
@@ -110,10 +112,10 @@ def test_each_up_axis_is_turned_to_y_by_a_rotation(up_axis):
 def test_a_z_up_mesh_file_renders_as_its_y_up_version(airplane, tmp_path):
     stored = load_point_cloud(airplane)  # as the processor reads it: 2048 points drawn from the surface
     y_up = stored @ Z_UP_TO_Y_UP
-    z_up = PointCloudProcessor(up_axis="z").prepare_points(str(airplane))
-    assert torch.equal(z_up, PointCloudProcessor().prepare_points(y_up))
+    z_up = PointCLIPFeatureExtractor(up_axis="z").prepare_points(str(airplane))
+    assert torch.equal(z_up, PointCLIPFeatureExtractor().prepare_points(y_up))
     assert _thinnest_axis(z_up) == 1, "the airplane's height, its thinnest extent, ends up along y"
-    assert _thinnest_axis(PointCloudProcessor().prepare_points(stored)) != 1
+    assert _thinnest_axis(PointCLIPFeatureExtractor().prepare_points(stored)) != 1
 
     np.save(tmp_path / "airplane_y_up.npy", y_up)
     common = ["render", "--projection", "pointclip_v2", "--out"]
@@ -138,10 +140,10 @@ def _write_las(path, points_m: np.ndarray, offset) -> None:
 def test_a_las_file_is_read_z_up_by_its_format(scan, tmp_path):
     _write_las(tmp_path / "scan.las", _z_up(_y_up_metres(scan)), offset=(0.0, 0.0, 0.0))
     stored = load_point_cloud(tmp_path / "scan.las")[:, :3]
-    by_format = PointCloudProcessor().prepare_points(str(tmp_path / "scan.las"))
-    assert torch.equal(by_format, PointCloudProcessor().prepare_points(stored @ Z_UP_TO_Y_UP))
-    assert torch.equal(by_format, PointCloudProcessor(up_axis="z").prepare_points(stored))
-    assert not torch.equal(by_format, PointCloudProcessor(up_axis="y").prepare_points(str(tmp_path / "scan.las")))
+    by_format = PointCLIPFeatureExtractor().prepare_points(str(tmp_path / "scan.las"))
+    assert torch.equal(by_format, PointCLIPFeatureExtractor().prepare_points(stored @ Z_UP_TO_Y_UP))
+    assert torch.equal(by_format, PointCLIPFeatureExtractor(up_axis="z").prepare_points(stored))
+    assert not torch.equal(by_format, PointCLIPFeatureExtractor(up_axis="y").prepare_points(str(tmp_path / "scan.las")))
 
 
 def test_a_gltf_file_keeps_y_up_by_its_format(airplane, tmp_path):
@@ -149,7 +151,7 @@ def test_a_gltf_file_keeps_y_up_by_its_format(airplane, tmp_path):
     mesh = trimesh.load_mesh(str(airplane), process=False)
     mesh.vertices = np.asarray(mesh.vertices) @ Z_UP_TO_Y_UP
     mesh.export(tmp_path / "airplane.glb")
-    assert _thinnest_axis(PointCloudProcessor().prepare_points(str(tmp_path / "airplane.glb"))) == 1
+    assert _thinnest_axis(PointCLIPFeatureExtractor().prepare_points(str(tmp_path / "airplane.glb"))) == 1
 
 
 def test_utm_coordinates_are_sampled_as_near_the_origin_without_blur(scan, tmp_path):
@@ -159,13 +161,13 @@ def test_utm_coordinates_are_sampled_as_near_the_origin_without_blur(scan, tmp_p
     picked_near_the_origin = set(sample_indices(y_up[None], 1024, "random")[0].tolist())
     assert len(picked & picked_near_the_origin) > 0.95 * 1024, "hashed from its bounding box, not from 4,100,000 m"
 
-    whole = PointCloudProcessor(sampling="first", num_points=len(y_up)).prepare_points(y_up)[0]
-    prepared = PointCloudProcessor(up_axis="z").prepare_points(utm)[0]
+    whole = PointCLIPFeatureExtractor(sampling="first", num_points=len(y_up)).prepare_points(y_up)[0]
+    prepared = PointCLIPFeatureExtractor(up_axis="z").prepare_points(utm)[0]
     assert float(_nearest_distances(prepared, whole).max()) < 1e-5, "the points are where they are, unblurred"
 
     _write_las(tmp_path / "tile.las", _z_up(y_up.numpy()), offset=UTM_OFFSET)
     assert load_point_cloud(tmp_path / "tile.las").dtype == np.float64, "float32 would put UTM points 0.25 m apart"
-    from_file = PointCloudProcessor().prepare_points(str(tmp_path / "tile.las"))[0]
+    from_file = PointCLIPFeatureExtractor().prepare_points(str(tmp_path / "tile.las"))[0]
     radius = float((y_up - y_up.mean(dim=0)).norm(dim=1).max())
     rounding = 2 * MILLIMETRE / radius  # the file rounds each point to 1 mm, and the farthest one sets the scale
     assert float(_nearest_distances(from_file, whole).max()) < rounding

@@ -13,7 +13,7 @@ from conftest import SHAPE_CLASSES, build_tiny_tokenizer, make_shape_dataset
 from datasets import Array2D, ClassLabel, Dataset, Features, Value
 from safetensors.torch import load_file
 
-from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.model.modeling_pointclip import smooth_cross_entropy
 from pointclip_hf.training import (
     TrainingConfig,
@@ -63,7 +63,7 @@ def small_validation_set():
 
 def make_model(clip_dir, seed=0, **kwargs):
     model = build_few_shot_model(clip_dir, CLASSES, seed=seed, **kwargs)
-    feature_extractor = PointCloudProcessor(projection_style=STYLE, num_points=NUM_POINTS, image_size=32)
+    feature_extractor = PointCLIPFeatureExtractor(projection_style=STYLE, num_points=NUM_POINTS, image_size=32)
     model.processor = PointCLIPProcessor(feature_extractor, build_tiny_tokenizer())
     return model
 

@@ -8,7 +8,7 @@ from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 from transformers.utils import find_labels
 
-from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.training import build_few_shot_model
 
 pytest.importorskip("accelerate")
@@ -19,7 +19,7 @@ def model_and_processor(tiny_clip_dir):
     model = build_few_shot_model(tiny_clip_dir, SHAPE_CLASSES, seed=0)
     model.config.clip_model_name_or_path = str(tiny_clip_dir)
     processor = PointCLIPProcessor(
-        PointCloudProcessor("pointclip_v1_fewshot", num_points=128, image_size=32), model.processor.tokenizer
+        PointCLIPFeatureExtractor("pointclip_v1_fewshot", num_points=128, image_size=32), model.processor.tokenizer
     )
     return model, processor
 

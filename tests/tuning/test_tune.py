@@ -9,7 +9,7 @@ import torch
 from conftest import SHAPE_CLASSES, make_shape_dataset
 from torch import nn
 
-from pointclip_hf import PointCLIPModel, PointCLIPProcessor, PointCloudProcessor
+from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.cli import main
 from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.model.prompts import TEMPLATE_SETS, build_prompts, load_class_prompts
@@ -28,7 +28,8 @@ def cloud_array(dataset) -> np.ndarray:
 
 def small_processor(model, style):
     return PointCLIPProcessor(
-        PointCloudProcessor(projection_style=style, num_points=256, image_size=32), processor_for_model(model).tokenizer
+        PointCLIPFeatureExtractor(projection_style=style, num_points=256, image_size=32),
+        processor_for_model(model).tokenizer,
     )
 
 
