@@ -157,7 +157,7 @@ def _render(
         for clouds, views in group:
             chunk = _render_chunk(points[clouds], views, transposed_lookup, lookups)
             chunk = chunk if image_size is None else crop_for_clip(chunk, image_size)
-            rows = slice(clouds.start * NUM_VIEWS + views.start, clouds.start * NUM_VIEWS + views.stop)
+            rows = slice(clouds.start * NUM_VIEWS + views.start, (clouds.stop - 1) * NUM_VIEWS + views.stop)
             for field, part in zip(out, chunk):
                 if field is not None:
                     field[rows] = part.view(-1, *field.shape[1:])
@@ -189,7 +189,8 @@ _CPU_POINTS_FOR_TWO_VIEWS = 1 << 17
 
 
 def _view_chunks(points: torch.Tensor) -> list[tuple[slice, slice]]:
-    """(clouds, views) rendered at once, in cloud-major order: all of them off the CPU."""
+    """(clouds, views) rendered at once, in cloud-major order: all of them off the CPU, else views of one cloud (so
+    that each chunk's views are consecutive rows of `_empty_views`)."""
     batch, num_points, _ = points.shape
     if points.device.type != "cpu":
         return [(slice(0, batch), slice(0, NUM_VIEWS))]
