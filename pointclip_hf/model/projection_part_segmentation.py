@@ -29,7 +29,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from .cpu_threads import map_on_cpu_threads, num_worker_threads, run_on_cpu_thread
+from .cpu_threads import map_on_cpu_threads, num_worker_threads
 from .point_ops import check_point_batch, euler_to_rotation
 
 PART_SEGMENTATION_STYLE = "pointclip_v2_part_segmentation"
@@ -151,22 +151,35 @@ def _render(
     chunks = _view_chunks(points)
     per_worker = -(-len(chunks) // num_worker_threads(points.device))
     groups = [chunks[start : start + per_worker] for start in range(0, len(chunks), per_worker)]
+    out = _empty_views(points, lookups, image_size or RESOLUTION)
 
-    def render_group(group: list[tuple[slice, slice]]) -> PartViews:
-        views = _joined([_render_chunk(points[clouds], views, transposed_lookup, lookups) for clouds, views in group])
-        return views if image_size is None else crop_for_clip(views, image_size)
+    def render_group(group: list[tuple[slice, slice]]) -> None:
+        for clouds, views in group:
+            chunk = _render_chunk(points[clouds], views, transposed_lookup, lookups)
+            chunk = chunk if image_size is None else crop_for_clip(chunk, image_size)
+            rows = slice(clouds.start * NUM_VIEWS + views.start, (clouds.stop - 1) * NUM_VIEWS + views.stop)
+            for field, part in zip(out, chunk):
+                if field is not None:
+                    field[rows] = part.view(-1, *field.shape[1:])
 
-    parts = map_on_cpu_threads(render_group, groups, points.device)
-    images, pixels, visible = parts[0] if len(parts) == 1 else run_on_cpu_thread(_joined, parts, device=points.device)
+    map_on_cpu_threads(render_group, groups, points.device)
+    images, pixels, visible = out
     images = images.view(batch, NUM_VIEWS, *images.shape[-2:])
     if lookups:
         pixels, visible = pixels.view(batch, NUM_VIEWS, num_points, 2), visible.view(batch, NUM_VIEWS, num_points)
     return PartViews(images, pixels, visible)
 
 
-def _joined(parts: list[PartViews]) -> PartViews:
-    """The chunks' views concatenated along the first dimension (views of clouds in cloud-major order)."""
-    return PartViews(*(None if field[0] is None else torch.cat(field) for field in zip(*parts)))
+def _empty_views(points: torch.Tensor, lookups: bool, size: int) -> PartViews:
+    """The outputs every chunk writes its rows of: images `[B * 10, size, size]` and, with `lookups`, pixels
+    `[B * 10, N, 2]` and visibility `[B * 10, N]`; so that the views are never held twice."""
+    batch, num_points, _ = points.shape
+    dtype = torch.float32 if points.dtype in (torch.float16, torch.bfloat16) else points.dtype
+    images = torch.empty(batch * NUM_VIEWS, size, size, dtype=dtype, device=points.device)
+    if not lookups:
+        return PartViews(images, None, None)
+    pixels = torch.empty(batch * NUM_VIEWS, num_points, 2, dtype=torch.long, device=points.device)
+    return PartViews(images, pixels, torch.empty(batch * NUM_VIEWS, num_points, dtype=torch.bool, device=points.device))
 
 
 # Views rendered at once on the CPU: 2 of a cloud (their grids stay in cache), 1 for clouds of over 2^17 points (the
@@ -176,7 +189,8 @@ _CPU_POINTS_FOR_TWO_VIEWS = 1 << 17
 
 
 def _view_chunks(points: torch.Tensor) -> list[tuple[slice, slice]]:
-    """(clouds, views) rendered at once, in cloud-major order: all of them off the CPU."""
+    """(clouds, views) rendered at once, in cloud-major order: all of them off the CPU, else views of one cloud (so
+    that each chunk's views are consecutive rows of `_empty_views`)."""
     batch, num_points, _ = points.shape
     if points.device.type != "cpu":
         return [(slice(0, batch), slice(0, NUM_VIEWS))]

@@ -14,6 +14,7 @@ from transformers import CLIPConfig, CLIPModel, pipeline
 
 import pointclip_hf
 from pointclip_hf import PointCLIPForZeroShotPartSegmentation, render_part_views
+from pointclip_hf.model import projection_part_segmentation
 from pointclip_hf.model.modeling_pointclip_part_segmentation import part_logits_at_points, scramble_patch_tokens
 from pointclip_hf.model.projection import render_views
 from pointclip_hf.model.projection_part_segmentation import PartViews, crop_for_clip, render_part_depth
@@ -207,6 +208,20 @@ def test_points_of_a_batch_do_not_depend_on_each_other(golden, correct_views):
     assert torch.equal(both.images[1:], second.images)
     assert torch.equal(both.pixels[1:], second.pixels)
     assert torch.equal(both.visible[1:], second.visible)
+
+
+def test_views_rendered_one_at_a_time_equal_all_at_once(golden, monkeypatch):
+    """Each CPU chunk writes its rows of the outputs: one view per chunk, the chunks of two clouds on two threads,
+    gives exactly the views of one chunk holding every cloud and view (as off the CPU)."""
+    points = golden["points"][:2]
+    monkeypatch.setattr(projection_part_segmentation, "_CPU_POINTS_FOR_TWO_VIEWS", 0)
+    monkeypatch.setattr(projection_part_segmentation, "num_worker_threads", lambda device: 2)
+    one_at_a_time = render_part_views(points, image_size=112)
+    everything = [(slice(0, 2), slice(0, projection_part_segmentation.NUM_VIEWS))]
+    monkeypatch.setattr(projection_part_segmentation, "_view_chunks", lambda points: everything)
+    all_at_once = render_part_views(points, image_size=112)
+    for chunked, whole in zip(one_at_a_time, all_at_once):
+        assert torch.equal(chunked, whole)
 
 
 def test_degenerate_clouds_give_finite_images():
