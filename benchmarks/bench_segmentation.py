@@ -106,8 +106,9 @@ def golden_report(golden: dict, device: str) -> None:
     points = torch.from_numpy(golden["points"]).to(device)
     ours = render_part_depth(points, transposed_lookup=True)
     images, is_seen, point_loc = reference_projection(points[:1])
+    ours_pixels = ours.pixels.flatten(0, 1).long()
     for name, (got, seen, loc) in {
-        "ours (transposed mode)": (ours.images.flatten(0, 1), ours.visible.flatten(0, 1), ours.pixels.flatten(0, 1)),
+        "ours (transposed mode)": (ours.images.flatten(0, 1), ours.visible.flatten(0, 1), ours_pixels),
         "reference re-implementation (cloud 0)": (images, is_seen.bool(), point_loc.long()),
     }.items():
         count = got.shape[0]
@@ -121,7 +122,7 @@ def golden_report(golden: dict, device: str) -> None:
     for name, views in {"correct (default)": correct, "transposed (reference)": ours}.items():
         b = torch.arange(views.images.shape[0])[:, None, None]
         v = torch.arange(views.images.shape[1])[None, :, None]
-        on_object = views.images[b, v, views.pixels[..., 0], views.pixels[..., 1]] < 1
+        on_object = views.images[b, v, views.pixels[..., 0].int(), views.pixels[..., 1].int()] < 1
         print(f"on-object lookups, {name}: all points {on_object.float().mean().item():.4f}, visible points "
               f"{on_object[views.visible].float().mean().item():.4f}")  # fmt: skip
 

@@ -73,7 +73,7 @@ def part_logits_at_points(
             Normalised patch embeddings of a square, row-major patch grid.
         text_embeds (`torch.Tensor` of shape `(parts, C)`):
             Normalised part embeddings.
-        point_pixels (`torch.LongTensor` of shape `(batch, views, points, 2)`):
+        point_pixels (integer `torch.Tensor` of shape `(batch, views, points, 2)`):
             The (row, column) in the `image_size` x `image_size` view each point is read at.
         point_visible (`torch.Tensor` of shape `(batch, views, points)`):
             1 (or `True`) where the point is visible in the view.
@@ -122,7 +122,8 @@ def _cloud_part_scores(patch_features, text_embeds, pixels, grid: int, image_siz
     maps = F.avg_pool2d(F.pad(maps, SCORE_PADDING, mode="replicate"), SCORE_POOL, stride=1)
     maps = F.interpolate(maps, size=(image_size, image_size), mode="bilinear", align_corners=False)
     view_index = torch.arange(views, device=maps.device)[:, None]
-    return maps.permute(0, 2, 3, 1)[view_index, pixels[..., 0], pixels[..., 1]][None]
+    rows, cols = pixels.int().unbind(-1)
+    return maps.permute(0, 2, 3, 1)[view_index, rows, cols][None]
 
 
 class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
@@ -197,7 +198,7 @@ class PointCLIPForZeroShotPartSegmentation(PointCLIPPreTrainedModel):
         Args:
             pixel_values (`torch.Tensor` of shape `(batch, views, 3, S, S)`, *optional*):
                 The views (from [`~projection_part_segmentation.render_part_views`]); or give `patch_features`.
-            point_pixels (`torch.LongTensor` of shape `(batch, views, points, 2)`):
+            point_pixels (integer `torch.Tensor` of shape `(batch, views, points, 2)`):
                 The (row, column) in the `S` x `S` view each point is read at.
             point_visible (`torch.Tensor` of shape `(batch, views, points)`):
                 Whether each point is visible in each view.

@@ -70,7 +70,7 @@ def part_views_image(images: torch.Tensor, pixels: torch.Tensor, visible: torch.
     Args:
         images (`torch.Tensor` of shape `(views, S, S)`):
             Depth views (white background).
-        pixels (`torch.LongTensor` of shape `(views, points, 2)`):
+        pixels (integer `torch.Tensor` of shape `(views, points, 2)`):
             (row, column) of each point in each view.
         visible (`torch.Tensor` of shape `(views, points)`):
             Whether each point is visible in each view.

@@ -53,7 +53,7 @@ def _on_object(images: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     batch, views = images.shape[:2]
     b = torch.arange(batch)[:, None, None]
     v = torch.arange(views)[None, :, None]
-    return images[b, v, pixels[..., 0], pixels[..., 1]] < 1
+    return images[b, v, pixels[..., 0].int(), pixels[..., 1].int()] < 1
 
 
 # Golden parity in the reference's (transposed) mode.
@@ -66,16 +66,26 @@ def test_official_mode_matches_reference_images(golden, official_depth):
 
 
 def test_official_mode_matches_reference_pixels_and_visibility(golden, official_depth):
-    assert torch.equal(official_depth.pixels.reshape(20, 2048, 2), golden["point_loc"].long())
+    assert torch.equal(official_depth.pixels.reshape(20, 2048, 2).long(), golden["point_loc"].long())
     agree = (official_depth.visible.reshape(20, 2048) == golden["is_seen"]).float().mean().item()
     assert agree >= 0.999
+
+
+def test_pixels_are_int16_and_map_to_large_clip_sizes_without_overflow(official_depth):
+    """int16 pixels (a quarter of int64's memory) map to a 336-pixel CLIP input as the same pixels in int64 do:
+    `(pixel - 20) * 336` exceeds int16."""
+    assert official_depth.pixels.dtype == torch.int16
+    as_int64 = official_depth._replace(pixels=official_depth.pixels.long())
+    large = crop_for_clip(official_depth, image_size=336).pixels
+    assert large.dtype == torch.int16 and int(large.max()) > 300
+    assert torch.equal(large.long(), crop_for_clip(as_int64, image_size=336).pixels)
 
 
 def test_official_mode_matches_reference_clip_input(golden, official_views):
     views = official_views
     within = ((views.images[0] - golden["clip_input_cloud0"]).abs() <= 1e-5).float().mean().item()
     assert within >= 0.999
-    assert torch.equal(views.pixels.reshape(20, 2048, 2), golden["point_loc_clip"].long())
+    assert torch.equal(views.pixels.reshape(20, 2048, 2).long(), golden["point_loc_clip"].long())
 
 
 def test_head_matches_reference(golden):
@@ -141,7 +151,7 @@ def end_to_end_outputs(end_to_end, official_size_model, end_to_end_views):
 
 def test_end_to_end_views_and_text_match_the_reference(end_to_end, end_to_end_views, end_to_end_outputs):
     for cloud, output in enumerate(end_to_end_outputs):
-        assert torch.equal(end_to_end_views.pixels[cloud], end_to_end[f"point_loc_clip_{cloud}"].long())
+        assert torch.equal(end_to_end_views.pixels[cloud].long(), end_to_end[f"point_loc_clip_{cloud}"].long())
         assert torch.equal(end_to_end_views.visible[cloud], end_to_end[f"is_seen_{cloud}"])
         assert torch.allclose(output.text_embeds, end_to_end[f"text_features_{cloud}"], atol=1e-6)
 
