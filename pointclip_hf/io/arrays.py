@@ -56,7 +56,7 @@ def _read_npy_stream(handle: BinaryIO, what: str, stored_bytes: int) -> np.ndarr
     """Parse the `.npy` header of `handle`, check the declared array fits `stored_bytes` and the cap, then read it."""
     magic, version = handle.read(6), tuple(handle.read(2))
     if magic != b"\x93NUMPY" or version not in ((1, 0), (2, 0), (3, 0)):
-        raise FormatError(f"{what} is not a .npy array (no NumPy magic bytes of a known version: {magic + bytes(version)!r})")
+        raise FormatError(f"{what} is not a .npy array (no NumPy magic bytes of a known version: {magic!r} {version})")
     try:
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = read_header(handle, max_header_size=_MAX_HEADER_BYTES)

@@ -63,8 +63,8 @@ def load_ply(path: Path, num_samples: int, seed: int) -> np.ndarray:
 
 
 def _read_header(path: Path) -> tuple[str, int, bool]:
-    """The header text, the offset of the body and whether the body is binary, reading no more than the header (up to 1 MiB); refused unless it
-    has the `ply` magic line, a `format` line and an `end_header` line."""
+    """The header text, the offset of the body and whether the body is binary, reading no more than the header (up
+    to 1 MiB); refused unless it has the `ply` magic line, a `format` line and an `end_header` line."""
     with open(path, "rb") as handle:
         head = handle.read(1 << 16)
         magic = re.match(rb"ply\r?\n", head) is not None
@@ -75,10 +75,11 @@ def _read_header(path: Path) -> tuple[str, int, bool]:
     header = head[: end.start() if end else _MAX_HEADER_BYTES].decode("ascii", "replace")
     encoding = re.search(r"^format[ \t]+(\S+)", header, re.MULTILINE)
     encoding = encoding.group(1) if encoding else None
+    formats = ("ascii", "binary_little_endian", "binary_big_endian")
     check_rules([
         (magic, "not a PLY file (missing 'ply' magic line)"),
         (end is not None, "PLY header is not terminated (no 'end_header' line)"),
-        (encoding in ("ascii", "binary_little_endian", "binary_big_endian"), "PLY header lacks a 'format ascii|binary_little_endian|binary_big_endian' line"),
+        (encoding in formats, "PLY header lacks a 'format ascii|binary_little_endian|binary_big_endian' line"),
     ])  # fmt: skip
     return header, end.end(), encoding != "ascii"
 

@@ -106,7 +106,7 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
     of a column-major one.
     """
     if points.ndim != 2 or points.shape[1] < 3 or points.shape[0] == 0:
-        raise FormatError(f"expected a 2-D [N, C] array of N > 0 points and C >= 3 columns (x, y, z), got shape {points.shape}")
+        raise FormatError(f"expected a 2-D [N, C] array, N > 0 points of C >= 3 columns (x, y, z); got {points.shape}")
     if not points.dtype.isnative:
         points = points.astype(points.dtype.newbyteorder("="))
     if float_dtype_for([points.dtype]) == np.float32:  # float32 holds every value: one summing pass checks them all
