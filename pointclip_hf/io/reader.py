@@ -106,7 +106,9 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
     of a column-major one.
     """
     if points.ndim != 2 or points.shape[1] < 3 or points.shape[0] == 0:
-        raise FormatError(f"expected a 2-D [N, C] array, N > 0 points of C >= 3 columns (x, y, z); got {points.shape}")
+        shaped = points.ndim == 2 and points.shape[1] >= 3
+        raise FormatError("file contains zero points" if shaped else f"expected a 2-D [N, C >= 3] array, got shape "
+                          f"{points.shape}")  # fmt: skip
     if not points.dtype.isnative:
         points = points.astype(points.dtype.newbyteorder("="))
     if float_dtype_for([points.dtype]) == np.float32:  # float32 holds every value: one summing pass checks them all
