@@ -107,8 +107,8 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
     """
     if points.ndim != 2 or points.shape[1] < 3 or points.shape[0] == 0:
         shaped = points.ndim == 2 and points.shape[1] >= 3
-        raise FormatError("file contains zero points" if shaped else f"expected a 2-D [N, C >= 3] array, got shape "
-                          f"{points.shape}")  # fmt: skip
+        raise FormatError("file contains zero points" if shaped else "expected a 2-D array of at least 3 columns "
+                          f"(x, y, z) per point, got shape {points.shape}")  # fmt: skip
     if not points.dtype.isnative:
         points = points.astype(points.dtype.newbyteorder("="))
     if float_dtype_for([points.dtype]) == np.float32:  # float32 holds every value: one summing pass checks them all
