@@ -185,8 +185,9 @@ def _check_external_files(path: Path, ext: str) -> None:
     the reader, a device never end, and `../` or an absolute path would read a file the user did not give."""
     folder = path.resolve().parent
     document = _gltf_document(path, ext)
-    for buffer in (document.get("buffers") if isinstance(document, dict) else None) or []:  # trimesh refuses a
-        uri = buffer.get("uri") if isinstance(buffer, dict) else None  # document that is not an object
+    buffers = document.get("buffers") if isinstance(document, dict) else None  # trimesh refuses a non-object
+    for buffer in buffers or []:
+        uri = buffer.get("uri") if isinstance(buffer, dict) else None
         if not isinstance(uri, str) or "base64," in uri:
             continue
         for name in {uri.strip(), unquote(uri).strip()}:
@@ -202,8 +203,8 @@ def _check_external_files(path: Path, ext: str) -> None:
             ])  # fmt: skip
 
 
-def _gltf_document(path: Path, ext: str):
-    """The JSON part of a `.gltf` file, or the JSON chunk of a `.glb`."""
+def _gltf_document(path: Path, ext: str) -> object:
+    """The parsed JSON part of a `.gltf` file, or the JSON chunk of a `.glb` (an object, when trimesh can read it)."""
     with open(path, "rb") as handle:
         if ext == ".glb":
             magic, _, _ = _GLB_HEADER.unpack(handle.read(_GLB_HEADER.size).ljust(_GLB_HEADER.size, b"\0"))

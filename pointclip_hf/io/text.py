@@ -90,13 +90,13 @@ def _decoded(line: bytes) -> str:
 def _is_header_row(first: str, second: str | None) -> bool:
     """Whether the first row of a `.csv` is a header row of column names: none of its fields a number, as many
     fields as the next row (a row mixing numbers and words is refused)."""
-    fields = [_is_number(field) for field in _fields(first)]
-    header = not any(fields)
-    width = len(_fields(second)) if second is not None else len(fields)
+    numeric = [_is_number(field) for field in _fields(first)]
+    header = not any(numeric)
+    width = len(_fields(second)) if second is not None else len(numeric)
     check_rules([
-        (header or all(fields), f"row 1 mixes numbers and text: {first.strip()[:80]!r}"),
-        (not header or width == len(fields),
-         f"header row has {len(fields)} column names but the first data row has {width} values"),
+        (header or all(numeric), f"row 1 mixes numbers and text: {first.strip()[:80]!r}"),
+        (not header or width == len(numeric),
+         f"header row has {len(numeric)} column names but the first data row has {width} values"),
     ])  # fmt: skip
     return header
 
