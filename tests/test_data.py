@@ -547,3 +547,17 @@ def test_class_names_of_errors():
         class_names_of(datasets.Dataset.from_dict({"x": [1]}))
     with pytest.raises(ValueError, match="not a ClassLabel"):
         class_names_of(datasets.Dataset.from_dict({"label": [1]}))
+
+
+def test_inputs_refused_by_a_shared_check(modelnet_h5, tmp_path, cache_dir):
+    root, _ = modelnet_h5
+    (root / "val_files.txt").write_text("\n")
+    with pytest.raises(ValueError, match=r"'val' split of the h5 folder .*empty \(0 clouds\)"):
+        load_point_cloud_dataset(root, "val")
+    load_point_cloud_dataset(root).save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(TypeError, match=r"cache_dir do not apply to .*saved.*save_to_disk folder"):
+        load_point_cloud_dataset(tmp_path / "saved", cache_dir=cache_dir)
+    repo = tmp_path / "none_label"
+    write_parquet(repo / "data" / "train-00000-of-00001.parquet", [cloud(8, 0), cloud(8, 1)], ["mug", None])
+    with pytest.raises(ValueError, match=r"row 1 of label column 'category' has label None"):
+        load_point_cloud_dataset(repo, cache_dir=cache_dir)

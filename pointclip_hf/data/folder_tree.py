@@ -81,13 +81,14 @@ def _tree_layout(root: Path, split: str) -> tuple[list[str], dict[str, list[Path
     """`(class names found, the files of each class in this split, the layout as written in messages)`."""
     top = _subdirs(root)
     split_dirs = [d for d in top if d.name.lower() in _SPLIT_DIR_NAMES]
+    inner_splits = sorted({s.name for c in top for s in _subdirs(c) if s.name.lower() in _SPLIT_DIR_NAMES})
+    available = [d.name for d in split_dirs] or inner_splits
+    if available and split not in available and not (root / split).is_dir():
+        raise ValueError(f"unknown split {split!r} for the folder {str(root)!r}; available splits: {available}")
     if (root / split).is_dir() or split_dirs:
         return _split_first_layout(root, split, split_dirs)
-    inner_splits = sorted({s.name for c in top for s in _subdirs(c) if s.name.lower() in _SPLIT_DIR_NAMES})
     found = [c.name for c in top]
     if inner_splits:
-        if split not in inner_splits:
-            raise ValueError(f"unknown split {split!r} for the folder {str(root)!r}; available splits: {inner_splits}")
         return found, {c: _cloud_files(root / c / split) for c in found}, f"{str(root)!r}/<class>/{split}/"
     if split != "train":
         warnings.warn(
@@ -100,10 +101,6 @@ def _tree_layout(root: Path, split: str) -> tuple[list[str], dict[str, list[Path
 
 def _split_first_layout(root: Path, split: str, split_dirs: list[Path]):
     """`root/<split>/<class>/files`; the class names come from every split folder."""
-    if not (root / split).is_dir():
-        raise ValueError(
-            f"unknown split {split!r} for the folder {str(root)!r}; available splits: {[d.name for d in split_dirs]}"
-        )
     all_split_dirs = {d.name: d for d in split_dirs}
     all_split_dirs[split] = root / split
     found = sorted({c.name for d in all_split_dirs.values() for c in _subdirs(d)})

@@ -18,7 +18,7 @@ import datasets
 import numpy as np
 from datasets import Dataset
 
-from ..io.errors import FormatError, check_declared_size
+from ..io.errors import FormatError, check_declared_size, check_rules
 from .folder_tree import natural_key
 from .schema import MODELNET40_CLASSES, SCANOBJECTNN_CLASSES, point_features, resolve_class_names
 
@@ -86,10 +86,11 @@ def _read_h5_file(h5py, file: Path, num_points: int | None) -> tuple[np.ndarray,
     try:
         with h5py.File(file, "r") as handle:
             points, label = _h5_arrays(h5py, handle, file.stat().st_size, num_points)
-    except FormatError as error:
-        raise ValueError(f"h5 file {str(file)!r}: {error}") from None
     except Exception as error:  # h5py raises OSError, KeyError, RuntimeError, ValueError... for damaged files
-        raise ValueError(f"h5 file {str(file)!r} cannot be read ({type(error).__name__}: {error})") from None
+        reason = (
+            f": {error}" if isinstance(error, FormatError) else f" cannot be read ({type(error).__name__}: {error})"
+        )
+        raise ValueError(f"h5 file {str(file)!r}{reason}") from None
     if not np.issubdtype(label.dtype, np.integer):
         if not np.all(np.isfinite(label)) or not np.all(label == np.round(label)):
             raise ValueError(f"h5 file {str(file)!r}: 'label' holds non-integer values")
@@ -99,12 +100,13 @@ def _read_h5_file(h5py, file: Path, num_points: int | None) -> tuple[np.ndarray,
 def _h5_arrays(h5py, handle, stored_bytes: int, num_points: int | None) -> tuple[np.ndarray, np.ndarray]:
     """Check the shapes, types and declared sizes of `data` and `label` before reading either."""
     data, label = (_h5_dataset(h5py, handle, name) for name in ("data", "label"))
-    if data.ndim != 3 or data.shape[2] < 3:
-        raise FormatError(f"'data' has shape {data.shape}, expected [N, P, C>=3] points")
-    if label.shape not in ((data.shape[0],), (data.shape[0], 1)):
-        raise FormatError(f"'label' has shape {label.shape} for {data.shape[0]} clouds; expected [N] or [N, 1]")
-    if data.shape[1] == 0 and data.shape[0]:
-        raise FormatError("clouds have no points")
+    clouds = data.shape[0] if data.ndim else 0
+    check_rules([
+        (data.ndim == 3 and data.shape[2] >= 3, f"'data' has shape {data.shape}, expected [N, P, C>=3] points"),
+        (label.shape in ((clouds,), (clouds, 1)),
+         f"'label' has shape {label.shape} for {clouds} clouds; expected [N] or [N, 1]"),
+        (data.ndim != 3 or data.shape[1] > 0 or clouds == 0, "clouds have no points"),
+    ])  # fmt: skip
     kept = min(data.shape[1], num_points) if num_points else data.shape[1]
     check_declared_size(data.shape[0] * kept * 3 * 4, f"'data' of shape {data.shape}", stored_bytes=stored_bytes)
     check_declared_size(label.size * 8, f"'label' of shape {label.shape}", stored_bytes=stored_bytes)
@@ -113,18 +115,21 @@ def _h5_arrays(h5py, handle, stored_bytes: int, num_points: int | None) -> tuple
 
 
 def _h5_dataset(h5py, handle, name: str):
-    """The array `name` of an h5 file: present, a plain numeric dataset, with its values in this file."""
-    if name not in handle:
-        raise FormatError(f"needs 'data' and 'label' datasets, found {list(handle.keys())}")
-    if isinstance(handle.get(name, getlink=True), h5py.ExternalLink):
-        raise FormatError(f"{name!r} links to another file")
-    dataset = handle[name]
-    if not isinstance(dataset, h5py.Dataset):
-        raise FormatError(f"{name!r} is a {type(dataset).__name__}, expected an array")
-    if dataset.dtype.kind not in "iuf":
-        raise FormatError(f"{name!r} has dtype {dataset.dtype}, expected numbers")
-    if dataset.external or dataset.is_virtual:
-        raise FormatError(f"{name!r} keeps its values outside this file (external or virtual storage)")
+    """The array `name` of an h5 file: present, a plain numeric dataset, with its values in this file (an external
+    link is never followed)."""
+    link = handle.get(name, getlink=True)
+    linked = isinstance(link, h5py.ExternalLink)
+    dataset = handle[name] if link is not None and not linked else None
+    array = isinstance(dataset, h5py.Dataset)
+    check_rules([
+        (link is not None, f"needs 'data' and 'label' datasets, found {list(handle.keys())}"),
+        (not linked, f"{name!r} links to another file"),
+        (dataset is None or array, f"{name!r} is a {type(dataset).__name__}, expected an array"),
+        (not array or dataset.dtype.kind in "iuf", f"{name!r} has dtype {getattr(dataset, 'dtype', None)}, "
+                                                   "expected numbers"),
+        (not array or not (dataset.external or dataset.is_virtual),
+         f"{name!r} keeps its values outside this file (external or virtual storage)"),
+    ])  # fmt: skip
     return dataset
 
 
@@ -179,9 +184,7 @@ def _listed_h5_files(root: Path, listing: Path, split: str) -> list[Path]:
         if not candidate.is_file():
             raise FileNotFoundError(f"{listing.name} lists {entry!r}, but {candidate.name!r} is not in {str(root)!r}")
         files.append(candidate)
-    if not files:
-        raise ValueError(f"{str(listing)!r} lists no h5 files: the {split!r} split is empty")
-    return files
+    return files  # none: the split is refused as empty
 
 
 def _h5_default_names(root: Path, files: list[Path]) -> list[str] | None:

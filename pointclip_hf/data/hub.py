@@ -23,8 +23,11 @@ from pathlib import Path
 
 import datasets
 import numpy as np
+import torch
 from datasets import ClassLabel, Dataset
 
+from ..io.errors import check_rules
+from ..model.feature_extraction_pointclip import check_point_clouds
 from .schema import MODELNET40_CLASSES, SCANOBJECTNN_CLASSES, point_features, resolve_class_names
 
 HUB_DATASETS: dict[str, str] = {"modelnet40": "jxie/modelnet40", "scanobjectnn": "jxie/scanobjectnn"}
@@ -71,11 +74,12 @@ def load_hub_folder(
     path: Path, saved: bool, split: str, *, points_column, label_column, class_names, num_points, load_kwargs
 ) -> Dataset:
     """
-    Load a split of a local folder that `load_dataset` reads, or of a `save_to_disk` folder (`saved=True`), and map
-    it to the schema. The other arguments are those of [`load_hub_dataset`].
+    Load a split of a local folder that `load_dataset` reads, or of a `save_to_disk` folder (`saved=True`, then
+    without `load_kwargs`: the caller refuses them), and map it to the schema. The other arguments are those of
+    [`load_hub_dataset`].
     """
     source = str(path)
-    dataset = _load_saved(path, split, load_kwargs) if saved else _load_hub(source, split, load_kwargs)
+    dataset = _load_saved(path, split) if saved else _load_hub(source, split, load_kwargs)
     return _to_point_dataset(
         dataset, split, source=source, short_name=None, points_column=points_column,
         label_column=label_column, class_names=class_names, num_points=num_points,
@@ -97,20 +101,20 @@ def _repo_of(name: str, path_like: bool) -> tuple[str, str | None]:
 
 
 def _load_hub(repo_id: str, split: str, load_kwargs: dict) -> Dataset:
-    if "split" in load_kwargs:
-        raise TypeError("pass split as the second argument, not in load_kwargs")
+    """`load_dataset(repo_id, split=split, **load_kwargs)` (`split` cannot be in `load_kwargs`: Python refuses a
+    second value for the argument of [`load_point_cloud_dataset`]); its errors for a bad split or a missing repo
+    (DatasetNotFoundError is a FileNotFoundError; offline, a missing repo is a ConnectionError) are named as such."""
     try:
         dataset = datasets.load_dataset(repo_id, split=split, **load_kwargs)
-    except ValueError as exc:
-        if "Unknown split" in str(exc) or "Bad split" in str(exc):
-            raise ValueError(f"unknown split {split!r} for dataset {repo_id!r}: {exc}") from exc
-        raise
-    except (FileNotFoundError, ConnectionError) as exc:
-        # DatasetNotFoundError is a FileNotFoundError; offline, a missing repo is a ConnectionError.
-        raise ValueError(
-            f"{repo_id!r} is not a known dataset name, Hub repo or folder (or the Hub cannot be reached and it "
-            f"is not cached): {type(exc).__name__}: {exc}"
-        ) from exc
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:
+        if isinstance(exc, ValueError) and "Unknown split" not in str(exc) and "Bad split" not in str(exc):
+            problem = f"dataset {repo_id!r} cannot be loaded"
+        elif isinstance(exc, ValueError):
+            problem = f"unknown split {split!r} for dataset {repo_id!r}"
+        else:
+            problem = (f"{repo_id!r} is not a known dataset name, Hub repo or folder (or the Hub cannot be reached "
+                       "and it is not cached)")  # fmt: skip
+        raise ValueError(f"{problem}: {type(exc).__name__}: {exc}") from exc
     if not isinstance(dataset, Dataset):
         raise TypeError(
             f"load_dataset({repo_id!r}, split={split!r}) returned a {type(dataset).__name__}; a map-style "
@@ -123,9 +127,7 @@ def _all_hub_splits(repo_id: str, load_kwargs: dict):
     return datasets.load_dataset(repo_id, **load_kwargs)
 
 
-def _load_saved(path: Path, split: str, load_kwargs: dict) -> Dataset:
-    if load_kwargs:
-        raise TypeError(f"{sorted(load_kwargs)} do not apply to a save_to_disk folder ({str(path)!r})")
+def _load_saved(path: Path, split: str) -> Dataset:
     loaded = datasets.load_from_disk(str(path))
     if isinstance(loaded, datasets.DatasetDict):
         if split not in loaded:
@@ -138,30 +140,29 @@ def _to_point_dataset(
     dataset, split, *, source, short_name, points_column, label_column, class_names, num_points, all_splits
 ) -> Dataset:
     """Map a Hub-style dataset's columns to the `{points, label}` schema."""
-    if len(dataset) == 0:
-        raise ValueError(f"split {split!r} of dataset {source!r} is empty (0 rows)")
     pcol = _pick_column(dataset, points_column, POINTS_COLUMN_CANDIDATES, "points", source)
     lcol = _pick_column(dataset, label_column, LABEL_COLUMN_CANDIDATES, "label", source)
-    if pcol == lcol:
-        raise ValueError(f"points and label columns are the same column {pcol!r}")
+    check_rules([
+        (len(dataset) > 0, f"split {split!r} of dataset {source!r} is empty (0 rows)"),
+        (pcol != lcol, f"points and label columns are the same column {pcol!r}"),
+    ], error=ValueError)  # fmt: skip
     known = _KNOWN_CLASSES.get(short_name) if short_name else None
     names, string_ids = _label_names(dataset, lcol, source, class_names, known, all_splits)
     return _convert(dataset, pcol, lcol, names, string_ids, num_points, source)
 
 
 def _pick_column(dataset: Dataset, explicit, candidates, what: str, source: str) -> str:
+    """`explicit` if it is a column of `dataset`, else (when not given) the first of `candidates` that is."""
     columns = dataset.column_names
-    if explicit is not None:
-        if explicit not in columns:
-            raise ValueError(f"{what} column {explicit!r} is not in dataset {source!r}; columns found: {columns}")
-        return explicit
-    for name in candidates:
-        if name in columns:
-            return name
-    raise ValueError(
-        f"dataset {source!r} has no usable {what} column: tried {list(candidates)}, columns found: {columns}; "
-        f"pass {what}_column="
-    )
+    found = next((name for name in ([explicit] if explicit is not None else candidates) if name in columns), None)
+    if found is None:
+        raise ValueError(
+            f"{what} column {explicit!r} is not in dataset {source!r}; columns found: {columns}"
+            if explicit is not None
+            else f"dataset {source!r} has no usable {what} column: tried {list(candidates)}, columns found: "
+            f"{columns}; pass {what}_column="
+        )
+    return found
 
 
 def _label_names(
@@ -188,9 +189,7 @@ def _label_names(
 
 
 def _string_label_names(dataset, column: str, source: str, class_names, known, all_splits: Callable) -> list[str]:
-    present = list(dataset.unique(column))
-    if None in present:
-        raise ValueError(f"label column {column!r} of dataset {source!r} has missing (None) labels")
+    present = [label for label in dataset.unique(column) if label is not None]  # a None is refused with its row
     if class_names is not None:
         names = class_names
     elif known is not None and set(present) <= set(known):
@@ -271,22 +270,21 @@ def _convert(dataset, pcol: str, lcol: str, names: list[str], string_ids, num_po
 
 
 def _row_to_xyz(cloud, row: int, where: str, num_points: int | None) -> np.ndarray:
-    array = np.asarray(cloud) if cloud is not None else None
-    if array is None:
-        raise ValueError(f"row {row} of {where} is missing (None)")
-    if array.dtype == object:
-        raise ValueError(
-            f"row {row} of {where} is ragged: its points do not all have the same number of coordinates "
-            "(each point needs x, y, z)"
-        )
-    if array.ndim != 2 or array.shape[1] < 3:
-        raise ValueError(f"row {row} of {where} has shape {array.shape}; expected [N, C] points with C >= 3 (x, y, z)")
-    if array.shape[0] == 0:
-        raise ValueError(f"row {row} of {where} has no points")
-    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
-        raise ValueError(f"row {row} of {where} has non-numeric dtype {array.dtype}")
-    xyz = array[:num_points, :3] if num_points else array[:, :3]
-    xyz = np.ascontiguousarray(xyz, dtype=np.float32)
-    if not np.isfinite(xyz).all():
-        raise ValueError(f"row {row} of {where} has NaN or infinite coordinates")
+    """The `x, y, z` of one row as float32 `[N, 3]`; the cloud rule of the processor
+    ([`check_point_clouds`]) refuses an empty one or non-finite coordinates."""
+    array = np.asarray(cloud) if cloud is not None else np.zeros(0)
+    if cloud is None or array.dtype.kind not in "iuf" or array.ndim != 2 or array.shape[1] < 3:
+        raise ValueError(f"row {row} of {where} {_row_problem(cloud, array)}")
+    xyz = np.ascontiguousarray(array[:num_points, :3] if num_points else array[:, :3], dtype=np.float32)
+    check_point_clouds(torch.from_numpy(xyz)[None], normalize=False, names=[f"row {row} of {where}"])
     return xyz
+
+
+def _row_problem(cloud, array: np.ndarray) -> str:
+    if cloud is None:
+        return "is missing (None)"
+    if array.dtype == object:
+        return "is ragged: its points do not all have the same number of coordinates (each point needs x, y, z)"
+    if array.dtype.kind not in "iuf":
+        return f"has non-numeric dtype {array.dtype}"
+    return f"has shape {array.shape}; expected [N, C] points with C >= 3 (x, y, z)"

@@ -75,17 +75,20 @@ def load_point_cloud_dataset(
     return _load_named(path, text, path_like, split, **hub_options)
 
 
+_FOLDER_KINDS = {"hub": "a Hub-style folder", "saved": "a save_to_disk folder", "h5": "an h5 folder",
+                 "tree": "a class-folder tree"}  # fmt: skip
+
+
 def _load_folder(path: Path, text: str, split: str, **hub_options) -> Dataset:
+    """Read a folder by its kind, refusing the options that kind does not take (only `load_dataset` takes
+    `load_kwargs`; a save_to_disk folder also has columns to pick)."""
     kind = _folder_kind(path)
+    given = [name for name in ("points_column", "label_column") if hub_options[name] and kind in ("h5", "tree")]
+    given += sorted(hub_options["load_kwargs"]) if kind != "hub" else []
+    if given:
+        raise TypeError(f"{', '.join(given)} do not apply to {text!r}, which is {_FOLDER_KINDS[kind]}")
     if kind in ("hub", "saved"):
         return load_hub_folder(path, kind == "saved", split, **hub_options)
-    given = [name for name in ("points_column", "label_column") if hub_options[name]]
-    given += sorted(hub_options["load_kwargs"])
-    if given:
-        raise TypeError(
-            f"{', '.join(given)} only apply to Hub-style data sets, but {text!r} is "
-            f"{'an h5 folder' if kind == 'h5' else 'a class-folder tree'}"
-        )
     if kind == "h5":
         return load_h5_folder(path, split, hub_options["class_names"], hub_options["num_points"])
     return load_folder_tree(path, split, hub_options["class_names"], hub_options["num_points"])

@@ -14,6 +14,7 @@ import datasets
 import numpy as np
 from datasets import Array2D, ClassLabel, Dataset, Features
 
+from ..io.errors import check_rules
 from ..model.prompts import check_labels
 
 MODELNET40_CLASSES: tuple[str, ...] = (
@@ -62,20 +63,20 @@ def check_point_cloud_dataset(dataset, what: str = "dataset") -> Dataset:
     Raises:
         TypeError, ValueError: naming the problem.
     """
-    if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        raise TypeError(f"The {what} is a dictionary of splits {list(dataset)}; pass one split, e.g. dataset['test'].")
-    if isinstance(dataset, datasets.IterableDataset):
-        raise TypeError(f"The {what} is a streaming (iterable) dataset; a datasets.Dataset with a length is needed.")
     if not isinstance(dataset, Dataset):
-        raise TypeError(f"The {what} must be a datasets.Dataset, got {type(dataset).__name__}.")
+        if isinstance(dataset, (datasets.DatasetDict, datasets.IterableDatasetDict)):
+            got = f"a dictionary of splits {list(dataset)}; pass one split, e.g. dataset['test']"
+        elif isinstance(dataset, datasets.IterableDataset):
+            got = "a streaming (iterable) dataset; a datasets.Dataset with a length is needed"
+        else:
+            got = f"a {type(dataset).__name__}"
+        raise TypeError(f"The {what} must be one split, a datasets.Dataset; it is {got}.")
     missing = [column for column in ("points", "label") if column not in dataset.column_names]
-    if missing:
-        raise ValueError(
-            f"The {what} lacks the column(s) {missing}; it has {dataset.column_names}. Expected 'points' "
-            "(Array2D (None, 3) float32) and 'label' (ClassLabel)."
-        )
-    if len(dataset) == 0:
-        raise ValueError(f"The {what} is empty.")
+    check_rules([
+        (not missing, f"The {what} lacks the column(s) {missing}; it has {dataset.column_names}. Expected 'points' "
+                      "(Array2D (None, 3) float32) and 'label' (ClassLabel)."),
+        (len(dataset) > 0, f"The {what} is empty."),
+    ], error=ValueError)  # fmt: skip
     return dataset
 
 
@@ -90,13 +91,14 @@ def class_names_of(dataset) -> list[str]:
     Returns:
         `list[str]`: the names, in label-id order.
     """
-    features = getattr(dataset, "features", None)
-    if features is None or "label" not in features:
-        columns = list(features) if features is not None else []
-        raise ValueError(f"dataset has no 'label' column (columns: {columns})")
-    feature = features["label"]
+    features = getattr(dataset, "features", None) or {}
+    feature = features.get("label")
     if not isinstance(feature, ClassLabel):
-        raise ValueError(f"the 'label' column is {feature!r}, not a ClassLabel; it carries no class names")
+        raise ValueError(
+            f"the 'label' column is {feature!r}, not a ClassLabel; it carries no class names"
+            if feature is not None
+            else f"dataset has no 'label' column (columns: {list(features)})"
+        )
     return list(feature.names)
 
 
@@ -123,16 +125,15 @@ def resolve_class_names(labels: np.ndarray, class_names, fallback, what: str) ->
         what (`str`):
             How error messages name the labels' source.
     """
-    if labels.size and labels.min() < 0:
-        row = int(np.flatnonzero(labels < 0)[0])
-        raise ValueError(f"row {row} of {what} has a negative label {int(labels[row])}")
-    top = int(labels.max()) if labels.size else -1
     names = class_names if class_names is not None else fallback
-    if names is None:
-        return [str(i) for i in range(top + 1)]
-    if top >= len(names):
+    top = int(labels.max()) if labels.size else -1
+    bad = (labels < 0) | (labels >= len(names) if names is not None else False)
+    if bad.any():
+        row = int(np.argmax(bad))
         raise ValueError(
-            f"{what} has label {top}, but only {len(names)} class names are known ({names[:5]}...); "
-            "pass class_names= with one name per label id"
+            f"row {row} of {what} has label {int(labels[row])}, but only {len(names or [])} class names are known "
+            f"({(names or [])[:5]}...); pass class_names= with one name per label id"
+            if labels[row] >= 0
+            else f"row {row} of {what} has a negative label {int(labels[row])}"
         )
-    return list(names)
+    return list(names) if names is not None else [str(i) for i in range(top + 1)]

@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 from datasets import ClassLabel, Dataset
 
+from ..io.errors import check_rules
+
 
 def few_shot_subset(dataset: Dataset, shots: int, seed: int = 0, replace: bool = False) -> Dataset:
     """
@@ -115,22 +117,23 @@ def _is_per_class_count(validation_fraction) -> bool:
     if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, numeric):
         raise TypeError(f"validation_fraction must be a float in (0, 1) or an int count, got {validation_fraction!r}")
     per_class_count = isinstance(validation_fraction, (int, np.integer))
-    if per_class_count and validation_fraction < 1:
-        raise ValueError(f"a per-class validation count must be >= 1, got {validation_fraction}")
-    if not per_class_count and not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+    if not (validation_fraction >= 1 if per_class_count else 0.0 < validation_fraction < 1.0):
+        raise ValueError(
+            f"validation_fraction must be a float in (0, 1) or a per-class count >= 1, got {validation_fraction}"
+        )
     return per_class_count
 
 
 def _labels_and_classes(dataset):
     """`(labels as an integer array, the class ids to cover, class id -> printable name)`."""
-    if "label" not in dataset.column_names:
-        raise ValueError(f"dataset has no 'label' column (columns: {dataset.column_names})")
-    labels = np.asarray(dataset["label"])
-    if len(labels) == 0:
-        raise ValueError("dataset is empty (0 rows)")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"the 'label' column must hold integer class ids, got dtype {labels.dtype}")
+    has_labels = "label" in dataset.column_names
+    labels = np.asarray(dataset["label"]) if has_labels else np.zeros(0, dtype=np.int64)
+    check_rules([
+        (has_labels, f"dataset has no 'label' column (columns: {dataset.column_names})"),
+        (not has_labels or len(labels) > 0, "dataset is empty (0 rows)"),
+        (len(labels) == 0 or labels.dtype.kind in "iu",
+         f"the 'label' column must hold integer class ids, got dtype {labels.dtype}"),
+    ], error=ValueError)  # fmt: skip
     feature = dataset.features["label"]
     if isinstance(feature, ClassLabel):
         classes = np.arange(feature.num_classes)

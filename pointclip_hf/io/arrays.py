@@ -28,46 +28,35 @@ def load_npy(path: Path) -> np.ndarray:
 
 
 def load_npz(path: Path) -> np.ndarray:
-    """The point array of a `.npz` archive: the member `points`, `xyz` or `data`, else its only member."""
-    if not zipfile.is_zipfile(path):
-        raise FormatError("not a .npz file (not a valid zip archive)")
+    """The point array of a `.npz` archive: the member `points`, `xyz` or `data`, else its only member (`zipfile`
+    refuses a file that is not a zip archive, or an encrypted member, naming the member)."""
     with zipfile.ZipFile(path) as archive:
         members = {info.filename: info for info in archive.infolist() if not info.is_dir()}
-        _check_members(members)
+        for name, info in members.items():
+            check_declared_size(info.file_size, f"archive member {name!r}", stored_bytes=info.compress_size)
         info = members[_choose_member(members)]
         with archive.open(info) as handle:
             return _read_npy_stream(handle, f"the member {info.filename!r}", info.file_size)
 
 
-def _check_members(members: dict[str, zipfile.ZipInfo]) -> None:
-    for name, info in members.items():
-        if not name.endswith(".npy"):
-            raise FormatError(f"archive member {name!r} is not a .npy array")
-        if info.flag_bits & 0x1:
-            raise FormatError(f"archive member {name!r} is encrypted")
-        check_declared_size(info.file_size, f"archive member {name!r}", stored_bytes=info.compress_size)
-
-
 def _choose_member(members: dict[str, zipfile.ZipInfo]) -> str:
-    keys = [name[: -len(".npy")] for name in members]
-    key = next((k for k in NPZ_KEYS if k in keys), None)
-    if key is not None:
-        return f"{key}.npy"
-    if len(keys) != 1:
+    """The first of `NPZ_KEYS` (`.npy` added) among `members`, else the only member; a member that is not a `.npy`
+    array is refused by its magic bytes when read."""
+    key = next((f"{key}.npy" for key in NPZ_KEYS if f"{key}.npy" in members), None)
+    if key is None and len(members) != 1:
         raise FormatError(
             f"cannot tell which array holds the points: expected a key named "
-            f"{' / '.join(repr(k) for k in NPZ_KEYS)} or a single array, found keys {keys}"
+            f"{' / '.join(repr(k) for k in NPZ_KEYS)} or a single array, found keys "
+            f"{[name.removesuffix('.npy') for name in members]}"
         )
-    return f"{keys[0]}.npy"
+    return key or next(iter(members))
 
 
 def _read_npy_stream(handle: BinaryIO, what: str, stored_bytes: int) -> np.ndarray:
     """Parse the `.npy` header of `handle`, check the declared array fits `stored_bytes` and the cap, then read it."""
-    if handle.read(6) != b"\x93NUMPY":
-        raise FormatError(f"{what} is not a .npy array (missing the NumPy magic bytes)")
-    version = tuple(handle.read(2))
-    if version not in ((1, 0), (2, 0), (3, 0)):
-        raise FormatError(f"{what} has an unknown .npy format version {version}")
+    magic, version = handle.read(6), tuple(handle.read(2))
+    if magic != b"\x93NUMPY" or version not in ((1, 0), (2, 0), (3, 0)):
+        raise FormatError(f"{what} is not a .npy array (no NumPy magic bytes of a known version: {magic!r} {version})")
     try:
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran_order, dtype = read_header(handle, max_header_size=_MAX_HEADER_BYTES)
@@ -100,12 +89,8 @@ def _read_into(handle: BinaryIO, buffer: memoryview) -> int:
 
 def check_numeric_dtype(dtype: np.dtype) -> None:
     """Refuse structured, object, string or complex dtypes: a cloud is a plain real numeric array."""
-    if dtype.names is not None:
-        raise FormatError(
-            f"structured arrays are not supported (fields {dtype.names}); store a plain numeric [N, C] array"
-        )
-    if not (np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.floating)):
-        raise FormatError(f"expected a real numeric array, got dtype {dtype}")
+    if dtype.names is not None or dtype.kind not in "iuf":
+        raise FormatError(f"expected a plain real numeric [N, C] array, got dtype {dtype}")
 
 
 def float_dtype_for(dtypes) -> type:

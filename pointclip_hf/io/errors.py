@@ -1,8 +1,10 @@
-"""The one error type of the point-cloud readers, and the size limits they check before allocating."""
+"""The one error type of the point-cloud readers, the size limits they check before allocating, and the check of a
+table of rules (a header, a schema) that names every rule a file breaks in one error."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 
 DEFAULT_MAX_CLOUD_BYTES = 1 << 30
 """Largest array a reader builds for one file, and largest text file it reads (1 GiB); override with
@@ -30,6 +32,22 @@ def max_expansion() -> int:
     return _positive_int_from_env("POINTCLIP_MAX_EXPANSION", DEFAULT_MAX_EXPANSION)
 
 
+def check_rules(rules: Iterable[tuple[bool, str]], error: type[Exception] | None = None) -> None:
+    """Refuse input that breaks any rule of a table (the fields of a header, the columns of a schema), naming every
+    broken rule in one line.
+
+    Args:
+        rules (`Iterable[tuple[bool, str]]`): pairs of whether a rule holds and what is wrong when it does not.
+        error (`type[Exception]`, *optional*, defaults to `FormatError`): the error type raised.
+
+    Raises:
+        FormatError (or `error`): some rule does not hold.
+    """
+    problems = [problem for holds, problem in rules if not holds]
+    if problems:
+        raise (error or FormatError)("; ".join(problems))
+
+
 def check_declared_size(num_bytes: int, what: str, stored_bytes: int | None = None) -> None:
     """Refuse, before allocating, an array of `num_bytes` over the cap, or over `max_expansion()` times `stored_bytes`.
 
@@ -41,17 +59,14 @@ def check_declared_size(num_bytes: int, what: str, stored_bytes: int | None = No
     Raises:
         FormatError: the declared size is over a cap.
     """
-    cap = max_cloud_bytes()
-    if num_bytes > cap:
-        raise FormatError(
-            f"{what} declares {num_bytes:,} bytes, over the {cap:,}-byte cap (raise POINTCLIP_MAX_CLOUD_BYTES to allow)"
-        )
-    ratio = max_expansion()
-    if stored_bytes is not None and num_bytes > ratio * max(stored_bytes, 1):
-        raise FormatError(
-            f"{what} expands {stored_bytes:,} stored bytes to {num_bytes:,}, over {ratio}x "
-            "(raise POINTCLIP_MAX_EXPANSION to allow)"
-        )
+    cap, ratio = max_cloud_bytes(), max_expansion()
+    check_rules([
+        (num_bytes <= cap, f"{what} declares {num_bytes:,} bytes, over the {cap:,}-byte cap "
+                           "(raise POINTCLIP_MAX_CLOUD_BYTES to allow)"),
+        (stored_bytes is None or num_bytes <= ratio * max(stored_bytes, 1),
+         f"{what} expands {stored_bytes or 0:,} stored bytes to {num_bytes:,}, over {ratio}x "
+         "(raise POINTCLIP_MAX_EXPANSION to allow)"),
+    ])  # fmt: skip
 
 
 def check_file_size(num_bytes: int, kind: str) -> None:
@@ -82,5 +97,5 @@ def _positive_int_from_env(name: str, default: int) -> int:
     except ValueError:
         number = 0
     if number <= 0:
-        raise PointCloudFileError(f"environment variable {name}={value!r} must be a positive integer")
+        raise ValueError(f"environment variable {name}={value!r} must be a positive integer")
     return number

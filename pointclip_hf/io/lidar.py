@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import needs_float64
-from .errors import FormatError, check_declared_size
+from .errors import FormatError, check_declared_size, check_rules
 
 LIDAR_EXTENSIONS = (".las", ".laz")
 _LAS_HEADER_BYTES, _LAS14_HEADER_BYTES = 227, 375
@@ -60,18 +60,15 @@ def load_las(path: Path) -> np.ndarray:
         raise
     except BaseException as error:  # laspy's errors, and lazrs's pyo3 PanicException (a BaseException) on bad data
         raise FormatError(f"could not read the LAS/LAZ file ({type(error).__name__}: {error})") from None
-    if count == 0:
-        raise FormatError("file contains zero points")
-    return _scaled_columns(points.points.array, points.header)
+    return _scaled_columns(points.points.array, points.header)  # no points, or bad scales: refused by the reader
 
 
 def _scaled_columns(records: np.ndarray, header) -> np.ndarray:
     """`x, y, z` (laspy's `X * scale + offset`) and intensity, in float32 when the header's bounds show float32
     resolves the cloud, else float64, so that no pass over the points is needed to find out (scaled integers are
-    finite; bounds that a writer got wrong can only cost precision)."""
+    finite, unless a scale or an offset is not, and `load_point_cloud` refuses non-finite coordinates; bounds that a
+    writer got wrong can only cost precision)."""
     scales, offsets = np.asarray(header.scales, float), np.asarray(header.offsets, float)
-    if not (np.isfinite(scales).all() and np.isfinite(offsets).all()):
-        raise FormatError(f"LAS header has non-finite scales {scales} or offsets {offsets}")
     low, high = np.asarray(header.mins, float), np.asarray(header.maxs, float)
     largest = float(np.maximum(np.abs(low), np.abs(high)).max())
     wide = not np.isfinite(largest) or needs_float64(largest, float((high - low).max()))
@@ -89,60 +86,44 @@ def _check_layout(path: Path) -> LASLayout:
     size = path.stat().st_size
     with open(path, "rb") as handle:
         header = handle.read(_LAS14_HEADER_BYTES)
-        if len(header) < _LAS_HEADER_BYTES or header[:4] != b"LASF":
-            raise FormatError("not a LAS/LAZ file (missing the 'LASF' signature or a truncated header)")
-        header_size, point_data_offset, vlr_count = struct.unpack_from("<HII", header, 94)
-        point_format, record_length = struct.unpack_from("<BH", header, 104)
+        padded = header.ljust(_LAS14_HEADER_BYTES, b"\0")
+        header_size, point_data_offset, vlr_count = struct.unpack_from("<HII", padded, 94)
+        point_format, record_length = struct.unpack_from("<BH", padded, 104)
         extended = header_size >= _LAS14_HEADER_BYTES and len(header) >= _LAS14_HEADER_BYTES
         evlr_start, evlr_count = struct.unpack_from("<QI", header, 235) if extended else (0, 0)
-        if vlr_count * _VLR.size > size or evlr_count * _EVLR.size > size:
-            raise FormatError(f"LAS header declares {vlr_count:,} variable-length records and {evlr_count:,} extended "
-                              f"ones, more than {size:,} bytes hold")  # fmt: skip
-        laszip_record = _vlrs(handle, header_size, vlr_count, size)
-        _check_evlrs(handle, evlr_start, evlr_count, size)
+        check_rules([
+            (len(header) >= _LAS_HEADER_BYTES and header[:4] == b"LASF",
+             "not a LAS/LAZ file (missing the 'LASF' signature or a truncated header)"),
+            (vlr_count * _VLR.size <= size and evlr_count * _EVLR.size <= size,
+             f"LAS header declares {vlr_count:,} variable-length records and {evlr_count:,} extended ones, more "
+             f"than {size:,} bytes hold"),
+        ])  # fmt: skip
+        laszip_record = _walk_records(handle, _VLR, header_size, vlr_count, size)
+        _walk_records(handle, _EVLR, evlr_start, evlr_count, size)
     compressed = point_format & 0x80 or path.suffix.lower() == ".laz"
     return LASLayout(point_data_offset, record_length, laszip_record if compressed else None)
 
 
-def _vlrs(handle, start: int, count: int, size: int) -> bytes | None:
-    """Walk the `count` VLR headers from `start`; return the LasZip VLR's record."""
+def _walk_records(handle, record: struct.Struct, start: int, count: int, size: int) -> bytes | None:
+    """Walk the `count` variable-length record headers (`_VLR`) or extended ones (`_EVLR`) from `start`, refusing
+    one that runs past the file's end; return the LasZip VLR's record."""
     laszip, position = None, start
     for index in range(count):
         handle.seek(position)
-        raw = handle.read(_VLR.size)
-        if len(raw) < _VLR.size:
-            raise FormatError(f"LAS variable-length record {index} is cut short at byte {position:,}")
-        _, user_id, record_id, length, _ = _VLR.unpack(raw)
-        if position + _VLR.size + length > size:
-            raise FormatError(f"LAS variable-length record {index} declares {length:,} bytes past the file's end")
-        if (user_id.rstrip(b"\0"), record_id) == _LASZIP_VLR:
+        _, user_id, record_id, length, _ = record.unpack(handle.read(record.size).ljust(record.size, b"\0"))
+        if position + record.size + length > size:
+            kind = "extended variable-length record" if record is _EVLR else "variable-length record"
+            raise FormatError(f"LAS {kind} {index} at byte {position:,} declares {length:,} bytes past the file's end")
+        if (user_id.rstrip(b"\0"), record_id) == _LASZIP_VLR and record is _VLR:
             laszip = handle.read(length)
-        position += _VLR.size + length
+        position += record.size + length
     return laszip
-
-
-def _check_evlrs(handle, start: int, count: int, size: int) -> None:
-    position = start
-    for index in range(count):
-        handle.seek(position)
-        raw = handle.read(_EVLR.size)
-        if len(raw) < _EVLR.size:
-            raise FormatError(f"LAS extended variable-length record {index} is cut short at byte {position:,}")
-        length = _EVLR.unpack(raw)[3]
-        if position + _EVLR.size + length > size:
-            raise FormatError(f"LAS extended variable-length record {index} declares {length:,} bytes past the file's "
-                              "end")  # fmt: skip
-        position += _EVLR.size + length
 
 
 def _check_laz_chunks(path: Path, layout: LASLayout, point_count: int) -> None:
     """Check what lazrs will allocate: the item list against the record length, the chunk table's entry count,
     and, for layered chunks, every chunk's layer sizes against the bytes that follow it."""
-    record = layout.laszip_record
-    if record is None or len(record) < _LASZIP_RECORD.size:
-        raise FormatError("LAZ file lacks a complete LasZip variable-length record")
-    compressor, *_, chunk_size, _, _, item_count = _LASZIP_RECORD.unpack_from(record)
-    items = _laz_items(record, item_count, layout.record_length)
+    compressor, chunk_size, items = _laszip_items(layout.laszip_record or b"", layout.record_length)
     if compressor not in (2, _LAYERED):
         return
     size = path.stat().st_size
@@ -161,18 +142,21 @@ def _check_laz_chunks(path: Path, layout: LASLayout, point_count: int) -> None:
             _check_layers(handle, layout.point_data_offset, items, point_count, chunk_size, table_counts)
 
 
-def _laz_items(record: bytes, count: int, record_length: int) -> list[tuple[int, int]]:
-    """The `(type, size)` of each LAZ item, which must be known, of their fixed sizes, and add up to the record."""
-    if len(record) < _LASZIP_RECORD.size + 6 * count:
-        raise FormatError(f"LasZip record declares {count} items but holds {len(record):,} bytes")
-    items = [struct.unpack_from("<HH", record, _LASZIP_RECORD.size + 6 * i) for i in range(count)]
-    for kind, size in items:
-        if kind not in _ITEM_SIZES and kind not in _EXTRA_BYTES_ITEMS or _ITEM_SIZES.get(kind, size) != size:
-            raise FormatError(f"LAZ item of type {kind} and size {size} is not a known point field")
-    if sum(size for _, size in items) != record_length:
-        raise FormatError(f"LAZ items describe {sum(size for _, size in items)}-byte points, the LAS header "
-                          f"{record_length}-byte points")  # fmt: skip
-    return items
+def _laszip_items(record: bytes, record_length: int) -> tuple[int, int, list[tuple[int, int]]]:
+    """`(compressor, chunk size, (type, size) of each LAZ item)` of the LasZip VLR's `record`: complete, with items
+    of known types and their fixed sizes, adding up to the LAS header's `record_length`."""
+    compressor, *_, chunk_size, _, _, count = _LASZIP_RECORD.unpack_from(record.ljust(_LASZIP_RECORD.size, b"\0"))
+    padded = record.ljust(_LASZIP_RECORD.size + 6 * count, b"\0")
+    items = [struct.unpack_from("<HH", padded, _LASZIP_RECORD.size + 6 * i) for i in range(count)]
+    total = sum(size for _, size in items)
+    check_rules([
+        (len(record) >= _LASZIP_RECORD.size + 6 * count,
+         f"LAZ file lacks a complete LasZip variable-length record ({len(record):,} bytes for {count} items)"),
+        *(((kind in _ITEM_SIZES or kind in _EXTRA_BYTES_ITEMS) and _ITEM_SIZES.get(kind, size) == size,
+           f"LAZ item of type {kind} and size {size} is not a known point field") for kind, size in items),
+        (total == record_length, f"LAZ items describe {total}-byte points, the LAS header {record_length}-byte points"),
+    ])  # fmt: skip
+    return compressor, chunk_size, items
 
 
 def _chunk_table_offset(handle, data_start: int, size: int) -> int | None:

@@ -12,8 +12,8 @@ from urllib.parse import unquote
 
 import numpy as np
 
-from .errors import FormatError
-from .text import read_table
+from .errors import FormatError, check_rules
+from .text import parse_rows, read_table
 
 MESH_EXTENSIONS = (".off", ".obj", ".stl", ".glb", ".gltf")
 _GLB_HEADER = struct.Struct("<4sII")
@@ -79,15 +79,16 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, num_samples: int, se
     Returns:
         `np.ndarray` of shape `(num_samples, 3)`, float64.
     """
-    if len(faces) == 0:
-        raise FormatError("mesh has no faces to sample points from")
-    if faces.min() < 0 or faces.max() >= len(vertices):
-        raise FormatError(f"a mesh face refers to a vertex outside 0..{len(vertices) - 1}")
     vertices = np.asarray(vertices, dtype=np.float64)
-    if not np.isfinite(vertices).all():
-        bad = ~np.isfinite(vertices).all(axis=1)
-        first = int(np.flatnonzero(bad)[0])
-        raise FormatError(f"mesh has {int(bad.sum())} vertices with NaN or infinite coordinates (first: {first})")
+    bad = ~np.isfinite(vertices).all(axis=1)
+    first_bad = int(np.argmax(bad)) if bad.any() else None
+    check_rules([
+        (len(faces) > 0, "mesh has no faces to sample points from"),
+        (len(faces) == 0 or 0 <= faces.min() and faces.max() < len(vertices),
+         f"a mesh face refers to a vertex outside 0..{len(vertices) - 1}"),
+        (not bad.any(), f"mesh has {int(bad.sum())} vertices with NaN or infinite coordinates "
+                        f"(first: {first_bad})"),
+    ])  # fmt: skip
     origins, seconds, thirds = (vertices[faces[:, corner]] for corner in range(3))
     crosses = np.cross(seconds - origins, thirds - seconds)  # as trimesh's face areas, summed in the same order
     cumulative = np.cumsum(np.sqrt(crosses[:, 0] ** 2 + crosses[:, 1] ** 2 + crosses[:, 2] ** 2) / 2.0)
@@ -103,12 +104,9 @@ def sample_surface(vertices: np.ndarray, faces: np.ndarray, num_samples: int, se
 
 
 def fan_triangles(polygons: np.ndarray) -> np.ndarray:
-    """The triangles `[F * (k - 2), 3]` of polygons `[F, k]` of vertex indices, each fan-triangulated from its first
-    corner."""
-    size = polygons.shape[1]
-    if size < 3:
-        raise FormatError(f"a mesh face has {size} vertices (at least 3 needed)")
-    fan = np.arange(1, size - 1)
+    """The triangles `[F * (k - 2), 3]` of polygons `[F, k >= 3]` of vertex indices, each fan-triangulated from its
+    first corner."""
+    fan = np.arange(1, polygons.shape[1] - 1)
     triangles = np.stack([polygons[:, np.zeros_like(fan)], polygons[:, fan], polygons[:, fan + 1]], axis=2)
     return triangles.reshape(-1, 3).astype(np.int64)
 
@@ -118,22 +116,19 @@ def read_off(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     and face colours are ignored; polygons are fan-triangulated). Every row the header declares must be complete."""
     if b"#" in data:
         data = re.sub(rb"#[^\r\n]*", b"", data)
-    rows = [row for row in data.splitlines() if row.strip()]
-    magic = rows[0].split()[0] if rows else b""
-    if not magic.upper().endswith(b"OFF") or b"4" in magic or b"n" in magic:
-        raise FormatError("not an OFF file (missing the 'OFF' first line; 4OFF and nOFF are not supported)")
-    counts, start = (rows[0].split()[1:], 1) if len(rows[0].split()) > 1 else (rows[1:2] and rows[1].split(), 2)
-    try:
-        num_vertices, num_faces = int(counts[0]), int(counts[1])
-    except (IndexError, ValueError):
-        raise FormatError("OFF header lacks the vertex and face counts") from None
-    if num_vertices < 0 or num_faces < 0:
-        raise FormatError(f"OFF header declares negative counts ({num_vertices} vertices, {num_faces} faces)")
-    if len(rows) - start < num_vertices + num_faces:
-        raise FormatError(
-            f"OFF file is truncated: the header declares {num_vertices} vertices and {num_faces} faces, "
-            f"{len(rows) - start} rows follow"
-        )
+    rows = [row for row in data.splitlines() if row.strip()] or [b""]
+    magic, *counts = rows[0].split() or [b""]
+    counts, start = (counts, 1) if counts else (rows[1].split() if len(rows) > 1 else [], 2)
+    num_vertices, num_faces = (int(count) if count.isdigit() else 0 for count in (counts + [b"", b""])[:2])
+    check_rules([
+        (magic.upper().endswith(b"OFF") and b"4" not in magic and b"n" not in magic,
+         "not an OFF file (missing the 'OFF' first line; 4OFF and nOFF are not supported)"),
+        (len(counts) >= 2 and counts[0].isdigit() and counts[1].isdigit(),
+         "OFF header lacks the non-negative vertex and face counts"),
+        (len(rows) - start >= num_vertices + num_faces,
+         f"OFF file is truncated: the header declares {num_vertices} vertices and {num_faces} faces, "
+         f"{len(rows) - start} rows follow"),
+    ])  # fmt: skip
     vertices = _off_vertices(rows[start : start + num_vertices])
     return vertices, _off_triangles(rows[start + num_vertices : start + num_vertices + num_faces])
 
@@ -142,14 +137,7 @@ def _off_vertices(rows: list[bytes]) -> np.ndarray:
     table = read_table(b"\n".join(rows)) if rows else np.zeros((0, 3))
     if table is not None and table.shape[1] >= 3:
         return table[:, :3]
-    vertices = np.zeros((len(rows), 3))
-    for index, row in enumerate(rows):
-        values = row.split()[:3]
-        try:
-            vertices[index] = [float(value) for value in values]
-        except ValueError:
-            raise FormatError(f"OFF vertex {index} is malformed: {row.strip()[:80]!r}") from None
-    return vertices
+    return parse_rows([b" ".join(row.split()[:3]).decode("utf-8", "replace") for row in rows], "OFF vertex")
 
 
 def _off_triangles(rows: list[bytes]) -> np.ndarray:
@@ -160,18 +148,21 @@ def _off_triangles(rows: list[bytes]) -> np.ndarray:
         return fan_triangles(table[:, 1:].astype(np.int64))
     polygons: dict[int, list[list[int]]] = {}
     for index, row in enumerate(rows):
-        tokens = row.split()
-        try:
-            size = int(tokens[0])
-            corners = [int(token) for token in tokens[1 : size + 1]]
-        except ValueError:
-            raise FormatError(f"OFF face {index} is malformed: {row.strip()[:80]!r}") from None
-        if len(corners) < size:
-            raise FormatError(f"OFF face {index} lists {len(corners)} of its {size} vertex indices (file cut short?)")
-        polygons.setdefault(size, []).append(corners)
+        size, *tokens = row.split()
+        size = int(size) if size.isdigit() else 0
+        corners = tokens[:size]
+        if size < 3 or len(corners) < size or not all(corner.isdigit() for corner in corners):
+            raise FormatError(f"OFF face {index} {_face_problem(row, size, corners)}")
+        polygons.setdefault(size, []).append([int(corner) for corner in corners])
     if not polygons:
         return np.zeros((0, 3), dtype=np.int64)
     return np.concatenate([fan_triangles(np.asarray(rows_of_size)) for rows_of_size in polygons.values()])
+
+
+def _face_problem(row: bytes, size: int, corners: list[bytes]) -> str:
+    if 3 <= size and len(corners) < size and all(corner.isdigit() for corner in corners):
+        return f"lists {len(corners)} of its {size} vertex indices (file cut short?)"
+    return f"is malformed (a face is a count n >= 3 and n vertex indices): {row.strip()[:80]!r}"
 
 
 def _check_binary_stl_size(path: Path) -> None:
@@ -193,24 +184,27 @@ def _check_external_files(path: Path, ext: str) -> None:
     """Refuse a glTF whose buffers name anything but a regular file inside the file's own folder: a FIFO would hang
     the reader, a device never end, and `../` or an absolute path would read a file the user did not give."""
     folder = path.resolve().parent
-    for buffer in _gltf_document(path, ext).get("buffers") or []:
+    document = _gltf_document(path, ext)
+    buffers = document.get("buffers") if isinstance(document, dict) else None  # trimesh refuses a non-object
+    for buffer in buffers or []:
         uri = buffer.get("uri") if isinstance(buffer, dict) else None
         if not isinstance(uri, str) or "base64," in uri:
             continue
         for name in {uri.strip(), unquote(uri).strip()}:
             target = (folder / name).resolve()
-            if not target.is_relative_to(folder):
-                raise FormatError(f"glTF buffer URI {uri!r} points outside the file's folder")
             try:
-                mode = os.stat(target).st_mode
+                mode, reason = os.stat(target).st_mode, None
             except OSError as error:
-                raise FormatError(f"glTF buffer URI {uri!r} cannot be read ({error.strerror})") from None
-            if not stat.S_ISREG(mode):
-                raise FormatError(f"glTF buffer URI {uri!r} is not a regular file")
+                mode, reason = 0, error.strerror
+            check_rules([
+                (target.is_relative_to(folder), f"glTF buffer URI {uri!r} points outside the file's folder"),
+                (reason is None, f"glTF buffer URI {uri!r} cannot be read ({reason})"),
+                (reason is not None or stat.S_ISREG(mode), f"glTF buffer URI {uri!r} is not a regular file"),
+            ])  # fmt: skip
 
 
-def _gltf_document(path: Path, ext: str) -> dict:
-    """The JSON part of a `.gltf` file, or the JSON chunk of a `.glb`."""
+def _gltf_document(path: Path, ext: str) -> object:
+    """The parsed JSON part of a `.gltf` file, or the JSON chunk of a `.glb` (an object, when trimesh can read it)."""
     with open(path, "rb") as handle:
         if ext == ".glb":
             magic, _, _ = _GLB_HEADER.unpack(handle.read(_GLB_HEADER.size).ljust(_GLB_HEADER.size, b"\0"))
@@ -224,6 +218,4 @@ def _gltf_document(path: Path, ext: str) -> dict:
         document = json.loads(text)
     except (UnicodeDecodeError, ValueError) as error:
         raise FormatError(f"the glTF JSON is malformed ({error})") from None
-    if not isinstance(document, dict):
-        raise FormatError("the glTF JSON is not an object")
     return document

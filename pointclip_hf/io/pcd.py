@@ -10,7 +10,7 @@ import numpy as np
 from numpy.lib.recfunctions import structured_to_unstructured
 
 from .arrays import float_dtype_for
-from .errors import FormatError, check_declared_size
+from .errors import FormatError, check_declared_size, check_rules
 from .text import parse_rows, read_table
 
 _TYPES = {("F", 4): "f4", ("F", 8): "f8",
@@ -48,17 +48,15 @@ def load_pcd(data: bytes) -> np.ndarray:
             dtype = float_dtype_for(records.dtype[name] for name in order)
             return np.array(structured_to_unstructured(records[order], dtype=dtype))  # writable, not the bytes
         return _assemble(header, _record_columns(header, records))
-    if header.mode == "binary_compressed":
-        fields = _compressed_fields(header, body)
-        if _plain(header):  # one pass over the decompressed fields
-            order = _column_order(header)
-            out = np.empty((header.points, len(order)), dtype=float_dtype_for(fields[i].dtype for i in order))
-            for column, index in enumerate(order):
-                out[:, column] = fields[index][:, 0]
-            return out
-        names = [name for name, _, _ in header.fields]
-        return _assemble(header, {name: field for name, field in zip(names, fields) if name != "_"})
-    raise FormatError(f"unsupported PCD DATA type {header.mode!r}")
+    fields = _compressed_fields(header, body)  # binary_compressed: the header check allows no other DATA mode
+    if _plain(header):  # one pass over the decompressed fields
+        order = _column_order(header)
+        out = np.empty((header.points, len(order)), dtype=float_dtype_for(fields[i].dtype for i in order))
+        for column, index in enumerate(order):
+            out[:, column] = fields[index][:, 0]
+        return out
+    names = [name for name, _, _ in header.fields]
+    return _assemble(header, {name: field for name, field in zip(names, fields) if name != "_"})
 
 
 def _plain(header: PCDHeader) -> bool:
@@ -77,61 +75,52 @@ def _parse_header(data: bytes) -> tuple[PCDHeader, memoryview]:
     match = re.search(rb"^DATA([ \t][^\n]*)?(\r?\n|$)", data, re.MULTILINE)
     if match is None:
         raise FormatError("PCD header is not terminated (no 'DATA' line)")
-    try:
-        text = data[: match.end()].decode("ascii")
-    except UnicodeDecodeError:
-        raise FormatError("PCD header contains non-ASCII bytes") from None
+    text = data[: match.end()].decode("ascii", "replace")
     entries: dict[str, list[str]] = {}
     for line in text.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             key, *values = line.split()
             entries[key.upper()] = values
-    header = PCDHeader(_fields(entries), _point_count(entries), (entries.get("DATA") or [""])[0].lower())
+    header = PCDHeader(*_check_header(entries, ascii_only="\ufffd" not in text))
     return header, memoryview(data)[match.end() :]  # binary bodies are read in place
 
 
-def _fields(entries: dict[str, list[str]]) -> list[tuple[str, str, int]]:
-    for key in ("FIELDS", "SIZE", "TYPE"):
-        if key not in entries:
-            raise FormatError(f"PCD header lacks the {key} line")
-    names = entries["FIELDS"]
+def _check_header(entries: dict[str, list[str]], ascii_only: bool) -> tuple[list[tuple[str, str, int]], int, str]:
+    """The fields (name, numpy type code, count), point count and DATA mode of a header, refused (every problem
+    named) unless they make a readable cloud."""
+    names, sizes, kinds = (entries.get(key, []) for key in ("FIELDS", "SIZE", "TYPE"))
     counts = entries.get("COUNT", ["1"] * len(names))
-    if not (len(names) == len(entries["SIZE"]) == len(entries["TYPE"]) == len(counts)):
-        raise FormatError("PCD header FIELDS/SIZE/TYPE/COUNT lines have different lengths")
-    missing = [axis for axis in "xyz" if axis not in names]
-    if missing:
-        raise FormatError(f"PCD file lacks fields {missing} (has {names})")
+    codes = [_TYPES.get((kind.upper(), int(size) if size.isdigit() else -1)) for size, kind in zip(sizes, kinds)]
+    unsupported = [f"{name!r} (TYPE {kind} SIZE {size})" for name, size, kind, code in zip(names, sizes, kinds, codes)
+                   if code is None]  # fmt: skip
     named = [name for name in names if name != "_"]
-    if len(set(named)) != len(named):
-        raise FormatError(f"PCD header has duplicate fields {names}")
-    fields = []
-    for name, size, kind, count in zip(names, entries["SIZE"], entries["TYPE"], counts):
-        code = _TYPES.get((kind.upper(), int(size) if size.isdigit() else -1))
-        if code is None:
-            raise FormatError(f"PCD field {name!r} has unsupported TYPE {kind} SIZE {size}")
-        if not count.isdigit() or int(count) < 1:
-            raise FormatError(f"PCD field {name!r} has COUNT {count}, expected a positive integer")
-        fields.append((name, code, int(count)))
-    return fields
-
-
-def _point_count(entries: dict[str, list[str]]) -> int:
-    values = {}
-    for key in ("WIDTH", "HEIGHT", "POINTS"):
-        if key in entries:
-            if len(entries[key]) != 1 or not re.fullmatch(r"\d+", entries[key][0]):
-                raise FormatError(f"PCD header {key} {' '.join(entries[key])!r} is not a non-negative integer")
-            values[key] = int(entries[key][0])
-    width, height, points = values.get("WIDTH"), values.get("HEIGHT", 1), values.get("POINTS")
-    if points is None:
-        if width is None:
-            raise FormatError("PCD header lacks both POINTS and WIDTH")
-        points = width * height
-    elif width is not None and width * height != points:
-        raise FormatError(f"PCD header POINTS {points} does not match WIDTH*HEIGHT {width}*{height}")
-    if points == 0:
-        raise FormatError("file contains zero points")
-    return points
+    numbers = {key: entries[key] for key in ("WIDTH", "HEIGHT", "POINTS") if key in entries}
+    bad_numbers = [key for key, value in numbers.items() if len(value) != 1 or not re.fullmatch(r"\d+", value[0])]
+    width, height, points = (int(numbers[key][0]) if key in numbers and key not in bad_numbers else None
+                             for key in ("WIDTH", "HEIGHT", "POINTS"))  # fmt: skip
+    height = 1 if height is None else height
+    mode = (entries.get("DATA") or [""])[0].lower()
+    total = points if points is not None else None if width is None else width * height
+    check_rules([
+        (ascii_only, "PCD header contains non-ASCII bytes"),
+        (all(key in entries for key in ("FIELDS", "SIZE", "TYPE")), "PCD header lacks a FIELDS, SIZE or TYPE line"),
+        (len(names) == len(sizes) == len(kinds) == len(counts),
+         "PCD header FIELDS/SIZE/TYPE/COUNT lines have different lengths"),
+        (all(axis in names for axis in "xyz"), f"PCD file lacks fields {[a for a in 'xyz' if a not in names]} "
+                                               f"(has {names})"),
+        (len(set(named)) == len(named), f"PCD header has duplicate fields {names}"),
+        (not unsupported, f"PCD fields {', '.join(unsupported)} have unsupported types"),
+        (all(count.isdigit() and int(count) >= 1 for count in counts),
+         f"PCD header COUNT {' '.join(counts)!r} is not a list of positive integers"),
+        *((False, f"PCD header {key} {' '.join(numbers[key])!r} is not a non-negative integer") for key in bad_numbers),
+        (points is not None or width is not None or bool(bad_numbers), "PCD header lacks both POINTS and WIDTH"),
+        (None in (points, width) or width * height == points,
+         f"PCD header POINTS {points} does not match WIDTH*HEIGHT {width}*{height}"),
+        (total != 0, "file contains zero points"),
+        (mode in ("ascii", "binary", "binary_compressed"), f"unsupported PCD DATA type {mode!r}"),
+    ])  # fmt: skip
+    fields = [(name, code, int(count)) for name, code, count in zip(names, codes, counts)]
+    return fields, total, mode
 
 
 def _ascii_values(header: PCDHeader, body: bytes) -> np.ndarray:
@@ -139,9 +128,13 @@ def _ascii_values(header: PCDHeader, body: bytes) -> np.ndarray:
     width = sum(count for *_, count in header.fields)
     values = read_table(body)
     if values is None or values.shape != (header.points, width):  # NaN points, or malformed: parsed line by line
-        values = _ascii_rows(header, body)
-    if values.shape[1] != width:
-        raise FormatError(f"PCD data rows have {values.shape[1]} values, header declares {width}")
+        rows = [line for line in body.decode("ascii", "replace").splitlines() if line.strip()]
+        values = parse_rows(rows, "PCD") if rows else np.zeros((0, width))  # a non-ASCII byte is a bad number there
+    if values.shape != (header.points, width):
+        raise FormatError(
+            f"PCD data has {len(values)} rows of {values.shape[1]} values, the header declares POINTS "
+            f"{header.points} of {width} values (file truncated?)"
+        )
     return values
 
 
@@ -157,17 +150,6 @@ def _ascii_columns(header: PCDHeader, values: np.ndarray) -> dict[str, np.ndarra
     return columns
 
 
-def _ascii_rows(header: PCDHeader, body: bytes) -> np.ndarray:
-    try:
-        text = body.decode("ascii")
-    except UnicodeDecodeError:
-        raise FormatError("PCD ascii body contains non-ASCII bytes") from None
-    rows = [line for line in text.splitlines() if line.strip()]
-    if len(rows) != header.points:
-        raise FormatError(f"PCD header says POINTS {header.points} but {len(rows)} data rows follow")
-    return parse_rows(rows, "PCD")
-
-
 def _binary_records(header: PCDHeader, body: memoryview) -> np.ndarray:
     dtype = header.record_dtype()
     needed = header.points * dtype.itemsize
@@ -181,17 +163,15 @@ def _binary_records(header: PCDHeader, body: memoryview) -> np.ndarray:
 
 def _compressed_fields(header: PCDHeader, body: memoryview) -> list[np.ndarray]:
     """Decompress LZF field-major data, after checking its declared sizes: one `[points, count]` array per field."""
-    if len(body) < 8:
-        raise FormatError("PCD binary_compressed data lacks its size words")
-    stored, expanded = struct.unpack("<II", body[:8])
-    dtype = header.record_dtype()
-    if expanded != header.points * dtype.itemsize:
-        raise FormatError(
-            f"PCD binary_compressed data expands to {expanded} bytes; {header.points} points need "
-            f"{header.points * dtype.itemsize}"
-        )
-    if stored > len(body) - 8:
-        raise FormatError(f"PCD file is truncated: {stored} compressed bytes declared, {len(body) - 8} follow")
+    stored, expanded = struct.unpack("<II", bytes(body[:8]).ljust(8, b"\0"))
+    needed = header.points * header.record_dtype().itemsize
+    check_rules([
+        (len(body) >= 8, "PCD binary_compressed data lacks its size words"),
+        (expanded == needed, f"PCD binary_compressed data expands to {expanded} bytes; {header.points} points need "
+                             f"{needed}"),
+        (stored <= len(body) - 8, f"PCD file is truncated: {stored} compressed bytes declared, "
+                                  f"{max(len(body) - 8, 0)} follow"),
+    ])  # fmt: skip
     check_declared_size(expanded, "the PCD binary_compressed data", stored)
     raw = _lzf().decompress(bytes(body[8 : 8 + stored]), expanded) if expanded else b""
     if raw is None or len(raw) != expanded:

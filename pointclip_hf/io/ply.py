@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.recfunctions import structured_to_unstructured
 
 from .arrays import float_dtype_for
-from .errors import FormatError, check_declared_size
+from .errors import FormatError, check_declared_size, check_rules
 from .meshes import load_mesh
 from .text import read_table
 
@@ -37,26 +37,21 @@ class PLYElement:
 def load_ply(path: Path, num_samples: int, seed: int) -> np.ndarray:
     """The points of a `.ply`: its vertices (`x, y, z`, then other scalar properties), or, when it has faces,
     `num_samples` points sampled over the surface."""
-    header, body_offset = _read_header(path)
-    encoding = re.search(r"^format[ \t]+(\S+)", header, re.MULTILINE)
-    if encoding is None or encoding.group(1) not in ("ascii", "binary_little_endian", "binary_big_endian"):
-        raise FormatError("PLY header lacks a 'format ascii|binary_little_endian|binary_big_endian' line")
-    binary = encoding.group(1) != "ascii"
+    header, body_offset, binary = _read_header(path)
     elements = _elements(header, binary)
     _check_declared_sizes(elements, path.stat().st_size - body_offset)
     vertex = next((element for element in elements if element.name == "vertex"), None)
-    if vertex is None:
-        raise FormatError("PLY file has no 'vertex' element")
-    if any(element.name == "face" and element.count > 0 for element in elements):
+    if vertex is not None and any(element.name == "face" and element.count > 0 for element in elements):
         return load_mesh(path, ".ply", num_samples, seed)
-    if vertex.count == 0:
-        raise FormatError("file contains zero points")
-    if any(kind == "list" for _, kind in vertex.properties):
-        raise FormatError("PLY vertex element has list properties, which are not supported")
-    names = [name for name, _ in vertex.properties]
+    names = [name for name, _ in vertex.properties] if vertex is not None else []
     missing = [axis for axis in "xyz" if axis not in names]
-    if missing:
-        raise FormatError(f"PLY vertex element lacks properties {missing} (has {names})")
+    check_rules([
+        (vertex is not None, "PLY file has no 'vertex' element"),
+        (vertex is None or vertex.count > 0, "file contains zero points"),
+        (vertex is None or all(kind != "list" for _, kind in vertex.properties),
+         "PLY vertex element has list properties, which are not supported"),
+        (vertex is None or not missing, f"PLY vertex element lacks properties {missing} (has {names})"),
+    ])  # fmt: skip
     order = ["x", "y", "z"] + [name for name in names if name not in ("x", "y", "z")]
     table = None if binary else _ascii_vertex_table(path, body_offset, elements, vertex)
     if table is not None:
@@ -67,19 +62,26 @@ def load_ply(path: Path, num_samples: int, seed: int) -> np.ndarray:
     return columns if columns.flags.owndata else np.array(columns)  # one pass over the file, into memory
 
 
-def _read_header(path: Path) -> tuple[str, int]:
-    """The header text and the offset of the body, reading no more than the header (up to 1 MiB)."""
+def _read_header(path: Path) -> tuple[str, int, bool]:
+    """The header text, the offset of the body and whether the body is binary, reading no more than the header (up
+    to 1 MiB); refused unless it has the `ply` magic line, a `format` line and an `end_header` line."""
     with open(path, "rb") as handle:
         head = handle.read(1 << 16)
-        if not re.match(rb"ply\r?\n", head):
-            raise FormatError("not a PLY file (missing 'ply' magic line)")
+        magic = re.match(rb"ply\r?\n", head) is not None
         end = _HEADER_END.search(head)
-        if end is None and len(head) == 1 << 16:
+        if magic and end is None and len(head) == 1 << 16:
             head += handle.read(_MAX_HEADER_BYTES - len(head))
             end = _HEADER_END.search(head)
-    if end is None:
-        raise FormatError("PLY header is not terminated (no 'end_header' line)")
-    return head[: end.start()].decode("ascii", "replace"), end.end()
+    header = head[: end.start() if end else _MAX_HEADER_BYTES].decode("ascii", "replace")
+    encoding = re.search(r"^format[ \t]+(\S+)", header, re.MULTILINE)
+    encoding = encoding.group(1) if encoding else None
+    formats = ("ascii", "binary_little_endian", "binary_big_endian")
+    check_rules([
+        (magic, "not a PLY file (missing 'ply' magic line)"),
+        (end is not None, "PLY header is not terminated (no 'end_header' line)"),
+        (encoding in formats, "PLY header lacks a 'format ascii|binary_little_endian|binary_big_endian' line"),
+    ])  # fmt: skip
+    return header, end.end(), encoding != "ascii"
 
 
 def _elements(header: str, binary: bool) -> list[PLYElement]:
@@ -127,5 +129,5 @@ def _plyfile_vertex(path: Path) -> np.ndarray:
     try:
         with open(path, "rb") as handle:
             return PlyData.read(handle)["vertex"].data  # binary elements are memory-mapped, then copied once
-    except PlyParseError as error:
+    except PlyParseError as error:  # its message names the row but not that the file is malformed or cut short
         raise FormatError(f"malformed or truncated PLY file ({error})") from None

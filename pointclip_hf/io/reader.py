@@ -56,9 +56,7 @@ def load_point_cloud(path: str | os.PathLike, num_mesh_samples: int = 2048, seed
         if path.stat().st_size == 0:
             raise FormatError("file is empty (zero points)")
         return _finalize(_read(path, ext, int(num_mesh_samples), seed), drop_invalid=ext == ".pcd")
-    except PointCloudFileError:
-        raise
-    except Exception as error:  # one error type for every failure of a reader, naming the file
+    except Exception as error:  # one error type for every failure of a reader (a library's included), naming the file
         reason = str(error) if isinstance(error, FormatError) else f"{type(error).__name__}: {error}"
         raise PointCloudFileError(f"Cannot load point cloud {str(path)!r}: {reason}") from error
 
@@ -107,12 +105,10 @@ def _finalize(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
     blocks (a strided per-column reduction of a row-major array costs ten times the read of a `.npy`), or the columns
     of a column-major one.
     """
-    if points.ndim != 2:
-        raise FormatError(f"expected a 2-D [N, C] array, got shape {points.shape}")
-    if points.shape[1] < 3:
-        raise FormatError(f"expected at least 3 columns (x, y, z) per point, got {points.shape[1]}")
-    if points.shape[0] == 0:
-        raise FormatError("file contains zero points")
+    if points.ndim != 2 or points.shape[1] < 3 or points.shape[0] == 0:
+        shaped = points.ndim == 2 and points.shape[1] >= 3
+        raise FormatError("file contains zero points" if shaped else "expected a 2-D array of at least 3 columns "
+                          f"(x, y, z) per point, got shape {points.shape}")  # fmt: skip
     if not points.dtype.isnative:
         points = points.astype(points.dtype.newbyteorder("="))
     if float_dtype_for([points.dtype]) == np.float32:  # float32 holds every value: one summing pass checks them all
@@ -166,8 +162,7 @@ def _finite_rows(points: np.ndarray, drop_invalid: bool) -> np.ndarray:
     finite = np.isfinite(points[:, :3]).all(axis=1)
     if finite.all():
         return points
-    if not drop_invalid:
-        raise FormatError(f"point {int(np.flatnonzero(~finite)[0])} has a NaN or infinite coordinate")
-    if not finite.any():
-        raise FormatError("no point has finite x, y, z coordinates")
+    if not (drop_invalid and finite.any()):
+        which = "every point has" if drop_invalid else f"point {int(np.flatnonzero(~finite)[0])} has"
+        raise FormatError(f"{which} a NaN or infinite coordinate")
     return np.ascontiguousarray(points[finite])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FormatError, check_file_size
+from .errors import FormatError, check_file_size, check_rules
 
 TEXT_EXTENSIONS = (".xyz", ".txt", ".pts", ".csv")
 _BOM = b"\xef\xbb\xbf"
@@ -56,10 +56,9 @@ def _first_data_row(data: bytes, ext: str) -> tuple[int, int | None]:
     """`(byte offset of the first data row, the point count a .pts declares)`, after comments, blank lines, a `.csv`
     header row and a `.pts` count line."""
     lines = _data_lines(data)
-    if not lines:
-        raise FormatError("file contains zero points")
-    offset = lines[0][0]
-    first = lines[0][1]
+    if not lines:  # comments and blank lines only: refused by the line parser
+        return len(data), None
+    offset, first = lines[0]
     if ext == ".csv" and _is_header_row(first, lines[1][1] if len(lines) > 1 else None):
         return lines[1][0] if len(lines) > 1 else len(data), None
     if ext == ".pts" and len(lines) > 1 and re.fullmatch(r"\s*\d+\s*", first):
@@ -89,16 +88,17 @@ def _decoded(line: bytes) -> str:
 
 
 def _is_header_row(first: str, second: str | None) -> bool:
-    fields = _fields(first)
-    if not any(_is_number(field) for field in fields):
-        if second is not None and len(fields) != len(_fields(second)):
-            raise FormatError(
-                f"header row has {len(fields)} column names but the first data row has {len(_fields(second))} values"
-            )
-        return True
-    if not all(_is_number(field) for field in fields):
-        raise FormatError(f"row 1 mixes numbers and text: {first.strip()[:80]!r}")
-    return False
+    """Whether the first row of a `.csv` is a header row of column names: none of its fields a number, as many
+    fields as the next row (a row mixing numbers and words is refused)."""
+    numeric = [_is_number(field) for field in _fields(first)]
+    header = not any(numeric)
+    width = len(_fields(second)) if second is not None else len(numeric)
+    check_rules([
+        (header or all(numeric), f"row 1 mixes numbers and text: {first.strip()[:80]!r}"),
+        (not header or width == len(numeric),
+         f"header row has {len(numeric)} column names but the first data row has {width} values"),
+    ])  # fmt: skip
+    return header
 
 
 def _fields(line: str) -> list[str]:
@@ -178,10 +178,7 @@ def _pandas_table(source: bytes | Path, separator: str, rows: int | None, option
 
 
 def _parse_lines(data: bytes) -> np.ndarray:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise FormatError(f"not a UTF-8/ASCII text file ({error.reason})") from None
+    text = _decoded(data)
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
         raise FormatError("file contains zero points")

@@ -390,3 +390,28 @@ def test_binary_clouds_come_back_in_memory_not_mapped(tmp_path):
         points = load_point_cloud(tmp_path / name)
         assert points.flags.owndata and points.flags.writeable and type(points) is np.ndarray
         np.testing.assert_array_equal(points, xyz)
+
+
+def test_a_pcd_header_names_every_problem_in_one_line(tmp_path):
+    (tmp_path / "p.pcd").write_bytes(b"FIELDS x y\nSIZE 4 4\nTYPE F Q\nWIDTH -1\nDATA zipped\n")
+    with pytest.raises(PointCloudFileError) as error:
+        load_point_cloud(tmp_path / "p.pcd")
+    message = str(error.value)
+    assert "\n" not in message and "p.pcd" in message
+    for problem in ("lacks fields ['z']", "'y' (TYPE Q SIZE 4)", "WIDTH '-1'", "DATA type 'zipped'"):
+        assert problem in message
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf")])
+def test_las_with_a_non_finite_scale_is_refused_by_the_coordinate_check(tmp_path, scale):
+    data = bytearray(laz_bytes(object_cloud(n=50), point_format=3, version="1.2", compress=False))
+    data[131:139] = struct.pack("<d", scale)  # the x scale of the LAS header
+    (tmp_path / "s.las").write_bytes(bytes(data))
+    with pytest.raises(PointCloudFileError, match=r"s\.las.*NaN or infinite coordinate"):
+        load_point_cloud(tmp_path / "s.las")
+
+
+def test_las_without_points_is_refused(tmp_path):
+    (tmp_path / "z.las").write_bytes(laz_bytes(np.zeros((0, 3)), point_format=3, version="1.2", compress=False))
+    with pytest.raises(PointCloudFileError, match=r"z\.las.*zero points"):
+        load_point_cloud(tmp_path / "z.las")
