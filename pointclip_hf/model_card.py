@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .argument_checks import check_counts
 from .model.configuration_pointclip import PointCLIPConfig
 from .model.inter_view_adapter import InterViewAdapter
 from .model.projection_part_segmentation import PART_SEGMENTATION_STYLE
@@ -88,8 +89,7 @@ def build_model_card(
         template_path: another Jinja template (default: the one shipped with the package).
     """
     config = model if isinstance(model, PointCLIPConfig) else model.config
-    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
-        raise ValueError(f"shots must be a positive integer, got {shots!r}.")
+    check_counts({"shots": shots}, optional=("shots",))
     evaluation = _evaluation_dict(evaluation)
     dataset_name = dataset_name or (evaluation or {}).get("dataset_name")
     dataset_name = KNOWN_DATASETS.get(str(dataset_name).lower(), dataset_name) if dataset_name else None
@@ -192,14 +192,19 @@ def _evaluation_variables(evaluation: dict | None, dataset_name) -> dict:
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
+def _as_dict(value, name: str) -> dict:
+    """`value`, a dict or an object with `to_dict()` (a `TrainingResult`, an `EvaluationReport`), as a dict."""
+    if isinstance(value, dict):
+        return value
+    if not callable(getattr(value, "to_dict", None)):
+        raise TypeError(f"{name} must be a dict or have a to_dict() method, got {type(value).__name__}.")
+    return value.to_dict()
+
+
 def _split_training(training: dict | None) -> tuple[dict | None, int | None, float | None]:
     if training is None:
         return None, None, None
-    if not isinstance(training, dict):
-        to_dict = getattr(training, "to_dict", None)
-        if to_dict is None:
-            raise TypeError(f"training must be a dict (TrainingConfig.to_dict()), got {type(training).__name__}.")
-        training = to_dict()
+    training = _as_dict(training, "training")
     best_epoch = training.get("best_epoch")
     best_accuracy = training.get("best_validation_accuracy")
     recipe = training.get("training_config", training)
@@ -220,11 +225,7 @@ def _split_training(training: dict | None) -> tuple[dict | None, int | None, flo
 def _evaluation_dict(evaluation) -> dict | None:
     if evaluation is None:
         return None
-    if not isinstance(evaluation, dict):
-        to_dict = getattr(evaluation, "to_dict", None)
-        if to_dict is None:
-            raise TypeError(f"evaluation must be a dict, got {type(evaluation).__name__}.")
-        evaluation = to_dict()
+    evaluation = _as_dict(evaluation, "evaluation")
     for key in ("accuracy", "mean_class_accuracy"):
         value = evaluation.get(key)
         if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):

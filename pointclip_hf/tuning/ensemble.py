@@ -227,9 +227,9 @@ def search_ensemble_weight(
     if class_names is not None and other_class_names is not None:
         check_class_order(class_names, other_class_names)
     p, o = _check_pair(pointclip_logits, other_logits)
+    if class_names is not None:
+        check_tensor(p, "pointclip_logits", "NK", dtype="real", sizes={"K": (len(class_names), "class_names")})
     n, k = p.shape
-    if class_names is not None and len(class_names) != k:
-        raise ValueError(f"class_names has {len(class_names)} entries but the logits have K = {k} classes")
     labels = check_label_ids(labels, n, k)
     alphas = _check_alphas(alphas)
     pn, on = _normalize(p, normalize), _normalize(o, normalize)

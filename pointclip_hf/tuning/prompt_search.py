@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..argument_checks import check_counts
 from ..model.processing_pointclip import processor_for_model
 from ..model.prompts import check_class_prompts, check_labels
 from ._checks import as_tensor, check_features, check_label_ids, check_tensor, check_view_weights, normalize_text
@@ -65,12 +66,6 @@ def _per_class_list(obj, class_names: list[str], what: str) -> list:
     if len(items) != len(class_names):
         raise ValueError(f"{what} has {len(items)} entries but there are {len(class_names)} class_names")
     return items
-
-
-def _check_passes(passes) -> int:
-    if isinstance(passes, bool) or int(passes) != passes or passes < 0:
-        raise ValueError(f"passes must be a non-negative integer, got {passes!r}")
-    return int(passes)
 
 
 def _candidate_embeddings(prompt_embeds, class_names: list[str], c: int) -> list[Tensor]:
@@ -243,7 +238,7 @@ def search_prompts(
     n, v, c = features.shape
     class_names = check_labels(list(class_names))
     labels = check_label_ids(labels, n, len(class_names))
-    passes = _check_passes(passes)
+    check_counts({"passes": passes}, minimum=0)
     cands = _candidate_embeddings(prompt_embeds, class_names, c)
     sizes = [e.shape[0] for e in cands]
     texts = _sentence_texts(sentences, class_names, sizes)

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..argument_checks import check_counts
 from ._checks import (
     as_tensor,
     check_features,
@@ -169,9 +170,8 @@ def _check_inputs(features, text_embeds, labels, grid, fixed, chunk_size, worker
     labels = check_label_ids(labels, n, text_embeds.shape[0])
     grid = _check_grid(grid)
     fixed = _check_fixed(fixed, v)
-    for name, value in (("chunk_size", int(chunk_size)), ("workers", workers), ("sample_tile", sample_tile)):
-        if value is not None and int(value) < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
+    counts = {"chunk_size": chunk_size, "workers": workers, "sample_tile": sample_tile}
+    check_counts(counts, optional=("workers", "sample_tile"))
     return features, normalize_text(text_embeds, "text_embeds"), labels, grid, fixed
 
 
