@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 
-from .argument_checks import check_counts
+from .argument_checks import check_counts, check_numbers
 from .data import few_shot_subset, load_point_cloud_dataset, point_features, train_validation_split
 from .encoding import check_labelled_dataset, class_names_for, encode_split, prepare_split
 from .io import load_point_cloud
@@ -198,8 +198,7 @@ def _cache_info(label_ids: torch.Tensor, num_labels: int, seed: int, validation:
 
 def _install(model, class_names: list[str], text, keys, label_ids, alpha: float, beta: float) -> None:
     """Set the classes, their text embeddings, the cache and its weights on the model (after every check)."""
-    if not 0.0 <= alpha < float("inf") or not 0.0 <= beta < float("inf"):
-        raise ValueError(f"alpha and beta must be finite, non-negative numbers, got {alpha} and {beta}.")
+    check_numbers({"alpha": alpha, "beta": beta})
     model.config.label_names = class_names
     model.config.id2label = dict(enumerate(class_names))
     model.config.label2id = {name: index for index, name in enumerate(class_names)}

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from .argument_checks import check_counts
+from .argument_checks import check_counts, check_numbers
 from .model.configuration_pointclip import PointCLIPConfig
 from .model.inter_view_adapter import InterViewAdapter
 from .model.projection_part_segmentation import PART_SEGMENTATION_STYLE
@@ -52,13 +52,7 @@ _RUNTIME_SETTINGS = ("progress", "device", "num_workers", "cache_features")
 
 def model_card_template_path() -> Path:
     """Path of the Jinja template the cards are rendered from."""
-    path = Path(str(resources.files(__package__) / TEMPLATE_NAME))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"The model card template {path} is missing from this installation of pointclip_hf; reinstall the package "
-            "(the template is package data) or pass template_path=..."
-        )
-    return path
+    return Path(str(resources.files(__package__) / TEMPLATE_NAME))
 
 
 def build_model_card(
@@ -226,10 +220,10 @@ def _evaluation_dict(evaluation) -> dict | None:
     if evaluation is None:
         return None
     evaluation = _as_dict(evaluation, "evaluation")
-    for key in ("accuracy", "mean_class_accuracy"):
-        value = evaluation.get(key)
-        if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
-            raise ValueError(f"evaluation[{key!r}] must be a fraction in [0, 1], got {value!r}.")
+    fractions = {
+        f"evaluation[{key!r}], a fraction,": evaluation.get(key) for key in ("accuracy", "mean_class_accuracy")
+    }
+    check_numbers({name: value for name, value in fractions.items() if value is not None}, high=1)
     return evaluation
 
 

@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
-from .argument_checks import check_counts
+from .argument_checks import check_counts, check_numbers, check_settings
 from .atomic_files import write_file_atomically
 from .model.cache_model import affinity_logits
 
@@ -83,9 +83,8 @@ class TestTimeCacheConfig:
             if not isinstance(value, bool):
                 raise TypeError(f"TestTimeCacheConfig.{name} must be True or False, got {value!r}.")
         check_counts(values["int"], prefix="TestTimeCacheConfig.")
+        check_numbers(values["float"], prefix="TestTimeCacheConfig.")
         for name, value in values["float"].items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                raise ValueError(f"TestTimeCacheConfig.{name} must be a finite number >= 0, got {value!r}.")
             setattr(self, name, float(value))
         if not self.positive and not self.negative:
             raise ValueError("TestTimeCacheConfig: enable the positive or the negative cache (or both).")
@@ -97,10 +96,7 @@ class TestTimeCacheConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TestTimeCacheConfig:
         """The config of a `to_dict()` dict; unknown settings raise a `ValueError`."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"Unknown TestTimeCacheConfig settings {unknown}; valid ones are {sorted(names)}.")
+        check_settings(values, cls)
         return cls(**values)
 
 

@@ -37,20 +37,17 @@ def dataset_labels(dataset, label_names) -> tuple[list[str], list[str] | None]:
 
     feature = dataset.features["label"]
     class_names = list(feature.names) if isinstance(feature, ClassLabel) else None
-    if label_names is None:
-        if class_names is None:
-            raise ValueError(
-                f"The dataset's 'label' column is {feature!r}, not a ClassLabel; pass label_names=[...] (one name per "
-                "class index)."
-            )
-        return check_labels(class_names), class_names
-    label_names = check_labels(label_names)
-    if class_names is not None and len(label_names) != len(class_names):
+    given = label_names if label_names is not None else class_names
+    labels = check_labels(given) if given is not None else None
+    if labels is None or (class_names is not None and len(labels) != len(class_names)):
         raise ValueError(
-            f"label_names has {len(label_names)} names ({label_names}) but the dataset's ClassLabel has "
-            f"{len(class_names)} classes ({class_names})."
+            f"The dataset's 'label' column is {feature!r}, not a ClassLabel; pass label_names=[...] (one name per "
+            "class index)."
+            if labels is None
+            else f"label_names has {len(labels)} names ({labels}) but the dataset's ClassLabel has {len(class_names)} "
+            f"classes ({class_names})."
         )
-    return label_names, class_names
+    return labels, class_names
 
 
 def check_model_labels(model, labels: list[str], what: str) -> None:
@@ -103,8 +100,6 @@ def check_output_file(output_path: str | os.PathLike) -> Path:
     """Create the folder of `output_path` if needed and make sure the predictions file can be written."""
     output_path = Path(output_path)
     with _cannot_write("predictions", output_path):
-        if output_path.is_dir():
-            raise IsADirectoryError(errno.EISDIR, "it is a directory; give a file path")
         output_path.parent.mkdir(parents=True, exist_ok=True)
         _probe_directory(output_path.parent)
         if output_path.exists():

@@ -16,7 +16,7 @@ from datasets import Array2D, ClassLabel, Dataset, Features, Value
 
 from ..data.folder_tree import natural_key
 from ..data.h5_folder import _import_h5py
-from .presets import SHAPENET_PART_CATEGORIES, SHAPENET_PART_NAMES
+from .presets import SHAPENET_PART_CATEGORIES, SHAPENET_PART_NAMES, part_preset
 
 NUM_PARTS = sum(len(names) for names in SHAPENET_PART_NAMES.values())
 
@@ -71,10 +71,7 @@ def _split_files(root: Path, split: str) -> list[Path]:
 def _category_ids(categories) -> list[int] | None:
     if categories is None:
         return None
-    unknown = [name for name in categories if name not in SHAPENET_PART_CATEGORIES]
-    if unknown:
-        raise ValueError(f"Unknown ShapeNetPart categories {unknown}; valid: {', '.join(SHAPENET_PART_CATEGORIES)}.")
-    return [SHAPENET_PART_CATEGORIES.index(name) for name in categories]
+    return [SHAPENET_PART_CATEGORIES.index(part_preset(name).category) for name in categories]
 
 
 def _read_file(h5py, file: Path, wanted: list[int] | None, num_points: int | None) -> Dataset:

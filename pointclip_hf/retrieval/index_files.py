@@ -30,10 +30,11 @@ def read_header(folder: Path) -> dict | None:
         return None
     try:
         header = json.loads(path.read_text(encoding="utf-8"))
+        problem = None if isinstance(header, dict) and header.get("format") == FORMAT else f"format is not {FORMAT!r}"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise IndexFileError(f"Index header {str(path)!r} is not readable JSON ({error}).") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise IndexFileError(f"{str(path)!r} is not a pointclip index header (format {FORMAT!r}).")
+        problem = f"not readable JSON: {error}"
+    if problem is not None:
+        raise IndexFileError(f"{str(path)!r} is not a pointclip index header ({problem}).")
     return header
 
 

@@ -146,11 +146,12 @@ def read_checkpoint_state(directory: Path) -> dict:
     """
     try:
         state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+        problem = None
     except (ValueError, RecursionError) as error:
-        raise DamagedCheckpointError(directory, f"{STATE_FILE} is not valid JSON ({error})") from None
+        state, problem = None, f"is not valid JSON ({error})"
     if isinstance(state, dict) and state.get("format_version") != STATE_FORMAT_VERSION:
         raise ValueError(f"{directory} was written by an incompatible version (format {state.get('format_version')}).")
-    problem = _state_problem(state)
+    problem = problem or _state_problem(state)
     if problem is not None:
         raise DamagedCheckpointError(directory, f"{STATE_FILE} {problem}")
     return state

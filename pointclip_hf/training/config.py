@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ..argument_checks import check_counts
+from ..argument_checks import check_counts, check_settings
 
 # Settings that earlier versions wrote to `training_result.json` and checkpoints but that never changed a run: dropped
 # when such a file is read back.
@@ -118,11 +118,8 @@ class TrainingConfig:
     def from_dict(cls, values: dict) -> TrainingConfig:
         """The config of a `to_dict()` dict (`RETIRED_SETTINGS` are dropped); unknown settings raise a
         `ValueError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in values.items() if key not in RETIRED_SETTINGS}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"Unknown TrainingConfig settings {unknown}; valid ones are {sorted(names)}.")
+        check_settings(values, cls)
         return cls(**values)
 
 

@@ -40,7 +40,7 @@ def _dtype_fits(x: Tensor, dtype: str) -> bool:
     return {"float": x.is_floating_point(), "int": not x.is_floating_point(), "real": True}[dtype]
 
 
-def _tensor_problem(x: Tensor, name: str, dims: str, dtype: str, finite: bool, sizes: dict, bounds) -> str | None:
+def _tensor_problem(x: Tensor, name: str, dims: str, dtype: str, finite: bool, sizes: dict, bounds, distinct: bool):
     shape = tuple(x.shape)
     if x.ndim != len(dims):
         return f"{name} must have shape [{', '.join(dims)}], got {shape}"
@@ -60,10 +60,14 @@ def _tensor_problem(x: Tensor, name: str, dims: str, dtype: str, finite: bool, s
     if bounds is not None and (x.min() < bounds[0] or x.max() > bounds[1]):
         allowed = "non-negative" if tuple(bounds) == (0, math.inf) else f"in [{bounds[0]}, {bounds[1]}]"
         return f"{name} out of range: found values in [{x.min().item()}, {x.max().item()}] but they must be {allowed}"
+    if distinct and torch.unique(x).numel() != x.numel():
+        return f"{name} values must be distinct, got {x.tolist()}"
     return None
 
 
-def check_tensor(x, name: str, dims: str, *, dtype: str = "float", finite: bool = True, sizes=None, bounds=None):
+def check_tensor(
+    x, name: str, dims: str, *, dtype: str = "float", finite: bool = True, sizes=None, bounds=None, distinct=False
+):
     """
     Check an array against what a search needs from it: the input checks of the searches and the ensembles.
 
@@ -83,12 +87,14 @@ def check_tensor(x, name: str, dims: str, *, dtype: str = "float", finite: bool 
             Required sizes: dimension letter to `(size, what has that size)`, such as `{"C": (512, "features")}`.
         bounds (`tuple[float, float]`, *optional*):
             The smallest and the largest allowed value.
+        distinct (`bool`, *optional*, defaults to `False`):
+            Refuse repeated values.
 
     Returns:
         `torch.Tensor` on the CPU, as given.
     """
     x = as_tensor(x, name)
-    problem = _tensor_problem(x, name, dims, dtype, finite, sizes or {}, bounds)
+    problem = _tensor_problem(x, name, dims, dtype, finite, sizes or {}, bounds, distinct)
     if problem is not None:
         raise ValueError(problem)
     return x

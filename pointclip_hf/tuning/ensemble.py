@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..argument_checks import check_numbers
 from ..encoding import class_names_for, encode_dataset
 from ..model.pipeline_pointclip import label_embeddings
 from ..model.processing_pointclip import processor_for_model
@@ -153,13 +154,6 @@ def _normalize(x: Tensor, normalize: str) -> Tensor:
     raise ValueError(f"normalize must be one of {_NORMALIZATIONS}, got {normalize!r}")
 
 
-def _check_alpha(alpha) -> float:
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    return alpha
-
-
 def _check_alphas(alphas) -> Tensor:
     if alphas is None:
         alphas = torch.linspace(0, 1, 101, dtype=torch.float64)
@@ -185,7 +179,8 @@ def ensemble_logits(pointclip_logits, other_logits, alpha: float, normalize: str
         `torch.Tensor` of shape `(N, K)`, float64.
     """
     p, o = _check_pair(pointclip_logits, other_logits)
-    alpha = _check_alpha(alpha)
+    alpha = float(alpha)
+    check_numbers({"alpha": alpha}, high=1)
     return (1.0 - alpha) * _normalize(p, normalize) + alpha * _normalize(o, normalize)
 
 

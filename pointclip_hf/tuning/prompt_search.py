@@ -58,13 +58,14 @@ def _per_class_list(obj, class_names: list[str], what: str) -> list:
     if isinstance(obj, Mapping):
         missing = [c for c in class_names if c not in obj]
         extra = [c for c in obj if c not in set(class_names)]
-        if missing or extra:
-            found = f"no entry for class(es) {missing[:5]}" if missing else f"entries for unknown class(es) {extra[:5]}"
-            raise ValueError(f"{what} has {found}")
-        return [obj[c] for c in class_names]
-    items = list(obj)
-    if len(items) != len(class_names):
-        raise ValueError(f"{what} has {len(items)} entries but there are {len(class_names)} class_names")
+        problem = f"no entry for class(es) {missing[:5]}" if missing else f"entries for unknown class(es) {extra[:5]}"
+        items, fits = [obj.get(c) for c in class_names], not missing and not extra
+    else:
+        items = list(obj)
+        problem = f"{len(items)} entries but there are {len(class_names)} class_names"
+        fits = len(items) == len(class_names)
+    if not fits:
+        raise ValueError(f"{what} has {problem}")
     return items
 
 

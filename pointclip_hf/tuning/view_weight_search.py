@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..argument_checks import check_counts
+from ..argument_checks import check_counts, check_numbers
 from ._checks import (
     as_tensor,
     check_features,
@@ -140,10 +140,7 @@ class _Pairs:
 
 def _check_grid(grid) -> Tensor:
     g = as_tensor(list(grid) if not isinstance(grid, Tensor) else grid, "grid").to(torch.float64).flatten()
-    g = check_tensor(g, "grid", "G", bounds=(0, math.inf))
-    if torch.unique(g).numel() != g.numel():
-        raise ValueError(f"grid values must be distinct, got {g.tolist()}")
-    return g
+    return check_tensor(g, "grid", "G", bounds=(0, math.inf), distinct=True)
 
 
 def _check_fixed(fixed, v: int) -> dict[int, float]:
@@ -156,8 +153,7 @@ def _check_fixed(fixed, v: int) -> dict[int, float]:
         if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < v:
             raise ValueError(f"fixed view index {key!r} out of range: an int in [0, {v}) for V = {v} views")
         val = float(val)
-        if not math.isfinite(val) or val < 0:
-            raise ValueError(f"fixed weight for view {key} must be finite and non-negative, got {val}")
+        check_numbers({f"fixed weight for view {key}": val})
         out[key] = val
     return out
 

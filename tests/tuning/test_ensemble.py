@@ -178,7 +178,7 @@ def test_validation_errors():
         search_ensemble_weight(p, o, labels, alphas=[0.5, 1.5])
     with pytest.raises(ValueError, match="alphas"):
         search_ensemble_weight(p, o, labels, alphas=[])
-    with pytest.raises(ValueError, match="alpha must be in"):
+    with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0, 1\]"):
         ensemble_logits(p, o, -0.1)
     with pytest.raises(ValueError, match="normalize"):
         ensemble_logits(p, o, 0.5, normalize="softmax")
