@@ -100,9 +100,8 @@ def write_folder_atomically(target: str | os.PathLike, write: Callable[[Path], N
             os.replace(target, old)
         os.replace(temporary, target)
         shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
+    finally:  # after a failure; once renamed into place, `temporary` is gone
         shutil.rmtree(temporary, ignore_errors=True)
-        raise
 
 
 def _flush_with_default_mode(path: Path) -> None:

@@ -15,8 +15,9 @@ import numpy as np
 import torch
 from datasets import Dataset
 
+from .argument_checks import check_counts, check_numbers
 from .data import few_shot_subset, load_point_cloud_dataset, point_features, train_validation_split
-from .encoding import check_labelled_dataset, encode_split, prepare_split
+from .encoding import check_labelled_dataset, class_names_for, encode_split, prepare_split
 from .io import load_point_cloud
 from .model.cache_model import fused_features
 from .model.pipeline_pointclip import label_embeddings
@@ -43,14 +44,11 @@ def labelled_dataset(source, labels: Sequence[str] | None, label_names: list[str
     Returns:
         `datasets.Dataset` with columns `points` and `label`.
     """
-    if isinstance(source, Dataset):
+    if isinstance(source, (Dataset, str, os.PathLike)):
         if labels is not None:
-            raise ValueError(f"The {what} set is a dataset (its 'label' column holds the labels): do not pass labels.")
-        return source
-    if isinstance(source, (str, os.PathLike)):
-        if labels is not None:
-            raise ValueError(f"The {what} set {os.fspath(source)!r} is a folder or dataset name: do not pass labels.")
-        return load_point_cloud_dataset(source, split="train")
+            raise ValueError(f"The {what} set is a dataset, a folder or a dataset name, whose 'label' column holds the "
+                             "labels: do not pass labels.")  # fmt: skip
+        return source if isinstance(source, Dataset) else load_point_cloud_dataset(source, split="train")
     paths = list(source)
     labels = None if labels is None or isinstance(labels, str) else [str(label) for label in labels]
     if labels is None or len(labels) != len(paths):
@@ -67,27 +65,17 @@ def labelled_dataset(source, labels: Sequence[str] | None, label_names: list[str
     )
 
 
-def _class_names(model, support: Dataset) -> list[str]:
-    names = model.config.label_names or getattr(support.features.get("label"), "names", None)
-    if not names:
-        raise ValueError("The support set's 'label' column is not a ClassLabel and the model has no label_names: "
-                         "name the classes (model.config.label_names).")  # fmt: skip
-    return check_labels(list(names))
-
-
 def _check_support_classes(label_ids: np.ndarray, class_names: list[str], shots: int | None) -> None:
     """A `ValueError` naming every class with no support cloud (or fewer than `shots`)."""
     counts = np.bincount(label_ids, minlength=len(class_names))
     empty = [name for name, count in zip(class_names, counts) if count == 0]
-    if empty:
+    short = [f"{name!r} has {count}" for name, count in zip(class_names, counts) if shots and count < shots]
+    if empty or short:
         raise ValueError(
             f"The classes {empty[:10]} have no support example: every class needs at least one cloud in the cache."
-        )
-    short = [f"{name!r} has {count}" for name, count in zip(class_names, counts) if shots and count < shots]
-    if short:
-        raise ValueError(
-            f"shots={shots} needs {shots} support clouds per class, but {', '.join(short[:10])}; lower shots, or pass "
-            "shots=None to cache every support cloud."
+            if empty
+            else f"shots={shots} needs {shots} support clouds per class, but {', '.join(short[:10])}; lower shots, or "
+            "pass shots=None to cache every support cloud."
         )
 
 
@@ -171,9 +159,9 @@ def build_cache(
         `dict`: how the cache was built (support counts, seed, validation split, search result), also stored as
         `config.cache_info` for the model card.
     """
-    _check_build_arguments(shots, batch_size)
+    check_counts({"batch_size": batch_size, "shots": shots}, optional=("shots",))
     support = labelled_dataset(support, labels, model.config.label_names, "support")
-    class_names = _class_names(model, support)
+    class_names = check_labels(list(class_names_for(model, support)))
     _check_support_classes(check_labelled_dataset(support, "support", class_names), class_names, None)
     if validation is not None:
         validation = labelled_dataset(validation, validation_labels, class_names, "validation")
@@ -208,17 +196,9 @@ def _cache_info(label_ids: torch.Tensor, num_labels: int, seed: int, validation:
     }
 
 
-def _check_build_arguments(shots, batch_size) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
-        raise ValueError(f"shots must be a positive integer or None, got {shots!r}.")
-
-
 def _install(model, class_names: list[str], text, keys, label_ids, alpha: float, beta: float) -> None:
     """Set the classes, their text embeddings, the cache and its weights on the model (after every check)."""
-    if not 0.0 <= alpha < float("inf") or not 0.0 <= beta < float("inf"):
-        raise ValueError(f"alpha and beta must be finite, non-negative numbers, got {alpha} and {beta}.")
+    check_numbers({"alpha": alpha, "beta": beta})
     model.config.label_names = class_names
     model.config.id2label = dict(enumerate(class_names))
     model.config.label2id = {name: index for index, name in enumerate(class_names)}

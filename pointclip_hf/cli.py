@@ -15,7 +15,7 @@ import warnings
 
 from . import __version__
 from .commands import COMMANDS
-from .commands._options import CommandParser
+from .commands._options import CommandParser, integer_at_least
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,14 +23,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pointclip", description=description)
     parser.add_argument("--version", action="version", version=f"pointclip_hf {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars, only warnings and errors")
-    parser.add_argument("--threads", type=_positive_int, help=THREADS_HELP)
+    parser.add_argument("--threads", type=integer_at_least(1), help=THREADS_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=CommandParser)
     for command in COMMANDS:
         command.add_parser(subparsers)
     for command_parser in subparsers.choices.values():
         command_parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
                                     help="no progress bars, only warnings and errors")  # fmt: skip
-        command_parser.add_argument("--threads", type=_positive_int, default=argparse.SUPPRESS, help=THREADS_HELP)
+        command_parser.add_argument("--threads", type=integer_at_least(1), default=argparse.SUPPRESS,
+                                    help=THREADS_HELP)  # fmt: skip
     return parser
 
 
@@ -38,13 +39,6 @@ THREADS_HELP = (
     "CPU threads: clouds computed at once, each on one thread (default: torch's, one per core); results do not depend "
     "on it"
 )
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def main(argv=None) -> int:

@@ -96,12 +96,7 @@ def _worker_errors_as_raised(loader):
         message = str(error)
         if "Original Traceback" not in message:
             raise
-        original = message.strip().splitlines()[-1].partition(": ")[2]
-        try:
-            unwrapped = type(error)(original)
-        except Exception:  # noqa: BLE001 - an exception type with another signature: keep it as it is
-            raise error from None
-        raise unwrapped from None
+        raise _with_message(error, message.strip().splitlines()[-1].partition(": ")[2]) from None
 
 
 def prepare_one(extractor, cloud, what: str) -> torch.Tensor:
@@ -112,11 +107,16 @@ def prepare_one(extractor, cloud, what: str) -> torch.Tensor:
     except (ValueError, TypeError) as error:
         if str(error).startswith(what) or isinstance(error, PointCloudFileError):
             raise
-        try:
-            wrapped = type(error)(f"{what}: {error}")
-        except Exception:  # noqa: BLE001 - an exception type with another signature: keep it as it is
-            raise error from None
-        raise wrapped from error
+        wrapped = _with_message(error, f"{what}: {error}")
+        raise wrapped from (None if wrapped is error else error)
+
+
+def _with_message(error: Exception, message: str) -> Exception:
+    """`error`'s type with `message`, or `error` itself when that type takes other arguments."""
+    try:
+        return type(error)(message)
+    except Exception:  # noqa: BLE001 - an exception type with another signature: keep it as it is
+        return error
 
 
 class RowSource(torch.utils.data.Dataset):
@@ -234,36 +234,26 @@ def list_point_cloud_files(paths_or_folder) -> list[str]:
     Returns:
         `list[str]`: the files, each checked to exist and to have a supported extension.
     """
-    if isinstance(paths_or_folder, (str, os.PathLike)):
-        path = Path(paths_or_folder)
-        if path.is_dir():
-            return _files_in_folder(path)
-        paths = [path]
-    elif isinstance(paths_or_folder, Iterable):
-        paths = [Path(item) for item in paths_or_folder]
+    single = isinstance(paths_or_folder, (str, os.PathLike))
+    if single and Path(paths_or_folder).is_dir():
+        paths = _files_in_folder(Path(paths_or_folder))
+    elif single or isinstance(paths_or_folder, Iterable):
+        paths = [Path(item) for item in ([paths_or_folder] if single else paths_or_folder)]
     else:
         raise TypeError(f"Expected a folder, a file or a list of files, got {type(paths_or_folder).__name__}.")
     if not paths:
-        raise ValueError("No point-cloud files given (empty list).")
+        where = f"found in {str(paths_or_folder)!r} (looked for {', '.join(SUPPORTED_EXTENSIONS)})"
+        raise ValueError(f"No point-cloud files {where if single else 'given (empty list)'}.")
     for path in paths:
-        if not path.exists():
-            raise FileNotFoundError(f"Point cloud file not found: {str(path)!r}.")
-        if path.is_dir():
-            raise ValueError(f"{str(path)!r} is a directory; pass it alone to classify the files inside it.")
         check_point_cloud_path(path)
     return [str(path) for path in paths]
 
 
-def _files_in_folder(folder: Path) -> list[str]:
-    paths = sorted(
-        str(child)
+def _files_in_folder(folder: Path) -> list[Path]:
+    return sorted(
+        child
         for child in folder.rglob("*")
         if child.suffix.lower() in SUPPORTED_EXTENSIONS
         and child.is_file()
         and not any(part.startswith(".") for part in child.relative_to(folder).parts)
     )
-    if not paths:
-        raise ValueError(
-            f"No point-cloud files found in {str(folder)!r} (looked for {', '.join(SUPPORTED_EXTENSIONS)})."
-        )
-    return paths

@@ -39,18 +39,16 @@ def resolve_dtype(name: str | torch.dtype | None, device: str | torch.device | N
     Returns:
         `torch.dtype` or `None`.
     """
-    if name is None or isinstance(name, torch.dtype):
-        if isinstance(name, torch.dtype) and name not in DTYPES.values():
-            raise ValueError(f"dtype {name} is not one of {', '.join(DTYPES)}.")
-        return name
-    if not isinstance(name, str):
+    if name is None:
+        return None
+    if not isinstance(name, (str, torch.dtype)):
         raise TypeError(f"dtype must be a string or a torch.dtype, got {type(name).__name__}.")
     if name == "auto":
         return fastest_safe_dtype(device)
-    canonical = DTYPE_ALIASES.get(name, name)
-    if canonical not in DTYPES:
+    dtype = name if name in DTYPES.values() else DTYPES.get(DTYPE_ALIASES.get(name, name))
+    if dtype is None:
         raise ValueError(f"Unknown dtype {name!r}; valid choices are {', '.join(DTYPE_CHOICES)}.")
-    return DTYPES[canonical]
+    return dtype
 
 
 def fastest_safe_dtype(device: str | torch.device | None = None) -> torch.dtype:

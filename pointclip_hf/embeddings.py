@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .argument_checks import check_counts
 from .cloud_stream import ArraySource, stream_batches
 from .model.feature_extraction_pointclip import is_single_point_cloud
 from .model.pipeline_pointclip import label_embeddings
@@ -88,8 +89,7 @@ def embed_point_clouds(model, point_clouds, *, processor=None, batch_size: int =
     Returns:
         [`PointCloudEmbeddings`] with `embeds` of shape `(clouds, views * C)` on the model's device.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    check_counts({"batch_size": batch_size})
     extractor = processor_for_model(model, processor).feature_extractor
     clouds = [point_clouds] if is_single_point_cloud(point_clouds) else list(point_clouds)
     if not clouds:

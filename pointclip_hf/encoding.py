@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from huggingface_hub.utils import tqdm
 
+from .argument_checks import check_counts
 from .data import check_point_cloud_dataset
 from .model.processing_pointclip import processor_for_model
 from .model.prompts import check_labels, class_ids_to_label_ids
@@ -193,8 +194,7 @@ def encode_dataset(model, dataset, batch_size: int = 32, progress: bool = True) 
         normalisation, as `model.get_view_features` returns them) and the labels of shape `(num_clouds,)`, on the
         model's device.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+    check_counts({"batch_size": batch_size})
     extractor = processor_for_model(model).feature_extractor
     class_names = class_names_for(model, dataset)
     split = prepare_split(dataset, "dataset", class_names, extractor, model.device, batch_size, progress)

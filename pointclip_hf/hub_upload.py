@@ -96,28 +96,33 @@ def push_model_to_hub(
         )
 
 
+_LOCAL_BASE_ADVICE = (
+    "push that CLIP to the Hub first and set model.config.clip_model_name_or_path to its repo id (and clip_revision to "
+    "its commit), or set it to None to upload the CLIP weights with the adapter."
+)
+_LOCAL_DATASET_ADVICE = "the card's public metadata needs a Hub dataset id (or a short name such as 'modelnet40')."
+
+
 def _check_push_arguments(model, repo_id, tags, card_kwargs: dict) -> dict:
     """Raise before any Hub call on an argument that would leave a broken or unusable repo."""
     if not isinstance(repo_id, str) or not repo_id.strip():
         raise ValueError(f"repo_id must be a non-empty string such as 'user/name', got {repo_id!r}.")
     unknown = sorted(set(card_kwargs) - CARD_ARGUMENTS)
-    if unknown:
-        raise TypeError(f"push_to_hub got unexpected arguments {unknown}.")
-    if tags is not None and (isinstance(tags, str) or not all(isinstance(tag, str) and tag for tag in tags)):
-        raise TypeError(f"tags must be a list of non-empty strings, got {tags!r}.")
-    base = model.config.clip_model_name_or_path
-    if base is not None and os.path.exists(base):
-        raise ValueError(
-            f"The base CLIP of this model is the local folder {base}, which nobody else can load. Push that CLIP to "
-            "the Hub first and set model.config.clip_model_name_or_path to its repo id (and clip_revision to its "
-            "commit), or set it to None to upload the CLIP weights with the adapter."
+    bad_tags = tags is not None and (isinstance(tags, str) or not all(isinstance(tag, str) and tag for tag in tags))
+    if unknown or bad_tags:
+        raise TypeError(
+            f"push_to_hub got unexpected arguments {unknown}."
+            if unknown
+            else f"tags must be a list of non-empty strings, got {tags!r}."
         )
-    dataset_name = card_kwargs.get("dataset_name")
-    if dataset_name is not None and os.path.exists(str(dataset_name)):
-        raise ValueError(
-            f"dataset_name {dataset_name!r} is a local path; the card's public metadata needs a Hub dataset id (or a "
-            "short name such as 'modelnet40')."
-        )
+    public_names = (
+        ("model.config.clip_model_name_or_path", model.config.clip_model_name_or_path, _LOCAL_BASE_ADVICE),
+        ("dataset_name", card_kwargs.get("dataset_name"), _LOCAL_DATASET_ADVICE),
+    )
+    for name, value, advice in public_names:
+        if value is not None and os.path.exists(str(value)):
+            raise ValueError(f"{name} {str(value)!r} is a local path (a local folder or file), which nobody else can "
+                             f"load: {advice}")  # fmt: skip
     return card_kwargs
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .argument_checks import check_counts, check_numbers
 from .model.configuration_pointclip import PointCLIPConfig
 from .model.inter_view_adapter import InterViewAdapter
 from .model.projection_part_segmentation import PART_SEGMENTATION_STYLE
@@ -51,13 +52,7 @@ _RUNTIME_SETTINGS = ("progress", "device", "num_workers", "cache_features")
 
 def model_card_template_path() -> Path:
     """Path of the Jinja template the cards are rendered from."""
-    path = Path(str(resources.files(__package__) / TEMPLATE_NAME))
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"The model card template {path} is missing from this installation of pointclip_hf; reinstall the package "
-            "(the template is package data) or pass template_path=..."
-        )
-    return path
+    return Path(str(resources.files(__package__) / TEMPLATE_NAME))
 
 
 def build_model_card(
@@ -88,8 +83,7 @@ def build_model_card(
         template_path: another Jinja template (default: the one shipped with the package).
     """
     config = model if isinstance(model, PointCLIPConfig) else model.config
-    if shots is not None and (isinstance(shots, bool) or not isinstance(shots, int) or shots < 1):
-        raise ValueError(f"shots must be a positive integer, got {shots!r}.")
+    check_counts({"shots": shots}, optional=("shots",))
     evaluation = _evaluation_dict(evaluation)
     dataset_name = dataset_name or (evaluation or {}).get("dataset_name")
     dataset_name = KNOWN_DATASETS.get(str(dataset_name).lower(), dataset_name) if dataset_name else None
@@ -192,14 +186,19 @@ def _evaluation_variables(evaluation: dict | None, dataset_name) -> dict:
 # ---------------------------------------------------------------------------------------------------- helpers
 
 
+def _as_dict(value, name: str) -> dict:
+    """`value`, a dict or an object with `to_dict()` (a `TrainingResult`, an `EvaluationReport`), as a dict."""
+    if isinstance(value, dict):
+        return value
+    if not callable(getattr(value, "to_dict", None)):
+        raise TypeError(f"{name} must be a dict or have a to_dict() method, got {type(value).__name__}.")
+    return value.to_dict()
+
+
 def _split_training(training: dict | None) -> tuple[dict | None, int | None, float | None]:
     if training is None:
         return None, None, None
-    if not isinstance(training, dict):
-        to_dict = getattr(training, "to_dict", None)
-        if to_dict is None:
-            raise TypeError(f"training must be a dict (TrainingConfig.to_dict()), got {type(training).__name__}.")
-        training = to_dict()
+    training = _as_dict(training, "training")
     best_epoch = training.get("best_epoch")
     best_accuracy = training.get("best_validation_accuracy")
     recipe = training.get("training_config", training)
@@ -220,15 +219,11 @@ def _split_training(training: dict | None) -> tuple[dict | None, int | None, flo
 def _evaluation_dict(evaluation) -> dict | None:
     if evaluation is None:
         return None
-    if not isinstance(evaluation, dict):
-        to_dict = getattr(evaluation, "to_dict", None)
-        if to_dict is None:
-            raise TypeError(f"evaluation must be a dict, got {type(evaluation).__name__}.")
-        evaluation = to_dict()
-    for key in ("accuracy", "mean_class_accuracy"):
-        value = evaluation.get(key)
-        if value is not None and not (isinstance(value, (int, float)) and 0 <= value <= 1):
-            raise ValueError(f"evaluation[{key!r}] must be a fraction in [0, 1], got {value!r}.")
+    evaluation = _as_dict(evaluation, "evaluation")
+    fractions = {
+        f"evaluation[{key!r}], a fraction,": evaluation.get(key) for key in ("accuracy", "mean_class_accuracy")
+    }
+    check_numbers({name: value for name, value in fractions.items() if value is not None}, high=1)
     return evaluation
 
 

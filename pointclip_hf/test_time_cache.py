@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
+from .argument_checks import check_counts, check_numbers, check_settings
 from .atomic_files import write_file_atomically
 from .model.cache_model import affinity_logits
 
@@ -75,16 +76,16 @@ class TestTimeCacheConfig:
     mask_upper: float = 1.0
 
     def __post_init__(self):
+        values = {field.type: {} for field in dataclasses.fields(self)}
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.type == "bool" and not isinstance(value, bool):
-                raise TypeError(f"TestTimeCacheConfig.{field.name} must be True or False, got {value!r}.")
-            if field.type == "int" and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ValueError(f"TestTimeCacheConfig.{field.name} must be a positive integer, got {value!r}.")
-            if field.type == "float":
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf:
-                    raise ValueError(f"TestTimeCacheConfig.{field.name} must be a finite number >= 0, got {value!r}.")
-                setattr(self, field.name, float(value))
+            values[field.type][field.name] = getattr(self, field.name)
+        for name, value in values["bool"].items():
+            if not isinstance(value, bool):
+                raise TypeError(f"TestTimeCacheConfig.{name} must be True or False, got {value!r}.")
+        check_counts(values["int"], prefix="TestTimeCacheConfig.")
+        check_numbers(values["float"], prefix="TestTimeCacheConfig.")
+        for name, value in values["float"].items():
+            setattr(self, name, float(value))
         if not self.positive and not self.negative:
             raise ValueError("TestTimeCacheConfig: enable the positive or the negative cache (or both).")
 
@@ -95,10 +96,7 @@ class TestTimeCacheConfig:
     @classmethod
     def from_dict(cls, values: dict) -> TestTimeCacheConfig:
         """The config of a `to_dict()` dict; unknown settings raise a `ValueError`."""
-        names = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"Unknown TestTimeCacheConfig settings {unknown}; valid ones are {sorted(names)}.")
+        check_settings(values, cls)
         return cls(**values)
 
 
@@ -199,8 +197,7 @@ class TestTimeCache:
     __test__ = False  # not a pytest test class
 
     def __init__(self, num_labels: int, config: TestTimeCacheConfig | None = None):
-        if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
-            raise ValueError(f"num_labels must be a positive integer, got {num_labels!r}.")
+        check_counts({"num_labels": num_labels})
         self.num_labels = num_labels
         self.config = config or TestTimeCacheConfig()
         self.num_seen = 0

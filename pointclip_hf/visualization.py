@@ -57,11 +57,10 @@ def views_to_grid(
         raise ValueError(f"views must be [V, H, W], got shape {tuple(views.shape)}.")
     count, height, width = views.shape
     captions = list(captions) if captions is not None else [f"view {index + 1}" for index in range(count)]
-    if len(captions) != count:
-        raise ValueError(f"views_to_grid got {len(captions)} captions for {count} views.")
     columns = min(columns or -(-count // 2), count)
-    if columns < 1:
-        raise ValueError(f"columns must be positive, got {columns}.")
+    if len(captions) != count or columns < 1:
+        raise ValueError(f"views_to_grid needs one caption per view and at least one column, got {len(captions)} "
+                         f"captions for {count} views and {columns} columns.")  # fmt: skip
     font = _default_font(max(10, min(height, width) // 10))
     caption_height = int(math.ceil(ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), "Ag", font=font)[3])) + 2
     cell_width, cell_height = width + padding, height + caption_height + padding

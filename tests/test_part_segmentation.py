@@ -77,7 +77,7 @@ def test_load_shapenet_part(shapenet_folder):
     assert len(load_shapenet_part(shapenet_folder, "test", categories=["table"], num_points=100)) == 1
     with pytest.raises(ValueError, match="lacks the datasets"):
         load_shapenet_part(shapenet_folder, "train")
-    with pytest.raises(ValueError, match="Unknown ShapeNetPart categories"):
+    with pytest.raises(ValueError, match="Unknown ShapeNetPart category 'sofa'"):
         load_shapenet_part(shapenet_folder, "test", categories=["sofa"])
     with pytest.raises(OSError, match="No \\*val\\*.h5"):
         load_shapenet_part(shapenet_folder, "val")

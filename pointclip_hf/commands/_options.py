@@ -15,6 +15,25 @@ class CommandError(Exception):
     """A problem with the command's arguments or inputs: reported in one line, exit code 2."""
 
 
+def integer_at_least(minimum: int):
+    """
+    An argparse `type` for an integer option of at least `minimum`: a smaller value is the option's usage error.
+
+    Args:
+        minimum (`int`):
+            The smallest accepted value.
+    """
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type so in "invalid int value: 'x'"
+    return parse
+
+
 class CommandParser(argparse.ArgumentParser):
     """The parser of a subcommand: every option with a default says it in its help text."""
 

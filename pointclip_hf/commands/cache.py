@@ -10,6 +10,7 @@ from ._options import (
     add_dataset_options,
     add_model_options,
     add_validation_options,
+    integer_at_least,
     load_dataset_arg,
     load_model,
     validation_split,
@@ -24,11 +25,11 @@ def add_parser(commands) -> None:
     build = actions.add_parser("build", help="build a cache head from K-shot support clouds (training-free)")
     add_dataset_options(build)
     add_validation_options(build)
-    build.add_argument("--shots", type=int, default=16, help="support clouds per class")
+    build.add_argument("--shots", type=integer_at_least(1), default=16, help="support clouds per class")
     build.add_argument("--output-dir", required=True, help="where the model (cache, config, processor, card) goes")
     build.add_argument("--alpha", type=float, help="use this alpha (with --beta) instead of searching on validation")
     build.add_argument("--beta", type=float, help="use this beta (with --alpha) instead of searching on validation")
-    build.add_argument("--fine-tune-epochs", type=int, default=0,
+    build.add_argument("--fine-tune-epochs", type=integer_at_least(0), default=0,
                        help="then train the keys for this many epochs at alpha = beta = 1 and search alpha and beta "
                             "again (Tip-Adapter-F; 0: training-free)")  # fmt: skip
     build.add_argument("--learning-rate", type=float, default=0.001, help="SGD learning rate of the fine-tuning")
@@ -43,9 +44,6 @@ def add_parser(commands) -> None:
 def run_build(args) -> int:
     from ..data import few_shot_subset
 
-    if args.shots < 1 or args.fine_tune_epochs < 0:
-        raise CommandError(f"--shots must be at least 1 and --fine-tune-epochs at least 0, got {args.shots} and "
-                           f"{args.fine_tune_epochs}.")  # fmt: skip
     if (args.alpha is None) != (args.beta is None):
         raise CommandError("--alpha and --beta go together (or give neither, to search them on validation).")
     pool, validation = validation_split(args, load_dataset_arg(args, args.split))

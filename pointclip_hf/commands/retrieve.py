@@ -3,7 +3,7 @@
 import json
 
 from ..model.choices import DTYPE_CHOICES
-from ._options import CommandError, add_point_options
+from ._options import CommandError, add_point_options, integer_at_least
 
 
 def add_parser(commands) -> None:
@@ -12,7 +12,7 @@ def add_parser(commands) -> None:
     command.add_argument("--text", action="append", default=[], help="a text query (repeatable)")
     command.add_argument("--like", action="append", default=[], metavar="FILE",
                          help="an example point-cloud or mesh file (repeatable)")  # fmt: skip
-    command.add_argument("--top-k", type=int, default=5, help="results per query")
+    command.add_argument("--top-k", type=integer_at_least(1), default=5, help="results per query")
     command.add_argument("--backend", choices=["auto", "torch", "faiss"], default="auto",
                          help="exact search with torch, or faiss when installed")  # fmt: skip
     command.add_argument("--model", help="the model the index was built with (default: the one it names)")
@@ -28,8 +28,6 @@ def run(args) -> int:
 
     if not args.text and not args.like:
         raise CommandError("give at least one --text or --like query")
-    if args.top_k < 1:
-        raise CommandError(f"--top-k must be a positive integer, got {args.top_k}")
     index = PointCloudIndex.load(args.index, backend=args.backend)
     model = _index_model(args, index.header["fingerprint"])
     results = []

@@ -3,10 +3,10 @@
 import os
 
 from ._options import (
-    CommandError,
     add_dataset_options,
     add_model_options,
     add_validation_options,
+    integer_at_least,
     load_dataset_arg,
     validation_split,
 )
@@ -16,7 +16,7 @@ def add_parser(commands) -> None:
     command = commands.add_parser("train", help="few-shot training of the inter-view adapter (CLIP frozen)")
     add_dataset_options(command)
     add_validation_options(command)
-    command.add_argument("--shots", type=int, default=16, help="training examples per class")
+    command.add_argument("--shots", type=integer_at_least(1), default=16, help="training examples per class")
     command.add_argument("--replace", action="store_true", help="sample with replacement for classes with < shots")
     command.add_argument(
         "--output-dir",
@@ -38,8 +38,6 @@ def run(args) -> int:
     from ..data import class_names_of, few_shot_subset
     from ..training import TrainingConfig, build_few_shot_model, train_adapter
 
-    if args.shots < 1:
-        raise CommandError(f"--shots must be at least 1, got {args.shots}.")
     pool, validation = validation_split(args, load_dataset_arg(args, args.split))
     few_shot = few_shot_subset(pool, args.shots, seed=args.seed, replace=args.replace)
     config = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,

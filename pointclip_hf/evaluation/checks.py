@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import tempfile
 import warnings
 from pathlib import Path
 
+from ..argument_checks import check_counts
 from ..model.prompts import check_labels, check_labels_fit_model
 from .predictions_file import PREDICTIONS_FILE
 from .report import CONFUSION_IMAGE_FILE, REPORT_FILE
 
 
 def check_loop_arguments(batch_size, num_workers, top_k) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise ValueError(f"num_workers must be a non-negative integer, got {num_workers!r}.")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}.")
+    check_counts({"batch_size": batch_size, "top_k": top_k}, optional=("top_k",))
+    check_counts({"num_workers": num_workers}, minimum=0)
 
 
 def dataset_labels(dataset, label_names) -> tuple[list[str], list[str] | None]:
@@ -38,20 +37,17 @@ def dataset_labels(dataset, label_names) -> tuple[list[str], list[str] | None]:
 
     feature = dataset.features["label"]
     class_names = list(feature.names) if isinstance(feature, ClassLabel) else None
-    if label_names is None:
-        if class_names is None:
-            raise ValueError(
-                f"The dataset's 'label' column is {feature!r}, not a ClassLabel; pass label_names=[...] (one name per "
-                "class index)."
-            )
-        return check_labels(class_names), class_names
-    label_names = check_labels(label_names)
-    if class_names is not None and len(label_names) != len(class_names):
+    given = label_names if label_names is not None else class_names
+    labels = check_labels(given) if given is not None else None
+    if labels is None or (class_names is not None and len(labels) != len(class_names)):
         raise ValueError(
-            f"label_names has {len(label_names)} names ({label_names}) but the dataset's ClassLabel has "
-            f"{len(class_names)} classes ({class_names})."
+            f"The dataset's 'label' column is {feature!r}, not a ClassLabel; pass label_names=[...] (one name per "
+            "class index)."
+            if labels is None
+            else f"label_names has {len(labels)} names ({labels}) but the dataset's ClassLabel has {len(class_names)} "
+            f"classes ({class_names})."
         )
-    return label_names, class_names
+    return labels, class_names
 
 
 def check_model_labels(model, labels: list[str], what: str) -> None:
@@ -77,51 +73,43 @@ def check_processor(model, processor) -> None:
         )
 
 
-def _make_directory(path: Path, message: str) -> None:
-    """Create `path` and its parents, or raise one `OSError` starting with `message`."""
+@contextlib.contextmanager
+def _cannot_write(what: str, path: Path):
+    """Raise an `OSError` of the block again as one line: `Cannot write {what} to {path!r}: {reason}.`"""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        yield
     except OSError as error:
-        raise OSError(f"{message} ({error.strerror or error}).") from error
+        raise OSError(f"Cannot write {what} to {str(path)!r}: {error.strerror or error}.") from error
 
 
 def check_output_dir(output_dir: str | os.PathLike) -> Path:
     """Create `output_dir` if needed and make sure the evaluation results can be written there."""
     output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise OSError(f"Cannot write evaluation results to {str(output_dir)!r}: it exists and is not a directory.")
-    _make_directory(output_dir, f"Cannot write evaluation results to {str(output_dir)!r}: cannot create the directory")
-    _probe_directory(output_dir, "evaluation results")
-    for name in (PREDICTIONS_FILE, REPORT_FILE, CONFUSION_IMAGE_FILE):
-        if (output_dir / name).is_dir():
-            raise OSError(f"Cannot write {name} in {str(output_dir)!r}: a directory of that name is in the way.")
+    with _cannot_write("evaluation results", output_dir):
+        output_dir.mkdir(parents=True, exist_ok=True)
+        _probe_directory(output_dir)
+        in_the_way = [
+            name for name in (PREDICTIONS_FILE, REPORT_FILE, CONFUSION_IMAGE_FILE) if (output_dir / name).is_dir()
+        ]
+        if in_the_way:
+            raise IsADirectoryError(errno.EISDIR, f"a directory named {in_the_way[0]} is in the way")
     return output_dir
 
 
 def check_output_file(output_path: str | os.PathLike) -> Path:
     """Create the folder of `output_path` if needed and make sure the predictions file can be written."""
     output_path = Path(output_path)
-    if output_path.is_dir():
-        raise OSError(f"Cannot write predictions to {str(output_path)!r}: it is a directory; give a file path.")
-    parent = output_path.parent
-    if parent.exists() and not parent.is_dir():
-        raise OSError(f"Cannot write predictions to {str(output_path)!r}: {str(parent)!r} is not a directory.")
-    _make_directory(parent, f"Cannot write predictions to {str(output_path)!r}: cannot create {str(parent)!r}")
-    _probe_directory(parent, "predictions")
-    if output_path.exists():
-        try:
+    with _cannot_write("predictions", output_path):
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        _probe_directory(output_path.parent)
+        if output_path.exists():
             with open(output_path, "ab"):
                 pass
-        except OSError as error:
-            raise OSError(f"Cannot write predictions to {str(output_path)!r}: {error.strerror or error}.") from error
     return output_path
 
 
-def _probe_directory(directory: Path, what: str) -> None:
+def _probe_directory(directory: Path) -> None:
     """Really create (and remove) a file in `directory`: `os.access` is wrong for root and on some file systems."""
-    try:
-        handle, probe = tempfile.mkstemp(prefix=".pointclip-write-test-", dir=directory)
-    except OSError as error:
-        raise OSError(f"Cannot write {what} to {str(directory)!r}: {error.strerror or error}.") from error
+    handle, probe = tempfile.mkstemp(prefix=".pointclip-write-test-", dir=directory)
     os.close(handle)
     os.unlink(probe)

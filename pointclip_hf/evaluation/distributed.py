@@ -103,19 +103,16 @@ def agree(accelerator, error: BaseException | None) -> None:
         error (`BaseException`, *optional*):
             What failed on this process; re-raised here, while the other processes raise a `RuntimeError` naming it.
     """
-    if not is_distributed(accelerator):
-        if error is not None:
-            raise error
-        return
-    from accelerate.utils import gather_object
+    messages = []
+    if is_distributed(accelerator):
+        from accelerate.utils import gather_object
 
-    messages = gather_object([None if error is None else f"{type(error).__name__}: {error}"])
+        messages = gather_object([None if error is None else f"{type(error).__name__}: {error}"])
+    failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
+    if error is None and failed:
+        error = RuntimeError(f"Process {failed[0][0]} failed while setting up: {failed[0][1]}")
     if error is not None:
         raise error
-    failed = [(rank, message) for rank, message in enumerate(messages) if message is not None]
-    if failed:
-        rank, message = failed[0]
-        raise RuntimeError(f"Process {rank} failed while setting up: {message}")
 
 
 def sum_across_processes(accelerator, counts: np.ndarray) -> np.ndarray:

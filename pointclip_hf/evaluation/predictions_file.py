@@ -66,19 +66,14 @@ def _read_header(path: Path) -> dict | None:
     """
     with open(path, "rb") as handle:
         first = handle.readline()
-    if not first.endswith(b"\n"):
-        if not first.strip() or first.startswith(b'{"header"'):
-            return None
-        raise ValueError(f"{str(path)!r} is not a PointCLIP predictions file (no header line); it was not modified.")
-    try:
-        header = json.loads(first)["header"]
-        if not isinstance(header, dict) or not str(header.get("format", "")).startswith("pointclip-predictions/"):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
+    if not first.endswith(b"\n") and (not first.strip() or first.startswith(b'{"header"')):
+        return None
+    header = (_parse_object(first) or {}).get("header")
+    if not isinstance(header, dict) or not str(header.get("format", "")).startswith("pointclip-predictions/"):
         raise ValueError(
             f"{str(path)!r} is not a PointCLIP predictions file (its first line is not our header); it was not "
             f"modified. Choose another output location, or {START_AFRESH} to overwrite it."
-        ) from None
+        )
     return header
 
 
@@ -225,18 +220,19 @@ def open_for_resume(
         records done; `None` when the finished `path` already holds every cloud.
     """
     found = shard_files(path)
-    if world_size == 1:
-        return _resume_single_process(path, header, shard, found, consume)
-    if path.exists():
+    if world_size > 1 and path.exists():
         _reuse_finished_file(path, header, num_items, rank, world_size, consume)
         return None
-    for other in found.values():
-        other_world = _shard_world_size(other)
-        if other_world is not None and other_world != world_size:
-            raise ValueError(
-                f"{str(other)!r} is a shard of an interrupted run of {other_world} processes, but this run has "
-                f"{world_size}; resume with {other_world} processes, or {START_AFRESH}."
-            )
+    resumable = {world_size, None} if world_size > 1 else set()  # a shard without a header holds no record yet
+    other_sizes = {_shard_world_size(other) for other in found.values()} - resumable
+    if other_sizes:
+        raise ValueError(
+            f"Found shard files {sorted(str(other) for other in found.values())} of an interrupted run of "
+            f"{' or '.join(sorted(map(str, other_sizes)))} processes, but this run has {world_size}; resume it with "
+            f"that many processes, or {START_AFRESH}."
+        )
+    if world_size == 1:
+        return _resume_single_process(path, header, shard, consume)
     mine = shard_path(path, rank)
     if mine.exists():
         keep, done = scan_predictions(mine, shard_header(header, rank, world_size), shard, consume)
@@ -244,15 +240,7 @@ def open_for_resume(
     return mine, 0, 0
 
 
-def _resume_single_process(
-    path: Path, header: dict, shard: range, found: dict[int, Path], consume: Consume
-) -> tuple[Path, int, int]:
-    if found:
-        sizes = {str(_shard_world_size(other)) for other in found.values()}
-        raise ValueError(
-            f"Found shard files {sorted(str(other) for other in found.values())} of an interrupted run of "
-            f"{' or '.join(sorted(sizes))} processes; resume it with that many processes, or {START_AFRESH}."
-        )
+def _resume_single_process(path: Path, header: dict, shard: range, consume: Consume) -> tuple[Path, int, int]:
     if path.exists():
         keep, done = scan_predictions(path, header, shard, consume)
         return path, keep, done
@@ -334,17 +322,20 @@ def _merged_lines(shards: list[Path], header: dict, num_items: int) -> Iterator[
     expected = 0
     for index, line in heapq.merge(*(_shard_records(path) for path in shards), key=lambda item: item[0]):
         if index != expected:
-            raise RuntimeError(f"Merging the shard files: found cloud {index} where {expected} was expected.")
+            break
         yield line
         expected += 1
-    if expected != num_items:
-        raise RuntimeError(f"Merging the shard files: {expected} records for {num_items} clouds.")
+    else:
+        if expected == num_items:
+            return
+    raise RuntimeError(
+        f"Merging the shard files: their records are not clouds 0 .. {num_items - 1} once each (in order up to cloud "
+        f"{expected})."
+    )
 
 
 def _shard_records(path: Path) -> Iterator[tuple[int, bytes]]:
     with open(path, "rb") as handle:
         handle.readline()
         for line in handle:
-            if not line.endswith(b"\n"):
-                raise ValueError(f"Shard file {str(path)!r} ends with an incomplete line.")
             yield json.loads(line)["index"], line

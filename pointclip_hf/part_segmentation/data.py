@@ -16,7 +16,7 @@ from datasets import Array2D, ClassLabel, Dataset, Features, Value
 
 from ..data.folder_tree import natural_key
 from ..data.h5_folder import _import_h5py
-from .presets import SHAPENET_PART_CATEGORIES, SHAPENET_PART_NAMES
+from .presets import SHAPENET_PART_CATEGORIES, SHAPENET_PART_NAMES, part_preset
 
 NUM_PARTS = sum(len(names) for names in SHAPENET_PART_NAMES.values())
 
@@ -60,44 +60,43 @@ def load_shapenet_part(root, split: str = "test", categories=None, num_points: i
 
 
 def _split_files(root: Path, split: str) -> list[Path]:
-    if not root.is_dir():
-        raise OSError(f"ShapeNetPart folder {str(root)!r} does not exist.")
     folder = root / "hdf5_data" if (root / "hdf5_data").is_dir() else root
     files = sorted(folder.glob(f"*{split}*.h5"), key=lambda path: natural_key(path))
     if not files:
-        raise OSError(f"No *{split}*.h5 files in {str(folder)!r}.")
+        where = "" if root.is_dir() else " (the ShapeNetPart folder does not exist)"
+        raise OSError(f"No *{split}*.h5 files in {str(folder)!r}{where}.")
     return files
 
 
 def _category_ids(categories) -> list[int] | None:
     if categories is None:
         return None
-    unknown = [name for name in categories if name not in SHAPENET_PART_CATEGORIES]
-    if unknown:
-        raise ValueError(f"Unknown ShapeNetPart categories {unknown}; valid: {', '.join(SHAPENET_PART_CATEGORIES)}.")
-    return [SHAPENET_PART_CATEGORIES.index(name) for name in categories]
+    return [SHAPENET_PART_CATEGORIES.index(part_preset(name).category) for name in categories]
 
 
 def _read_file(h5py, file: Path, wanted: list[int] | None, num_points: int | None) -> Dataset:
     with h5py.File(file, "r") as handle:
         missing = [key for key in ("data", "label", "pid") if key not in handle]
-        if missing:
-            raise ValueError(f"ShapeNetPart file {file.name!r} lacks the datasets {missing}.")
-        points = np.asarray(handle["data"][:, :num_points, :3], dtype=np.float32)
-        category = np.asarray(handle["label"], dtype=np.int64).reshape(-1)
-        part_ids = np.asarray(handle["pid"][:, :num_points], dtype=np.int64)
-    _check_arrays(file, points, category, part_ids)
+        if not missing:
+            points = np.asarray(handle["data"][:, :num_points, :3], dtype=np.float32)
+            category = np.asarray(handle["label"], dtype=np.int64).reshape(-1)
+            part_ids = np.asarray(handle["pid"][:, :num_points], dtype=np.int64)
+    problem = f"lacks the datasets {missing}" if missing else _arrays_problem(points, category, part_ids)
+    if problem is not None:
+        raise ValueError(f"ShapeNetPart file {file.name!r}: {problem}.")
     keep = np.isin(category, wanted) if wanted is not None else np.ones(len(category), dtype=bool)
     rows = {"points": list(points[keep]), "category": category[keep], "part_ids": list(part_ids[keep])}
     return Dataset.from_dict(rows, features=shapenet_part_features())
 
 
-def _check_arrays(file: Path, points: np.ndarray, category: np.ndarray, part_ids: np.ndarray) -> None:
+def _arrays_problem(points: np.ndarray, category: np.ndarray, part_ids: np.ndarray) -> str | None:
+    """What is wrong with the arrays of a ShapeNetPart file (`None`: nothing)."""
     if not (len(points) == len(category) == len(part_ids)) or part_ids.shape[1] != points.shape[1]:
-        raise ValueError(f"ShapeNetPart file {file.name!r}: data, label and pid disagree in their shapes.")
+        return "data, label and pid disagree in their shapes"
     if category.min(initial=0) < 0 or category.max(initial=0) >= len(SHAPENET_PART_CATEGORIES):
-        raise ValueError(f"ShapeNetPart file {file.name!r}: category labels outside [0, 16).")
+        return f"category labels outside [0, {len(SHAPENET_PART_CATEGORIES)})"
     if part_ids.min(initial=0) < 0 or part_ids.max(initial=0) >= NUM_PARTS:
-        raise ValueError(f"ShapeNetPart file {file.name!r}: part ids outside [0, {NUM_PARTS}).")
+        return f"part ids outside [0, {NUM_PARTS})"
     if not np.isfinite(points).all():
-        raise ValueError(f"ShapeNetPart file {file.name!r}: points contain NaN or infinite values.")
+        return "points contain NaN or infinite values"
+    return None

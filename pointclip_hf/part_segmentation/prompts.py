@@ -28,12 +28,15 @@ def load_part_prompts(path_or_repo: str | os.PathLike, object_name: str | None =
 
 
 def _object_entry(library, object_name: str | None, path: str) -> dict[str, list[str]]:
-    if not isinstance(library, dict) or not library:
-        raise ValueError(f"Part prompt file {path} must hold a non-empty JSON object.")
-    if all(isinstance(value, dict) for value in library.values()):
-        if object_name not in library:
-            raise ValueError(f"Part prompt file {path} has entries for {sorted(library)}, not for {object_name!r}.")
-        library = library[object_name]
-    if not all(isinstance(s, list) and s and all(isinstance(x, str) for x in s) for s in library.values()):
-        raise ValueError(f"Part prompt file {path} must map each part to a non-empty list of sentences.")
-    return library
+    per_object = isinstance(library, dict) and library and all(isinstance(value, dict) for value in library.values())
+    entry = library.get(object_name) if per_object else library
+    if (
+        not isinstance(entry, dict)
+        or not entry
+        or not all(isinstance(s, list) and s and all(isinstance(x, str) for x in s) for s in entry.values())
+    ):
+        missing = per_object and object_name not in library
+        rule = "must be a JSON object mapping each part to a non-empty list of sentences"
+        problem = f"has entries for {sorted(library)}, not for {object_name!r}" if missing else rule
+        raise ValueError(f"Part prompt file {path} {problem}.")
+    return entry

@@ -30,10 +30,11 @@ def read_header(folder: Path) -> dict | None:
         return None
     try:
         header = json.loads(path.read_text(encoding="utf-8"))
+        problem = None if isinstance(header, dict) and header.get("format") == FORMAT else f"format is not {FORMAT!r}"
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
-        raise IndexFileError(f"Index header {str(path)!r} is not readable JSON ({error}).") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise IndexFileError(f"{str(path)!r} is not a pointclip index header (format {FORMAT!r}).")
+        problem = f"not readable JSON: {error}"
+    if problem is not None:
+        raise IndexFileError(f"{str(path)!r} is not a pointclip index header ({problem}).")
     return header
 
 
@@ -56,11 +57,13 @@ def read_chunks(folder: Path, num_items: int, width: int | None = None) -> dict[
     for path in sorted((folder / CHUNKS_DIR).glob("chunk-*.safetensors")):
         try:
             part = load_file(path)
-        except Exception as error:  # safetensors raises its own error types for damaged files
+            problem = _chunk_problem(part, num_items, width)
+        except Exception as error:  # noqa: BLE001 - safetensors raises its own error types for damaged files
+            problem = f"is damaged ({error})"
+        if problem is not None:
             raise IndexFileError(
-                f"Index chunk {str(path)!r} is damaged ({error}); rebuild with --no-resume (resume=False in Python)."
+                f"Index chunk {str(path)!r} {problem}; rebuild with --no-resume (resume=False in Python)."
             ) from None
-        _check_chunk(path, part, num_items, width)
         parts.append(part)
     if not parts:
         return {"indices": torch.zeros(0, dtype=torch.long), "embeds": torch.zeros(0, width or 0),
@@ -68,14 +71,16 @@ def read_chunks(folder: Path, num_items: int, width: int | None = None) -> dict[
     return {key: torch.cat([part[key] for part in parts]) for key in ("indices", "embeds", "logit_scale")}
 
 
-def _check_chunk(path: Path, part: dict, num_items: int, width: int | None) -> None:
+def _chunk_problem(part: dict, num_items: int, width: int | None) -> str | None:
+    """What makes a chunk's tensors unusable for an index of `num_items` clouds of `width` (`None`: nothing)."""
     indices, embeds, scale = part.get("indices"), part.get("embeds"), part.get("logit_scale")
     if indices is None or embeds is None or scale is None or embeds.ndim != 2 or len(embeds) != len(indices):
-        raise IndexFileError(f"Index chunk {str(path)!r} lacks indices/embeds/logit_scale of matching lengths.")
+        return "lacks indices/embeds/logit_scale of matching lengths"
     if len(indices) and (indices.min() < 0 or indices.max() >= num_items):
-        raise IndexFileError(f"Index chunk {str(path)!r} holds clouds outside 0..{num_items - 1}.")
+        return f"holds clouds outside 0..{num_items - 1}"
     if width is not None and embeds.shape[1] != width:
-        raise IndexFileError(f"Index chunk {str(path)!r} has width {embeds.shape[1]}, the index {width}.")
+        return f"has width {embeds.shape[1]}, the index {width}"
+    return None
 
 
 def write_complete(folder: Path, embeds: torch.Tensor, logit_scale: torch.Tensor, items: list[dict]) -> None:
@@ -101,13 +106,21 @@ def read_complete(folder: Path) -> tuple[dict, torch.Tensor, torch.Tensor, list[
     try:
         tensors = load_file(folder / EMBEDDINGS_FILE)
         items = json.loads((folder / ITEMS_FILE).read_text(encoding="utf-8"))
-    except Exception as error:  # safetensors / json errors of a damaged file
-        raise IndexFileError(f"Index files in {str(folder)!r} are damaged ({type(error).__name__}: {error}).") from None
-    embeds, scale = tensors.get("embeds"), tensors.get("logit_scale")
-    if embeds is None or scale is None or not isinstance(items, list):
-        raise IndexFileError(f"Index files in {str(folder)!r} lack the embeddings or the item list; rebuild the index.")
-    if not len(embeds) == len(scale) == len(items) == header.get("num_items"):
-        raise IndexFileError(f"Index files in {str(folder)!r} disagree on the number of clouds; rebuild the index.")
-    if embeds.ndim != 2 or embeds.shape[1] != header.get("width") or not torch.isfinite(embeds).all():
-        raise IndexFileError(f"Index embeddings in {str(folder)!r} are not finite vectors of the header's width.")
+        embeds, scale = tensors.get("embeds"), tensors.get("logit_scale")
+        problem = _finished_index_problem(header, embeds, scale, items)
+    except Exception as error:  # noqa: BLE001 - safetensors / json errors of a damaged file
+        problem = f"are damaged ({type(error).__name__}: {error})"
+    if problem is not None:
+        raise IndexFileError(f"Index files in {str(folder)!r} {problem}; rebuild the index.")
     return header, embeds, scale, items
+
+
+def _finished_index_problem(header: dict, embeds, scale, items) -> str | None:
+    """What makes the files of a finished index disagree with each other or with `header` (`None`: nothing)."""
+    if embeds is None or scale is None or not isinstance(items, list):
+        return "lack the embeddings or the item list"
+    if not len(embeds) == len(scale) == len(items) == header.get("num_items"):
+        return "disagree on the number of clouds"
+    if embeds.ndim != 2 or embeds.shape[1] != header.get("width") or not torch.isfinite(embeds).all():
+        return "hold embeddings that are not finite vectors of the header's width"
+    return None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from ..argument_checks import check_counts
 from ..embeddings import embed_point_clouds, embed_texts, pooled_for_text_search
 from ..evaluation.fingerprint import run_fingerprint
 from ..model.processing_pointclip import processor_for_model
@@ -66,8 +67,7 @@ class PointCloudIndex:
         Returns:
             `list[list[dict]]`: per query, `{"rank", "score", **item}` by decreasing score.
         """
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise ValueError(f"top_k must be a positive integer, got {top_k!r}.")
+        check_counts({"top_k": top_k})
         keys = self.pooled if pooled else self.embeds
         queries = query_embeds.detach().float().cpu()
         if queries.ndim != 2 or queries.shape[1] != keys.shape[1]:

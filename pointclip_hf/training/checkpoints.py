@@ -146,21 +146,27 @@ def read_checkpoint_state(directory: Path) -> dict:
     """
     try:
         state = json.loads((directory / STATE_FILE).read_text(encoding="utf-8"))
+        problem = None
     except (ValueError, RecursionError) as error:
-        raise DamagedCheckpointError(directory, f"{STATE_FILE} is not valid JSON ({error})") from None
-    if not isinstance(state, dict):
-        raise DamagedCheckpointError(directory, f"{STATE_FILE} is not a JSON object")
-    if state.get("format_version") != STATE_FORMAT_VERSION:
+        state, problem = None, f"is not valid JSON ({error})"
+    if isinstance(state, dict) and state.get("format_version") != STATE_FORMAT_VERSION:
         raise ValueError(f"{directory} was written by an incompatible version (format {state.get('format_version')}).")
-    missing = [key for key in _STATE_KEYS if key not in state]
-    if missing:
-        raise DamagedCheckpointError(directory, f"{STATE_FILE} lacks {missing}")
-    if not all(isinstance(state[key], dict) for key in ("optimizer", "fingerprint", "training_config")):
-        raise DamagedCheckpointError(directory, f"{STATE_FILE} has a malformed optimizer, fingerprint or settings")
-    problem = _progress_problem(state)
+    problem = problem or _state_problem(state)
     if problem is not None:
         raise DamagedCheckpointError(directory, f"{STATE_FILE} {problem}")
     return state
+
+
+def _state_problem(state) -> str | None:
+    """What is wrong with a checkpoint state of the right format version (`None`: nothing)."""
+    if not isinstance(state, dict):
+        return "is not a JSON object"
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if missing:
+        return f"lacks {missing}"
+    if not all(isinstance(state[key], dict) for key in ("optimizer", "fingerprint", "training_config")):
+        return "has a malformed optimizer, fingerprint or settings"
+    return _progress_problem(state)
 
 
 def _progress_problem(state: dict) -> str | None:
@@ -267,18 +273,14 @@ def check_resume_compatible(state: dict, config: TrainingConfig, fingerprint: di
     saved = {k: v for k, v in state["training_config"].items() if k not in RESUME_FREE_SETTINGS}
     current = {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_SETTINGS}
     changed = {k: (saved.get(k), current[k]) for k in current if saved.get(k) != current[k]}
+    saved = state["fingerprint"]
+    changed.update({k: (saved.get(k), value) for k, value in fingerprint.items() if saved.get(k) != value})
     if changed:
         raise ValueError(
-            f"Cannot resume from {directory}: the training settings changed {changed} (saved, now). Use the same "
-            "TrainingConfig, another output_dir, or resume=False (--no-resume on the command line) to start over."
+            f"Cannot resume from {directory}: the training settings changed, or the model or datasets did: {changed} "
+            "(saved, now). Use the same TrainingConfig, model and datasets, another output_dir, or resume=False "
+            "(--no-resume on the command line) to start over."
         )
-    for key, value in fingerprint.items():
-        if state["fingerprint"].get(key) != value:
-            raise ValueError(
-                f"Cannot resume from {directory}: {key} was {state['fingerprint'].get(key)!r} and is now {value!r}. "
-                "Use the same model and datasets, another output_dir, or resume=False (--no-resume on the command "
-                "line)."
-            )
 
 
 def save_best(directory: Path, model, processor) -> None:

@@ -5,9 +5,22 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ..argument_checks import check_counts, check_settings
+
 # Settings that earlier versions wrote to `training_result.json` and checkpoints but that never changed a run: dropped
 # when such a file is read back.
 RETIRED_SETTINGS = ("num_workers",)
+
+# The real-valued settings: name, the test a valid value passes (NaN fails them all) and the rule it states.
+_REAL_SETTINGS = (
+    ("learning_rate", lambda value: value > 0, "positive"),
+    ("warmup_lr", lambda value: value > 0, "positive"),
+    ("momentum", lambda value: 0 <= value < 1, "in [0, 1)"),
+    ("weight_decay", lambda value: value >= 0, "non-negative"),
+    ("label_smoothing", lambda value: 0 <= value < 1, "in [0, 1)"),
+    ("scale_range", lambda value: len(value) == 2 and 0 < value[0] <= value[1], "(low, high) with 0 < low <= high"),
+    ("shift_range", lambda value: value >= 0, "non-negative"),
+)
 
 
 @dataclass(frozen=True)
@@ -78,28 +91,12 @@ class TrainingConfig:
 
     def validate(self) -> None:
         """Raise a `ValueError` naming the first invalid setting."""
-        for name in ("epochs", "batch_size", "eval_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-        for name in ("warmup_epochs", "seed"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}.")
-        if not self.learning_rate > 0 or not self.warmup_lr > 0:
-            raise ValueError(
-                f"learning_rate and warmup_lr must be positive, got {self.learning_rate} and {self.warmup_lr}."
-            )
-        if not 0 <= self.momentum < 1:
-            raise ValueError(f"momentum must lie in [0, 1), got {self.momentum}.")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay}.")
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
-        if len(self.scale_range) != 2 or not 0 < self.scale_range[0] <= self.scale_range[1]:
-            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {self.scale_range}.")
-        if not self.shift_range >= 0:
-            raise ValueError(f"shift_range must be non-negative, got {self.shift_range}.")
+        check_counts({name: getattr(self, name) for name in ("epochs", "batch_size", "eval_every")})
+        check_counts({name: getattr(self, name) for name in ("warmup_epochs", "seed")}, minimum=0)
+        invalid = [(name, rule) for name, accepts, rule in _REAL_SETTINGS if not accepts(getattr(self, name))]
+        if invalid:
+            name, rule = invalid[0]
+            raise ValueError(f"{name} must be {rule}, got {getattr(self, name)}.")
         if self.augment and self.cache_features:
             raise ValueError(
                 "cache_features=True cannot be combined with augment=True: augmented clouds must be rendered and "
@@ -121,11 +118,8 @@ class TrainingConfig:
     def from_dict(cls, values: dict) -> TrainingConfig:
         """The config of a `to_dict()` dict (`RETIRED_SETTINGS` are dropped); unknown settings raise a
         `ValueError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in values.items() if key not in RETIRED_SETTINGS}
-        unknown = sorted(set(values) - names)
-        if unknown:
-            raise ValueError(f"Unknown TrainingConfig settings {unknown}; valid ones are {sorted(names)}.")
+        check_settings(values, cls)
         return cls(**values)
 
 

@@ -56,9 +56,6 @@ def build_few_shot_model(
     """
     labels = check_labels(label_names)
     source = os.fspath(clip_model_name_or_path)
-    for reserved in ("clip_config", "use_adapter", "label_names", "clip_model_name_or_path"):
-        if reserved in config_overrides:
-            raise ValueError(f"{reserved} is set by build_few_shot_model; do not pass it.")
     config = PointCLIPConfig(
         clip_config=CLIPConfig.from_pretrained(source),
         clip_model_name_or_path=source,

@@ -40,6 +40,7 @@ from pathlib import Path
 import torch
 from huggingface_hub.utils import tqdm
 
+from ..argument_checks import check_counts
 from ..atomic_files import write_file_atomically
 from ..encoding import PreparedSplit, class_names_for, encode_split, prepare_split, view_features
 from ..model.modeling_pointclip import PointCLIPModel
@@ -108,8 +109,7 @@ def _check_arguments(model, stop_after_epoch: int | None) -> None:
             "This model has no head to train: no inter-view adapter (config.use_adapter is False) and no cache; build "
             "one with build_few_shot_model(...), PointCLIPConfig(use_adapter=True, ...) or model.build_cache(...)."
         )
-    if stop_after_epoch is not None and stop_after_epoch < 1:
-        raise ValueError(f"stop_after_epoch must be at least 1, got {stop_after_epoch}.")
+    check_counts({"stop_after_epoch": stop_after_epoch}, optional=("stop_after_epoch",))
 
 
 def _set_up(model, train_dataset, validation_dataset, config: TrainingConfig, output_dir) -> _TrainingRun:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -27,6 +29,77 @@ def as_tensor(x, name: str) -> Tensor:
         raise TypeError(f"{name} must be a tensor or array-like, got {type(x).__name__}") from exc
 
 
+_DIMENSIONS = {"N": "clouds", "V": "views", "C": "channels", "K": "classes", "S": "candidate sentences", "G": "values"}
+_MISMATCHES = {"N": "number of clouds", "V": "view count", "C": "channel", "K": "class count"}
+_DTYPES = {"float": "floating point", "int": "an integer tensor", "real": "real numbers"}
+
+
+def _dtype_fits(x: Tensor, dtype: str) -> bool:
+    if x.dtype == torch.bool or x.is_complex():
+        return False
+    return {"float": x.is_floating_point(), "int": not x.is_floating_point(), "real": True}[dtype]
+
+
+def _tensor_problem(x: Tensor, name: str, dims: str, dtype: str, finite: bool, sizes: dict, bounds, distinct: bool):
+    shape = tuple(x.shape)
+    if x.ndim != len(dims):
+        return f"{name} must have shape [{', '.join(dims)}], got {shape}"
+    if not _dtype_fits(x, dtype):
+        return f"{name} must be {_DTYPES[dtype]}, got {x.dtype}"
+    empty = [dim for dim, size in zip(dims, shape) if size == 0]
+    if empty:
+        what = "empty validation split" if empty[0] == "N" else f"empty {name}"
+        return f"{what}: {name} has no {_DIMENSIONS[empty[0]]} ({empty[0]} = 0)"
+    for dim, size in zip(dims, shape):
+        expected, owner = sizes.get(dim, (size, None))
+        if size != expected:
+            rows = " rows" if dim == "N" else ""
+            return f"{_MISMATCHES[dim]} mismatch: {owner} have {dim} = {expected}{rows} but {name} has {dim} = {size}"
+    if finite and not torch.isfinite(x).all():
+        return f"{name} contain NaN or Inf"
+    if bounds is not None and (x.min() < bounds[0] or x.max() > bounds[1]):
+        allowed = "non-negative" if tuple(bounds) == (0, math.inf) else f"in [{bounds[0]}, {bounds[1]}]"
+        return f"{name} out of range: found values in [{x.min().item()}, {x.max().item()}] but they must be {allowed}"
+    if distinct and torch.unique(x).numel() != x.numel():
+        return f"{name} values must be distinct, got {x.tolist()}"
+    return None
+
+
+def check_tensor(
+    x, name: str, dims: str, *, dtype: str = "float", finite: bool = True, sizes=None, bounds=None, distinct=False
+):
+    """
+    Check an array against what a search needs from it: the input checks of the searches and the ensembles.
+
+    Args:
+        x (`torch.Tensor` or array-like):
+            The input.
+        name (`str`):
+            Its name in the `ValueError` raised on the first problem found.
+        dims (`str`):
+            One letter per dimension, such as `"NVC"`; every dimension must be non-empty (N = 0 is an empty validation
+            split).
+        dtype (`str`, *optional*, defaults to `"float"`):
+            `"float"` (floating point), `"int"` (integer) or `"real"` (any real number: neither bool nor complex).
+        finite (`bool`, *optional*, defaults to `True`):
+            Refuse NaN and Inf.
+        sizes (`dict[str, tuple[int, str]]`, *optional*):
+            Required sizes: dimension letter to `(size, what has that size)`, such as `{"C": (512, "features")}`.
+        bounds (`tuple[float, float]`, *optional*):
+            The smallest and the largest allowed value.
+        distinct (`bool`, *optional*, defaults to `False`):
+            Refuse repeated values.
+
+    Returns:
+        `torch.Tensor` on the CPU, as given.
+    """
+    x = as_tensor(x, name)
+    problem = _tensor_problem(x, name, dims, dtype, finite, sizes or {}, bounds, distinct)
+    if problem is not None:
+        raise ValueError(problem)
+    return x
+
+
 def check_features(features) -> Tensor:
     """
     Check cached validation features.
@@ -38,19 +111,7 @@ def check_features(features) -> Tensor:
     Returns:
         `torch.Tensor` of shape `(N, V, C)` on the CPU.
     """
-    features = as_tensor(features, "features")
-    if features.ndim != 3:
-        raise ValueError(f"features must have shape [N, V, C], got {tuple(features.shape)}")
-    if not features.is_floating_point():
-        raise ValueError(f"features must be floating point, got {features.dtype}")
-    n, v, c = features.shape
-    if n == 0:
-        raise ValueError("empty validation split: features has N = 0 clouds")
-    if v == 0 or c == 0:
-        raise ValueError(f"features must have V >= 1 views and C >= 1 channels, got {tuple(features.shape)}")
-    if not torch.isfinite(features).all():
-        raise ValueError("features contain NaN or Inf")
-    return features
+    return check_tensor(features, "features", "NVC")
 
 
 def check_text_embeds(text_embeds, c: int) -> Tensor:
@@ -66,14 +127,7 @@ def check_text_embeds(text_embeds, c: int) -> Tensor:
     Returns:
         `torch.Tensor` of shape `(K, C)` on the CPU, not yet normalised (see `normalize_text`).
     """
-    text_embeds = as_tensor(text_embeds, "text_embeds")
-    if text_embeds.ndim != 2:
-        raise ValueError(f"text_embeds must have shape [K, C], got {tuple(text_embeds.shape)}")
-    if text_embeds.shape[0] == 0:
-        raise ValueError("text_embeds must contain at least one class (K = 0)")
-    if text_embeds.shape[1] != c:
-        raise ValueError(f"channel mismatch: features have C = {c} but text_embeds have C = {text_embeds.shape[1]}")
-    return text_embeds
+    return check_tensor(text_embeds, "text_embeds", "KC", dtype="real", finite=False, sizes={"C": (c, "features")})
 
 
 def normalize_text(text: Tensor, name: str) -> Tensor:
@@ -89,10 +143,8 @@ def normalize_text(text: Tensor, name: str) -> Tensor:
     Returns:
         `torch.Tensor` of shape `(K, C)`, float64, unit rows.
     """
-    text = text.to(torch.float64)
+    text = check_tensor(text, name, "KC", dtype="real").to(torch.float64)
     norms = text.norm(dim=-1, keepdim=True)
-    if not torch.isfinite(text).all():
-        raise ValueError(f"{name} contain NaN or Inf")
     if (norms == 0).any():
         bad = int((norms.flatten() == 0).nonzero()[0])
         raise ValueError(f"{name} row {bad} has zero norm and cannot be L2-normalised")
@@ -117,21 +169,8 @@ def check_label_ids(labels, n: int, k: int) -> Tensor:
     labels = as_tensor(labels, "labels")
     if labels.ndim == 2 and labels.shape[1] == 1:
         labels = labels[:, 0]
-    if labels.ndim != 1:
-        raise ValueError(f"labels must have shape [N], got {tuple(labels.shape)}")
-    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
-        raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
-    if labels.shape[0] == 0:
-        raise ValueError("empty validation split: labels has N = 0 entries")
-    if labels.shape[0] != n:
-        raise ValueError(
-            f"number of clouds mismatch: the scores have N = {n} rows but labels has N = {labels.shape[0]}"
-        )
-    labels = labels.long()
-    lo, hi = int(labels.min()), int(labels.max())
-    if lo < 0 or hi >= k:
-        raise ValueError(f"labels out of range: found values in [{lo}, {hi}] but there are K = {k} classes")
-    return labels
+    sizes = {"N": (n, "the scores")}
+    return check_tensor(labels, "labels", "N", dtype="int", sizes=sizes, bounds=(0, k - 1)).long()
 
 
 def check_view_weights(weights, v: int, name: str = "view_weights") -> Tensor:
@@ -150,11 +189,7 @@ def check_view_weights(weights, v: int, name: str = "view_weights") -> Tensor:
         `torch.Tensor` of shape `(V,)`, float64.
     """
     weights = as_tensor(weights, name).to(torch.float64).flatten()
-    if weights.numel() != v:
-        raise ValueError(f"{name} must have V = {v} entries, got {weights.numel()}")
-    if not torch.isfinite(weights).all() or (weights < 0).any():
-        raise ValueError(f"{name} must be finite and non-negative, got {weights.tolist()}")
-    return weights
+    return check_tensor(weights, name, "V", sizes={"V": (v, "the features")}, bounds=(0, math.inf))
 
 
 def view_logits64(features: Tensor, text: Tensor) -> Tensor:

@@ -7,12 +7,13 @@ alpha, both loops in that order (beta outer). The first pair with the best valid
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ._checks import as_tensor, check_label_ids
+from ._checks import as_tensor, check_label_ids, check_tensor
 
 # Tip-Adapter's ImageNet setting (`configs/imagenet.yaml`): beta in [0.1, 7), alpha in [0.1, 3).
 DEFAULT_BETA_SCALE, DEFAULT_BETA_STEPS = 7.0, 200
@@ -66,10 +67,7 @@ def cache_search_grid(scale: float, steps: int) -> list[float]:
 
 
 def _check_candidates(values, name: str) -> Tensor:
-    values = torch.as_tensor(values, dtype=torch.float64).flatten()
-    if values.numel() == 0 or not torch.isfinite(values).all() or (values < 0).any():
-        raise ValueError(f"{name} must be a non-empty list of finite, non-negative numbers.")
-    return values
+    return check_tensor(torch.as_tensor(values, dtype=torch.float64).flatten(), name, "G", bounds=(0, math.inf))
 
 
 @torch.no_grad()

@@ -34,21 +34,23 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from ..argument_checks import check_numbers
 from ..encoding import class_names_for, encode_dataset
 from ..model.pipeline_pointclip import label_embeddings
 from ..model.processing_pointclip import processor_for_model
-from ._checks import check_label_ids
+from ._checks import check_label_ids, check_tensor
 from .logits_files import read_logits_file
 
 _NORMALIZATIONS = ("log_softmax", "zscore", "none")
 
 
-def load_logits(source, _depth: int = 0) -> Tensor:
+def load_logits(source) -> Tensor:
     """
     Load a logits matrix, without ever unpickling.
 
@@ -63,6 +65,8 @@ def load_logits(source, _depth: int = 0) -> Tensor:
     Returns:
         `torch.Tensor` of shape `(N, K)` on the CPU. Floating dtypes are kept, and integer input becomes float32.
     """
+    if callable(source):
+        source = source()
     if isinstance(source, Tensor):
         out = source.detach().cpu()
     elif isinstance(source, np.ndarray):
@@ -71,18 +75,12 @@ def load_logits(source, _depth: int = 0) -> Tensor:
         out = torch.from_numpy(np.ascontiguousarray(source))
     elif isinstance(source, (str, os.PathLike)):
         out = read_logits_file(source)
-    elif callable(source):
-        if _depth > 0:
-            raise TypeError("a logits callable must return a tensor, an array or a path, not another callable")
-        return load_logits(source(), _depth=1)
     else:
         raise TypeError(
-            f"cannot load logits from {type(source).__name__}; expected a Tensor, a numpy array, a path or a callable"
+            f"cannot load logits from {type(source).__name__}; expected a Tensor, a numpy array, a path or a callable "
+            "returning one of these"
         )
-    if out.ndim != 2:
-        raise ValueError(f"logits must have shape [N, K], got {tuple(out.shape)}")
-    if out.dtype == torch.bool or out.is_complex():
-        raise ValueError(f"logits must be real numbers, got {out.dtype}")
+    out = check_tensor(out, "logits", "NK", dtype="real", finite=False)
     if not out.is_floating_point():
         out = out.to(torch.float32)
     return out
@@ -100,18 +98,13 @@ def check_class_order(expected: Sequence[str], given: Sequence[str]) -> None:
             The class order of the other network's logits.
     """
     expected, given = list(expected), list(given)
-    for i, (e, g) in enumerate(zip(expected, given)):
-        if e != g:
-            raise ValueError(
-                f"class order mismatch at index {i}: expected {e!r} but got {g!r} "
-                f"(the logits columns must follow the same label order)"
-            )
-    if len(expected) != len(given):
-        i = min(len(expected), len(given))
-        extra = expected[i] if len(expected) > len(given) else given[i]
+    differ = [i for i, (e, g) in enumerate(zip_longest(expected, given)) if e != g]
+    if differ:
+        i = differ[0]
+        e, g = (names[i] if i < len(names) else None for names in (expected, given))
         raise ValueError(
-            f"class count mismatch: expected {len(expected)} classes but got {len(given)} "
-            f"(first difference at index {i}: {extra!r})"
+            f"class order mismatch at index {i}: expected {e!r} but got {g!r}; expected {len(expected)} classes but "
+            f"got {len(given)} (the logits columns must follow the same label order)"
         )
 
 
@@ -138,24 +131,13 @@ class EnsembleResult:
 
 
 def _check_pair(pointclip_logits, other_logits) -> tuple[Tensor, Tensor]:
-    p = load_logits(pointclip_logits)
+    p = check_tensor(load_logits(pointclip_logits), "pointclip_logits", "NK", dtype="real")
     o = load_logits(other_logits)
-    if p.shape[0] == 0 or o.shape[0] == 0:
-        raise ValueError("empty validation split: logits have N = 0 rows")
     if o.shape[1] != p.shape[1]:
         raise ValueError(
             f"class count mismatch: other_logits has K = {o.shape[1]} classes but pointclip_logits has K = {p.shape[1]}"
         )
-    if o.shape[0] != p.shape[0]:
-        raise ValueError(
-            f"number of clouds mismatch: pointclip_logits has N = {p.shape[0]} rows but other_logits has "
-            f"N = {o.shape[0]}"
-        )
-    for name, t in (("pointclip_logits", p), ("other_logits", o)):
-        if torch.isnan(t).any():
-            raise ValueError(f"{name} contain NaN")
-        if torch.isinf(t).any():
-            raise ValueError(f"{name} contain Inf")
+    o = check_tensor(o, "other_logits", "NK", dtype="real", sizes={"N": (p.shape[0], "pointclip_logits")})
     return p, o
 
 
@@ -172,22 +154,10 @@ def _normalize(x: Tensor, normalize: str) -> Tensor:
     raise ValueError(f"normalize must be one of {_NORMALIZATIONS}, got {normalize!r}")
 
 
-def _check_alpha(alpha) -> float:
-    alpha = float(alpha)
-    if not 0.0 <= alpha <= 1.0:  # also rejects NaN
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
-    return alpha
-
-
 def _check_alphas(alphas) -> Tensor:
     if alphas is None:
         alphas = torch.linspace(0, 1, 101, dtype=torch.float64)
-    alphas = torch.as_tensor(alphas, dtype=torch.float64).flatten()
-    if alphas.numel() == 0:
-        raise ValueError("alphas must contain at least one value")
-    if torch.isnan(alphas).any() or (alphas < 0).any() or (alphas > 1).any():
-        raise ValueError(f"alphas must lie in [0, 1], got min {float(alphas.min())} max {float(alphas.max())}")
-    return alphas
+    return check_tensor(torch.as_tensor(alphas, dtype=torch.float64).flatten(), "alphas", "G", bounds=(0, 1))
 
 
 def ensemble_logits(pointclip_logits, other_logits, alpha: float, normalize: str = "log_softmax") -> Tensor:
@@ -209,7 +179,8 @@ def ensemble_logits(pointclip_logits, other_logits, alpha: float, normalize: str
         `torch.Tensor` of shape `(N, K)`, float64.
     """
     p, o = _check_pair(pointclip_logits, other_logits)
-    alpha = _check_alpha(alpha)
+    alpha = float(alpha)
+    check_numbers({"alpha": alpha}, high=1)
     return (1.0 - alpha) * _normalize(p, normalize) + alpha * _normalize(o, normalize)
 
 
@@ -251,14 +222,11 @@ def search_ensemble_weight(
     if class_names is not None and other_class_names is not None:
         check_class_order(class_names, other_class_names)
     p, o = _check_pair(pointclip_logits, other_logits)
+    if class_names is not None:
+        check_tensor(p, "pointclip_logits", "NK", dtype="real", sizes={"K": (len(class_names), "class_names")})
     n, k = p.shape
-    if class_names is not None and len(class_names) != k:
-        raise ValueError(f"class_names has {len(class_names)} entries but the logits have K = {k} classes")
     labels = check_label_ids(labels, n, k)
     alphas = _check_alphas(alphas)
-    if normalize not in _NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {_NORMALIZATIONS}, got {normalize!r}")
-
     pn, on = _normalize(p, normalize), _normalize(o, normalize)
     correct = torch.empty(alphas.numel(), dtype=torch.int64)
     chunk = max(1, (32 << 20) // (n * k * 8))  # about 32 MiB of float64 per chunk

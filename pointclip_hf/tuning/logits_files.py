@@ -47,10 +47,10 @@ def read_logits_file(path: str | os.PathLike, max_bytes: int | None = None) -> t
     limit = MAX_LOGITS_BYTES if max_bytes is None else max_bytes
     try:
         return _READERS[suffix](path, limit)
-    except (FileNotFoundError, ValueError) as error:
-        raise ValueError(f"logits file {os.fspath(path)!r}: {error}") from None
     except Exception as error:  # noqa: BLE001 - any failure of a parser on a damaged file is a bad file
-        raise ValueError(f"logits file {os.fspath(path)!r} is damaged ({type(error).__name__}: {error})") from None
+        ours = isinstance(error, (FileNotFoundError, ValueError))
+        problem = f": {error}" if ours else f" is damaged ({type(error).__name__}: {error})"
+        raise ValueError(f"logits file {os.fspath(path)!r}{problem}") from None
 
 
 def _read_npy(path: Path, limit: int) -> torch.Tensor:
@@ -73,9 +73,14 @@ def _check_npy_header(handle, limit: int) -> None:
     shape, _, dtype = read_header(handle)
     if dtype.hasobject:
         raise ValueError("it holds Python objects; refusing to load (would need pickle)")
-    size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    _check_size(shape, dtype.itemsize, limit, "array")
+
+
+def _check_size(shape, itemsize: int, limit: int, what: str) -> None:
+    """Raise when an array of `shape` and `itemsize`, as a file declares it, is above `limit` bytes."""
+    size = int(np.prod(shape, dtype=np.float64)) * itemsize
     if size > limit:
-        raise ValueError(f"it declares a {size:,}-byte array, above the {limit:,}-byte limit (MAX_LOGITS_BYTES)")
+        raise ValueError(f"its {what} takes {size:,} bytes, above the {limit:,}-byte limit (MAX_LOGITS_BYTES)")
 
 
 def _read_npz(path: Path, limit: int) -> torch.Tensor:
@@ -84,8 +89,6 @@ def _read_npz(path: Path, limit: int) -> torch.Tensor:
         info = _pick_member(members)
         if not info.filename.endswith(".npy"):
             raise ValueError(f"its member {info.filename!r} is not a .npy array")
-        if info.file_size > limit + 4096:
-            raise ValueError(f"its member expands to {info.file_size:,} bytes, above the {limit:,}-byte limit")
         with archive.open(info) as member:
             _check_npy_header(member, limit)
             member.seek(0)
@@ -97,9 +100,7 @@ def _read_safetensors(path: Path, limit: int) -> torch.Tensor:
         name = _pick_member({key: key for key in handle.keys()})
         tensor_slice = handle.get_slice(name)
         itemsize = _SAFETENSORS_ITEMSIZES.get(tensor_slice.get_dtype(), 8)
-        size = int(np.prod(tensor_slice.get_shape(), dtype=np.float64)) * itemsize
-        if size > limit:
-            raise ValueError(f"its tensor {name!r} takes {size:,} bytes, above the {limit:,}-byte limit")
+        _check_size(tensor_slice.get_shape(), itemsize, limit, f"tensor {name!r}")
         return handle.get_tensor(name)
 
 

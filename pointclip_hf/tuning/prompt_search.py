@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..argument_checks import check_counts
 from ..model.processing_pointclip import processor_for_model
-from ..model.prompts import check_class_prompts
-from ._checks import as_tensor, check_features, check_label_ids, check_view_weights, normalize_text
+from ..model.prompts import check_class_prompts, check_labels
+from ._checks import as_tensor, check_features, check_label_ids, check_tensor, check_view_weights, normalize_text
 
 # Candidate scores of all classes are computed once and kept when they fit in this many bytes.
 _CACHE_BYTES = 512 << 20
@@ -56,49 +57,26 @@ class PromptSearchResult:
 def _per_class_list(obj, class_names: list[str], what: str) -> list:
     if isinstance(obj, Mapping):
         missing = [c for c in class_names if c not in obj]
-        if missing:
-            raise ValueError(f"{what} has no entry for class(es) {missing[:5]}" + (" ..." if len(missing) > 5 else ""))
         extra = [c for c in obj if c not in set(class_names)]
-        if extra:
-            raise ValueError(f"{what} has entries for unknown class(es) {extra[:5]}")
-        return [obj[c] for c in class_names]
-    items = list(obj)
-    if len(items) != len(class_names):
-        raise ValueError(f"{what} has {len(items)} entries but there are {len(class_names)} class_names")
+        problem = f"no entry for class(es) {missing[:5]}" if missing else f"entries for unknown class(es) {extra[:5]}"
+        items, fits = [obj.get(c) for c in class_names], not missing and not extra
+    else:
+        items = list(obj)
+        problem = f"{len(items)} entries but there are {len(class_names)} class_names"
+        fits = len(items) == len(class_names)
+    if not fits:
+        raise ValueError(f"{what} has {problem}")
     return items
-
-
-def _check_class_names(class_names) -> list[str]:
-    class_names = list(class_names)
-    if not class_names:
-        raise ValueError("class_names must not be empty")
-    if len(set(class_names)) != len(class_names):
-        raise ValueError("class_names must be unique")
-    return class_names
-
-
-def _check_passes(passes) -> int:
-    if isinstance(passes, bool) or int(passes) != passes or passes < 0:
-        raise ValueError(f"passes must be a non-negative integer, got {passes!r}")
-    return int(passes)
 
 
 def _candidate_embeddings(prompt_embeds, class_names: list[str], c: int) -> list[Tensor]:
     """The normalised float64 candidates `(S_c, C)` of every class, checked."""
     cands = []
     for name, emb in zip(class_names, _per_class_list(prompt_embeds, class_names, "prompt_embeds")):
-        emb = as_tensor(emb, f"prompt_embeds[{name!r}]")
-        if emb.ndim == 1:
-            emb = emb[None]
-        if emb.ndim != 2:
-            raise ValueError(f"prompt_embeds[{name!r}] must have shape [S, C], got {tuple(emb.shape)}")
-        if emb.shape[0] == 0:
-            raise ValueError(f"prompt_embeds[{name!r}] has no candidate sentences")
-        if emb.shape[1] != c:
-            raise ValueError(
-                f"channel mismatch: features have C = {c} but prompt_embeds[{name!r}] has C = {emb.shape[1]}"
-            )
-        cands.append(normalize_text(emb, f"prompt_embeds[{name!r}]"))
+        what = f"prompt_embeds[{name!r}]"
+        emb = as_tensor(emb, what)
+        emb = check_tensor(emb[None] if emb.ndim == 1 else emb, what, "SC", dtype="real", sizes={"C": (c, "features")})
+        cands.append(normalize_text(emb, what))
     return cands
 
 
@@ -115,11 +93,10 @@ def _sentence_texts(sentences, class_names: list[str], sizes: list[int]) -> list
 def _initial_indices(initial, class_names: list[str], sizes: list[int]) -> list[int]:
     current = [0] * len(class_names)
     for name, j in (initial or {}).items():
-        if name not in class_names:
-            raise ValueError(f"initial has an unknown class {name!r}")
-        ci = class_names.index(name)
-        if isinstance(j, bool) or int(j) != j or not 0 <= int(j) < sizes[ci]:
-            raise ValueError(f"initial[{name!r}] = {j!r} is out of range for {sizes[ci]} sentences")
+        ci = class_names.index(name) if name in class_names else None
+        if ci is None or isinstance(j, bool) or int(j) != j or not 0 <= int(j) < sizes[ci]:
+            problem = "names an unknown class" if ci is None else f"is out of range for {sizes[ci]} sentences"
+            raise ValueError(f"initial[{name!r}] = {j!r} {problem}")
         current[ci] = int(j)
     return current
 
@@ -216,9 +193,6 @@ def _greedy_passes(state: _PromptScores, current: list[int], passes: int, progre
                 break
     finally:
         torch.set_num_threads(prev_threads)
-    final_correct = state.num_correct()
-    if final_correct != cur_correct:  # pragma: no cover - internal invariant
-        raise RuntimeError(f"internal error: incremental count {cur_correct} != recomputed {final_correct}")
     return cur_correct
 
 
@@ -263,9 +237,9 @@ def search_prompts(
     """
     features = check_features(features)
     n, v, c = features.shape
-    class_names = _check_class_names(class_names)
+    class_names = check_labels(list(class_names))
     labels = check_label_ids(labels, n, len(class_names))
-    passes = _check_passes(passes)
+    check_counts({"passes": passes}, minimum=0)
     cands = _candidate_embeddings(prompt_embeds, class_names, c)
     sizes = [e.shape[0] for e in cands]
     texts = _sentence_texts(sentences, class_names, sizes)

@@ -48,7 +48,16 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._checks import as_tensor, check_features, check_label_ids, check_text_embeds, normalize_text, view_logits64
+from ..argument_checks import check_counts, check_numbers
+from ._checks import (
+    as_tensor,
+    check_features,
+    check_label_ids,
+    check_tensor,
+    check_text_embeds,
+    normalize_text,
+    view_logits64,
+)
 
 # Relative safety margin of the exact pruning rules (see the module docstring).
 _PRUNE_RTOL = 1e-6
@@ -131,15 +140,7 @@ class _Pairs:
 
 def _check_grid(grid) -> Tensor:
     g = as_tensor(list(grid) if not isinstance(grid, Tensor) else grid, "grid").to(torch.float64).flatten()
-    if g.numel() == 0:
-        raise ValueError("grid must contain at least one weight value (got an empty grid)")
-    if not torch.isfinite(g).all():
-        raise ValueError(f"grid values must be finite, got {g.tolist()}")
-    if (g < 0).any():
-        raise ValueError(f"grid values must be non-negative, got {g.tolist()}")
-    if torch.unique(g).numel() != g.numel():
-        raise ValueError(f"grid values must be distinct, got {g.tolist()}")
-    return g
+    return check_tensor(g, "grid", "G", bounds=(0, math.inf), distinct=True)
 
 
 def _check_fixed(fixed, v: int) -> dict[int, float]:
@@ -149,13 +150,10 @@ def _check_fixed(fixed, v: int) -> dict[int, float]:
         raise TypeError(f"fixed must be a dict {{view_index: weight}}, got {type(fixed).__name__}")
     out: dict[int, float] = {}
     for key, val in fixed.items():
-        if isinstance(key, bool) or not isinstance(key, int):
-            raise ValueError(f"fixed view index must be an int, got {key!r}")
-        if not 0 <= key < v:
-            raise ValueError(f"fixed view index {key} out of range for V = {v} views")
+        if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < v:
+            raise ValueError(f"fixed view index {key!r} out of range: an int in [0, {v}) for V = {v} views")
         val = float(val)
-        if not math.isfinite(val) or val < 0:
-            raise ValueError(f"fixed weight for view {key} must be finite and non-negative, got {val}")
+        check_numbers({f"fixed weight for view {key}": val})
         out[key] = val
     return out
 
@@ -168,12 +166,8 @@ def _check_inputs(features, text_embeds, labels, grid, fixed, chunk_size, worker
     labels = check_label_ids(labels, n, text_embeds.shape[0])
     grid = _check_grid(grid)
     fixed = _check_fixed(fixed, v)
-    if int(chunk_size) < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    if workers is not None and int(workers) < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if sample_tile is not None and int(sample_tile) < 1:
-        raise ValueError(f"sample_tile must be >= 1, got {sample_tile}")
+    counts = {"chunk_size": chunk_size, "workers": workers, "sample_tile": sample_tile}
+    check_counts(counts, optional=("workers", "sample_tile"))
     return features, normalize_text(text_embeds, "text_embeds"), labels, grid, fixed
 
 

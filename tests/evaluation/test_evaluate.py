@@ -378,7 +378,7 @@ def test_classify_files_errors(model, cloud_folder, tmp_path):
     (tmp_path / "cloud.bin").write_bytes(b"\0" * 12)
     with pytest.raises(ValueError, match="Unsupported"):
         classify_files(model, [tmp_path / "cloud.bin"], LABELS, progress=False)
-    with pytest.raises(OSError, match="is a directory"):
+    with pytest.raises(OSError, match="Cannot write predictions to .*: Is a directory"):
         classify_files(model, cloud_folder, LABELS, output_path=tmp_path, progress=False)
     with pytest.raises(ValueError, match="candidate labels"):
         classify_files(model, cloud_folder, None, progress=False)

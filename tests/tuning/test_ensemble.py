@@ -178,7 +178,7 @@ def test_validation_errors():
         search_ensemble_weight(p, o, labels, alphas=[0.5, 1.5])
     with pytest.raises(ValueError, match="alphas"):
         search_ensemble_weight(p, o, labels, alphas=[])
-    with pytest.raises(ValueError, match="alpha must be in"):
+    with pytest.raises(ValueError, match=r"alpha must be a finite number in \[0, 1\]"):
         ensemble_logits(p, o, -0.1)
     with pytest.raises(ValueError, match="normalize"):
         ensemble_logits(p, o, 0.5, normalize="softmax")
@@ -193,5 +193,5 @@ def test_check_class_order():
     p, o, labels = torch.randn(6, 3), torch.randn(6, 3), torch.zeros(6, dtype=torch.long)
     with pytest.raises(ValueError, match="class order mismatch at index 0"):
         search_ensemble_weight(p, o, labels, class_names=["x", "y", "z"], other_class_names=["y", "x", "z"])
-    with pytest.raises(ValueError, match="class_names has 2 entries"):
+    with pytest.raises(ValueError, match="class_names have K = 2 but pointclip_logits has K = 3"):
         search_ensemble_weight(p, o, labels, class_names=["x", "y"], other_class_names=["x", "y"])

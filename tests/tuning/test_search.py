@@ -246,7 +246,7 @@ def test_labels_n_by_1_and_progress(capsys):
         ({"grid": (0.5, 0.5)}, "distinct"),
         ({"fixed": {3: 0.5}}, "fixed view index 3 out of range"),
         ({"fixed": {-1: 0.5}}, "fixed view index -1 out of range"),
-        ({"fixed": {0: -1.0}}, "non-negative"),
+        ({"fixed": {0: -1.0}}, "fixed weight for view 0 must be a finite number >= 0"),
         ({"chunk_size": 0}, "chunk_size"),
         ({"workers": 0}, "workers"),
     ],
