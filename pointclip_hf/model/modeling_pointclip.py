@@ -18,14 +18,20 @@ from transformers import initialization as init
 from transformers.utils import CONFIG_NAME, ModelOutput, cached_file, can_return_tuple
 from transformers.utils.hub import extract_commit_hash
 
-from .cache_model import CACHE_PREFIX, CacheModel, fused_features, load_cache_into
-from .choices import dtype_name
 from .configuration_pointclip import PointCLIPConfig, config_class_for, with_own_config_class
 from .cpu_threads import map_on_cpu_threads, run_on_cpu_thread
-from .inter_view_adapter import InterViewAdapter, adapter_state_dict, load_adapter_into, load_saved_tensors
+from .inter_view_adapter import (
+    CACHE_PREFIX,
+    CacheModel,
+    InterViewAdapter,
+    adapter_state_dict,
+    fused_features,
+    load_adapter_into,
+    load_cache_into,
+    load_saved_tensors,
+)
 from .processing_pointclip import pop_point_options
-from .prompts import check_local_path_exists
-from .weights_fingerprint import weights_state
+from .prompts import check_local_path_exists, dtype_name
 
 
 @dataclass
@@ -559,7 +565,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
 
         Args:
             keys (`torch.Tensor` of shape `(entries, views * C)`):
-                L2-normalised fused features of the support clouds (see `cache_model.fused_features`).
+                L2-normalised fused features of the support clouds (see `inter_view_adapter.fused_features`).
             label_ids (`torch.Tensor` of shape `(entries,)`):
                 Their classes, as indices into `config.label_names`.
         """
@@ -973,3 +979,19 @@ def check_finite_logits(logits: torch.Tensor, model, names) -> None:
         f"The scores of {names[first]} are NaN or infinite: its features overflow {dtype_name(model.dtype)} in "
         f"{model.name_or_path}."
     )
+
+
+def weights_state(module: torch.nn.Module) -> tuple:
+    r"""
+    Where each parameter and buffer of `module` lives and its version: it changes when a weight is replaced, moved,
+    cast or changed in place, without reading any weight (microseconds, not a content hash).
+
+    Args:
+        module (`torch.nn.Module`):
+            The module.
+
+    Returns:
+        `tuple`: per tensor, its name, data pointer, version counter, dtype and device.
+    """
+    tensors = (*module.named_parameters(), *module.named_buffers())
+    return tuple((name, t.data_ptr(), t._version, t.dtype, t.device) for name, t in tensors)

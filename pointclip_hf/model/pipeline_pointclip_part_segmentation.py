@@ -2,9 +2,8 @@
 
 import torch
 
-from .feature_extraction_pointclip import to_point_batch
+from .feature_extraction_pointclip import normalize_to_unit_sphere, to_point_batch
 from .pipeline_pointclip import DEFAULT_CHECKPOINT, PointCLIPPipeline
-from .point_ops import normalize_to_unit_sphere
 from .processing_pointclip import PointCLIPProcessor
 from .projection_part_segmentation import render_part_views
 from .prompts import check_labels
