@@ -200,7 +200,8 @@ def test_save_copies_the_import_closure_of_the_classifier_files(tiny_clip_dir, t
     """The remote-code files a save writes are the auto-mapped files and what they import by transformers' own scan
     (imports inside functions count): at most `MAX_COPIED_FILES`. They import one another and no tooling: no relative
     import outside them, no `from . import name` (the scan would miss it), `pointclip_hf` only inside a `try` (a file
-    reader the installed package lends)."""
+    reader, the Hub upload and `build_cache`, which the installed package lends; transformers skips imports in a `try`
+    when it checks that a Hub repo's imports are installed)."""
     model = PointCLIPModel.from_pretrained(tiny_clip_dir, use_adapter=True, projection_style="pointclip_v1_fewshot",
                                            label_names=SHAPE_CLASSES)  # fmt: skip
     model.save_pretrained(tmp_path)

@@ -102,7 +102,7 @@ def load_model(args):
         print(f"Computing in {dtype_name(model.dtype)} (--dtype {args.dtype}{official}).", file=sys.stderr)
     if getattr(args, "max_images_per_batch", None) is not None:
         model.config.max_images_per_batch = args.max_images_per_batch
-        model.config.validate_adapter()
+        model.config.validate_fields()
     if getattr(args, "device", None):
         model = model.to(args.device)
     if getattr(args, "backend", "torch") == "onnxruntime":

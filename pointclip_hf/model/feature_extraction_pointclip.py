@@ -56,15 +56,29 @@ def _as_cloud_tensor(cloud, index: int, up_axis: str | None) -> torch.Tensor:
         cloud = read_point_cloud_file(cloud)
     if not isinstance(cloud, torch.Tensor):
         cloud = _array_to_tensor(cloud, f"Point cloud {index}")
-    if not (cloud.is_floating_point()):
-        raise TypeError(f"Point cloud {index} has dtype {cloud.dtype}; coordinates must be floating point.")
-    if cloud.ndim != 2:
-        raise ValueError(f"Point cloud {index} has shape {tuple(cloud.shape)}; expected [N, 3] (or [N, C>3]).")
-    if cloud.shape[1] < 3:
-        raise ValueError(f"Point cloud {index} has {cloud.shape[1]} channels per point; at least 3 (x, y, z) needed.")
-    if cloud.shape[0] == 0:
-        raise ValueError(f"Point cloud {index} is empty (0 points).")
+    _check_coordinates(cloud, f"Point cloud {index}")
     return turn_y_up(cloud[:, :3], up_axis or "y")
+
+
+def _check_coordinates(points: torch.Tensor, name: str, batch: bool = False) -> None:
+    """Raise a `TypeError` unless the cloud `[N, C]` (or, with `batch`, the clouds `[B, N, C]`) `points` has
+    floating-point coordinates, and a `ValueError` naming the first problem with its shape."""
+    has = "have" if batch else "has"
+    if not points.is_floating_point():
+        raise TypeError(f"{name} {has} dtype {points.dtype}; coordinates must be floating point.")
+    problem = next((message for failed, message in _shape_checks(points, name, has, batch) if failed), None)
+    if problem:
+        raise ValueError(problem)
+
+
+def _shape_checks(points: torch.Tensor, name: str, has: str, batch: bool):
+    """(failed, message) of each shape check of `_check_coordinates`, in order: each is evaluated only when those
+    before it passed."""
+    shape = tuple(points.shape)
+    expected = "[N, 3] or [B, N, 3]" if batch else "[N, 3] (or [N, C>3])"
+    yield points.ndim != 2 + batch, f"{name} {has} shape {shape}; expected {expected}."
+    yield shape[-1] < 3, f"{name} {has} {shape[-1]} channels per point; at least 3 (x, y, z) needed."
+    yield 0 in shape, f"Point cloud batch of shape {shape} is empty." if batch else f"{name} is empty (0 points)."
 
 
 def _array_to_tensor(values, name: str) -> torch.Tensor:
@@ -96,10 +110,13 @@ def is_single_point_cloud(point_clouds) -> bool:
 
 
 def check_no_missing_clouds(point_clouds) -> None:
-    """Raise unless the batch `point_clouds` (a list or tuple of clouds) is non-empty and holds no `None`."""
-    if not point_clouds:
-        raise ValueError("No point clouds given (empty list).")
-    missing = [index for index, cloud in enumerate(point_clouds) if cloud is None]
+    """Raise unless the batch `point_clouds` (a list or tuple of clouds, or a `[B, N, C]` array or tensor) is non-empty
+    and holds no `None`."""
+    is_array = isinstance(point_clouds, (np.ndarray, torch.Tensor))
+    if len(point_clouds) == 0:
+        given = f"a batch of shape {tuple(point_clouds.shape)}" if is_array else "empty list"
+        raise ValueError(f"No point clouds given ({given}).")
+    missing = [] if is_array else [index for index, cloud in enumerate(point_clouds) if cloud is None]
     if missing:
         raise TypeError(f"Point cloud {missing[0]} is None; give an [N, 3] array, tensor or file path.")
 
@@ -111,19 +128,12 @@ def to_point_batch(point_clouds, up_axis: str | None = None) -> torch.Tensor | l
     so that its up axis (`up_axis`; when `None`, a file's format convention (`file_up_axis`), else y) points along +y.
     Returns a `[B, N, 3]` tensor when the clouds share one size, else a list of `[N_i, 3]` tensors.
     """
-    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim == 3:
+    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim >= 3:
         batch = point_clouds
         if not isinstance(batch, torch.Tensor):
             batch = _array_to_tensor(batch, "Point clouds")
-        if not batch.is_floating_point():
-            raise TypeError(f"Point clouds have dtype {batch.dtype}; coordinates must be floating point.")
-        if batch.shape[2] < 3:
-            raise ValueError(f"Point clouds have {batch.shape[2]} channels per point; at least 3 (x, y, z) needed.")
-        if batch.shape[0] == 0 or batch.shape[1] == 0:
-            raise ValueError(f"Point cloud batch of shape {tuple(batch.shape)} is empty.")
+        _check_coordinates(batch, "Point clouds", batch=True)
         return turn_y_up(batch[..., :3], up_axis or "y")
-    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim > 3:
-        raise ValueError(f"Point clouds have shape {tuple(point_clouds.shape)}; expected [N, 3] or [B, N, 3].")
     if not isinstance(point_clouds, (list, tuple, str, os.PathLike, torch.Tensor, np.ndarray)):
         raise TypeError(f"Cannot read point clouds from a {type(point_clouds).__name__}.")
     if is_single_point_cloud(point_clouds):
@@ -196,13 +206,10 @@ class PointCLIPFeatureExtractor(FeatureExtractionMixin):
         get_projection_style(projection_style)
         check_sampling(sampling)
         check_up_axis(up_axis)
-        if not 1 <= num_points <= MAX_NUM_POINTS:
-            raise ValueError(
-                f"num_points must be positive and at most {MAX_NUM_POINTS} (every cloud is sampled to it), got "
-                f"{num_points}."
-            )
-        if not 1 <= image_size <= MAX_IMAGE_SIZE:
-            raise ValueError(f"image_size must be positive and at most {MAX_IMAGE_SIZE}, got {image_size}.")
+        for name, value, most, why in (("num_points", num_points, MAX_NUM_POINTS, " (every cloud is sampled to it)"),
+                                       ("image_size", image_size, MAX_IMAGE_SIZE, "")):  # fmt: skip
+            if not 1 <= value <= most:
+                raise ValueError(f"{name} must be positive and at most {most}{why}, got {value}.")
         self.projection_style = projection_style
         self.num_points = num_points
         self.sampling = sampling
@@ -282,8 +289,7 @@ class PointCLIPFeatureExtractor(FeatureExtractionMixin):
         Returns:
             `BatchFeature` with `pixel_values` `[B, V, 3, S, S]`.
         """
-        if return_tensors not in (None, "pt", "np"):
-            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}.")
+        _check_choice(return_tensors, (None, "pt", "np"), "return_tensors")
         pixel_values = self.render(self.prepare_points(point_clouds, device=device))
         if return_tensors == "np":
             pixel_values = pixel_values.cpu().numpy()
@@ -367,8 +373,8 @@ def _raise_for_first(bad: torch.Tensor, names: Sequence[str] | None, problem: st
 
 def check_up_axis(up_axis: str | None) -> None:
     """Raise a `ValueError` naming the choices unless `up_axis` is one of `UP_AXES` or `None`."""
-    if up_axis is not None and up_axis not in _TO_Y_UP:
-        raise ValueError(f"Unknown up axis {up_axis!r}; choose one of {UP_AXES} (or None for the file's convention).")
+    if up_axis is not None:
+        _check_choice(up_axis, UP_AXES, "up axis", " (or None for the file's convention)")
 
 
 def turn_y_up(points: torch.Tensor, up_axis: str) -> torch.Tensor:
@@ -390,12 +396,8 @@ def normalize_to_unit_sphere(points: torch.Tensor) -> torch.Tensor:
     centred = points - points.mean(dim=1, keepdim=True)
     radius = centred.norm(dim=-1).amax(dim=1)
     degenerate = radius <= torch.finfo(points.dtype).tiny
-    if degenerate.any():
-        index = int(degenerate.nonzero()[0])
-        raise ValueError(
-            f"Point cloud {index} is degenerate (a single point or all points identical) and cannot be scaled to "
-            "the unit sphere; pass normalize=False to render it as is."
-        )
+    _raise_for_first(degenerate, None, "is degenerate (a single point or all points identical) and cannot be scaled "
+                     "to the unit sphere; pass normalize=False to render it as is")  # fmt: skip
     return centred / radius[:, None, None]
 
 
@@ -490,5 +492,10 @@ def gather_points(points: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 
 def check_sampling(method: str) -> None:
     """Raise a `ValueError` naming the choices unless `method` is one of `SAMPLING_METHODS`."""
-    if method not in SAMPLING_METHODS:
-        raise ValueError(f"Unknown sampling method {method!r}; choose one of {SAMPLING_METHODS}.")
+    _check_choice(method, SAMPLING_METHODS, "sampling method")
+
+
+def _check_choice(value: str | None, choices: tuple[str | None, ...], what: str, note: str = "") -> None:
+    """Raise a `ValueError` naming `what` and the `choices` (and `note`) unless `value` is one of them."""
+    if value not in choices:
+        raise ValueError(f"Unknown {what} {value!r}; choose one of {choices}{note}.")

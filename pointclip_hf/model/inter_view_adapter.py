@@ -66,12 +66,14 @@ class InterViewAdapter(nn.Module):
     def forward(self, view_features: torch.Tensor) -> torch.Tensor:
         """`view_features` `[batch, views, C]` -> adapted view features `[batch, views, C]`."""
         batch, views, width = view_features.shape
-        if (views, width) != (self.num_views, self.embed_dim):
-            raise ValueError(
-                f"The adapter expects {self.num_views} views of width {self.embed_dim}, got {views} of width {width}."
-            )
-        if self.training and batch < 2:
-            raise ValueError("Training the adapter needs at least 2 clouds per batch (its BatchNorm needs statistics).")
+        problem = (
+            f"The adapter expects {self.num_views} views of width {self.embed_dim}, got {views} of width {width}."
+            if (views, width) != (self.num_views, self.embed_dim)
+            else "Training the adapter needs at least 2 clouds per batch (its BatchNorm needs statistics)."
+            if self.training and batch < 2 else None
+        )  # fmt: skip
+        if problem:
+            raise ValueError(problem)
         fused = view_features * self.view_fusion_weights[None, :, None]
         fused = self.view_norm(fused.reshape(batch * views, width)).reshape(batch, views * width)
         global_feature = self.global_proj(self.view_dropout(fused))
@@ -220,15 +222,17 @@ def load_adapter_into(adapter: torch.nn.Module, state_dict: dict, source: str) -
         for key, value in expected.items()
         if key in state_dict and state_dict[key].shape != value.shape
     ]
+    what = f"does not fit this model ({adapter.num_views} views, width {adapter.embed_dim})"
+    if not problems:
+        what, problems = "holds unusable tensors", adapter_tensor_problems(state_dict, expected)
+    _load_head(adapter, state_dict, f"The adapter in {source} {what}", problems)
+
+
+def _load_head(head: nn.Module, tensors: dict, described: str, problems: list[str]) -> None:
+    """Load `tensors` into a trained head, or raise a `ValueError` `described` with the first `problems`."""
     if problems:
-        raise ValueError(
-            f"The adapter in {source} does not fit this model ({adapter.num_views} views, width {adapter.embed_dim}): "
-            + "; ".join(problems[:6])
-        )
-    problems = adapter_tensor_problems(state_dict, expected)
-    if problems:
-        raise ValueError(f"The adapter in {source} holds unusable tensors: " + "; ".join(problems[:6]))
-    adapter.load_state_dict(state_dict)
+        raise ValueError(f"{described}: " + "; ".join(problems[:6]))
+    head.load_state_dict(tensors)
 
 
 def adapter_tensor_problems(state_dict: dict, expected: dict) -> list[str]:
@@ -383,7 +387,7 @@ def load_cache_into(cache: CacheModel, tensors: dict, source: str) -> None:
         source (`str`):
             Where they come from, for the message.
     """
-    problems = cache_tensor_problems(tensors, cache)
-    if problems:
-        raise ValueError(f"The cache in {source} does not fit this model: " + "; ".join(problems[:6]))
-    cache.load_state_dict({key: value.float() for key, value in tensors.items()})
+    tensors_fp32 = {key: value.float() for key, value in tensors.items()}
+    _load_head(
+        cache, tensors_fp32, f"The cache in {source} does not fit this model", cache_tensor_problems(tensors, cache)
+    )

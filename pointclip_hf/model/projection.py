@@ -404,21 +404,24 @@ def _gaussian_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
 
 
 def check_point_batch(points: torch.Tensor) -> None:
-    """Raise unless `points` is a finite floating-point tensor of shape `(batch, num_points >= 1, 3)`."""
-    if not isinstance(points, torch.Tensor):
-        raise TypeError(f"points must be a torch.Tensor, got {type(points).__name__}.")
-    if not points.is_floating_point():
-        raise TypeError(f"points must be a floating-point tensor, got dtype {points.dtype}.")
-    if points.ndim != 3:
-        raise ValueError(
-            f"points must have shape [batch, num_points, 3], got rank {points.ndim} with shape {tuple(points.shape)}."
-        )
-    if points.shape[-1] != 3:
-        raise ValueError(f"points must have 3 coordinates in the last dimension, got {tuple(points.shape)}.")
-    if points.shape[1] == 0:
-        raise ValueError("points must hold at least one point per cloud, got num_points = 0.")
-    if not torch.isfinite(points).all():
-        raise ValueError("points contain NaN or inf values.")
+    """Raise a `TypeError` unless `points` is a floating-point tensor, and a `ValueError` naming the first problem
+    unless it is finite and of shape `(batch, num_points >= 1, 3)`."""
+    if not isinstance(points, torch.Tensor) or not points.is_floating_point():
+        got = f"dtype {points.dtype}" if isinstance(points, torch.Tensor) else f"a {type(points).__name__}"
+        raise TypeError(f"points must be a floating-point torch.Tensor, got {got}.")
+    problem = next((message for failed, message in _point_batch_checks(points) if failed), None)
+    if problem:
+        raise ValueError(f"points {problem}.")
+
+
+def _point_batch_checks(points: torch.Tensor):
+    """(failed, message) of each shape and value check of a `[B, N, 3]` tensor, in order: each is evaluated only when
+    those before it passed."""
+    shape = tuple(points.shape)
+    yield points.ndim != 3, f"must have shape [batch, num_points, 3], got rank {points.ndim} with shape {shape}"
+    yield shape[-1] != 3, f"must have 3 coordinates in the last dimension, got {shape}"
+    yield shape[1] == 0, "must hold at least one point per cloud, got num_points = 0"
+    yield not torch.isfinite(points).all(), "contain NaN or inf values"
 
 
 def euler_to_rotation(angles: torch.Tensor) -> torch.Tensor:
