@@ -52,7 +52,7 @@ from pointclip_hf.data import (  # noqa: E402
     train_validation_split,
 )
 from pointclip_hf.encoding import encode_split, prepare_split  # noqa: E402
-from pointclip_hf.model.cache_model import fused_features  # noqa: E402
+from pointclip_hf.model.inter_view_adapter import fused_features  # noqa: E402
 from pointclip_hf.model.pipeline_pointclip import label_embeddings  # noqa: E402
 from pointclip_hf.model.processing_pointclip import processor_for_model  # noqa: E402
 from pointclip_hf.test_time_cache import TestTimeCache  # noqa: E402

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from pointclip_hf import load_point_cloud, render_views  # noqa: E402
-from pointclip_hf.model.point_ops import normalize_to_unit_sphere, sample_indices, turn_y_up  # noqa: E402
+from pointclip_hf.model.feature_extraction_pointclip import normalize_to_unit_sphere, sample_indices, turn_y_up  # noqa: E402
 from pointclip_hf.testing_utils import motorcycle_scan, pyvista_mesh_path, sorted_along  # noqa: E402
 
 NUM_SAMPLES = 1024

@@ -2,8 +2,8 @@
 `beta` searched on a validation split (never the test split); and `search_cache_on_validation`, the same search for a
 cache whose keys were fine-tuned (Tip-Adapter-F, through `train_adapter` or `transformers.Trainer`).
 
-The keys are the fused features `classify` compares with the text (see `cache_model.fused_features`), computed with
-the model's heads as they are: a model with an inter-view adapter caches the adapted features.
+The keys are the fused features `classify` compares with the text (see `inter_view_adapter.fused_features`), computed
+with the model's heads as they are: a model with an inter-view adapter caches the adapted features.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .argument_checks import check_counts, check_numbers
 from .data import few_shot_subset, load_point_cloud_dataset, point_features, train_validation_split
 from .encoding import check_labelled_dataset, class_names_for, encode_split, prepare_split
 from .io import load_point_cloud
-from .model.cache_model import fused_features
+from .model.inter_view_adapter import fused_features
 from .model.pipeline_pointclip import label_embeddings
 from .model.processing_pointclip import processor_for_model
 from .model.prompts import check_labels

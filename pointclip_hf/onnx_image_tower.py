@@ -25,7 +25,8 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from .atomic_files import write_folder_atomically
-from .model.weights_fingerprint import tensors_sha256, weights_state
+from .model.modeling_pointclip import weights_state
+from .model.weights_fingerprint import tensors_sha256
 
 ONNX_FILE = "image_tower.onnx"
 _OPSET = 18

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save
 
 from .argument_checks import check_counts, check_numbers, check_settings
 from .atomic_files import write_file_atomically
-from .model.cache_model import affinity_logits
+from .model.inter_view_adapter import affinity_logits
 
 STATE_FORMAT = "pointclip-test-time-cache/1"
 
@@ -211,7 +211,7 @@ class TestTimeCache:
 
         Args:
             features (`torch.Tensor` of shape `(batch, D)`):
-                L2-normalised fused features (see `cache_model.fused_features`).
+                L2-normalised fused features (see `inter_view_adapter.fused_features`).
             logits (`torch.Tensor` of shape `(batch, num_labels)`):
                 The model's logits.
 

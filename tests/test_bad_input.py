@@ -78,7 +78,9 @@ def test_pipeline_names_the_bad_cloud(zero_shot_model):
 
 
 def test_farthest_point_sampling_of_huge_clouds_warns(monkeypatch):
-    monkeypatch.setattr("pointclip_hf.model.point_ops.FPS_WARNING_UPDATES", 1000)  # 64 points to 32, as 10 M would
+    monkeypatch.setattr(
+        "pointclip_hf.model.feature_extraction_pointclip.FPS_WARNING_UPDATES", 1000
+    )  # 64 points to 32, as 10 M would
     processor = PointCLIPFeatureExtractor(num_points=32, sampling="fps", image_size=32)
     with pytest.warns(UserWarning, match="sampling='random'"):
         processor(CLOUD)

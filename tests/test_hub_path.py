@@ -15,6 +15,7 @@ import torch
 from conftest import SHAPE_CLASSES, build_tiny_clip
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import RepositoryNotFoundError
+from transformers.dynamic_module_utils import get_relative_import_files
 
 import pointclip_hf
 from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
@@ -25,6 +26,9 @@ from pointclip_hf.training import build_few_shot_model
 BASE = "openai-tiny/clip"
 REPO = "user/pointclip-hub-path"
 MODEL_FOLDER = Path(pointclip_hf.__file__).parent / "model"
+AUTO_MAPPED_FILES = ("modeling_pointclip.py", "configuration_pointclip.py", "feature_extraction_pointclip.py",
+                     "processing_pointclip.py")  # fmt: skip
+MAX_COPIED_FILES = 10  # issue 20
 
 
 @pytest.fixture
@@ -192,21 +196,29 @@ def test_card_metadata(hub_with_base_clip):
     assert "arxiv:2112.02413" in data.tags
 
 
-def test_save_copies_the_model_folder_and_nothing_else(tiny_clip_dir, tmp_path):
-    """The remote-code files are `pointclip_hf/model/` (less the part-segmentation heads): transformers copies what the
-    model's files import, and those import one another only (a reader needs the package, asked for in a `try`)."""
+def test_save_copies_the_import_closure_of_the_classifier_files(tiny_clip_dir, tmp_path):
+    """The remote-code files a save writes are the auto-mapped files and what they import by transformers' own scan
+    (imports inside functions count): at most `MAX_COPIED_FILES`. They import one another and no tooling: no relative
+    import outside them, no `from . import name` (the scan would miss it), `pointclip_hf` only inside a `try` (a file
+    reader, the Hub upload and `build_cache`, which the installed package lends; transformers skips imports in a `try`
+    when it checks that a Hub repo's imports are installed)."""
     model = PointCLIPModel.from_pretrained(tiny_clip_dir, use_adapter=True, projection_style="pointclip_v1_fewshot",
                                            label_names=SHAPE_CLASSES)  # fmt: skip
     model.save_pretrained(tmp_path)
     processor_for_model(model).save_pretrained(tmp_path)
-    model_files = {path.name for path in MODEL_FOLDER.glob("*.py")} - {"__init__.py"}
-    heads = {path.name for path in MODEL_FOLDER.glob("*_pointclip_part_segmentation.py")}
-    assert {path.name for path in tmp_path.glob("*.py")} == model_files - heads
-    for name in model_files:
-        tree = ast.parse((MODEL_FOLDER / name).read_text())
+    copied = {path.name for path in tmp_path.glob("*.py")}
+    closure = set(AUTO_MAPPED_FILES)
+    for name in AUTO_MAPPED_FILES:
+        closure.update(Path(path).name for path in get_relative_import_files(MODEL_FOLDER / name))
+    assert copied == closure
+    assert len(copied) <= MAX_COPIED_FILES, sorted(copied)
+    for name in copied:
+        tree = ast.parse((tmp_path / name).read_text())
         guarded = {id(node) for block in ast.walk(tree) if isinstance(block, ast.Try) for node in ast.walk(block)}
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.level:
-                assert node.level == 1 and f"{node.module}.py" in model_files, f"{name} imports tooling: {node.module}"
-            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pointclip_hf"):
-                assert id(node) in guarded, f"{name} needs pointclip_hf outside a try: {node.module}"
+                assert node.level == 1 and f"{node.module}.py" in copied, f"{name} imports tooling: {node.module}"
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                modules = [node.module] if isinstance(node, ast.ImportFrom) else [alias.name for alias in node.names]
+                if any(module.split(".")[0] == "pointclip_hf" for module in modules):
+                    assert id(node) in guarded, f"{name} needs pointclip_hf outside a try: {modules}"

@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from ..model.choices import CLASSIFICATION_STYLES, DTYPE_CHOICES, PROJECTION_STYLES, SAMPLING_METHODS, UP_AXES
+from ..model.prompts import CLASSIFICATION_STYLES, DTYPE_CHOICES, PROJECTION_STYLES, SAMPLING_METHODS, UP_AXES
 
 CLASSIFICATION_PROJECTIONS = list(CLASSIFICATION_STYLES)
 PROJECTIONS = list(PROJECTION_STYLES)
@@ -109,8 +109,8 @@ def load_model(args):
     import torch
 
     from ..dtype_policy import resolve_dtype
-    from ..model.choices import dtype_name
     from ..model.modeling_pointclip import PointCLIPModel
+    from ..model.prompts import dtype_name
 
     overrides = {"projection_style": args.projection} if getattr(args, "projection", None) else {}
     dtype = resolve_dtype(getattr(args, "dtype", None), getattr(args, "device", None))
@@ -121,7 +121,7 @@ def load_model(args):
         print(f"Computing in {dtype_name(model.dtype)} (--dtype {args.dtype}{official}).", file=sys.stderr)
     if getattr(args, "max_images_per_batch", None) is not None:
         model.config.max_images_per_batch = args.max_images_per_batch
-        model.config.validate_adapter()
+        model.config.validate_fields()
     if getattr(args, "device", None):
         model = model.to(args.device)
     if getattr(args, "backend", "torch") == "onnxruntime":

@@ -96,7 +96,7 @@ def _write_outputs(args, model, points, result) -> None:
 def _render(model, points, up_axis: str, transposed_lookup: bool):
     import torch
 
-    from ..model.point_ops import normalize_to_unit_sphere, turn_y_up
+    from ..model.feature_extraction_pointclip import normalize_to_unit_sphere, turn_y_up
     from ..model.projection_part_segmentation import render_part_views
 
     cloud = normalize_to_unit_sphere(turn_y_up(torch.as_tensor(points[:, :3], dtype=torch.float32)[None], up_axis))

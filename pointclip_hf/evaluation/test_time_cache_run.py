@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ..model.cache_model import fused_features
+from ..model.inter_view_adapter import fused_features
 from ..test_time_cache import TestTimeCache, TestTimeCacheConfig, as_test_time_cache_config
 from .predictions_file import PredictionsWriter, _encode_line, shard_header, shard_path
 

@@ -104,62 +104,57 @@ class PointCLIPConfig(PreTrainedConfig):
             self.id2label = dict(enumerate(self.label_names))
             self.label2id = {name: index for index, name in enumerate(self.label_names)}
 
-    def validate_views(self):
-        style = get_projection_style(self.projection_style)
-        if self.num_views != style.num_views:
-            raise ValueError(
-                f"num_views={self.num_views} does not match projection_style {self.projection_style!r}, "
-                f"which renders {style.num_views} views."
-            )
-        if self.view_weights is not None:
-            if len(self.view_weights) != self.num_views:
-                raise ValueError(f"view_weights has {len(self.view_weights)} entries for {self.num_views} views.")
-            if not all(0.0 <= w <= MAX_VIEW_WEIGHT for w in self.view_weights):  # False for NaN
-                raise ValueError(
-                    f"view_weights must be finite, non-negative and at most {MAX_VIEW_WEIGHT:g} (larger ones overflow "
-                    f"the logits), got {self.view_weights}."
-                )
-            if max(self.view_weights) < MIN_LARGEST_VIEW_WEIGHT:
-                raise ValueError(
-                    f"view_weights are all zero or below {MIN_LARGEST_VIEW_WEIGHT:g} (they scale the logits: every "
-                    f"label would score the same), got {self.view_weights}."
-                )
-
-    def validate_prompts(self):
-        if not self.prompt_templates:
-            raise ValueError("prompt_templates must hold at least one template.")
+    def validate_fields(self):
+        problem = next((message for failed, message in self._field_checks() if failed), None)
+        if problem:
+            raise ValueError(problem)
         for template in self.prompt_templates:
             check_prompt_template(template, object_field=self.projection_style == PART_SEGMENTATION_STYLE)
-        for name, sentences in (self.class_prompts or {}).items():
-            if not sentences:
-                raise ValueError(f"class_prompts[{name!r}] is empty.")
         if self.label_names is not None:
             check_labels(self.label_names)
 
-    def validate_adapter(self):
-        if not 0.0 <= self.adapter_ratio <= 1.0:
-            raise ValueError(f"adapter_ratio must lie in [0, 1], got {self.adapter_ratio}.")
-        if not 0.0 <= self.adapter_dropout < 1.0:
-            raise ValueError(f"adapter_dropout must lie in [0, 1), got {self.adapter_dropout}.")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must lie in [0, 1), got {self.label_smoothing}.")
-        if self.max_images_per_batch is not None and not 1 <= self.max_images_per_batch <= MAX_IMAGES_PER_BATCH:
-            raise ValueError(
-                f"max_images_per_batch must be at least 1 and at most {MAX_IMAGES_PER_BATCH} (every image-tower call "
-                f"is padded to this size), got {self.max_images_per_batch}."
+    def _field_checks(self):
+        """(failed, message) of each field check, in order: each is evaluated only when those before it passed. `not
+        low <= x <= high` also fails for NaN."""
+        style = get_projection_style(self.projection_style)
+        yield (
+            self.num_views != style.num_views,
+            f"num_views={self.num_views} does not match projection_style {self.projection_style!r}, which renders "
+            f"{style.num_views} views.",
+        )
+        weights = self.view_weights
+        if weights is not None:
+            yield len(weights) != self.num_views, f"view_weights has {len(weights)} entries for {self.num_views} views."
+            yield (
+                not all(0.0 <= w <= MAX_VIEW_WEIGHT for w in weights),
+                f"view_weights must be finite, non-negative and at most {MAX_VIEW_WEIGHT:g} (larger ones overflow the "
+                f"logits), got {weights}.",
             )
-
-    def validate_cache(self):
+            yield (
+                max(weights) < MIN_LARGEST_VIEW_WEIGHT,
+                f"view_weights are all zero or below {MIN_LARGEST_VIEW_WEIGHT:g} (they scale the logits: every label "
+                f"would score the same), got {weights}.",
+            )
+        yield not self.prompt_templates, "prompt_templates must hold at least one template."
+        for name, sentences in (self.class_prompts or {}).items():
+            yield not sentences, f"class_prompts[{name!r}] is empty."
+        yield not 0.0 <= self.adapter_ratio <= 1.0, f"adapter_ratio must lie in [0, 1], got {self.adapter_ratio}."
+        yield not 0.0 <= self.adapter_dropout < 1.0, f"adapter_dropout must lie in [0, 1), got {self.adapter_dropout}."
+        yield not 0.0 <= self.label_smoothing < 1.0, f"label_smoothing must lie in [0, 1), got {self.label_smoothing}."
+        yield (
+            self.max_images_per_batch is not None and not 1 <= self.max_images_per_batch <= MAX_IMAGES_PER_BATCH,
+            f"max_images_per_batch must be at least 1 and at most {MAX_IMAGES_PER_BATCH} (every image-tower call is "
+            f"padded to this size), got {self.max_images_per_batch}.",
+        )
         for name in ("cache_alpha", "cache_beta"):
             value = getattr(self, name)
-            if not 0.0 <= value < float("inf"):  # False for NaN
-                raise ValueError(f"{name} must be a finite, non-negative number, got {value}.")
-        if not self.use_cache_head:
-            return
-        if not self.label_names:
-            raise ValueError("use_cache_head=True needs label_names: the cache's values follow them.")
-        if self.cache_size is None or self.cache_size < 1:
-            raise ValueError(f"use_cache_head=True needs cache_size >= 1 (cached clouds), got {self.cache_size}.")
+            yield not 0.0 <= value < float("inf"), f"{name} must be a finite, non-negative number, got {value}."
+        if self.use_cache_head:
+            yield not self.label_names, "use_cache_head=True needs label_names: the cache's values follow them."
+            yield (
+                self.cache_size is None or self.cache_size < 1,
+                f"use_cache_head=True needs cache_size >= 1 (cached clouds), got {self.cache_size}.",
+            )
 
     @property
     def custom_pipelines(self) -> dict:

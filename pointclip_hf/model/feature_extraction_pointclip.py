@@ -1,6 +1,9 @@
-"""The feature extractor: point clouds in any form -> the multi-view depth images CLIP's image tower reads."""
+"""The feature extractor: point clouds in any form -> the multi-view depth images CLIP's image tower reads; with the
+batched point operations it runs first (turning a cloud y up, unit-sphere normalisation, point sampling: first,
+seeded random, farthest-point)."""
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -9,23 +12,26 @@ import torch.nn.functional as F
 from transformers import BatchFeature, FeatureExtractionMixin
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from .choices import DEFAULT_SAMPLING
 from .cpu_threads import cat_on_cpu_threads, num_worker_threads
-from .point_ops import (
-    check_sampling,
-    check_up_axis,
-    gather_points,
-    normalize_to_unit_sphere,
-    sample_indices,
-    turn_y_up,
-    warn_if_slow_farthest_point_sampling,
-)
 from .projection import get_projection_style, render_views
+from .prompts import DEFAULT_SAMPLING, SAMPLING_METHODS, UP_AXES
 
 MAX_NUM_POINTS = 1_000_000
 MAX_IMAGE_SIZE = 1024
 # The up axis a file format prescribes (LAS: z up, geographic; glTF 2.0: +y up); other formats say nothing (y assumed).
 FILE_FORMAT_UP_AXES = {".las": "z", ".laz": "z", ".glb": "y", ".gltf": "y"}
+
+FPS_WARNING_UPDATES = 3e7  # about a second on one CPU thread
+_LOW_32_BITS = 0xFFFFFFFF
+# The proper rotation that turns each up axis into +y: which input axis becomes x, y, z, and the signs they take.
+_TO_Y_UP = {
+    "y": ((0, 1, 2), (1, 1, 1)),
+    "-y": ((0, 1, 2), (1, -1, -1)),
+    "z": ((0, 2, 1), (1, 1, -1)),
+    "-z": ((0, 2, 1), (1, -1, 1)),
+    "x": ((1, 0, 2), (-1, 1, 1)),
+    "-x": ((1, 0, 2), (1, -1, 1)),
+}
 
 
 def file_up_axis(path) -> str:
@@ -50,15 +56,29 @@ def _as_cloud_tensor(cloud, index: int, up_axis: str | None) -> torch.Tensor:
         cloud = read_point_cloud_file(cloud)
     if not isinstance(cloud, torch.Tensor):
         cloud = _array_to_tensor(cloud, f"Point cloud {index}")
-    if not (cloud.is_floating_point()):
-        raise TypeError(f"Point cloud {index} has dtype {cloud.dtype}; coordinates must be floating point.")
-    if cloud.ndim != 2:
-        raise ValueError(f"Point cloud {index} has shape {tuple(cloud.shape)}; expected [N, 3] (or [N, C>3]).")
-    if cloud.shape[1] < 3:
-        raise ValueError(f"Point cloud {index} has {cloud.shape[1]} channels per point; at least 3 (x, y, z) needed.")
-    if cloud.shape[0] == 0:
-        raise ValueError(f"Point cloud {index} is empty (0 points).")
+    _check_coordinates(cloud, f"Point cloud {index}")
     return turn_y_up(cloud[:, :3], up_axis or "y")
+
+
+def _check_coordinates(points: torch.Tensor, name: str, batch: bool = False) -> None:
+    """Raise a `TypeError` unless the cloud `[N, C]` (or, with `batch`, the clouds `[B, N, C]`) `points` has
+    floating-point coordinates, and a `ValueError` naming the first problem with its shape."""
+    has = "have" if batch else "has"
+    if not points.is_floating_point():
+        raise TypeError(f"{name} {has} dtype {points.dtype}; coordinates must be floating point.")
+    problem = next((message for failed, message in _shape_checks(points, name, has, batch) if failed), None)
+    if problem:
+        raise ValueError(problem)
+
+
+def _shape_checks(points: torch.Tensor, name: str, has: str, batch: bool):
+    """(failed, message) of each shape check of `_check_coordinates`, in order: each is evaluated only when those
+    before it passed."""
+    shape = tuple(points.shape)
+    expected = "[N, 3] or [B, N, 3]" if batch else "[N, 3] (or [N, C>3])"
+    yield points.ndim != 2 + batch, f"{name} {has} shape {shape}; expected {expected}."
+    yield shape[-1] < 3, f"{name} {has} {shape[-1]} channels per point; at least 3 (x, y, z) needed."
+    yield 0 in shape, f"Point cloud batch of shape {shape} is empty." if batch else f"{name} is empty (0 points)."
 
 
 def _array_to_tensor(values, name: str) -> torch.Tensor:
@@ -90,10 +110,13 @@ def is_single_point_cloud(point_clouds) -> bool:
 
 
 def check_no_missing_clouds(point_clouds) -> None:
-    """Raise unless the batch `point_clouds` (a list or tuple of clouds) is non-empty and holds no `None`."""
-    if not point_clouds:
-        raise ValueError("No point clouds given (empty list).")
-    missing = [index for index, cloud in enumerate(point_clouds) if cloud is None]
+    """Raise unless the batch `point_clouds` (a list or tuple of clouds, or a `[B, N, C]` array or tensor) is non-empty
+    and holds no `None`."""
+    is_array = isinstance(point_clouds, (np.ndarray, torch.Tensor))
+    if len(point_clouds) == 0:
+        given = f"a batch of shape {tuple(point_clouds.shape)}" if is_array else "empty list"
+        raise ValueError(f"No point clouds given ({given}).")
+    missing = [] if is_array else [index for index, cloud in enumerate(point_clouds) if cloud is None]
     if missing:
         raise TypeError(f"Point cloud {missing[0]} is None; give an [N, 3] array, tensor or file path.")
 
@@ -105,19 +128,12 @@ def to_point_batch(point_clouds, up_axis: str | None = None) -> torch.Tensor | l
     so that its up axis (`up_axis`; when `None`, a file's format convention (`file_up_axis`), else y) points along +y.
     Returns a `[B, N, 3]` tensor when the clouds share one size, else a list of `[N_i, 3]` tensors.
     """
-    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim == 3:
+    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim >= 3:
         batch = point_clouds
         if not isinstance(batch, torch.Tensor):
             batch = _array_to_tensor(batch, "Point clouds")
-        if not batch.is_floating_point():
-            raise TypeError(f"Point clouds have dtype {batch.dtype}; coordinates must be floating point.")
-        if batch.shape[2] < 3:
-            raise ValueError(f"Point clouds have {batch.shape[2]} channels per point; at least 3 (x, y, z) needed.")
-        if batch.shape[0] == 0 or batch.shape[1] == 0:
-            raise ValueError(f"Point cloud batch of shape {tuple(batch.shape)} is empty.")
+        _check_coordinates(batch, "Point clouds", batch=True)
         return turn_y_up(batch[..., :3], up_axis or "y")
-    if isinstance(point_clouds, (torch.Tensor, np.ndarray)) and point_clouds.ndim > 3:
-        raise ValueError(f"Point clouds have shape {tuple(point_clouds.shape)}; expected [N, 3] or [B, N, 3].")
     if not isinstance(point_clouds, (list, tuple, str, os.PathLike, torch.Tensor, np.ndarray)):
         raise TypeError(f"Cannot read point clouds from a {type(point_clouds).__name__}.")
     if is_single_point_cloud(point_clouds):
@@ -190,13 +206,10 @@ class PointCLIPFeatureExtractor(FeatureExtractionMixin):
         get_projection_style(projection_style)
         check_sampling(sampling)
         check_up_axis(up_axis)
-        if not 1 <= num_points <= MAX_NUM_POINTS:
-            raise ValueError(
-                f"num_points must be positive and at most {MAX_NUM_POINTS} (every cloud is sampled to it), got "
-                f"{num_points}."
-            )
-        if not 1 <= image_size <= MAX_IMAGE_SIZE:
-            raise ValueError(f"image_size must be positive and at most {MAX_IMAGE_SIZE}, got {image_size}.")
+        for name, value, most, why in (("num_points", num_points, MAX_NUM_POINTS, " (every cloud is sampled to it)"),
+                                       ("image_size", image_size, MAX_IMAGE_SIZE, "")):  # fmt: skip
+            if not 1 <= value <= most:
+                raise ValueError(f"{name} must be positive and at most {most}{why}, got {value}.")
         self.projection_style = projection_style
         self.num_points = num_points
         self.sampling = sampling
@@ -276,8 +289,7 @@ class PointCLIPFeatureExtractor(FeatureExtractionMixin):
         Returns:
             `BatchFeature` with `pixel_values` `[B, V, 3, S, S]`.
         """
-        if return_tensors not in (None, "pt", "np"):
-            raise ValueError(f"return_tensors must be 'pt' or 'np', got {return_tensors!r}.")
+        _check_choice(return_tensors, (None, "pt", "np"), "return_tensors")
         pixel_values = self.render(self.prepare_points(point_clouds, device=device))
         if return_tensors == "np":
             pixel_values = pixel_values.cpu().numpy()
@@ -357,3 +369,133 @@ def _name(names: Sequence[str] | None, index: int) -> str:
 def _raise_for_first(bad: torch.Tensor, names: Sequence[str] | None, problem: str) -> None:
     if bad.any():
         raise ValueError(f"{_name(names, int(bad.nonzero()[0]))} {problem}.")
+
+
+def check_up_axis(up_axis: str | None) -> None:
+    """Raise a `ValueError` naming the choices unless `up_axis` is one of `UP_AXES` or `None`."""
+    if up_axis is not None:
+        _check_choice(up_axis, UP_AXES, "up axis", " (or None for the file's convention)")
+
+
+def turn_y_up(points: torch.Tensor, up_axis: str) -> torch.Tensor:
+    """
+    Points `[..., 3]` whose up axis is `up_axis` turned so that it points along +y, as the projections expect: a
+    rotation by quarter or half turns (an axis permutation with sign flips, exact in every dtype; `"y"` returns
+    `points` itself). `"z"` maps `(x, y, z)` to `(x, z, -y)`, the conversion of z-up tools (Blender, CAD, LiDAR) to
+    y-up ones (glTF), so their front (-y) faces +z.
+    """
+    check_up_axis(up_axis)
+    if up_axis == "y":
+        return points
+    axes, signs = _TO_Y_UP[up_axis]
+    return points[..., list(axes)] * torch.tensor(signs, dtype=points.dtype, device=points.device)
+
+
+def normalize_to_unit_sphere(points: torch.Tensor) -> torch.Tensor:
+    """Centre `[B, N, 3]` clouds on their mean and scale the farthest point to radius 1 (ModelNet's convention)."""
+    centred = points - points.mean(dim=1, keepdim=True)
+    radius = centred.norm(dim=-1).amax(dim=1)
+    degenerate = radius <= torch.finfo(points.dtype).tiny
+    _raise_for_first(degenerate, None, "is degenerate (a single point or all points identical) and cannot be scaled "
+                     "to the unit sphere; pass normalize=False to render it as is")  # fmt: skip
+    return centred / radius[:, None, None]
+
+
+def farthest_point_sampling(points: torch.Tensor, num_samples: int) -> torch.Tensor:
+    """Indices `[B, num_samples]` of farthest-point samples of `[B, N, 3]` clouds, starting from point 0."""
+    batch, num_points, _ = points.shape
+    indices = torch.zeros(batch, num_samples, dtype=torch.long, device=points.device)
+    distances = torch.full((batch, num_points), float("inf"), dtype=points.dtype, device=points.device)
+    rows = torch.arange(batch, device=points.device)
+    farthest = torch.zeros(batch, dtype=torch.long, device=points.device)
+    for step in range(num_samples):  # inherently sequential in the samples; each step is batched over clouds
+        indices[:, step] = farthest
+        distances = torch.minimum(distances, (points - points[rows, farthest][:, None]).square().sum(-1))
+        farthest = distances.argmax(dim=1)
+    return indices
+
+
+def warn_if_slow_farthest_point_sampling(num_points: int, num_samples: int) -> None:
+    """Warn when farthest-point sampling would take seconds or more: it costs `num_points * num_samples` distance
+    updates (100,000 points to 1024 samples: about 3 s on one CPU thread; see benchmarks/bench_sampling.py)."""
+    if num_points * num_samples > FPS_WARNING_UPDATES:
+        warnings.warn(
+            f"Farthest-point sampling of {num_points:,} points to {num_samples} takes {num_points * num_samples:.1e} "
+            "distance updates, seconds to minutes on a CPU; sampling='random' takes milliseconds.",
+            stacklevel=3,
+        )
+
+
+def point_hash(points: torch.Tensor, seed: int) -> torch.Tensor:
+    """
+    A 32-bit hash per point `[B, N]` (int64 in `[0, 2**32)`) of `seed` and the bits of its float32 coordinates taken
+    from the corner of its cloud's bounding box (a minimum, exact whatever the order of the points): a float64 cloud
+    far from the origin (UTM coordinates) keeps distinct hashes and is sampled almost as it would be near the origin.
+    A function of the cloud's points alone, exact on every device. Each coordinate is mixed in with Thomas Mueller's
+    integer hash, whose 27-bit multiplier keeps every int64 product of 32-bit values from overflowing.
+    """
+    local = (points - points.amin(dim=1, keepdim=True)).float()
+    words = local.view(torch.int32).to(torch.int64).bitwise_and_(_LOW_32_BITS)
+    hashes = torch.full(words.shape[:-1], seed & _LOW_32_BITS, dtype=torch.int64, device=points.device)
+    shifted = torch.empty_like(hashes)
+    for word in words.unbind(-1):
+        hashes.bitwise_xor_(word)
+        for _ in range(2):
+            hashes.bitwise_xor_(torch.bitwise_right_shift(hashes, 16, out=shifted)).mul_(0x45D9F3B)
+            hashes.bitwise_and_(_LOW_32_BITS)
+        hashes.bitwise_xor_(torch.bitwise_right_shift(hashes, 16, out=shifted))
+    return hashes
+
+
+def hash_order(points: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """
+    Indices `[B, count]` of the `count` points of each `[B, N, 3]` cloud with the smallest [`point_hash`], in
+    increasing hash; equal hashes are ordered by the coordinates (x, then y, then z). The result depends only on the
+    set of points, never on the order they are stored in: points that tie on all of these are identical.
+    """
+    hashes = point_hash(points, seed)
+    smallest = hashes.topk(count, dim=1, largest=False, sorted=False)
+    threshold = smallest.values.amax(dim=1, keepdim=True)
+    width = int((hashes <= threshold).sum(dim=1).max())  # more than count only where hashes tie at the threshold
+    candidates = smallest.indices if width == count else hashes.topk(width, dim=1, largest=False).indices
+    keys = [*gather_points(points, candidates).unbind(-1)[::-1], hashes.gather(1, candidates)]
+    order = torch.arange(width, device=points.device).expand_as(candidates)
+    for key in keys:  # lexicographic order of (hash, x, y, z): stable sorts, the least significant key first
+        order = order.gather(1, key.gather(1, order).argsort(dim=1, stable=True))
+    return candidates.gather(1, order[:, :count])
+
+
+def sample_indices(points: torch.Tensor, num_points: int, method: str, seed: int = 0) -> torch.Tensor:
+    """
+    Indices `[B, num_points]` of the points picked from each `[B, N, 3]` cloud by `method`: `"first"` (the
+    reference), `"random"` (the points of smallest [`point_hash`], a seeded pseudo-random subset that depends only on
+    the set of points, not on their stored order, their batch or the device) or `"fps"` (farthest-point sampling from
+    the first point). A cloud with fewer points is padded by repeating its points cyclically (in the chosen order).
+    """
+    check_sampling(method)
+    batch, available, _ = points.shape
+    if method == "first":
+        order = torch.arange(available, device=points.device).expand(batch, available)
+    elif method == "random":
+        order = hash_order(points, min(num_points, available), seed)
+    else:
+        order = farthest_point_sampling(points, min(num_points, available))
+    if order.shape[1] != num_points:
+        order = order[:, torch.arange(num_points, device=points.device) % order.shape[1]]
+    return order
+
+
+def gather_points(points: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """The points `[B, K, 3]` of `[B, N, 3]` clouds at `indices` `[B, K]`."""
+    return points.gather(1, indices[..., None].expand(-1, -1, points.shape[-1]))
+
+
+def check_sampling(method: str) -> None:
+    """Raise a `ValueError` naming the choices unless `method` is one of `SAMPLING_METHODS`."""
+    _check_choice(method, SAMPLING_METHODS, "sampling method")
+
+
+def _check_choice(value: str | None, choices: tuple[str | None, ...], what: str, note: str = "") -> None:
+    """Raise a `ValueError` naming `what` and the `choices` (and `note`) unless `value` is one of them."""
+    if value not in choices:
+        raise ValueError(f"Unknown {what} {value!r}; choose one of {choices}{note}.")

@@ -1,11 +1,24 @@
-"""The inter-view adapter of few-shot PointCLIP: where the CLIP features of all views become one global feature and
-are redistributed to the views (`class Adapter` of the official `trainers/fewshot.py`)."""
+"""The trained heads of few-shot PointCLIP and their saved tensors.
+
+The inter-view adapter: where the CLIP features of all views become one global feature and are redistributed to the
+views (`class Adapter` of the official `trainers/fewshot.py`).
+
+The cache head (the Tip-Adapter form): the fused features of K-shot support clouds as keys, their one-hot labels as
+values, and the affinity of a cloud to every key added to its CLIP logits.
+
+    logits = clip_logits + alpha * exp(-beta * (1 - f @ keys.T)) @ values
+
+`f` is the cloud's fused feature (`fused_features`): the view-weighted point-cloud embedding that `classify` compares
+with the text, flattened to `views * C` values and L2-normalised. Training-free (Tip-Adapter) the keys are the
+normalised support features; fine-tuned (Tip-Adapter-F) they are a trainable parameter, the values stay fixed.
+"""
 
 import json
 import os
 from pathlib import PurePath
 
 import torch
+import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
@@ -53,12 +66,14 @@ class InterViewAdapter(nn.Module):
     def forward(self, view_features: torch.Tensor) -> torch.Tensor:
         """`view_features` `[batch, views, C]` -> adapted view features `[batch, views, C]`."""
         batch, views, width = view_features.shape
-        if (views, width) != (self.num_views, self.embed_dim):
-            raise ValueError(
-                f"The adapter expects {self.num_views} views of width {self.embed_dim}, got {views} of width {width}."
-            )
-        if self.training and batch < 2:
-            raise ValueError("Training the adapter needs at least 2 clouds per batch (its BatchNorm needs statistics).")
+        problem = (
+            f"The adapter expects {self.num_views} views of width {self.embed_dim}, got {views} of width {width}."
+            if (views, width) != (self.num_views, self.embed_dim)
+            else "Training the adapter needs at least 2 clouds per batch (its BatchNorm needs statistics)."
+            if self.training and batch < 2 else None
+        )  # fmt: skip
+        if problem:
+            raise ValueError(problem)
         fused = view_features * self.view_fusion_weights[None, :, None]
         fused = self.view_norm(fused.reshape(batch * views, width)).reshape(batch, views * width)
         global_feature = self.global_proj(self.view_dropout(fused))
@@ -89,7 +104,8 @@ def convert_reference_adapter(state_dict: dict) -> dict:
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 ADAPTER_PREFIX = "adapter."
-HEAD_PREFIXES = (ADAPTER_PREFIX, "cache.")
+CACHE_PREFIX = "cache."
+HEAD_PREFIXES = (ADAPTER_PREFIX, CACHE_PREFIX)
 
 
 def adapter_state_dict(state_dict: dict) -> dict:
@@ -206,15 +222,17 @@ def load_adapter_into(adapter: torch.nn.Module, state_dict: dict, source: str) -
         for key, value in expected.items()
         if key in state_dict and state_dict[key].shape != value.shape
     ]
+    what = f"does not fit this model ({adapter.num_views} views, width {adapter.embed_dim})"
+    if not problems:
+        what, problems = "holds unusable tensors", adapter_tensor_problems(state_dict, expected)
+    _load_head(adapter, state_dict, f"The adapter in {source} {what}", problems)
+
+
+def _load_head(head: nn.Module, tensors: dict, described: str, problems: list[str]) -> None:
+    """Load `tensors` into a trained head, or raise a `ValueError` `described` with the first `problems`."""
     if problems:
-        raise ValueError(
-            f"The adapter in {source} does not fit this model ({adapter.num_views} views, width {adapter.embed_dim}): "
-            + "; ".join(problems[:6])
-        )
-    problems = adapter_tensor_problems(state_dict, expected)
-    if problems:
-        raise ValueError(f"The adapter in {source} holds unusable tensors: " + "; ".join(problems[:6]))
-    adapter.load_state_dict(state_dict)
+        raise ValueError(f"{described}: " + "; ".join(problems[:6]))
+    head.load_state_dict(tensors)
 
 
 def adapter_tensor_problems(state_dict: dict, expected: dict) -> list[str]:
@@ -241,3 +259,135 @@ def adapter_tensor_problems(state_dict: dict, expected: dict) -> list[str]:
         elif key.endswith("running_var") and (value < 0).any():
             problems.append(f"{key} holds negative variances")
     return problems
+
+
+def fused_features(point_cloud_embeds: torch.Tensor) -> torch.Tensor:
+    r"""
+    The fused feature of each cloud: its view blocks side by side, L2-normalised over all `views * C` values.
+
+    Args:
+        point_cloud_embeds (`torch.Tensor` of shape `(batch, views, C)`):
+            From [`~PointCLIPModel.get_point_cloud_embeds`] (view weights applied).
+
+    Returns:
+        `torch.Tensor` of shape `(batch, views * C)`.
+    """
+    return F.normalize(point_cloud_embeds.flatten(1), dim=-1)
+
+
+def affinity_logits(features: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, beta: float) -> torch.Tensor:
+    r"""
+    Tip-Adapter's cache logits before the residual weight: `exp(-beta * (1 - features @ keys.T)) @ values`.
+
+    Args:
+        features (`torch.Tensor` of shape `(batch, D)`):
+            L2-normalised query features.
+        keys (`torch.Tensor` of shape `(entries, D)`):
+            Cache keys.
+        values (`torch.Tensor` of shape `(entries, labels)`):
+            Cache values (one-hot labels, or any per-entry class weights).
+        beta (`float`):
+            The sharpness of the affinity.
+
+    Returns:
+        `torch.Tensor` of shape `(batch, labels)`.
+    """
+    return torch.exp(-beta * (1.0 - features @ keys.T)) @ values
+
+
+class CacheModel(nn.Module):
+    r"""
+    A key-value cache of support features (Tip-Adapter). Its logits for a cloud depend only on that cloud: each cloud
+    is a separate product of fixed shape, so they never depend on the rest of the batch.
+
+    Args:
+        num_entries (`int`):
+            The number of cached support clouds (shots times classes).
+        feature_dim (`int`):
+            The width of a fused feature, `views * C`.
+        num_labels (`int`):
+            The number of classes.
+    """
+
+    def __init__(self, num_entries: int, feature_dim: int, num_labels: int):
+        super().__init__()
+        self.keys = nn.Parameter(torch.zeros(num_entries, feature_dim))
+        self.register_buffer("values", torch.zeros(num_entries, num_labels))
+
+    def forward(self, features: torch.Tensor, beta: float) -> torch.Tensor:
+        r"""
+        Args:
+            features (`torch.Tensor` of shape `(batch, views * C)`):
+                Fused features from [`fused_features`].
+            beta (`float`):
+                The sharpness of the affinity (`config.cache_beta`).
+
+        Returns:
+            `torch.Tensor` of shape `(batch, labels)`: the cache logits, before the weight `config.cache_alpha`.
+        """
+        features = features.to(self.keys.dtype)
+        return torch.cat([affinity_logits(cloud, self.keys, self.values, beta) for cloud in features.split(1)])
+
+    def set_entries(self, keys: torch.Tensor, label_ids: torch.Tensor) -> None:
+        r"""
+        Fill the cache with support features and their labels.
+
+        Args:
+            keys (`torch.Tensor` of shape `(num_entries, feature_dim)`):
+                L2-normalised fused features of the support clouds.
+            label_ids (`torch.Tensor` of shape `(num_entries,)`):
+                Their class ids.
+        """
+        with torch.no_grad():
+            self.keys.copy_(keys)
+            self.values.copy_(F.one_hot(label_ids.long(), self.values.shape[1]))
+
+
+def cache_tensor_problems(tensors: dict, cache: CacheModel) -> list[str]:
+    r"""
+    What makes saved cache tensors unusable for `cache`: a missing, extra or misshaped tensor, a non-floating dtype,
+    NaN or infinite values, or values that are not one-hot rows.
+
+    Args:
+        tensors (`dict[str, torch.Tensor]`):
+            The saved tensors, keys without the `cache.` prefix.
+        cache ([`CacheModel`]):
+            The model's cache head.
+
+    Returns:
+        `list[str]`, one line per problem (empty when the tensors are usable).
+    """
+    expected = cache.state_dict()
+    problems = [f"missing {key}" for key in expected if key not in tensors]
+    problems += [f"unexpected {key}" for key in tensors if key not in expected]
+    for key, value in tensors.items():
+        if key not in expected:
+            continue
+        if value.shape != expected[key].shape:
+            problems.append(f"{key} has shape {tuple(value.shape)} but the model needs {tuple(expected[key].shape)}")
+        elif not value.is_floating_point():
+            problems.append(f"{key} has dtype {value.dtype} but the model needs a floating dtype")
+        elif not torch.isfinite(value).all():
+            problems.append(f"{key} holds NaN or infinite values")
+    values = tensors.get("values")
+    if not problems and not (((values == 0) | (values == 1)).all() and (values.sum(-1) == 1).all()):
+        problems.append("values are not one-hot rows (one 1 per cached cloud)")
+    return problems
+
+
+def load_cache_into(cache: CacheModel, tensors: dict, source: str) -> None:
+    r"""
+    Copy saved cache tensors into `cache`, raising a `ValueError` that names every problem.
+
+    Args:
+        cache ([`CacheModel`]):
+            The model's cache head.
+        tensors (`dict[str, torch.Tensor]`):
+            The saved tensors, keys without the `cache.` prefix.
+        source (`str`):
+            Where they come from, for the message.
+    """
+    tensors_fp32 = {key: value.float() for key, value in tensors.items()}
+    _load_head(
+        cache, tensors_fp32, f"The cache in {source} does not fit this model", cache_tensor_problems(tensors, cache)
+    )

@@ -2,6 +2,7 @@
 compared with CLIP text embeddings of prompts. Pixel values (or view features) and text in, logits and loss out."""
 
 import contextlib
+import copy
 import math
 import os
 import zlib
@@ -18,14 +19,21 @@ from transformers import initialization as init
 from transformers.utils import CONFIG_NAME, ModelOutput, cached_file, can_return_tuple
 from transformers.utils.hub import extract_commit_hash
 
-from .cache_model import CACHE_PREFIX, CacheModel, fused_features, load_cache_into
-from .choices import dtype_name
 from .configuration_pointclip import PointCLIPConfig, config_class_for, with_own_config_class
 from .cpu_threads import map_on_cpu_threads, run_on_cpu_thread
-from .inter_view_adapter import InterViewAdapter, adapter_state_dict, load_adapter_into, load_saved_tensors
+from .inter_view_adapter import (
+    ADAPTER_PREFIX,
+    CACHE_PREFIX,
+    CacheModel,
+    InterViewAdapter,
+    adapter_state_dict,
+    fused_features,
+    load_adapter_into,
+    load_cache_into,
+    load_saved_tensors,
+)
 from .processing_pointclip import pop_point_options
-from .prompts import check_local_path_exists
-from .weights_fingerprint import weights_state
+from .prompts import check_local_path_exists, dtype_name
 
 
 @dataclass
@@ -67,18 +75,26 @@ def smooth_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, smoothing: 
             The smoothing.
     """
     num_classes = logits.shape[-1]
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise ValueError(f"Labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}.")
-    if num_classes == 1:
-        return F.cross_entropy(logits, labels)
     # torch spreads `label_smoothing` over all K classes, DGCNN spreads `smoothing` over the K - 1 others: K / (K - 1).
-    torch_smoothing = smoothing * num_classes / (num_classes - 1)
-    if torch_smoothing > 1:
-        raise ValueError(
-            f"label_smoothing {smoothing} with {num_classes} classes would give the true class less weight than each "
-            f"other class; use at most {(num_classes - 1) / num_classes:g}."
-        )
+    torch_smoothing = smoothing * num_classes / (num_classes - 1) if num_classes > 1 else 0.0
+    problem = next((message for failed, message in _loss_checks(labels, num_classes, smoothing) if failed), None)
+    if problem:
+        raise ValueError(problem)
     return F.cross_entropy(logits, labels, label_smoothing=torch_smoothing)
+
+
+def _loss_checks(labels: torch.Tensor, num_classes: int, smoothing: float):
+    """(failed, message) of each check of `smooth_cross_entropy`'s inputs, in order: each is evaluated only when those
+    before it passed."""
+    yield (
+        labels.min() < 0 or labels.max() >= num_classes,
+        f"Labels must lie in [0, {num_classes}), got values from {labels.min()} to {labels.max()}.",
+    )
+    yield (
+        num_classes > 1 and smoothing * num_classes / (num_classes - 1) > 1,
+        f"label_smoothing {smoothing} with {num_classes} classes would give the true class less weight than each "
+        f"other class; use at most {(num_classes - 1) / max(num_classes, 1):g}.",
+    )
 
 
 SENTENCES_PER_TEXT_CALL = 16
@@ -182,14 +198,16 @@ class PointCLIPPreTrainedModel(PreTrainedModel):
         Returns:
             `torch.Tensor` of shape `(batch, views, ...)`.
         """
-        if pixel_values.ndim != 5 or pixel_values.shape[2] != 3:
-            raise ValueError(f"pixel_values must be [batch, views, 3, S, S], got shape {tuple(pixel_values.shape)}.")
-        batch, views = pixel_values.shape[:2]
-        if views != self.config.num_views:
-            raise ValueError(
-                f"pixel_values hold {views} views but this model ({self.config.projection_style}) expects "
-                f"{self.config.num_views}: the processor and the model use different projections."
-            )
+        shape = tuple(pixel_values.shape)
+        problem = (
+            f"pixel_values must be [batch, views, 3, S, S], got shape {shape}." if len(shape) != 5 or shape[2] != 3
+            else f"pixel_values hold {shape[1]} views but this model ({self.config.projection_style}) expects "
+            f"{self.config.num_views}: the processor and the model use different projections."
+            if shape[1] != self.config.num_views else None
+        )  # fmt: skip
+        if problem:
+            raise ValueError(problem)
+        batch, views = shape[:2]
         images = pixel_values.to(self.device).flatten(0, 1)
         images_per_call = self.images_per_tower_call()
         padding = -len(images) % images_per_call
@@ -481,12 +499,7 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             return F.normalize(text_embeds, dim=-1)
         if input_ids is not None:
             return self.get_text_features(input_ids, attention_mask, prompt_class_ids)
-        if self.label_text_embeds is not None:
-            return self.label_text_embeds.to(self.device)
-        raise ValueError(
-            "Give input_ids (tokenised prompts) or text_embeds, or store the embeddings of config.label_names with "
-            "model.set_label_text_embeds(...) (build_few_shot_model does)."
-        )
+        return self.label_text_embeds.to(self.device)
 
     @can_return_tuple
     def forward(
@@ -517,9 +530,15 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
                 Class indices, for the loss.
         """
+        no_text = input_ids is None and text_embeds is None and self.label_text_embeds is None
+        problem = (
+            "Give pixel_values or view_features." if pixel_values is None and view_features is None
+            else "Give input_ids (tokenised prompts) or text_embeds, or store the embeddings of config.label_names "
+            "with model.set_label_text_embeds(...) (build_few_shot_model does)." if no_text else None
+        )  # fmt: skip
+        if problem:
+            raise ValueError(problem)
         if view_features is None:
-            if pixel_values is None:
-                raise ValueError("Give pixel_values or view_features.")
             view_features = self.get_view_features(pixel_values)
         text_embeds = self._resolve_text_embeds(input_ids, attention_mask, prompt_class_ids, text_embeds)
         embeds = self.get_point_cloud_embeds(view_features)
@@ -559,17 +578,21 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
 
         Args:
             keys (`torch.Tensor` of shape `(entries, views * C)`):
-                L2-normalised fused features of the support clouds (see `cache_model.fused_features`).
+                L2-normalised fused features of the support clouds (see `inter_view_adapter.fused_features`).
             label_ids (`torch.Tensor` of shape `(entries,)`):
                 Their classes, as indices into `config.label_names`.
         """
         num_labels = len(self.config.label_names or [])
         width = self.config.num_views * self.config.embed_dim
-        if keys.ndim != 2 or keys.shape[1] != width or len(label_ids) != len(keys) or not len(keys):
-            raise ValueError(f"Cache keys must have shape (entries >= 1, {width}) with one label id each, got "
-                             f"{tuple(keys.shape)} and {len(label_ids)} label ids.")  # fmt: skip
-        if not num_labels or label_ids.min() < 0 or label_ids.max() >= num_labels:
-            raise ValueError(f"Cache label ids must index config.label_names ({num_labels} labels).")
+        problem = (
+            f"Cache keys must have shape (entries >= 1, {width}) with one label id each, got {tuple(keys.shape)} and "
+            f"{len(label_ids)} label ids." if keys.ndim != 2 or keys.shape[1] != width or len(label_ids) != len(keys)
+            or not len(keys)
+            else f"Cache label ids must index config.label_names ({num_labels} labels)."
+            if not num_labels or label_ids.min() < 0 or label_ids.max() >= num_labels else None
+        )  # fmt: skip
+        if problem:
+            raise ValueError(problem)
         cache = CacheModel(len(keys), width, num_labels).to(self.device)
         cache.set_entries(keys.to(self.device), label_ids.to(self.device))
         self.cache = cache
@@ -616,12 +639,10 @@ class PointCLIPModel(PointCLIPPreTrainedModel):
             candidate = [float(w) for w in weights]
         except (TypeError, ValueError):
             raise ValueError(f"view_weights must be a list of numbers, got {weights!r}.") from None
-        previous, self.config.view_weights = self.config.view_weights, candidate
-        try:
-            self.config.validate_views()
-        except ValueError:
-            self.config.view_weights = previous
-            raise
+        checked = copy.copy(self.config)
+        checked.view_weights = candidate
+        checked.validate_fields()
+        self.config.view_weights = candidate
 
     def classify(self, point_clouds, labels=None, top_k: int | None = None, batch_size: int = 1, processor=None,
                  **pipeline_kwargs):  # fmt: skip
@@ -691,11 +712,12 @@ def load_pointclip_model(base_from_pretrained, source, *model_args, config=None,
     try:
         config_class = base_from_pretrained.__self__.config_class
         config, is_clip_checkpoint = _resolve_config(source, config, overrides, hub_kwargs, config_class)
-    except StrictDataclassError as error:  # a field of config.json (or an override) out of range: one line
-        raise ValueError(f"The config.json of {source} is invalid: {' '.join(str(error).split())}") from None
-    except OSError as error:
-        raise_if_not_cached_offline(error, source, source, hub_kwargs)
-        raise
+    except (StrictDataclassError, OSError) as error:  # a field of config.json (or an override) out of range: one line
+        invalid = ValueError(f"The config.json of {source} is invalid: {' '.join(str(error).split())}")
+        one_line = invalid if isinstance(error, StrictDataclassError) else offline_error(source, source, hub_kwargs)
+        if one_line is None:
+            raise  # keeps its chain: a network failure stays one
+        raise one_line from None
     if clip_model_name_or_path is not None:
         config.clip_model_name_or_path, config.clip_revision = clip_model_name_or_path, None
     base, base_kwargs = _base_checkpoint(source, config, is_clip_checkpoint, kwargs)
@@ -727,20 +749,11 @@ def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict, conf
         config_dict, _ = PreTrainedConfig.get_config_dict(source, **hub_kwargs)
     except RecursionError:
         raise ValueError(f"The config.json of {source} is nested too deeply to be a model config.") from None
-    if not isinstance(config_dict, dict):
-        raise ValueError(f"The config.json of {source} is not a JSON object.")
-    model_type = config_dict.get("model_type")
-    if model_type not in ("pointclip", "pointclip_part_segmentation", "clip"):
-        raise ValueError(f"{source} holds a {model_type!r} model; expected a PointCLIP or a CLIP checkpoint.")
-    if config is not None and overrides:
-        raise ValueError(f"Pass either config= or config fields {sorted(overrides)}, not both.")
-    is_clip_checkpoint = model_type == "clip"
-    saved_class = config_class if is_clip_checkpoint else config_class_for(config_dict)
-    if config is None and saved_class is not config_class:
-        raise ValueError(
-            f"{source} holds a {saved_class.model_type!r} model, not a {config_class.model_type!r} one: load it with "
-            "AutoModel.from_pretrained or the model class of its config."
-        )
+    checks = _saved_config_checks(source, config_dict, config, overrides, config_class)
+    problem = next((message for failed, message in checks if failed), None)
+    if problem:
+        raise ValueError(problem)
+    is_clip_checkpoint = config_dict["model_type"] == "clip"
     if config is None and is_clip_checkpoint:
         config = config_class(
             clip_config=CLIPConfig.from_dict(config_dict),
@@ -756,6 +769,24 @@ def _resolve_config(source: str, config, overrides: dict, hub_kwargs: dict, conf
     return config, is_clip_checkpoint
 
 
+def _saved_config_checks(source: str, config_dict, config, overrides: dict, config_class: type[PointCLIPConfig]):
+    """(failed, message) of each check of a saved config against the load's arguments, in order: each is evaluated
+    only when those before it passed."""
+    yield not isinstance(config_dict, dict), f"The config.json of {source} is not a JSON object."
+    model_type = config_dict.get("model_type")
+    yield (
+        model_type not in ("pointclip", "pointclip_part_segmentation", "clip"),
+        f"{source} holds a {model_type!r} model; expected a PointCLIP or a CLIP checkpoint.",
+    )
+    yield config is not None and bool(overrides), f"Pass either config= or config fields {sorted(overrides)}, not both."
+    saved_class = config_class if model_type == "clip" else config_class_for(config_dict)
+    yield (
+        config is None and saved_class is not config_class,
+        f"{source} holds a {saved_class.model_type!r} model, not a {config_class.model_type!r} one: load it with "
+        "AutoModel.from_pretrained or the model class of its config.",
+    )
+
+
 def _commit_of(source: str, hub_kwargs: dict) -> str | None:
     """The Hub commit `source` was resolved to (`None` for a local folder)."""
     return extract_commit_hash(cached_file(source, CONFIG_NAME, **hub_kwargs), None)
@@ -769,20 +800,26 @@ def _load_base_weights(base_from_pretrained, base: str, described: str, model_ar
         return base_from_pretrained(
             base, *model_args, config=config, output_loading_info=True, use_safetensors=True, **base_kwargs
         )
-    except OSError as error:
-        raise_if_not_cached_offline(error, base, described, base_kwargs)
-        if "does not appear to have a file named" not in str(error):
-            raise
-        raise OSError(
+    except (OSError, SafetensorError, RuntimeError) as error:
+        one_line = _base_weights_error(error, base, described, base_kwargs)
+        if one_line is None:
+            raise  # keeps its chain: a network failure stays one
+        raise one_line from None
+
+
+def _base_weights_error(error: Exception, base: str, described: str, base_kwargs: dict) -> Exception | None:
+    """The one-line error for what loading the CLIP weights of `base` raised, or `None` to let `error` through."""
+    if isinstance(error, SafetensorError):
+        return ValueError(f"The CLIP weights in {base} are not a valid safetensors file ({error}).")
+    if isinstance(error, RuntimeError):
+        sizes = "mismatched_sizes" in str(error) or "size mismatch" in str(error)
+        return ValueError(f"The CLIP weights in {base} do not fit the sizes its config declares.") if sizes else None
+    if "does not appear to have a file named" in str(error):
+        return offline_error(base, described, base_kwargs) or OSError(
             f"{described}{_at_commit(base_kwargs.get('revision'))} holds no model.safetensors (nor a sharded index): "
             "pointclip_hf reads CLIP weights only from safetensors, never a pickled pytorch_model.bin."
-        ) from None
-    except SafetensorError as error:
-        raise ValueError(f"The CLIP weights in {base} are not a valid safetensors file ({error}).") from None
-    except RuntimeError as error:
-        if "mismatched_sizes" not in str(error) and "size mismatch" not in str(error):
-            raise
-        raise ValueError(f"The CLIP weights in {base} do not fit the sizes its config declares.") from None
+        )
+    return offline_error(base, described, base_kwargs)
 
 
 def _base_checkpoint(source: str, config: PointCLIPConfig, is_clip_checkpoint: bool, kwargs: dict) -> tuple[str, dict]:
@@ -808,23 +845,16 @@ def _load_trained_tensors(model, source: str, base: str, variant, hub_kwargs: di
     tensors = load_saved_tensors(source, variant=variant, required=required, **hub_kwargs)
     if "label_text_embeds" in tensors:
         model.set_label_text_embeds(tensors.pop("label_text_embeds"))
-    if cache is not None:
-        _load_cache(cache, tensors, source)
-    if not needs_adapter:
-        return
-    adapter = {key.removeprefix("adapter."): value for key, value in tensors.items() if key.startswith("adapter.")}
-    if adapter:
-        load_adapter_into(model.adapter, adapter, source)
-    elif base != source or any(key.startswith("adapter.") for key in info["missing_keys"]):
-        raise OSError(f"{source} asks for an adapter but holds no adapter weights.")
-
-
-def _load_cache(cache: CacheModel, tensors: dict, source: str) -> None:
-    """Load the `cache.*` tensors saved in `source` into the model's cache head."""
-    saved = {key.removeprefix(CACHE_PREFIX): value for key, value in tensors.items() if key.startswith(CACHE_PREFIX)}
-    if not saved:
-        raise OSError(f"{source} asks for a cache (config.use_cache_head) but holds no cache tensors.")
-    load_cache_into(cache, saved, source)
+    heads = (  # prefix, head, loader, what a save without it lacks; a cache is never in the base CLIP
+        (CACHE_PREFIX, cache, load_cache_into, "a cache (config.use_cache_head) but holds no cache tensors", True),
+        (ADAPTER_PREFIX, model.adapter, load_adapter_into, "an adapter but holds no adapter weights", base != source),
+    )
+    for prefix, head, load_into, lacking, must_hold in heads:
+        saved = {key.removeprefix(prefix): value for key, value in tensors.items() if key.startswith(prefix)}
+        if head is not None and saved:
+            load_into(head, saved, source)
+        elif head is not None and (must_hold or any(key.startswith(prefix) for key in info["missing_keys"])):
+            raise OSError(f"{source} asks for {lacking}.")
 
 
 def _check_clip_weights_finite(model, base: str) -> None:
@@ -835,14 +865,13 @@ def _check_clip_weights_finite(model, base: str) -> None:
         raise ValueError(f"The CLIP weights in {base} hold NaN or infinite values (in {broken[:3]}).")
 
 
-def raise_if_not_cached_offline(error: OSError, name: str, described: str, hub_kwargs: dict) -> None:
+def offline_error(name: str, described: str, hub_kwargs: dict) -> OfflineModeIsEnabled | None:
     r"""
-    Raise one line saying that `name` (at its revision) is not in the local Hugging Face cache while offline mode is
-    on, when that is why `error` happened: transformers then speaks of a failed connection or of `use_safetensors`.
+    The one line saying that `name` (at its revision) is not in the local Hugging Face cache while offline mode is
+    on, when that is why loading it raised an `OSError` (transformers then speaks of a failed connection or of
+    `use_safetensors`); else `None`.
 
     Args:
-        error (`OSError`):
-            What loading `name` raised.
         name (`str`):
             The Hub repo id (a local folder is never the reason).
         described (`str`):
@@ -852,12 +881,12 @@ def raise_if_not_cached_offline(error: OSError, name: str, described: str, hub_k
     """
     offline = is_offline_mode() or hub_kwargs.get("local_files_only")
     if not offline or os.path.isdir(name):
-        return
+        return None
     switch = "HF_HUB_OFFLINE is set" if is_offline_mode() else "local_files_only=True"
-    raise OfflineModeIsEnabled(
+    return OfflineModeIsEnabled(
         f"{described}{_at_commit(hub_kwargs.get('revision'))} is not in the local Hugging Face cache, and offline mode "
         f"is on ({switch}): load it once online, or point to a local folder."
-    ) from error
+    )
 
 
 def _at_commit(revision: str | None) -> str:
@@ -973,3 +1002,19 @@ def check_finite_logits(logits: torch.Tensor, model, names) -> None:
         f"The scores of {names[first]} are NaN or infinite: its features overflow {dtype_name(model.dtype)} in "
         f"{model.name_or_path}."
     )
+
+
+def weights_state(module: torch.nn.Module) -> tuple:
+    r"""
+    Where each parameter and buffer of `module` lives and its version: it changes when a weight is replaced, moved,
+    cast or changed in place, without reading any weight (microseconds, not a content hash).
+
+    Args:
+        module (`torch.nn.Module`):
+            The module.
+
+    Returns:
+        `tuple`: per tensor, its name, data pointer, version counter, dtype and device.
+    """
+    tensors = (*module.named_parameters(), *module.named_buffers())
+    return tuple((name, t.data_ptr(), t._version, t.dtype, t.device) for name, t in tensors)

@@ -186,6 +186,12 @@ def check_top_k(top_k) -> int | None:
     return top_k
 
 
+def check_no_unknown_arguments(pipeline, unknown: dict) -> None:
+    """Raise a `TypeError` naming the `unknown` arguments a call of `pipeline` got."""
+    if unknown:
+        raise TypeError(f"{type(pipeline).__name__} got unexpected arguments {sorted(unknown)}.")
+
+
 def check_hypothesis_template(template: str) -> list[str]:
     """Raise unless `template` is a string with exactly one `{}` for the label."""
     return [check_prompt_template(template, "hypothesis_template")]
@@ -217,8 +223,7 @@ class PointCLIPPipeline(Pipeline):
         """One cloud (an `(N, 3+)` array, tensor, nested list or file path) gives one result; a list of clouds or a
         `(B, N, 3+)` array gives one result per cloud."""
         if isinstance(point_clouds, (np.ndarray, torch.Tensor)) and point_clouds.ndim == 3:
-            if len(point_clouds) == 0:
-                raise ValueError(f"No point clouds given (a batch of shape {tuple(point_clouds.shape)}).")
+            check_no_missing_clouds(point_clouds)
             point_clouds = list(point_clouds)
         elif isinstance(point_clouds, (list, tuple)) and is_single_point_cloud(point_clouds):
             point_clouds = to_point_batch(point_clouds)[0]
@@ -272,8 +277,7 @@ class PointCloudZeroShotClassificationPipeline(PointCLIPPipeline):
         return super().__call__(point_clouds, **kwargs)
 
     def _sanitize_parameters(self, candidate_labels=None, hypothesis_template=None, top_k=None, **unknown):
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}.")
+        check_no_unknown_arguments(self, unknown)
         forward_params, postprocess_params = {}, {}
         if candidate_labels is not None:
             labels = check_labels(candidate_labels)

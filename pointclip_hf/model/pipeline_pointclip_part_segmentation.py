@@ -2,12 +2,11 @@
 
 import torch
 
-from .feature_extraction_pointclip import to_point_batch
-from .pipeline_pointclip import DEFAULT_CHECKPOINT, PointCLIPPipeline
-from .point_ops import normalize_to_unit_sphere
+from .feature_extraction_pointclip import normalize_to_unit_sphere, to_point_batch
+from .pipeline_pointclip import DEFAULT_CHECKPOINT, PointCLIPPipeline, check_no_unknown_arguments
 from .processing_pointclip import PointCLIPProcessor
 from .projection_part_segmentation import render_part_views
-from .prompts import check_labels
+from .prompts import check_labels, check_prompt_template
 
 PART_SEGMENTATION_TASK = "point-cloud-zero-shot-part-segmentation"
 PART_SEGMENTATION_PIPELINES = {
@@ -31,13 +30,11 @@ def check_parts(parts) -> list[str]:
 
 
 def part_prompt_templates(templates, object_name: str | None) -> list[str]:
-    """Templates with `{object}` replaced by the object's name (`"object"` when unknown), one `{}` left for the part."""
-    name = (object_name or DEFAULT_OBJECT_NAME).replace("_", " ")
-    filled = [template.replace("{object}", name) for template in templates]
-    bad = [template for template in filled if template.count("{}") != 1]
-    if bad:
-        raise ValueError(f"Part prompt templates need exactly one '{{}}' for the part, got {bad}.")
-    return filled
+    """Templates, checked, with `{object}` replaced by the object's name (`"object"` when unknown; its braces kept as
+    text), one `{}` left for the part."""
+    name = (object_name or DEFAULT_OBJECT_NAME).replace("_", " ").replace("{", "{{").replace("}", "}}")
+    return [check_prompt_template(template, "Part prompt template", object_field=True).replace("{object}", name)
+            for template in templates]  # fmt: skip
 
 
 def part_embeddings(model, processor: PointCLIPProcessor, parts, object_name=None, prompt_templates=None,
@@ -122,8 +119,7 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
     def _sanitize_parameters(self, parts=None, object_name=None, prompt_templates=None, part_prompts=None,
                              view_weights=None, transposed_lookup=None, scrambled_patch_tokens=None,
                              **unknown):  # fmt: skip
-        if unknown:
-            raise TypeError(f"{type(self).__name__} got unexpected arguments {sorted(unknown)}.")
+        check_no_unknown_arguments(self, unknown)
         preprocess = {"transposed_lookup": bool(transposed_lookup)}
         forward = {"object_name": object_name, "prompt_templates": prompt_templates, "part_prompts": part_prompts,
                    "scrambled_patch_tokens": bool(scrambled_patch_tokens)}  # fmt: skip
@@ -144,9 +140,7 @@ class PointCloudZeroShotPartSegmentationPipeline(PointCLIPPipeline):
     def preprocess(self, point_cloud, transposed_lookup=False):
         extractor = self.feature_extractor
         points = to_point_batch(point_cloud, extractor.up_axis)
-        points = (points if isinstance(points, torch.Tensor) else points[0][None]).float()
-        if not torch.isfinite(points).all():
-            raise ValueError("Point cloud coordinates contain NaN or infinite values.")
+        points = (points if isinstance(points, torch.Tensor) else points[0][None]).float()  # rendering checks it
         if extractor.normalize:
             points = normalize_to_unit_sphere(points)
         views = render_part_views(points, image_size=extractor.image_size, transposed_lookup=transposed_lookup)

@@ -125,9 +125,9 @@ class PointCLIPProcessor(ProcessorMixin):
         try:
             return super().from_pretrained(source, **with_explicit_trust(kwargs))
         except ValueError as error:
-            raise_if_code_refused(error, source, PROCESSOR_CONFIG_FILES)
             message = " ".join(str(error).split())
-            raise ValueError(f"The processor saved in {source} ({PROCESSOR_NAME}) is invalid: {message}") from None
+            invalid = f"The processor saved in {source} ({PROCESSOR_NAME}) is invalid: {message}"
+            raise ValueError(code_refused(error, source, PROCESSOR_CONFIG_FILES) or invalid) from None
 
     @classmethod
     def from_model_source(cls, source: str, config, **load_kwargs) -> "PointCLIPProcessor":
@@ -190,9 +190,6 @@ def with_point_options(processor: PointCLIPProcessor, **options) -> PointCLIPPro
         options:
             New values of [`PointCLIPFeatureExtractor`] settings named in `POINT_OPTIONS` (`sampling`, `up_axis`).
     """
-    unknown = sorted(set(options) - set(POINT_OPTIONS))
-    if unknown:
-        raise TypeError(f"Unknown point settings {unknown}; choose among {POINT_OPTIONS}.")
     extractor = processor.feature_extractor
     if all(getattr(extractor, key) == value for key, value in options.items()):
         return processor
@@ -227,13 +224,15 @@ def with_explicit_trust(load_kwargs: dict) -> dict:
     return {**load_kwargs, "trust_remote_code": load_kwargs.get("trust_remote_code") is True}
 
 
-def raise_if_code_refused(error: ValueError, source: str, files: str) -> None:
-    """Turn transformers' refusal to run the code an `auto_map` in `files` of `source` names into one line."""
-    if "trust_remote_code=True" in str(error):
-        raise ValueError(
-            f"{source} asks to run code saved with it (an auto_map in {files}); pointclip_hf runs a model folder's "
-            "code only when you pass trust_remote_code=True and trust its author."
-        ) from None
+def code_refused(error: Exception, source: str, files: str) -> str | None:
+    """One line for transformers' refusal to run the code an `auto_map` in `files` of `source` names, when `error` is
+    that refusal; else `None`."""
+    if not isinstance(error, ValueError) or "trust_remote_code=True" not in str(error):
+        return None
+    return (
+        f"{source} asks to run code saved with it (an auto_map in {files}); pointclip_hf runs a model folder's code "
+        "only when you pass trust_remote_code=True and trust its author."
+    )
 
 
 def load_base_tokenizer(source: str, config, load_kwargs: dict):
@@ -243,16 +242,18 @@ def load_base_tokenizer(source: str, config, load_kwargs: dict):
     if config.clip_model_name_or_path and config.clip_model_name_or_path != source:
         base_kwargs = {key: value for key, value in load_kwargs.items() if key not in ("revision", "subfolder")}
         candidates.append((config.clip_model_name_or_path, {**base_kwargs, "revision": config.clip_revision}))
+    refused = None
     for candidate, kwargs in candidates:
         try:
             return AutoTokenizer.from_pretrained(candidate, **kwargs)
         except (OSError, ValueError) as error:
-            if isinstance(error, ValueError):
-                raise_if_code_refused(error, candidate, "tokenizer_config.json")
-            continue
-    raise OSError(
+            refused = code_refused(error, candidate, "tokenizer_config.json")
+            if refused:
+                break
+    missing = (
         f"No tokenizer found in {[name for name, _ in candidates]}; pass processor=PointCLIPProcessor(...) explicitly."
     )
+    raise ValueError(refused) if refused else OSError(missing)
 
 
 __all__ = ["PointCLIPProcessor", "PointCLIPFeatureExtractor", "processor_for_model"]

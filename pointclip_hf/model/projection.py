@@ -34,7 +34,6 @@ import torch
 import torch.nn.functional as F
 
 from .cpu_threads import map_on_cpu_threads, num_worker_threads
-from .point_ops import check_point_batch, euler_to_rotation
 
 
 @dataclass(frozen=True)
@@ -402,3 +401,34 @@ def _gaussian_kernel(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     kernel_1d = torch.exp(-(offsets**2) / (2 * _GAUSSIAN_SIGMA**2))
     kernel = torch.outer(kernel_1d, kernel_1d)
     return (kernel / kernel.sum()).view(1, 1, _GAUSSIAN_SIZE, _GAUSSIAN_SIZE).to(device=device, dtype=dtype)
+
+
+def check_point_batch(points: torch.Tensor) -> None:
+    """Raise a `TypeError` unless `points` is a floating-point tensor, and a `ValueError` naming the first problem
+    unless it is finite and of shape `(batch, num_points >= 1, 3)`."""
+    if not isinstance(points, torch.Tensor) or not points.is_floating_point():
+        got = f"dtype {points.dtype}" if isinstance(points, torch.Tensor) else f"a {type(points).__name__}"
+        raise TypeError(f"points must be a floating-point torch.Tensor, got {got}.")
+    problem = next((message for failed, message in _point_batch_checks(points) if failed), None)
+    if problem:
+        raise ValueError(f"points {problem}.")
+
+
+def _point_batch_checks(points: torch.Tensor):
+    """(failed, message) of each shape and value check of a `[B, N, 3]` tensor, in order: each is evaluated only when
+    those before it passed."""
+    shape = tuple(points.shape)
+    yield points.ndim != 3, f"must have shape [batch, num_points, 3], got rank {points.ndim} with shape {shape}"
+    yield shape[-1] != 3, f"must have 3 coordinates in the last dimension, got {shape}"
+    yield shape[1] == 0, "must hold at least one point per cloud, got num_points = 0"
+    yield not torch.isfinite(points).all(), "contain NaN or inf values"
+
+
+def euler_to_rotation(angles: torch.Tensor) -> torch.Tensor:
+    """Euler angles `[V, 3]` (x, y, z) -> rotation matrices `[V, 3, 3]`, R = Rx @ Ry @ Rz."""
+    x, y, z = angles.unbind(-1)
+    zero, one = torch.zeros_like(x), torch.ones_like(x)
+    rot_z = torch.stack([z.cos(), -z.sin(), zero, z.sin(), z.cos(), zero, zero, zero, one], dim=-1)
+    rot_y = torch.stack([y.cos(), zero, y.sin(), zero, one, zero, -y.sin(), zero, y.cos()], dim=-1)
+    rot_x = torch.stack([one, zero, zero, zero, x.cos(), -x.sin(), zero, x.sin(), x.cos()], dim=-1)
+    return rot_x.view(-1, 3, 3) @ rot_y.view(-1, 3, 3) @ rot_z.view(-1, 3, 3)

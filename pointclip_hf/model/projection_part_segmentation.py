@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from .cpu_threads import map_on_cpu_threads, num_worker_threads
-from .point_ops import check_point_batch, euler_to_rotation
+from .projection import check_point_batch, euler_to_rotation
 
 PART_SEGMENTATION_STYLE = "pointclip_v2_part_segmentation"
 NUM_VIEWS = 10

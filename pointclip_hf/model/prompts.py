@@ -3,12 +3,28 @@
 A label becomes one or more sentences: the sentences of its entry in a class-prompt library when there is one,
 otherwise every template formatted with the label (underscores read as spaces, as the reference does). The model
 encodes each sentence, normalises it, averages the sentences of a label and normalises again (CLIP's ensembling).
+
+The module also holds the other names users choose from (dtypes, sampling methods, up axes, projection styles): it
+imports nothing heavy, so the command line builds its parser from it before torch loads. Each name's meaning lives
+with the code that acts on it (`dtype_policy`, `feature_extraction_pointclip`).
 """
 
 import json
 import os
 import string
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
+
+DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+DTYPE_CHOICES = ["auto", *DTYPE_ALIASES.values(), *DTYPE_ALIASES]
+SAMPLING_METHODS = ("random", "fps", "first")
+DEFAULT_SAMPLING = "random"
+UP_AXES = ("y", "-y", "z", "-z", "x", "-x")
+CLASSIFICATION_STYLES = ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2")
+PROJECTION_STYLES = (*CLASSIFICATION_STYLES, "pointclip_v2_part_segmentation")  # the keys of projection.STYLES
 
 # The template each reference configuration uses: `CUSTOM_TEMPLATES` of the official `trainers/zeroshot.py` and
 # `trainers/fewshot.py` (V1), of `zeroshot_cls/trainers/zeroshot.py` and of the V2 few-shot code.
@@ -54,18 +70,25 @@ def check_prompt_template(template, what: str = "Prompt template", object_field:
     """Return `template`, or raise a `ValueError` unless it is a string with exactly one plain `{}` for the label and no
     other replacement field (`"a {} of {x}"` would fail when formatted), except `{object}` when `object_field` (the
     part-segmentation templates name the object the parts belong to)."""
+    problem = _template_problem(template, ("", "object") if object_field else ("",))
+    if problem:
+        raise ValueError(f"{what} {problem}.")
+    return template
+
+
+def _template_problem(template, allowed: tuple[str, ...]) -> str | None:
+    """What makes `template` unusable (the end of a sentence naming it), or `None`."""
     if not isinstance(template, str):
-        raise ValueError(f"{what} must be a string with one '{{}}' for the label, got {template!r}.")
+        return f"must be a string with one '{{}}' for the label, got {template!r}"
     try:
         fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
                   if name is not None]  # fmt: skip
     except ValueError as error:
-        raise ValueError(f"{what} {template!r} is not a valid format string ({error}).") from None
-    allowed = ("", "object") if object_field else ("",)
+        return f"{template!r} is not a valid format string ({error})"
     plain = [field for field in fields if field[1:] == ("", None) and field[0] in allowed]
     if len(plain) != len(fields) or [name for name, _, _ in fields].count("") != 1:
-        raise ValueError(f"{what} {template!r} must contain exactly one '{{}}' for the label and no other '{{...}}'.")
-    return template
+        return f"{template!r} must contain exactly one '{{}}' for the label and no other '{{...}}'"
+    return None
 
 
 def build_prompts(labels, templates, class_prompts=None) -> tuple[list[str], list[int]]:
@@ -107,10 +130,10 @@ def read_prompt_file(path_or_repo: str | os.PathLike, filename: str = "prompts.j
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle), path
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"Prompt file {path} is not valid JSON: {error}") from None
-    except RecursionError:
-        raise ValueError(f"Prompt file {path} is nested too deeply to be a prompt library.") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        problem = "is nested too deeply to be a prompt library." if isinstance(error, RecursionError) else (
+            f"is not valid JSON: {error}")  # fmt: skip
+        raise ValueError(f"Prompt file {path} {problem}") from None
 
 
 def load_class_prompts(path_or_repo: str | os.PathLike, filename: str = "prompts.json", **hub_kwargs) -> dict:
@@ -171,23 +194,32 @@ def check_labels(labels) -> list[str]:
         `ValueError` when `labels` is missing or empty, holds a label that is empty once its prompt reads it (only
         whitespace or underscores) or the same string twice; `TypeError` when it is not a list of strings.
     """
-    if labels is None:
-        raise ValueError("No labels given: pass candidate labels as a list of strings or a comma-separated string.")
     if isinstance(labels, str):
         labels = [part.strip() for part in labels.split(",")]
-    if isinstance(labels, (set, frozenset, dict, bytes)) or not isinstance(labels, Iterable):  # sets have no order
-        raise TypeError(f"Labels must be a list of strings or a comma-separated string, got a {type(labels).__name__}.")
-    labels = list(labels)
-    if not labels:
-        raise ValueError("The label list is empty: give at least one candidate label.")
-    not_strings = [label for label in labels if not isinstance(label, str)]
-    if not_strings:
-        raise TypeError(f"Labels must be strings, got {not_strings[:5]!r}.")
-    empty = [label for label in labels if not label.replace("_", " ").strip()]  # prompts read "_" as a space
-    if empty:
-        raise ValueError(f"Labels must be non-empty strings (not only whitespace or underscores), got {empty!r}.")
-    _raise_on_shared_keys(labels, labels, "are the same string")
+    ordered = isinstance(labels, Iterable) and not isinstance(labels, (set, frozenset, dict, bytes))  # sets: no order
+    labels = list(labels) if ordered else labels
+    problem = next(((error, message) for failed, error, message in _label_checks(labels) if failed), None)
+    if problem:
+        error, message = problem
+        raise error(message)
     return labels
+
+
+def _label_checks(labels):
+    """(failed, error class, message) of each check of `check_labels` (`labels` a list when it was an ordered
+    iterable), in order: each is evaluated only when those before it passed."""
+    yield (labels is None, ValueError,
+           "No labels given: pass candidate labels as a list of strings or a comma-separated string.")  # fmt: skip
+    yield (not isinstance(labels, list), TypeError,
+           f"Labels must be a list of strings or a comma-separated string, got a {type(labels).__name__}.")  # fmt: skip
+    yield not labels, ValueError, "The label list is empty: give at least one candidate label."
+    not_strings = [label for label in labels if not isinstance(label, str)]
+    yield bool(not_strings), TypeError, f"Labels must be strings, got {not_strings[:5]!r}."
+    empty = [label for label in labels if not label.replace("_", " ").strip()]  # prompts read "_" as a space
+    yield (bool(empty), ValueError,
+           f"Labels must be non-empty strings (not only whitespace or underscores), got {empty!r}.")  # fmt: skip
+    duplicates = _shared_key_problem(labels, labels, "are the same string")
+    yield bool(duplicates), ValueError, duplicates
 
 
 def check_labels_encode_distinctly(labels: list[str], tokens: dict, special_ids) -> None:
@@ -207,27 +239,32 @@ def check_labels_encode_distinctly(labels: list[str], tokens: dict, special_ids)
     lengths = tokens["attention_mask"].sum(-1).tolist()
     rows = [ids[:length] for ids, length in zip(tokens["input_ids"].tolist(), lengths)]
     special = set(special_ids)
-    for row, owner in zip(rows, tokens["prompt_class_ids"].tolist()):
-        if special.issuperset(row):
-            raise ValueError(
-                f"The tokenizer cannot encode the prompt of label {labels[owner]!r}: it gives only special or unknown "
-                "tokens (a CLIP folder saved without its tokenizer files?); load a model whose folder holds them."
-            )
+    owners = tokens["prompt_class_ids"].tolist()
+    unencodable = next((labels[owner] for row, owner in zip(rows, owners) if special.issuperset(row)), None)
     sequences = [[] for _ in labels]
-    for row, owner in zip(rows, tokens["prompt_class_ids"].tolist()):
+    for row, owner in zip(rows, owners):
         sequences[owner].append(tuple(row))
-    _raise_on_shared_keys(labels, [tuple(sequence) for sequence in sequences], "give the same prompt tokens")
+    problem = (
+        f"The tokenizer cannot encode the prompt of label {unencodable!r}: it gives only special or unknown tokens (a "
+        "CLIP folder saved without its tokenizer files?); load a model whose folder holds them."
+        if unencodable is not None
+        else _shared_key_problem(labels, [tuple(sequence) for sequence in sequences], "give the same prompt tokens")
+    )
+    if problem:
+        raise ValueError(problem)
 
 
-def _raise_on_shared_keys(labels: list[str], keys: list, how: str) -> None:
+def _shared_key_problem(labels: list[str], keys: list, how: str) -> str | None:
+    """The message naming the first two `labels` whose `keys` are equal (`how` says in what way), else `None`."""
     first_with_key = {}
     for label, key in zip(labels, keys):
         if key in first_with_key:
-            raise ValueError(
+            return (
                 f"The label list contains duplicates: {first_with_key[key]!r} and {label!r} {how}, so they would "
                 "always tie; merge or rename them."
             )
         first_with_key[key] = label
+    return None
 
 
 def check_labels_fit_model(labels: list[str], label_names: list[str] | None) -> None:
@@ -277,3 +314,8 @@ def check_local_path_exists(source: str, what: str) -> None:
     """Raise a `FileNotFoundError` naming `what` when `source` is written as a local path that does not exist."""
     if looks_like_local_path(source) and not os.path.exists(os.path.expanduser(source)):
         raise FileNotFoundError(f"No such {what}: {source}.")
+
+
+def dtype_name(dtype: "torch.dtype") -> str:
+    """`torch.bfloat16` -> `"bfloat16"`: the name recorded in reports, predictions headers and JSON output."""
+    return str(dtype).removeprefix("torch.")

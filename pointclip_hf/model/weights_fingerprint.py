@@ -5,6 +5,8 @@ import weakref
 
 import torch
 
+from .modeling_pointclip import weights_state
+
 _CLIP_HASHES = weakref.WeakKeyDictionary()
 
 
@@ -25,22 +27,6 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}\n".encode())
         digest.update(tensor.to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().data)
     return digest.hexdigest()
-
-
-def weights_state(module: torch.nn.Module) -> tuple:
-    r"""
-    Where each parameter and buffer of `module` lives and its version: it changes when a weight is replaced, moved,
-    cast or changed in place, without reading any weight (microseconds, not a content hash).
-
-    Args:
-        module (`torch.nn.Module`):
-            The module.
-
-    Returns:
-        `tuple`: per tensor, its name, data pointer, version counter, dtype and device.
-    """
-    tensors = (*module.named_parameters(), *module.named_buffers())
-    return tuple((name, t.data_ptr(), t._version, t.dtype, t.device) for name, t in tensors)
 
 
 def clip_weights_sha256(model) -> str:

@@ -21,7 +21,7 @@ import pointclip_hf.cache_building as cache_building
 from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.cli import main
 from pointclip_hf.data import MODELNET40_CLASSES, point_features
-from pointclip_hf.model.cache_model import CacheModel, affinity_logits, fused_features
+from pointclip_hf.model.inter_view_adapter import CacheModel, affinity_logits, fused_features
 from pointclip_hf.model.pipeline_pointclip import PIPELINE_TASK, label_embeddings
 from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
@@ -327,7 +327,7 @@ def test_push_and_load_back_from_the_hub(local_hub, tiny_clip_dir, tmp_path, mon
     assert set(weights) == {"cache.keys", "cache.values", "label_text_embeds"}
     config = json.loads(Path(api.hf_hub_download(REPO, "config.json")).read_text())
     assert config["clip_model_name_or_path"] == BASE and config["clip_revision"] == api.model_info(BASE).sha
-    assert config["cache_info"]["seed"] == 3 and "cache_model.py" in api.list_repo_files(REPO)
+    assert config["cache_info"]["seed"] == 3 and "inter_view_adapter.py" in api.list_repo_files(REPO)
     card = ModelCard.load(REPO)
     assert "tip-adapter" in card.data.tags and "**Seed:** 3" in card.text and "carved from the support set" in card.text
 

@@ -11,7 +11,7 @@ import torch
 from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, load_point_cloud
 from pointclip_hf.cli import main as cli_main
 from pointclip_hf.evaluation.fingerprint import run_fingerprint
-from pointclip_hf.model.point_ops import UP_AXES, hash_order, sample_indices, turn_y_up
+from pointclip_hf.model.feature_extraction_pointclip import UP_AXES, hash_order, sample_indices, turn_y_up
 from pointclip_hf.model.processing_pointclip import processor_for_model
 from pointclip_hf.testing_utils import motorcycle_scan, pyvista_mesh_path, sorted_along
 
@@ -90,7 +90,7 @@ def test_a_sorted_scan_classifies_as_the_shuffled_one(scan, zero_shot_model):
 
 def test_equal_hashes_are_ordered_by_the_coordinates(monkeypatch):
     constant_hash = lambda points, seed: torch.zeros(points.shape[:2]).long()  # noqa: E731
-    monkeypatch.setattr("pointclip_hf.model.point_ops.point_hash", constant_hash)
+    monkeypatch.setattr("pointclip_hf.model.feature_extraction_pointclip.point_hash", constant_hash)
     points = torch.tensor([[2.0, 0, 0], [1, 5, 0], [1, 2, 9], [1, 2, 3], [0, 9, 9], [1, 2, 3]])
     expected = torch.tensor([[0.0, 9, 9], [1, 2, 3], [1, 2, 3], [1, 2, 9]])
     for order in (torch.arange(6), torch.tensor([5, 4, 3, 2, 1, 0]), torch.tensor([2, 0, 5, 1, 3, 4])):

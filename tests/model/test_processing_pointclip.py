@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from transformers import AutoTokenizer
 
 from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPProcessor, render_views
-from pointclip_hf.model.point_ops import farthest_point_sampling, normalize_to_unit_sphere
+from pointclip_hf.model.feature_extraction_pointclip import farthest_point_sampling, normalize_to_unit_sphere
 from pointclip_hf.model.processing_pointclip import processor_for_model
 
 
