@@ -18,7 +18,7 @@ import torch
 
 _local = threading.local()
 _pool_lock = threading.Lock()
-_pool = None
+_pools = {}
 
 
 class _WorkerThreads:
@@ -40,7 +40,7 @@ class _WorkerThreads:
         torch.set_num_threads(1)
         _local.is_worker = True
         started.wait()
-        while (task := self.tasks.get()) is not None:
+        while task := self.tasks.get():
             future, function, args, grad_enabled, inference_mode = task
             if not future.set_running_or_notify_cancel():
                 continue
@@ -55,27 +55,23 @@ class _WorkerThreads:
         self.tasks.put((future, function, args, torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
         return future
 
-    def close(self) -> None:
-        for _ in range(self.count):
-            self.tasks.put(None)
-
 
 def _workers() -> _WorkerThreads:
-    global _pool
+    """The workers for the caller's thread count, kept for the life of the process: a program that switches between
+    thread counts reuses them instead of starting threads in every call (a few ms, more than a batch of V1 maps)."""
     count = num_worker_threads()
     with _pool_lock:
-        if _pool is None or _pool.count != count:
-            if _pool is not None:
-                _pool.close()
-            _pool = _WorkerThreads(count)
-        return _pool
+        if count not in _pools:
+            _pools[count] = _WorkerThreads(count)
+        return _pools[count]
 
 
 def _forget_workers_after_fork() -> None:
     """A forked child has none of its parent's threads, and OpenMP cannot start threads in it: one thread (as
     DataLoader workers do), and new workers when needed."""
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
+    global _pool_lock
+    _pools.clear()
+    _pool_lock = threading.Lock()
     torch.set_num_threads(1)
 
 

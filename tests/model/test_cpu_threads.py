@@ -35,6 +35,16 @@ def test_workers_are_single_threaded_and_leave_the_callers_count(threads):
     assert seen == [2], "a thread started after the workers keeps torch's thread count"
 
 
+def test_switching_thread_counts_reuses_the_workers(threads):
+    def worker_idents(count: int) -> set[int]:
+        threads(count)
+        return set(map_on_cpu_threads(lambda _: threading.get_ident(), range(8)))
+
+    one, two = worker_idents(1), worker_idents(2)
+    assert len(one) == 1 and len(two) <= 2
+    assert worker_idents(1) == one and worker_idents(2) <= two
+
+
 def test_workers_keep_the_callers_grad_mode_and_raise_its_errors():
     weight = torch.ones(3, requires_grad=True)
     assert run_on_cpu_thread(lambda: (weight * 2).requires_grad)
