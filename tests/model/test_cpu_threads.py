@@ -36,13 +36,13 @@ def test_workers_are_single_threaded_and_leave_the_callers_count(threads):
 
 
 def test_switching_thread_counts_reuses_the_workers(threads):
-    def worker_idents(count: int) -> set[int]:
+    def workers(count: int) -> set[threading.Thread]:
         threads(count)
-        return set(map_on_cpu_threads(lambda _: threading.get_ident(), range(8)))
+        return set(map_on_cpu_threads(lambda _: threading.current_thread(), range(8)))
 
-    one, two = worker_idents(1), worker_idents(2)
-    assert len(one) == 1 and len(two) <= 2
-    assert worker_idents(1) == one and worker_idents(2) <= two
+    single = workers(1)
+    assert len(single) == 1 and len(workers(2)) <= 2 and not single & workers(2)
+    assert workers(1) == single, "the one worker of 1 thread outlives a switch to 2 threads and back"
 
 
 def test_workers_keep_the_callers_grad_mode_and_raise_its_errors():
