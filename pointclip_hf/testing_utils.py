@@ -4,6 +4,8 @@ from packages of the `test` extra, read offline:
 
 - `pyvista_mesh_path(name)`: pyvista's example meshes shipped inside the package (`airplane`, `ant`, `nut`, as
   `.ply`), located without importing pyvista (and VTK). The airplane is stored z up.
+- `run_without_the_package(script, *args, folder=..., environment=...)`: a script's last line of JSON output, from a
+  fresh `python -I` process in which `pointclip_hf` cannot be imported (remote code and Hub-only use).
 - `motorcycle_scan()`: a real partial scan, back-projected from the Middlebury 2014 *Motorcycle* stereo pair's
   ground-truth disparity that scikit-image ships (`skimage.data.stereo_motorcycle`), in camera coordinates
   (millimetres; x right, y down, z forward: up is -y), cut to the motorcycle.
@@ -12,6 +14,9 @@ A test calls `pytest.importorskip` before the real shapes.
 """
 
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -174,3 +179,17 @@ def sorted_along(points: np.ndarray, column: int) -> np.ndarray:
     """`points` stored in increasing order of one coordinate (a height or a scan direction, as scanners and LAS tiles
     store them), ties kept in their order."""
     return points[np.argsort(points[:, column], kind="stable")]
+
+
+def run_without_the_package(script: str, *args: str, folder: Path, environment: dict[str, str]):
+    """
+    Run `script` with `args` in a fresh `python -I` process, in `folder`, with only `environment` (plus a plain `PATH`
+    and `HOME=folder`), standard input closed and `pointclip_hf` made unimportable; return its last line of output,
+    read as JSON. A failing script fails the calling test with the end of its standard error.
+    """
+    script = "import sys\nsys.modules['pointclip_hf'] = None\n" + script
+    environment = {**environment, "PATH": "/usr/bin:/bin", "HOME": str(folder)}
+    done = subprocess.run([sys.executable, "-I", "-c", script, *args], capture_output=True, text=True, env=environment,
+                          stdin=subprocess.DEVNULL, cwd=folder, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])

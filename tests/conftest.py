@@ -69,6 +69,12 @@ def example_clouds():
     return data["points"].astype(np.float32)
 
 
+def hub_environment() -> dict[str, str]:
+    """This process's Hub settings (the local Hub server's endpoint and token), online: for a fresh process."""
+    environment = {key: value for key, value in os.environ.items() if key.startswith(("HF_", "HUGGINGFACE"))}
+    return {**environment, "HF_HUB_OFFLINE": "0"}
+
+
 def make_shape_dataset(seed: int, per_class: int, num_points: int = 256) -> Dataset:
     """A labelled dataset of SHAPE_CLASSES clouds (`points` Array2D, `label` ClassLabel), `per_class` of each."""
     rng = np.random.default_rng(seed)

@@ -3,16 +3,12 @@ package, revisions and Hub arguments reaching the processor, `push_to_hub` like 
 the card metadata and the files a save copies."""
 
 import ast
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import SHAPE_CLASSES, build_tiny_clip
+from conftest import SHAPE_CLASSES, build_tiny_clip, hub_environment
 from huggingface_hub import HfApi, ModelCard
 from huggingface_hub.errors import RepositoryNotFoundError
 from transformers.dynamic_module_utils import get_relative_import_files
@@ -21,6 +17,7 @@ import pointclip_hf
 from pointclip_hf import PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor
 from pointclip_hf.model.pipeline_pointclip import PIPELINE_TASK
 from pointclip_hf.model.processing_pointclip import processor_for_model
+from pointclip_hf.testing_utils import run_without_the_package
 from pointclip_hf.training import build_few_shot_model
 
 BASE = "openai-tiny/clip"
@@ -60,7 +57,6 @@ def scores(predictions) -> dict:
 HUB_ONLY_SCRIPT = """
 import json, sys
 import numpy as np
-sys.modules["pointclip_hf"] = None  # the package is installed in this venv: make sure nothing can use it
 from transformers import AutoModel, AutoProcessor, pipeline
 repo, cloud_path, task = sys.argv[1:4]
 cloud = np.load(cloud_path)
@@ -81,13 +77,8 @@ def test_hub_only_use_with_trust_remote_code(hub_with_base_clip, tmp_path, examp
     model = trained_model()
     model.push_to_hub(REPO)
     np.save(tmp_path / "cloud.npy", example_clouds[0])
-    environment = {key: value for key, value in os.environ.items() if key.startswith(("HF_", "HUGGINGFACE"))}
-    environment.update(PATH="/usr/bin:/bin", HOME=str(tmp_path), HF_HUB_OFFLINE="0")
-    command = [sys.executable, "-I", "-c", HUB_ONLY_SCRIPT, REPO, str(tmp_path / "cloud.npy"), PIPELINE_TASK]
-    done = subprocess.run(command, capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL,
-                          cwd=tmp_path, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    remote = json.loads(done.stdout.strip().splitlines()[-1])
+    remote = run_without_the_package(HUB_ONLY_SCRIPT, REPO, str(tmp_path / "cloud.npy"), PIPELINE_TASK,
+                                     folder=tmp_path, environment=hub_environment())  # fmt: skip
     assert remote["module"].startswith("transformers_modules")
     assert remote["processor_points"] == 256
     expected = scores(model.classify(example_clouds[0]))

@@ -3,16 +3,13 @@ support clouds (validation-only search, 1-shot with 40 classes, a class without 
 Tip-Adapter-F through `train_adapter` and `transformers.Trainer`, and the cache next to the adapter and the ensemble."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SHAPE_CLASSES, make_shape_dataset, synthetic_cloud
+from conftest import SHAPE_CLASSES, hub_environment, make_shape_dataset, synthetic_cloud
 from datasets import Dataset
 from huggingface_hub import HfApi, ModelCard, constants
 from safetensors.torch import load_file
@@ -24,6 +21,7 @@ from pointclip_hf.data import MODELNET40_CLASSES, point_features
 from pointclip_hf.model.inter_view_adapter import CacheModel, affinity_logits, fused_features
 from pointclip_hf.model.pipeline_pointclip import PIPELINE_TASK, label_embeddings
 from pointclip_hf.model.processing_pointclip import processor_for_model
+from pointclip_hf.testing_utils import run_without_the_package
 from pointclip_hf.training import TrainingConfig, build_few_shot_model, train_adapter
 from pointclip_hf.tuning import pointclip_logits, search_ensemble_weight
 from pointclip_hf.tuning.cache_search import search_cache_weights
@@ -307,7 +305,6 @@ def test_ensemble_with_a_3d_network_still_works(cache_model):
 HUB_ONLY_SCRIPT = """
 import json, sys
 import numpy as np
-sys.modules["pointclip_hf"] = None  # the package is installed in this venv: make sure nothing can use it
 from transformers import pipeline
 repo, cloud_path, task = sys.argv[1:4]
 pipe = pipeline(task, model=repo, trust_remote_code=True)
@@ -335,12 +332,7 @@ def test_push_and_load_back_from_the_hub(local_hub, tiny_clip_dir, tmp_path, mon
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "fresh-cache"))
     assert scores(PointCLIPModel.from_pretrained(REPO).classify(test_clouds[0])) == expected
     np.save(tmp_path / "cloud.npy", test_clouds[0])
-    environment = {key: value for key, value in os.environ.items() if key.startswith(("HF_", "HUGGINGFACE"))}
-    environment.update(PATH="/usr/bin:/bin", HOME=str(tmp_path), HF_HUB_OFFLINE="0")
-    command = [sys.executable, "-I", "-c", HUB_ONLY_SCRIPT, REPO, str(tmp_path / "cloud.npy"), PIPELINE_TASK]
-    done = subprocess.run(command, capture_output=True, text=True, env=environment, stdin=subprocess.DEVNULL,
-                          cwd=tmp_path, timeout=300)  # fmt: skip
-    assert done.returncode == 0, done.stderr[-3000:]
-    remote = json.loads(done.stdout.strip().splitlines()[-1])
+    remote = run_without_the_package(HUB_ONLY_SCRIPT, REPO, str(tmp_path / "cloud.npy"), PIPELINE_TASK,
+                                     folder=tmp_path, environment=hub_environment())  # fmt: skip
     assert remote["module"].startswith("transformers_modules") and remote["use_cache_head"]
     assert scores(remote["pipeline"]) == expected

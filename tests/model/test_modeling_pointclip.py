@@ -13,6 +13,7 @@ import pointclip_hf
 from pointclip_hf import InterViewAdapter, PointCLIPConfig, PointCLIPModel, convert_reference_adapter
 from pointclip_hf.model.pipeline_pointclip import label_embeddings
 from pointclip_hf.model.processing_pointclip import processor_for_model
+from pointclip_hf.testing_utils import run_without_the_package
 
 LABELS = ["chair", "cube", "table"]
 
@@ -308,27 +309,19 @@ def test_pipeline_from_folder_and_instance(tiny_clip_dir, tmp_path, example_clou
 
 def test_trust_remote_code_from_saved_folder(tiny_clip_dir, tmp_path, example_clouds):
     """In a fresh process without pointclip_hf importable, AutoModel/AutoProcessor load the copied code."""
-    import subprocess
-    import sys
-
     folder = save_pointclip(PointCLIPModel.from_pretrained(tiny_clip_dir), tmp_path / "model")
     assert (folder / "modeling_pointclip.py").exists() and (folder / "projection.py").exists()
+    assert "import pointclip_hf" not in (folder / "modeling_pointclip.py").read_text()
     np.save(tmp_path / "cloud.npy", example_clouds[1])
     script = f"""
-import sys, json, numpy as np
-sys.modules['pointclip_hf'] = None  # the package is installed here: make sure nothing uses it
+import json, numpy as np
 from transformers import AutoModel, AutoProcessor
 model = AutoModel.from_pretrained({str(folder)!r}, trust_remote_code=True)
 processor = AutoProcessor.from_pretrained({str(folder)!r}, trust_remote_code=True)
 print(json.dumps(model.classify(np.load({str(tmp_path / "cloud.npy")!r}), {LABELS!r}, processor=processor)))
 """
-    env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HOME": str(tmp_path / "hf")}
-    assert "import pointclip_hf" not in (folder / "modeling_pointclip.py").read_text()
-    done = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-3000:]
-    import json
-
-    remote = json.loads(done.stdout.strip().splitlines()[-1])
+    environment = {"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    remote = run_without_the_package(script, folder=tmp_path, environment=environment)
     local = PointCLIPModel.from_pretrained(folder).classify(example_clouds[1], LABELS)
     assert same_predictions(remote, local)
 
