@@ -17,7 +17,8 @@ EXAMPLES = Path(__file__).parent.parent / "examples"
 
 def test_classify_json_matches_python_api(tiny_clip_dir, zero_shot_model, capsys):
     files = [str(EXAMPLES / "mug.npy"), str(EXAMPLES / "table.npy")]
-    assert main(["classify", *files, "--labels", "cup,table,bear", "--model", str(tiny_clip_dir), "--json"]) == 0
+    assert main(["classify", *files, "--labels", "cup,table,bear", "--model", str(tiny_clip_dir), "--json",
+                 "--dtype", "float32"]) == 0  # fmt: skip
     printed = json.loads(capsys.readouterr().out)
     assert [entry["file"] for entry in printed] == files
     expected = zero_shot_model.classify(files, ["cup", "table", "bear"])

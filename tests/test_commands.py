@@ -125,12 +125,12 @@ def write_clouds(folder):
 
 def test_index_and_retrieve(tiny_clip_dir, zero_shot_model, tmp_path, capsys):
     write_clouds(tmp_path / "clouds")
-    model = ["--model", str(tiny_clip_dir)]
+    model = ["--model", str(tiny_clip_dir), "--dtype", "float32"]
     assert main(["-q", "index", str(tmp_path / "clouds"), "--output", str(tmp_path / "index"), *model]) == 0
     captured = capsys.readouterr()
     assert "indexed 4 clouds" in captured.out and "Indexing" not in captured.err
     assert main(["retrieve", str(tmp_path / "index"), "--text", "sphere", "--like", str(tmp_path / "clouds" / "2.npy"),
-                 "--top-k", "2", "--json"]) == 0  # fmt: skip
+                 "--top-k", "2", "--json", "--dtype", "float32"]) == 0  # fmt: skip
     printed = json.loads(capsys.readouterr().out)
     index = pointclip_hf.PointCloudIndex.load(tmp_path / "index")
     assert printed[0]["results"] == index.search_text(zero_shot_model, ["sphere"], top_k=2)[0]

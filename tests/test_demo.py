@@ -44,7 +44,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def demo_models(tiny_clip_dir):
-    return DemoModels(str(tiny_clip_dir))
+    return DemoModels(str(tiny_clip_dir), dtype="float32")  # as the library's default, which the tests compare with
 
 
 @pytest.fixture(scope="module")

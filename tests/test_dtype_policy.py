@@ -128,9 +128,10 @@ def test_cli_onnxruntime_backend_matches_torch(tiny_clip_dir, capsys, tmp_path, 
     pytest.importorskip("onnxscript")
     monkeypatch.setenv("HF_HOME", str(tmp_path))  # the export cache
     monkeypatch.setattr("huggingface_hub.constants.HF_HOME", str(tmp_path))
-    torch_run = classify_json(capsys, tiny_clip_dir)
+    monkeypatch.setattr(dtype_policy, "cpu_has_native_bfloat16", lambda: True)
+    torch_run = classify_json(capsys, tiny_clip_dir, "--dtype", "float32")
     onnx_run = classify_json(capsys, tiny_clip_dir, "--backend", "onnxruntime")
-    assert {entry["backend"] for entry in onnx_run} == {"onnxruntime"}
+    assert {(entry["backend"], entry["dtype"]) for entry in onnx_run} == {("onnxruntime", "float32")}, "auto: float32"
     labels = [[[p["label"] for p in entry["predictions"]] for entry in run] for run in (torch_run, onnx_run)]
     assert labels[0] == labels[1]
     assert any((tmp_path / "pointclip_hf" / "onnx").iterdir())

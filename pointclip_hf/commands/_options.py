@@ -113,7 +113,10 @@ def load_model(args):
     from ..model.prompts import dtype_name
 
     overrides = {"projection_style": args.projection} if getattr(args, "projection", None) else {}
-    dtype = resolve_dtype(getattr(args, "dtype", None), getattr(args, "device", None))
+    requested = getattr(args, "dtype", None)
+    if getattr(args, "backend", "torch") == "onnxruntime" and requested == "auto":
+        requested = "float32"  # the exported image tower computes in float32 only
+    dtype = resolve_dtype(requested, getattr(args, "device", None))
     point_options = {key: getattr(args, key, None) for key in ("sampling", "up_axis")}
     model = PointCLIPModel.from_pretrained(args.model, dtype=dtype, **overrides, **point_options)
     if not getattr(args, "quiet", False):

@@ -201,7 +201,7 @@ def test_the_commands_take_sampling_and_up_axis(scan, tiny_clip_dir, tmp_path, c
     for name, options in {"sorted": [], "shuffled": [], "first": ["--sampling", "first"]}.items():
         path = tmp_path / ("shuffled.npy" if name == "shuffled" else "sorted.npy")
         assert cli_main(["classify", str(path), "--model", str(tiny_clip_dir), "--labels", labels, "--json",
-                         "--up-axis=-y", *options]) == 0  # fmt: skip
+                         "--up-axis=-y", "--dtype", "float32", *options]) == 0  # fmt: skip
         runs[name] = {p["label"]: p["score"] for p in json.loads(capsys.readouterr().out)[0]["predictions"]}
     assert runs["sorted"] == pytest.approx(runs["shuffled"], rel=SCORE_TOLERANCE)
     assert runs["sorted"] != pytest.approx(runs["first"], rel=SCORE_TOLERANCE)

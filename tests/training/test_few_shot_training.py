@@ -236,7 +236,8 @@ def test_model_holds_best_validation_adapter(trained, validation_set):
 def test_bfloat16_keeps_the_top_label_of_float32(trained, validation_set):
     """What `--dtype auto` trades on a CPU with native bfloat16: scores move a little, so only near-ties can change
     their winner. Checked with a model that has learnt to tell the validation shapes apart (a random CLIP's scores are
-    all near-ties); this 32-wide CLIP moves scores by up to about 0.1 in bfloat16 (ViT-B by about 0.03)."""
+    all near-ties); this 32-wide CLIP moves scores by up to about 0.12 in bfloat16 (native AVX512-BF16 kernels round
+    otherwise than emulated ones), ViT-B by about 0.03."""
     model = copy.deepcopy(trained[0])
     clouds = validation_set.with_format("numpy")[:]["points"]
     exact = model.classify(clouds, CLASSES, batch_size=8)
@@ -244,7 +245,7 @@ def test_bfloat16_keeps_the_top_label_of_float32(trained, validation_set):
     fast = model.classify(clouds, CLASSES, batch_size=8)
     score_changes = [abs(a["score"] - {b["label"]: b["score"] for b in y}[a["label"]]) for x, y in zip(exact, fast)
                      for a in x]  # fmt: skip
-    assert max(score_changes) < 0.12
+    assert max(score_changes) < 0.15
     clear = [(x[0]["label"], y[0]["label"]) for x, y in zip(exact, fast) if x[0]["score"] - x[1]["score"] > 0.24]
     assert len(clear) >= len(exact) // 2 and all(a == b for a, b in clear)
 
