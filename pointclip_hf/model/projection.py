@@ -263,6 +263,10 @@ def _splat_depth(points: torch.Tensor, to_camera, num_views: int, out: torch.Ten
     maps_per_sum = max(1, _CPU_PIXELS_PER_CHUNK // num_pixels) if points.device.type == "cpu" else max(1, len(maps))
     if any(point_range.stop < num_points for _, point_range in chunks):
         maps_per_sum = num_views
+    # One buffer for every group's weight sums (a fresh one each made the heap grow and shrink, faulting pages in
+    # every call), except where autograd keeps each group's sums for the backward pass.
+    tracked = torch.is_grad_enabled() and points.requires_grad
+    weight_buffer = None if tracked else maps.new_empty(min(maps_per_sum, len(maps)) * num_pixels)
     weight_sums = None
     for clouds, point_range in chunks:
         slot, weighted_depth, weight = _splat_terms(to_camera(points[clouds, point_range]), resolution, maps_per_sum)
@@ -272,7 +276,7 @@ def _splat_depth(points: torch.Tensor, to_camera, num_views: int, out: torch.Ten
             depth_sums = maps[first : first + len(slot[rows])].view(-1)
             if point_range.start == 0:
                 depth_sums.zero_()
-                weight_sums = torch.zeros_like(depth_sums)
+                weight_sums = torch.zeros_like(depth_sums) if tracked else weight_buffer[: len(depth_sums)].zero_()
             depth_sums.index_add_(0, slot[rows].flatten(), weighted_depth[rows].flatten())
             weight_sums.index_add_(0, slot[rows].flatten(), weight[rows].flatten())
             if point_range.stop >= num_points:
