@@ -35,8 +35,6 @@ Memory: the float64 margins ``[N, K, V]``, the float32 table of B margins (``|B|
 512 MiB by shrinking group B; about 110 MiB for the benchmark's N=2468, K=40) and about 3 MiB of buffers per worker.
 """
 
-from __future__ import annotations
-
 import math
 import sys
 import threading
@@ -192,8 +190,8 @@ def _grid_rows(grid: Tensor, num_views: int, start: int, stop: int) -> Tensor:
 def _margins(logits_v: Tensor, labels: Tensor, free_views: list[int], fixed: dict[int, float], gmax: float) -> _Margins:
     """The `_Margins` of per-view logits `(N, V, K)` (float64)."""
     n, v, k = logits_v.shape
-    lk = logits_v.permute(0, 2, 1)
-    margins = lk - lk.gather(1, labels[:, None, None].expand(n, 1, v))
+    by_class = logits_v.permute(0, 2, 1)
+    margins = by_class - by_class.gather(1, labels[:, None, None].expand(n, 1, v))
     is_other = torch.ones(n, k, dtype=torch.bool)
     is_other[torch.arange(n), labels] = False
     upper = torch.arange(k)[None, :] > labels[:, None]
@@ -243,7 +241,7 @@ def _dominance_prune(
     counts = keep.sum(1)
     order = torch.argsort(counts, descending=True, stable=True)
     order = order[counts[order] > 1]
-    cls = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept classes first, ascending, per cloud
+    kept_first = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept classes first, ascending, per cloud
     i = 0
     while i < order.numel():
         cmax = int(counts[order[i]])
@@ -251,21 +249,23 @@ def _dominance_prune(
         if per_cloud > budget_bytes:
             i += 1
             continue
-        nb = max(1, budget_bytes // per_cloud)
-        idx = order[i : i + nb]
-        i += idx.numel()
-        cl = cls[idx, :cmax]  # [b, cmax]
-        valid = torch.arange(cmax)[None, :] < counts[idx][:, None]
-        d = dfree[idx[:, None], cl]  # [b, cmax, F]
-        cst = const[idx[:, None], cl]
-        sc = scale[idx[:, None], cl]
+        clouds_per_block = max(1, budget_bytes // per_cloud)
+        clouds = order[i : i + clouds_per_block]
+        i += clouds.numel()
+        classes = kept_first[clouds, :cmax]  # [b, cmax]
+        valid = torch.arange(cmax)[None, :] < counts[clouds][:, None]
+        d = dfree[clouds[:, None], classes]  # [b, cmax, F]
+        fixed_margins = const[clouds[:, None], classes]
+        tolerances = scale[clouds[:, None], classes]
         delta = d[:, :, None, :] - d[:, None, :, :]  # [b, q, p, F] = d_q - d_p
-        lo = torch.minimum(delta * gmin, delta * gmax).sum(-1) + (cst[:, :, None] - cst[:, None, :])
-        dom = (lo > _PRUNE_RTOL * (sc[:, :, None] + sc[:, None, :])) & valid[:, :, None] & valid[:, None, :]
-        dominated = dom.any(dim=1) & valid  # [b, cmax]
+        fixed_difference = fixed_margins[:, :, None] - fixed_margins[:, None, :]
+        lowest = torch.minimum(delta * gmin, delta * gmax).sum(-1) + fixed_difference
+        tolerance = _PRUNE_RTOL * (tolerances[:, :, None] + tolerances[:, None, :])
+        dominates = (lowest > tolerance) & valid[:, :, None] & valid[:, None, :]
+        dominated = dominates.any(dim=1) & valid  # [b, cmax]
         if dominated.any():
             bi, ci = dominated.nonzero(as_tuple=True)
-            out[idx[bi], cl[bi, ci]] = False
+            out[clouds[bi], classes[bi, ci]] = False
     return out
 
 
