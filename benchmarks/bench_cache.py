@@ -24,8 +24,6 @@ Usage::
     python benchmarks/bench_cache.py --overhead-arch vit-b16   # the head's cost next to a full-size ViT-B/16 tower
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import math

@@ -51,8 +51,6 @@ against float32 (see `tower_variants.py`):
     python benchmarks/bench_inference.py --arch vit-b32 --batch-sizes 8 --dtype fp32 bf16 --backend torch onnxruntime
 """
 
-from __future__ import annotations
-
 import argparse
 import datetime
 import json

@@ -11,8 +11,6 @@ array of the file's per-point values (a memory-mapped result is read into one), 
 carry x, y, z and one float scalar; the mesh is an icosphere of 327,680 faces.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import platform

@@ -21,8 +21,6 @@ Usage::
     python benchmarks/bench_retrieval.py --sizes 10000    # 10k only
 """
 
-from __future__ import annotations
-
 import argparse
 import json
 import statistics

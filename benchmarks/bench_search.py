@@ -20,8 +20,6 @@ The synthetic features are CLIP-like: the text embeddings share a common directi
 pruning in the search depends on the data, so ``--no-prune`` gives the data-independent worst case.
 """
 
-from __future__ import annotations
-
 import argparse
 import os
 import sys

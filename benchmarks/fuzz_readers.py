@@ -15,8 +15,6 @@ that lets a library abort the process (lazrs does, with SIGABRT) shows up as ABO
     python benchmarks/fuzz_readers.py --count 300
 """
 
-from __future__ import annotations
-
 import argparse
 import collections
 import io

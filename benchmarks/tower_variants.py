@@ -31,8 +31,6 @@ Agreement clouds: the 3 shipped examples, the 2 reference-fixture clouds, 8 synt
 weights the 40 logits of a cloud lie close together, so top-1 agreement is a pessimistic figure for trained weights.
 """
 
-from __future__ import annotations
-
 import copy
 import statistics
 import tempfile

@@ -17,8 +17,6 @@ scaled so the farthest point lies on the unit sphere, and saved as float32
 Only numpy and trimesh are needed; pybullet itself is never imported.
 """
 
-from __future__ import annotations
-
 import argparse
 import xml.etree.ElementTree as ET
 from pathlib import Path

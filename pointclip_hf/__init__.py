@@ -8,8 +8,6 @@ Everything else lives in its module (`pointclip_hf.evaluation.evaluate`, `pointc
 ...); the older top-level names still resolve, lazily, for code written against them.
 """
 
-from __future__ import annotations
-
 import importlib
 from typing import TYPE_CHECKING
 

@@ -1,8 +1,6 @@
 """The checks of arguments that the public functions share: integers (batch sizes, counts, `top_k`), real numbers in
 an interval (weights, fractions) and the settings of a config read from a dict."""
 
-from __future__ import annotations
-
 import dataclasses
 import math
 import numbers

@@ -6,8 +6,6 @@ So each registration runs right after the transformers module it extends has bee
 that wraps that module's loader), or at once when that module is already loaded.
 """
 
-from __future__ import annotations
-
 import importlib.abc
 import sys
 import threading

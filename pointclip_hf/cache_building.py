@@ -6,8 +6,6 @@ The keys are the fused features `classify` compares with the text (see `inter_vi
 with the model's heads as they are: a model with an inter-view adapter caches the adapted features.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Sequence
 

@@ -11,8 +11,6 @@ and yields one [`CloudBatch`] at a time, so only one batch of pixels exists at o
 (logits, embeddings), its output file and how it resumes stay with the caller.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass

@@ -1,8 +1,6 @@
 """The Gradio demo: drop in a point-cloud file, type labels, pick a projection; see the cloud in 3D, the depth views the
 model sees and the ranked labels. `pointclip demo` serves it, and `examples/space/app.py` runs it as a Space."""
 
-from __future__ import annotations
-
 import os
 import warnings
 from dataclasses import dataclass, field

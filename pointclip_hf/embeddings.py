@@ -18,8 +18,6 @@ Because a text's vector repeats one `C`-wide block, its inner product with a clo
 (`pooled_for_text_search`): text search runs on `C` values per cloud, search by example on all `views * C`.
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 

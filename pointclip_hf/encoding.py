@@ -4,8 +4,6 @@ Few-shot training (its feature cache), the view-weight and prompt searches and t
 here, once, and then try prompts, view weights or adapters on the cached features at no further CLIP cost.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 
 import numpy as np

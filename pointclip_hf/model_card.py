@@ -6,8 +6,6 @@ Jinja template `pointclip_hf/model_card_template.md` (shipped inside the package
 (`model_cards/pointclip_adapter.md`) is written by `examples/write_example_model_card.py`.
 """
 
-from __future__ import annotations
-
 import os
 from importlib import resources
 from pathlib import Path

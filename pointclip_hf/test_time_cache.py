@@ -16,8 +16,6 @@ given order it is deterministic (the same clouds in the same order give the same
 its state can be saved and restored (`state_dict`, `save`, `load`), which makes interrupted runs resumable.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import json
 import math
@@ -76,15 +74,15 @@ class TestTimeCacheConfig:
     mask_upper: float = 1.0
 
     def __post_init__(self):
-        values = {field.type: {} for field in dataclasses.fields(self)}
+        values = {kind: {} for kind in (bool, int, float)}
         for field in dataclasses.fields(self):
             values[field.type][field.name] = getattr(self, field.name)
-        for name, value in values["bool"].items():
+        for name, value in values[bool].items():
             if not isinstance(value, bool):
                 raise TypeError(f"TestTimeCacheConfig.{name} must be True or False, got {value!r}.")
-        check_counts(values["int"], prefix="TestTimeCacheConfig.")
-        check_numbers(values["float"], prefix="TestTimeCacheConfig.")
-        for name, value in values["float"].items():
+        check_counts(values[int], prefix="TestTimeCacheConfig.")
+        check_numbers(values[float], prefix="TestTimeCacheConfig.")
+        for name, value in values[float].items():
             setattr(self, name, float(value))
         if not self.positive and not self.negative:
             raise ValueError("TestTimeCacheConfig: enable the positive or the negative cache (or both).")
@@ -94,7 +92,7 @@ class TestTimeCacheConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> TestTimeCacheConfig:
+    def from_dict(cls, values: dict) -> "TestTimeCacheConfig":
         """The config of a `to_dict()` dict; unknown settings raise a `ValueError`."""
         check_settings(values, cls)
         return cls(**values)
@@ -274,7 +272,7 @@ class TestTimeCache:
         write_file_atomically(path, save({k: v.contiguous() for k, v in self.state_dict().items()}, metadata))
 
     @classmethod
-    def load(cls, path) -> tuple[TestTimeCache, dict]:
+    def load(cls, path) -> tuple["TestTimeCache", dict]:
         r"""
         Read a state written by [`~TestTimeCache.save`] (on the CPU; `adapt` moves it to the features' device).
 

@@ -1,7 +1,5 @@
 """Pictures a person can look at: the depth views of a cloud as one grid image, and a confusion matrix as a PNG."""
 
-from __future__ import annotations
-
 import io
 import math
 import os
@@ -159,7 +157,7 @@ class _ConfusionLayout:
     height: int
 
     @classmethod
-    def measure(cls, classes: int, names: list[str], title: str) -> _ConfusionLayout:
+    def measure(cls, classes: int, names: list[str], title: str) -> "_ConfusionLayout":
         cell = int(np.clip(640 // max(classes, 1), 2, 40))
         font = _default_font(13)
         probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))

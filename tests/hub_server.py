@@ -88,8 +88,6 @@ Not covered: an ``HfApi`` (or ``HfFileSystem``) instance created *before* the co
 old ``endpoint``; create API objects inside the context.
 """
 
-from __future__ import annotations
-
 import base64
 import contextlib
 import hashlib
@@ -167,7 +165,7 @@ class LocalHub:
         self._load_existing()
 
     # ------------------------------------------------------------------ lifecycle
-    def __enter__(self) -> LocalHub:
+    def __enter__(self) -> "LocalHub":
         hub = self
 
         class Handler(_Handler):

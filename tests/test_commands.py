@@ -1,8 +1,6 @@
 """CLI conventions: --version, -q, defaults in help, HF_HUB_DISABLE_PROGRESS_BARS, one-line warnings, exit codes 2
 (usage/input) and 1 (other failures), push's Hub flags, and the index / retrieve commands."""
 
-from __future__ import annotations
-
 import argparse
 import importlib
 import json

@@ -1,8 +1,6 @@
 """`import pointclip_hf` and the command line's parser load neither torch nor transformers; the Auto classes and the
 pipeline registry still know the package's classes whichever is imported first."""
 
-from __future__ import annotations
-
 import subprocess
 import sys
 

@@ -17,8 +17,6 @@ In bash blocks, `pointclip ...` commands run (in this process) and must exit 0; 
 (`test_demo.py` serves and drives it). The only edits made to the README's code are `SUBSTITUTIONS`.
 """
 
-from __future__ import annotations
-
 import argparse
 import hashlib
 import json

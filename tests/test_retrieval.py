@@ -1,7 +1,5 @@
 """Embeddings (unit vectors whose inner product is logit / logit scale) and the index: build, resume, search."""
 
-from __future__ import annotations
-
 import json
 import os
 import stat

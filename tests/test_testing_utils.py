@@ -6,8 +6,6 @@ huggingface_hub is imported at collection time on purpose (as other test modules
 transformers): the fixture must work without HF_ENDPOINT being set before the import.
 """
 
-from __future__ import annotations
-
 import json
 import os
 from pathlib import Path

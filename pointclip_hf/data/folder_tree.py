@@ -13,8 +13,6 @@ float32; one that float32 cannot resolve where it lies (a georeferenced scan, wh
 stored centred on its mean.
 """
 
-from __future__ import annotations
-
 import re
 import warnings
 from pathlib import Path

@@ -8,8 +8,6 @@ are resolved by basename inside the folder); without it, `*{split}*.h5` files ar
 (`modelnet40` / `ply_data_` versus `scanobject` / `objectdataset`). Needs `h5py` (`pip install pointclip_hf[h5]`).
 """
 
-from __future__ import annotations
-
 import re
 import warnings
 from pathlib import Path

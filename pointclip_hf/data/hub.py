@@ -13,8 +13,6 @@ a folder written by `Dataset.save_to_disk` (read with `load_from_disk`). Their c
   strings found in *all* splits of the dataset, so that label ids agree between train and test).
 """
 
-from __future__ import annotations
-
 import os
 import re
 import warnings

@@ -1,7 +1,5 @@
 """[`load_point_cloud_dataset`]: one split of any supported source, with the schema of [`point_features`]."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Sequence
 from pathlib import Path

@@ -6,8 +6,6 @@ for class names.
      "label":  ClassLabel(names=[...])}                      # class names in label-id order
 """
 
-from __future__ import annotations
-
 from collections.abc import Sequence
 
 import datasets

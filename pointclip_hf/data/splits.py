@@ -1,7 +1,5 @@
 """Subsets of a labelled dataset: `few_shot_subset` (k examples per class) and `train_validation_split`."""
 
-from __future__ import annotations
-
 import warnings
 
 import numpy as np

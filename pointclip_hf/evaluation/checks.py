@@ -1,7 +1,5 @@
 """The checks [`evaluate`] and [`classify_files`] make before any work: arguments, labels, processor, output paths."""
 
-from __future__ import annotations
-
 import contextlib
 import errno
 import os

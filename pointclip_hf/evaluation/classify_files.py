@@ -1,7 +1,5 @@
 """[`classify_files`]: the best labels of every point-cloud file in a folder or a list."""
 
-from __future__ import annotations
-
 import os
 
 from ..cloud_stream import FileSource, list_point_cloud_files

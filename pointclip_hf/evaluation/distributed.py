@@ -6,8 +6,6 @@ Process `r` of `W` predicts the indices `r, r + W, r + 2W, ...`; without an acce
 is a single process of rank 0.
 """
 
-from __future__ import annotations
-
 import atexit
 import os
 

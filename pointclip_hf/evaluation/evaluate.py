@@ -1,7 +1,5 @@
 """[`evaluate`]: accuracy, per-class accuracy and confusion matrix of a model on a labelled dataset."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Sequence
 

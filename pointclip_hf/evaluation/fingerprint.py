@@ -3,8 +3,6 @@ What a run depends on: the fingerprint stored in the predictions file's header (
 can share a predictions file) and the fuller setup stored in the report.
 """
 
-from __future__ import annotations
-
 import hashlib
 import importlib.metadata
 import json

@@ -6,8 +6,6 @@ predictions file (when there is one) and passed to a `consume` callback, so only
 at a time.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path

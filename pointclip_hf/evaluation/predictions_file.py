@@ -6,8 +6,6 @@ The first line is `{"header": {"format", "task", "fingerprint"}}` (a shard's hea
 world_size}`); then one record per cloud, in index order. A file belongs to a run when its header equals the run's.
 """
 
-from __future__ import annotations
-
 import heapq
 import json
 import math

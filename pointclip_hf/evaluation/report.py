@@ -1,7 +1,5 @@
 """[`EvaluationReport`]: what [`evaluate`] returns and writes as `report.json` and `confusion_matrix.png`."""
 
-from __future__ import annotations
-
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -48,11 +46,11 @@ class EvaluationReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> EvaluationReport:
+    def from_dict(cls, data: dict) -> "EvaluationReport":
         return cls(**data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> EvaluationReport:
+    def load(cls, path: str | os.PathLike) -> "EvaluationReport":
         """
         Read a report.
 

@@ -9,8 +9,6 @@ cache and state file beside its shard file; the caches are not merged, the predi
 process's final state stays beside the merged file.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from .predictions_file import PredictionsWriter, _encode_line, shard_header, sha
 STATE_SUFFIX = ".test_time_cache.safetensors"
 
 
-def new_test_time_cache_run(test_time_cache, num_labels: int, fingerprint: dict) -> TestTimeCacheRun | None:
+def new_test_time_cache_run(test_time_cache, num_labels: int, fingerprint: dict) -> "TestTimeCacheRun | None":
     r"""
     The test-time cache of a run, from the `test_time_cache` argument of [`evaluate`] or [`classify_files`]. Its
     settings join the run's fingerprint: a predictions file written with other settings (or none) is never resumed.

@@ -1,7 +1,5 @@
 """`.npy` and `.npz` readers: the declared shape is checked against the caps before any array is allocated."""
 
-from __future__ import annotations
-
 import zipfile
 from pathlib import Path
 from typing import BinaryIO

@@ -1,8 +1,6 @@
 """The one error type of the point-cloud readers, the size limits they check before allocating, and the check of a
 table of rules (a header, a schema) that names every rule a file breaks in one error."""
 
-from __future__ import annotations
-
 import os
 from collections.abc import Iterable
 

@@ -5,8 +5,6 @@ point count, the LAZ item list, the chunk table and, for LAS 1.4 layered chunks,
 aborts the whole process, with no Python exception, when an allocation fails).
 """
 
-from __future__ import annotations
-
 import struct
 from dataclasses import dataclass
 from pathlib import Path

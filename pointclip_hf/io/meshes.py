@@ -1,7 +1,5 @@
 """Triangle meshes (`.off` parsed here; `.obj`, `.stl`, `.glb`, `.gltf` by `trimesh`), sampled by area to points."""
 
-from __future__ import annotations
-
 import json
 import os
 import re

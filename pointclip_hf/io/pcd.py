@@ -1,7 +1,5 @@
 """`.pcd` files (PCL): `DATA ascii`, `binary` and `binary_compressed` (LZF, needs the `pcd` extra)."""
 
-from __future__ import annotations
-
 import re
 import struct
 from dataclasses import dataclass

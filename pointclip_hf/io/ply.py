@@ -1,8 +1,6 @@
 """`.ply` files: points by `plyfile` (binary: memory-mapped; ascii: one table parse, `plyfile` for the odd file), any
 element order; a `.ply` with faces is a mesh, read by `trimesh` and sampled like the other meshes."""
 
-from __future__ import annotations
-
 import re
 from dataclasses import dataclass
 from pathlib import Path

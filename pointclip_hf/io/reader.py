@@ -1,7 +1,5 @@
 """`load_point_cloud`: one entry point that picks the reader by extension and checks what it returns."""
 
-from __future__ import annotations
-
 import errno
 import os
 from pathlib import Path

@@ -1,8 +1,6 @@
 """Whitespace- or comma-separated text clouds: `.xyz`, `.txt`, `.pts`, `.csv`; and the table parser of every text
 format (PLY ascii, PCD ascii, OFF)."""
 
-from __future__ import annotations
-
 import io
 import mmap
 import re

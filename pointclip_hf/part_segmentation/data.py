@@ -6,8 +6,6 @@
      "part_ids": List(Value("int64"))}                        # global part id per point
 """
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import datasets

@@ -8,8 +8,6 @@ files. An interrupted build resumes from the chunks it left (whatever the number
 `items.json` at the end.
 """
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 

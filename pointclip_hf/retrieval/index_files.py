@@ -1,8 +1,6 @@
 """The files of an index folder: `index.json` (what it was built from), `embeddings.safetensors` and `items.json` once
 complete, and while it is built, `chunks/` of safetensors files each holding the embeddings of some clouds."""
 
-from __future__ import annotations
-
 import json
 import shutil
 from pathlib import Path

@@ -1,8 +1,6 @@
 """[`PointCloudIndex`]: a finished index folder in memory, searched by text or by example clouds, exactly (torch) or
 with faiss (`pip install 'pointclip_hf[retrieval]'`) through `datasets`' `FaissIndex`."""
 
-from __future__ import annotations
-
 import os
 from pathlib import Path
 
@@ -45,7 +43,7 @@ class PointCloudIndex:
         self._faiss = {}
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, backend: str = "auto") -> PointCloudIndex:
+    def load(cls, folder: str | os.PathLike, backend: str = "auto") -> "PointCloudIndex":
         """Load the index folder written by [`build_index`]; a missing or damaged one is an `IndexFileError`."""
         return cls(*read_complete(Path(folder)), backend=backend)
 

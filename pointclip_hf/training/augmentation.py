@@ -1,7 +1,5 @@
 """Random augmentation of point clouds for few-shot training (PointCLIP's `translate_pointcloud`)."""
 
-from __future__ import annotations
-
 import torch
 
 

@@ -5,8 +5,6 @@ its two renames the complete previous version is `checkpoint.old/`). `output_dir
 a loadable model folder, processor included.
 """
 
-from __future__ import annotations
-
 import json
 from pathlib import Path
 

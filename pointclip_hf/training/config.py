@@ -1,7 +1,5 @@
 """The few-shot training recipe (`TrainingConfig`, PointCLIP's settings by default) and what a run returns."""
 
-from __future__ import annotations
-
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -115,7 +113,7 @@ class TrainingConfig:
         return values
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainingConfig:
+    def from_dict(cls, values: dict) -> "TrainingConfig":
         """The config of a `to_dict()` dict (`RETIRED_SETTINGS` are dropped); unknown settings raise a
         `ValueError`."""
         values = {key: value for key, value in values.items() if key not in RETIRED_SETTINGS}

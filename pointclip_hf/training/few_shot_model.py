@@ -1,7 +1,5 @@
 """`build_few_shot_model`: a PointCLIP with a fresh inter-view adapter, ready for `train_adapter`."""
 
-from __future__ import annotations
-
 import os
 
 import torch

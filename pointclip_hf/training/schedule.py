@@ -1,7 +1,5 @@
 """The learning-rate schedule of the few-shot recipe, exactly as Dassl's `ConstantWarmupScheduler` steps it."""
 
-from __future__ import annotations
-
 import math
 
 import torch

@@ -27,8 +27,6 @@ One run goes through named steps: `_set_up` (model, data, optimiser), `_seed_gen
 `_train_one_epoch`, `_validate_and_select` and `_save_epoch`, and finally `_finish`.
 """
 
-from __future__ import annotations
-
 import json
 import logging
 import math

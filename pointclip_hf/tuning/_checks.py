@@ -1,7 +1,5 @@
 """Input checks shared by the searches and the ensembles: features, text embeddings, labels, view weights."""
 
-from __future__ import annotations
-
 import math
 
 import torch

@@ -5,8 +5,6 @@ alpha, both loops in that order (beta outer). The first pair with the best valid
 `if acc > best_acc`; the prediction is the `argmax` over classes (the lowest class index wins a tie).
 """
 
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 

@@ -29,8 +29,6 @@ instead. That is scale-free per cloud, and useful when a source's logit scale is
 against 1) that the alpha grid would be wasted. ``normalize="none"`` uses the raw logits.
 """
 
-from __future__ import annotations
-
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass

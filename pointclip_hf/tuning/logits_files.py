@@ -1,8 +1,6 @@
 """Reading another network's logits from `.npy`, `.npz` or `.safetensors` files: never unpickled, sizes checked before
 anything is allocated, and every failure one `ValueError` that names the file."""
 
-from __future__ import annotations
-
 import os
 import zipfile
 from pathlib import Path

@@ -14,8 +14,6 @@ Scores are ``sum_v w_v <f[n, v], t_c>`` in float64, with the candidate embedding
 (it does not change the argmax). Ties between classes: the lowest class index wins.
 """
 
-from __future__ import annotations
-
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass

@@ -1,7 +1,5 @@
 """`tune_on_validation`: the prompt and view-weight searches applied to a model and stored in its config."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 
 import torch

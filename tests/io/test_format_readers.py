@@ -1,8 +1,6 @@
 """New formats (glb/gltf, mesh PLY, PLY in any element order, PCD binary_compressed, LAS/LAZ) and hostile files:
 every failure of a reader is one `PointCloudFileError` naming the file, sizes are checked before allocation."""
 
-from __future__ import annotations
-
 import struct
 import zipfile
 

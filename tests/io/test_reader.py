@@ -5,8 +5,6 @@ back; binary PLY/PCD are produced with numpy structured arrays so the bytes on
 disk are independent of the reader under test.
 """
 
-from __future__ import annotations
-
 import pickle
 import struct
 

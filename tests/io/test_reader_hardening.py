@@ -2,8 +2,6 @@
 h5 labels, text files, demo uploads), nothing opened that can hang, georeferenced clouds kept sharp, a non-UTF-8 file
 name read with its folder, and the last cut-short files named."""
 
-from __future__ import annotations
-
 import io
 import json
 import os

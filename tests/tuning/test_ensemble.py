@@ -1,7 +1,5 @@
 """Tests for pointclip_hf.tuning.ensemble: loading 3D-network logits and the PointCLIP + 3D ensemble."""
 
-from __future__ import annotations
-
 import numpy as np
 import pytest
 import torch

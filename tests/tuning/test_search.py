@@ -1,7 +1,5 @@
 """Tests for pointclip_hf.tuning's searches: exhaustive view-weight search and greedy prompt search."""
 
-from __future__ import annotations
-
 import itertools
 
 import pytest
