@@ -472,10 +472,10 @@ def measure_cell(model, processor, paths, batch, device, args, flops_per_image, 
 # Functions timed by the processor profile: (module, attribute, label, parent label). Wrapped where they are looked
 # up at call time, so the breakdown follows the current code; names that no longer exist are skipped.
 PROFILED_FUNCTIONS = (
-    ("processing", "to_point_batch", "to_point_batch", "prepare_points"),
-    ("processing", "normalize_to_unit_sphere", "normalize_to_unit_sphere", "prepare_points"),
-    ("processing", "select_points", "select_points", "prepare_points"),
-    ("processing", "render_views", "render_views", "render"),
+    ("feature_extraction", "to_point_batch", "to_point_batch", "prepare_points"),
+    ("feature_extraction", "normalize_to_unit_sphere", "normalize_to_unit_sphere", "prepare_points"),
+    ("feature_extraction", "sample_indices", "sample_indices", "prepare_points"),
+    ("feature_extraction", "render_views", "render_views", "render"),
     ("projection", "check_point_batch", "check_point_batch", "render_views"),
     ("projection", "_splat_depth", "_splat_depth (v1)", "render_views"),
     ("projection", "_realistic_projection", "_realistic_projection (v2)", "render_views"),
@@ -487,9 +487,9 @@ class _Instrumented:
     """Context manager that wraps PROFILED_FUNCTIONS and the processor's prepare_points / render with timers."""
 
     def __init__(self, feature_extractor: PointCLIPFeatureExtractor, device: torch.device):
-        from pointclip_hf import processing_pointclip, projection
+        from pointclip_hf.model import feature_extraction_pointclip, projection
 
-        self.modules = {"processing": processing_pointclip, "projection": projection}
+        self.modules = {"feature_extraction": feature_extraction_pointclip, "projection": projection}
         self.feature_extractor = feature_extractor
         self.device = device
         self.times: dict[str, float] = {}

@@ -77,8 +77,8 @@ def build_variants(base, names: list[tuple[str, str]], cache_dir: str) -> dict:
 
     variants = {}
     for dtype, backend in names:
-        if backend.startswith("onnxruntime") and dtype != torch.float32:
-            print(f"  skipped {dtype_name(dtype)} + {backend}: the ONNX tower runs in float32 only", flush=True)
+        if (backend.startswith("onnxruntime") or backend == "torch-int8") and dtype != torch.float32:
+            print(f"  skipped {dtype_name(dtype)} + {backend}: it quantises a float32 tower only", flush=True)
             continue
         model = copy.deepcopy(base).to(dtype=dtype).eval()
         if backend == "compile":
