@@ -4,8 +4,7 @@ from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, PreTrainedConfig
 
 from .projection import get_projection_style
-from .projection_part_segmentation import PART_SEGMENTATION_STYLE
-from .prompts import DEFAULT_TEMPLATES, check_labels, check_prompt_template
+from .prompts import DEFAULT_TEMPLATES, PART_SEGMENTATION_STYLE, check_labels, check_prompt_template
 
 MAX_VIEW_WEIGHT = 100.0
 MIN_LARGEST_VIEW_WEIGHT = 1e-3

@@ -120,9 +120,7 @@ def view_names(style: str) -> list[str]:
     get_projection_style(style)
     cpu, float32 = torch.device("cpu"), torch.float32
     if style == "pointclip_v2_part_segmentation":
-        from .projection_part_segmentation import _view_transforms as part_view_transforms
-
-        rotation, x_tilt, y_tilt, _ = part_view_transforms(cpu, float32)
+        rotation, x_tilt, y_tilt, _ = _part_segmentation_projection()._view_transforms(cpu, float32)
         view_axes = rotation @ x_tilt @ y_tilt
     else:
         rotation, tilt, _ = _view_transforms(style, cpu, float32)
@@ -154,9 +152,7 @@ def render_views(points: torch.Tensor, style: str = "pointclip_v1") -> torch.Ten
     """
     spec = get_projection_style(style)
     if spec.name == "pointclip_v2_part_segmentation":
-        from .projection_part_segmentation import render_part_images
-
-        return render_part_images(points, image_size=spec.resolution).to(points.dtype)
+        return _part_segmentation_projection().render_part_images(points, image_size=spec.resolution).to(points.dtype)
     if not isinstance(points, torch.Tensor) or points.ndim != 3:
         check_point_batch(points)
     maps = points.new_empty(len(points) * spec.num_views, spec.resolution, spec.resolution)
@@ -168,6 +164,16 @@ def render_views(points: torch.Tensor, style: str = "pointclip_v1") -> torch.Ten
     map_on_cpu_threads(lambda item: _render_group(points[item[0] : item[0] + group], spec, maps[item[1]]),
                        zip(starts, rows), points.device)  # fmt: skip
     return maps.view(len(points), spec.num_views, spec.resolution, spec.resolution)
+
+
+def _part_segmentation_projection():
+    """The part-segmentation projection module, from the installed package: a classifier's saved code leaves it out
+    (the part-segmentation model's saved code carries it, through its pipeline)."""
+    try:
+        from pointclip_hf.model import projection_part_segmentation
+    except ImportError:
+        raise ImportError("The pointclip_v2_part_segmentation projection needs the pointclip_hf package.") from None
+    return projection_part_segmentation
 
 
 def _render_group(points: torch.Tensor, spec: ProjectionStyle, out: torch.Tensor) -> None:

@@ -32,7 +32,6 @@ import torch.nn.functional as F
 from .cpu_threads import map_on_cpu_threads, num_worker_threads
 from .projection import check_point_batch, euler_to_rotation
 
-PART_SEGMENTATION_STYLE = "pointclip_v2_part_segmentation"
 NUM_VIEWS = 10
 RESOLUTION = 224
 CROP = (20, 204)

@@ -24,7 +24,8 @@ SAMPLING_METHODS = ("random", "fps", "first")
 DEFAULT_SAMPLING = "random"
 UP_AXES = ("y", "-y", "z", "-z", "x", "-x")
 CLASSIFICATION_STYLES = ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2")
-PROJECTION_STYLES = (*CLASSIFICATION_STYLES, "pointclip_v2_part_segmentation")  # the keys of projection.STYLES
+PART_SEGMENTATION_STYLE = "pointclip_v2_part_segmentation"
+PROJECTION_STYLES = (*CLASSIFICATION_STYLES, PART_SEGMENTATION_STYLE)  # the keys of projection.STYLES
 
 # The template each reference configuration uses: `CUSTOM_TEMPLATES` of the official `trainers/zeroshot.py` and
 # `trainers/fewshot.py` (V1), of `zeroshot_cls/trainers/zeroshot.py` and of the V2 few-shot code.
