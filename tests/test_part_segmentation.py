@@ -6,6 +6,7 @@ import json
 import h5py
 import numpy as np
 import pytest
+from conftest import hub_environment
 from PIL import Image
 from test_modeling_pointclip_part_segmentation import _box_on_legs, chair_like, golden, seg_clip_dir, seg_model  # noqa: F401 (fixtures)
 
@@ -15,6 +16,7 @@ from pointclip_hf.part_segmentation.data import load_shapenet_part
 from pointclip_hf.part_segmentation.iou import PartIoUReport, shape_iou
 from pointclip_hf.part_segmentation.presets import REFERENCE_VIEW_WEIGHTS, SHAPENET_PART_CATEGORIES, part_preset
 from pointclip_hf.part_segmentation.prompts import load_part_prompts
+from pointclip_hf.testing_utils import run_without_the_package
 
 # Shape IoU, by hand.
 
@@ -293,3 +295,20 @@ def test_push_and_load_back_from_the_hub(local_hub, seg_clip_dir, chair_like, tm
     reloaded = AutoModel.from_pretrained(repo)
     assert isinstance(reloaded, PointCLIPForZeroShotPartSegmentation)
     assert np.array_equal(reloaded.segment(chair_like, **parts)["scores"], expected)
+
+    np.save(tmp_path / "chair.npy", np.asarray(chair_like))
+    remote = run_without_the_package(HUB_ONLY_SCRIPT, repo, str(tmp_path / "chair.npy"), folder=tmp_path,
+                                     environment=hub_environment())  # fmt: skip
+    assert remote["module"].startswith("transformers_modules")
+    assert np.array_equal(np.asarray(remote["scores"], dtype=np.float32), np.asarray(expected, dtype=np.float32))
+
+
+HUB_ONLY_SCRIPT = """
+import json, sys
+import numpy as np
+from transformers import AutoModel
+repo, cloud_path = sys.argv[1:3]
+model = AutoModel.from_pretrained(repo, trust_remote_code=True)
+scores = model.segment(np.load(cloud_path), parts=["back", "seat", "leg"], object_name="chair")["scores"]
+print(json.dumps({"scores": np.asarray(scores).tolist(), "module": type(model).__module__}))
+"""
