@@ -22,25 +22,26 @@ _pools = {}
 
 
 class _WorkerThreads:
-    """`count` daemon threads, each with one torch intra-op thread, serving tasks from one queue."""
+    """`count` daemon threads, each with one torch intra-op thread, each serving the tasks of its own queue."""
 
     def __init__(self, count: int):
         self.count = count
-        self.tasks = queue.SimpleQueue()
+        self.queues = [queue.SimpleQueue() for _ in range(count)]
         started = threading.Barrier(count + 1)
         caller_threads = torch.get_num_threads()
         for index in range(count):
-            threading.Thread(target=self._serve, args=(started,), name=f"pointclip-cpu-{index}", daemon=True).start()
+            threading.Thread(target=self._serve, args=(self.queues[index], started), name=f"pointclip-cpu-{index}",
+                             daemon=True).start()  # fmt: skip
         started.wait()
         # A worker's torch.set_num_threads(1) also became the default of threads created later: restore it.
         torch.set_num_threads(caller_threads)
 
-    def _serve(self, started: threading.Barrier) -> None:
+    def _serve(self, tasks: queue.SimpleQueue, started: threading.Barrier) -> None:
         torch.get_num_threads()  # torch sets a thread's count on its first use: do it now, then override it
         torch.set_num_threads(1)
         _local.is_worker = True
         started.wait()
-        while task := self.tasks.get():
+        while task := tasks.get():
             future, function, args, grad_enabled, inference_mode = task
             if not future.set_running_or_notify_cancel():
                 continue
@@ -50,9 +51,13 @@ class _WorkerThreads:
             except BaseException as error:  # noqa: BLE001 - handed to the caller, which raises it
                 future.set_exception(error)
 
-    def submit(self, function, args) -> Future:
+    def submit(self, index: int, function, args) -> Future:
+        """Queue `function(*args)` on worker `index % count`: the first task of every call goes to the first worker,
+        so that a call with one task always finds that worker's caches and heap warm."""
         future = Future()
-        self.tasks.put((future, function, args, torch.is_grad_enabled(), torch.is_inference_mode_enabled()))
+        self.queues[index % self.count].put(
+            (future, function, args, torch.is_grad_enabled(), torch.is_inference_mode_enabled())
+        )
         return future
 
 
@@ -107,7 +112,8 @@ def map_on_cpu_threads(function, items, device="cpu") -> list:
     items = list(items)
     if runs_inline(device):
         return [function(item) for item in items]
-    futures = [_workers().submit(function, (item,)) for item in items]
+    workers = _workers()
+    futures = [workers.submit(index, function, (item,)) for index, item in enumerate(items)]
     try:
         return [future.result() for future in futures]
     finally:

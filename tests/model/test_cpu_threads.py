@@ -45,6 +45,12 @@ def test_switching_thread_counts_reuses_the_workers(threads):
     assert workers(1) == single, "the one worker of 1 thread outlives a switch to 2 threads and back"
 
 
+def test_tasks_go_to_the_workers_in_turn_from_the_first(threads):
+    threads(2)
+    names = [map_on_cpu_threads(lambda _: threading.current_thread().name, range(3)) for _ in range(10)]
+    assert names == [["pointclip-cpu-0", "pointclip-cpu-1", "pointclip-cpu-0"]] * 10, "a lone task finds warm caches"
+
+
 def test_workers_keep_the_callers_grad_mode_and_raise_its_errors():
     weight = torch.ones(3, requires_grad=True)
     assert run_on_cpu_thread(lambda: (weight * 2).requires_grad)

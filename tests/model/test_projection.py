@@ -79,6 +79,29 @@ def test_thread_count_does_not_change_maps(style):
         torch.set_num_threads(saved)
 
 
+@pytest.mark.parametrize("style", ["pointclip_v1", "pointclip_v1_fewshot"])
+def test_a_splat_is_shared_out_only_when_each_worker_gets_16_clouds(monkeypatch, style):
+    groups, render_group = [], projection._render_group
+
+    def counted(points, *args):
+        groups.append(len(points))
+        return render_group(points, *args)
+
+    monkeypatch.setattr(projection, "_render_group", counted)
+    clouds = _unit_clouds(32, 64, seed=3)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        expected = render_views(clouds, style)
+        torch.set_num_threads(2)
+        groups.clear()
+        assert torch.equal(render_views(clouds[:31], style), expected[:31]) and groups == [31]
+        groups.clear()
+        assert torch.equal(render_views(clouds, style), expected) and sorted(groups) == [16, 16]
+    finally:
+        torch.set_num_threads(saved)
+
+
 def test_part_views_do_not_depend_on_the_thread_count():
     # One cloud's views are shared out among the workers: the pixels and visibility must not change either.
     from pointclip_hf import render_part_views
