@@ -78,13 +78,13 @@ from transformers import CLIPConfig, CLIPTokenizer  # noqa: E402
 import pointclip_hf  # noqa: E402
 from pointclip_hf import PointCLIPConfig, PointCLIPFeatureExtractor, PointCLIPModel, PointCLIPProcessor  # noqa: E402
 from pointclip_hf.dtype_policy import DTYPE_CHOICES, resolve_dtype  # noqa: E402
+from pointclip_hf.model.choices import dtype_name  # noqa: E402
 from pointclip_hf.model.cpu_threads import map_on_cpu_threads, num_worker_threads  # noqa: E402
 from pointclip_hf.model.pipeline_pointclip import (
     _LABEL_EMBEDDINGS,
     label_embeddings,
     scores_to_predictions,  # noqa: E402
 )
-from pointclip_hf.model.prompts import dtype_name  # noqa: E402
 from pointclip_hf.testing_utils import byte_level_vocab, random_clip_config  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -44,8 +44,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 from pointclip_hf.dtype_policy import resolve_dtype  # noqa: E402
+from pointclip_hf.model.choices import dtype_name  # noqa: E402
 from pointclip_hf.model.pipeline_pointclip import label_embeddings  # noqa: E402
-from pointclip_hf.model.prompts import dtype_name  # noqa: E402
 from pointclip_hf.testing_utils import synthetic_cloud  # noqa: E402
 
 BACKENDS = (

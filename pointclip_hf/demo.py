@@ -15,20 +15,14 @@ from transformers import PreTrainedConfig
 from .dtype_policy import resolve_dtype
 from .io import SUPPORTED_EXTENSIONS, load_point_cloud
 from .io.errors import max_cloud_bytes
+from .model.choices import CLASSIFICATION_STYLES, SAMPLING_METHODS, UP_AXES
 from .model.feature_extraction_pointclip import file_up_axis
 from .model.inter_view_adapter import fused_features
 from .model.modeling_pointclip import PointCLIPModel
 from .model.pipeline_pointclip import label_embeddings, model_label_order, scores_to_predictions
 from .model.processing_pointclip import processor_for_model, with_point_options
 from .model.projection import render_views
-from .model.prompts import (
-    CLASSIFICATION_STYLES,
-    SAMPLING_METHODS,
-    UP_AXES,
-    check_labels,
-    check_labels_fit_model,
-    comma_separated,
-)
+from .model.prompts import check_labels, check_labels_fit_model, comma_separated
 from .test_time_cache import TestTimeCache
 from .visualization import projection_views_image
 

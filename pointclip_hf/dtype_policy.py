@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .model.prompts import DTYPE_ALIASES, DTYPE_CHOICES
+from .model.choices import DTYPE_ALIASES, DTYPE_CHOICES
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 

@@ -14,9 +14,9 @@ import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .argument_checks import check_counts, check_numbers
+from .model.choices import PART_SEGMENTATION_STYLE
 from .model.configuration_pointclip import PointCLIPConfig
 from .model.inter_view_adapter import InterViewAdapter
-from .model.prompts import PART_SEGMENTATION_STYLE
 
 TEMPLATE_NAME = "model_card_template.md"
 LIBRARY_NAME = "pointclip_hf"

@@ -10,7 +10,7 @@ import torch
 from pointclip_hf import dtype_policy
 from pointclip_hf.cli import main
 from pointclip_hf.dtype_policy import cpu_flags, fastest_safe_dtype, resolve_dtype
-from pointclip_hf.model.prompts import dtype_name
+from pointclip_hf.model.choices import dtype_name
 
 EXAMPLES = Path(__file__).parent.parent / "examples"
 X86_CPUINFO = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse avx2 avx512f {extra}\n\nprocessor\t: 1\n"

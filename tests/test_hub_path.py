@@ -25,7 +25,7 @@ REPO = "user/pointclip-hub-path"
 MODEL_FOLDER = Path(pointclip_hf.__file__).parent / "model"
 AUTO_MAPPED_FILES = ("modeling_pointclip.py", "configuration_pointclip.py", "feature_extraction_pointclip.py",
                      "processing_pointclip.py")  # fmt: skip
-MAX_COPIED_FILES = 9  # issue 20: at most 10
+MAX_COPIED_FILES = 10  # issue 20
 MAX_COPIED_CODE_LINES = 2000  # issue 20; lines that are not blank, a comment or a docstring
 
 

@@ -4,7 +4,7 @@ import argparse
 import os
 import sys
 
-from ..model.prompts import CLASSIFICATION_STYLES, DTYPE_CHOICES, PROJECTION_STYLES, SAMPLING_METHODS, UP_AXES
+from ..model.choices import CLASSIFICATION_STYLES, DTYPE_CHOICES, PROJECTION_STYLES, SAMPLING_METHODS, UP_AXES
 
 CLASSIFICATION_PROJECTIONS = list(CLASSIFICATION_STYLES)
 PROJECTIONS = list(PROJECTION_STYLES)
@@ -109,8 +109,8 @@ def load_model(args):
     import torch
 
     from ..dtype_policy import resolve_dtype
+    from ..model.choices import dtype_name
     from ..model.modeling_pointclip import PointCLIPModel
-    from ..model.prompts import dtype_name
 
     overrides = {"projection_style": args.projection} if getattr(args, "projection", None) else {}
     requested = getattr(args, "dtype", None)

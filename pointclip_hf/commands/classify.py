@@ -60,7 +60,7 @@ def _classify(model, args, labels) -> tuple[list[str], list[list[dict]]]:
 
 def _print_results(files: list[str], results: list[list[dict]], as_json: bool, model) -> None:
     if as_json:
-        from ..model.prompts import dtype_name
+        from ..model.choices import dtype_name
         from ..onnx_image_tower import image_tower_backend
 
         run = {"dtype": dtype_name(model.dtype), "backend": image_tower_backend(model)}

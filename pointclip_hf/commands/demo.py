@@ -1,6 +1,6 @@
 """`pointclip demo [--model ID_OR_PATH] [--port N]`: the Gradio demo in the browser."""
 
-from ..model.prompts import DTYPE_CHOICES
+from ..model.choices import DTYPE_CHOICES
 from ._options import DEFAULT_MODEL, CommandError, add_point_options
 
 

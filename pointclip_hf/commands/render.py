@@ -20,9 +20,9 @@ def add_parser(commands) -> None:
 
 
 def run(args) -> int:
+    from ..model.choices import DEFAULT_SAMPLING
     from ..model.feature_extraction_pointclip import PointCLIPFeatureExtractor
     from ..model.projection import render_views
-    from ..model.prompts import DEFAULT_SAMPLING
     from ..visualization import projection_views_image
 
     processor = PointCLIPFeatureExtractor(

@@ -2,7 +2,7 @@
 
 import json
 
-from ..model.prompts import DTYPE_CHOICES
+from ..model.choices import DTYPE_CHOICES
 from ._options import CommandError, add_point_options, integer_at_least
 
 

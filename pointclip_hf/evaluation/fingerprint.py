@@ -14,8 +14,8 @@ import torch
 import xxhash
 
 from ..dtype_policy import cpu_flags
+from ..model.choices import dtype_name
 from ..model.pipeline_pointclip import label_tokens
-from ..model.prompts import dtype_name
 from ..model.weights_fingerprint import clip_weights_sha256, tensors_sha256
 from ..onnx_image_tower import image_tower_backend
 

@@ -3,8 +3,9 @@
 from huggingface_hub.dataclasses import strict
 from transformers import CLIPConfig, PreTrainedConfig
 
+from .choices import PART_SEGMENTATION_STYLE
 from .projection import get_projection_style
-from .prompts import DEFAULT_TEMPLATES, PART_SEGMENTATION_STYLE, check_labels, check_prompt_template
+from .prompts import DEFAULT_TEMPLATES, check_labels, check_prompt_template
 
 MAX_VIEW_WEIGHT = 100.0
 MIN_LARGEST_VIEW_WEIGHT = 1e-3

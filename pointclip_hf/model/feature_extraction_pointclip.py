@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from transformers import BatchFeature, FeatureExtractionMixin
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
+from .choices import DEFAULT_SAMPLING, SAMPLING_METHODS, UP_AXES
 from .cpu_threads import cat_on_cpu_threads, num_worker_threads
 from .projection import get_projection_style, render_views
-from .prompts import DEFAULT_SAMPLING, SAMPLING_METHODS, UP_AXES
 
 MAX_NUM_POINTS = 1_000_000
 MAX_IMAGE_SIZE = 1024

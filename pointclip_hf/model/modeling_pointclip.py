@@ -19,6 +19,7 @@ from transformers import initialization as init
 from transformers.utils import CONFIG_NAME, ModelOutput, cached_file, can_return_tuple
 from transformers.utils.hub import extract_commit_hash
 
+from .choices import dtype_name
 from .configuration_pointclip import PointCLIPConfig, config_class_for, with_own_config_class
 from .cpu_threads import map_on_cpu_threads, run_on_cpu_thread
 from .inter_view_adapter import (
@@ -33,7 +34,7 @@ from .inter_view_adapter import (
     load_saved_tensors,
 )
 from .processing_pointclip import pop_point_options
-from .prompts import check_local_path_exists, dtype_name
+from .prompts import check_local_path_exists
 
 
 @dataclass

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import ModelOutput, can_return_tuple
 
+from .choices import PART_SEGMENTATION_STYLE
 from .configuration_pointclip import PointCLIPPartSegmentationConfig
 from .cpu_threads import run_on_cpu_thread
 from .modeling_pointclip import PointCLIPPreTrainedModel
-from .prompts import PART_SEGMENTATION_STYLE
 
 # The reference head's smoothing of the patch score maps: ReplicationPad2d([2, 3, 2, 3]) then AvgPool2d(6, stride 1).
 SCORE_PADDING = (2, 3, 2, 3)

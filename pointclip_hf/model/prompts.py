@@ -4,28 +4,14 @@ A label becomes one or more sentences: the sentences of its entry in a class-pro
 otherwise every template formatted with the label (underscores read as spaces, as the reference does). The model
 encodes each sentence, normalises it, averages the sentences of a label and normalises again (CLIP's ensembling).
 
-The module also holds the other names users choose from (dtypes, sampling methods, up axes, projection styles): it
-imports nothing heavy, so the command line builds its parser from it before torch loads. Each name's meaning lives
-with the code that acts on it (`dtype_policy`, `feature_extraction_pointclip`).
+It also holds the label rules (`check_labels` and the checks a label set meets) and the check that a path written as
+a local one exists.
 """
 
 import json
 import os
 import string
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    import torch
-
-DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-DTYPE_CHOICES = ["auto", *DTYPE_ALIASES.values(), *DTYPE_ALIASES]
-SAMPLING_METHODS = ("random", "fps", "first")
-DEFAULT_SAMPLING = "random"
-UP_AXES = ("y", "-y", "z", "-z", "x", "-x")
-CLASSIFICATION_STYLES = ("pointclip_v1", "pointclip_v1_fewshot", "pointclip_v2")
-PART_SEGMENTATION_STYLE = "pointclip_v2_part_segmentation"
-PROJECTION_STYLES = (*CLASSIFICATION_STYLES, PART_SEGMENTATION_STYLE)  # the keys of projection.STYLES
 
 # The template each reference configuration uses: `CUSTOM_TEMPLATES` of the official `trainers/zeroshot.py` and
 # `trainers/fewshot.py` (V1), of `zeroshot_cls/trainers/zeroshot.py` and of the V2 few-shot code.
@@ -315,8 +301,3 @@ def check_local_path_exists(source: str, what: str) -> None:
     """Raise a `FileNotFoundError` naming `what` when `source` is written as a local path that does not exist."""
     if looks_like_local_path(source) and not os.path.exists(os.path.expanduser(source)):
         raise FileNotFoundError(f"No such {what}: {source}.")
-
-
-def dtype_name(dtype: "torch.dtype") -> str:
-    """`torch.bfloat16` -> `"bfloat16"`: the name recorded in reports, predictions headers and JSON output."""
-    return str(dtype).removeprefix("torch.")
